@@ -1,0 +1,9 @@
+//! vipgate's control plane: everything that is not per packet.
+//!
+//! This crate turns configuration into forwarding snapshots for the engine, runs the
+//! operator socket and the metrics endpoint, and provides the `vipgate` command.
+//! Nothing here runs on a worker's data path.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod cli;

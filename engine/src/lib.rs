@@ -1,0 +1,15 @@
+//! vipgate's data plane.
+//!
+//! The engine parses frames, finds the VIP a packet is addressed to, picks a backend with
+//! Maglev consistent hashing and encapsulates the packet toward it. Everything here is
+//! free of I/O and of clocks of its own: callers pass buffers and the current time in,
+//! and get verdicts back, so every forwarding decision can be tested without a NIC.
+//!
+//! - [`wire`]: zero-copy header views and their plain `Repr` structs, and checksums.
+//! - [`maglev`]: the Maglev lookup table, and the stable hash functions it is built on.
+
+#![warn(missing_docs, unreachable_pub)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod maglev;
+pub mod wire;

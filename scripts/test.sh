@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every check of vipgate on this machine: formatting, lints, all tests of the
+# workspace, and shellcheck over the scripts. Installs the system packages the checks need
+# when they are missing (as root, through apt).
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: scripts/test.sh [--help]
+
+Runs, from the repository root:
+  cargo fmt --all --check
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  cargo test --workspace --locked
+  shellcheck over scripts/*.sh and .ci/run
+
+System packages that are missing (shellcheck) are installed with apt-get when run as
+root; otherwise the script names them and stops. Exits non-zero on the first failure.
+USAGE
+}
+
+case "${1:-}" in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    "") ;;
+    *)
+        echo "scripts/test.sh: unknown argument '$1' (try --help)" >&2
+        exit 2
+        ;;
+esac
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+missing=()
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+if ((${#missing[@]} > 0)); then
+    if [[ "$(id -u)" -ne 0 ]]; then
+        echo "scripts/test.sh: missing packages: ${missing[*]}; install them or run as root" >&2
+        exit 1
+    fi
+    echo "scripts/test.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+for tool in cargo rustfmt cargo-clippy; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "scripts/test.sh: '$tool' not found: install the Rust toolchain with rustfmt and clippy" >&2
+        exit 1
+    fi
+done
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all --check
+
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== shellcheck" >&2
+shellcheck scripts/*.sh .ci/run
+
+echo "== cargo test" >&2
+cargo test --workspace --locked
