@@ -14,7 +14,7 @@ Runs, from the repository root:
   cargo test --workspace --locked
   shellcheck over scripts/*.sh and .ci/run
 
-System packages that are missing (shellcheck) are installed with apt-get when run as
+System packages that are missing (shellcheck, a C compiler, python3) are installed with apt-get when run as
 root; otherwise the script names them and stops. Exits non-zero on the first failure.
 USAGE
 }
@@ -37,6 +37,7 @@ cd "$root"
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then
         echo "scripts/test.sh: missing packages: ${missing[*]}; install them or run as root" >&2
