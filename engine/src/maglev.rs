@@ -66,8 +66,7 @@
 //! # Cost
 //!
 //! Building a table does not allocate per slot: it keeps `(skip, next slot, credit)` per
-//! backend and a bitmap of taken slots (`M / 8` bytes, which stays in L1 at `M = 65537`),
-//! and steps through each permutation by add-then-conditional-subtract, with no `%` in the
+//! backend and a map of taken slots (`2 M` bytes), and steps through each permutation by add-then-conditional-subtract, with no `%` in the
 //! loop. Slots are `u16` backend indices, so a ring at `M = 65537` is 128 KiB. A lookup is
 //! one index, `ring[hash mod M]`, where the remainder is computed exactly by
 //! multiplication (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019).
@@ -345,56 +344,192 @@ impl Ring {
     }
 }
 
+/// Below this many free slots, a turn finds its slot from the list of free slots instead of
+/// walking its preference list (see [`populate`]).
+const TAIL: u32 = 256;
+
+/// `a × b mod m` for `a, b < m < 2^21`, by Barrett reduction with `mu = ⌊(2^64 − 1) / m⌋`.
+#[inline(always)]
+fn mul_mod(a: u32, b: u32, m: u32, mu: u64) -> u32 {
+    let p = u64::from(a) * u64::from(b);
+    let q = ((u128::from(p) * u128::from(mu)) >> 64) as u64;
+    let mut r = p - q * u64::from(m);
+    while r >= u64::from(m) {
+        r -= u64::from(m);
+    }
+    r as u32
+}
+
+/// `a + b mod m` for `a, b < m`: one conditional subtract instead of `%`.
+#[inline(always)]
+fn add_mod(a: u32, b: u32, m: u32) -> u32 {
+    let s = a + b;
+    if s >= m {
+        s - m
+    } else {
+        s
+    }
+}
+
 /// Pseudocode 1 with weights (see the module doc), over backends in identity order with at
 /// least one non-zero weight.
+///
+/// A backend's turn takes the first free slot among `next, next + skip, next + 2 skip, ...`
+/// (mod `M`). Three ways of finding it, each giving exactly that slot:
+/// - early in the fill the first candidate is usually free: test it alone;
+/// - otherwise test four candidates per step, branch-free, and take the first free one
+///   (one branch per candidate would mispredict about once per slot in mid-fill);
+/// - with fewer than [`TAIL`] slots free, walking the list costs about `M / free` probes,
+///   while the list of free slots is short: the candidate `x` comes `j(x) = (x − next) ×
+///   skip⁻¹ mod M` steps after `next` (M is prime, so `skip` has an inverse), and the free
+///   slot with the smallest `j` is the one the walk would reach first.
 fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> Box<[u16]> {
     struct Turn {
         index: u16,
         weight: u64,
         credit: u64,
-        skip: u32,
         next: u32,
+        /// `skip`, `2 skip`, `3 skip` and `4 skip`, each reduced mod `M`.
+        steps: [u32; 4],
+        /// `skip⁻¹ mod M`, computed at the backend's first turn in the tail (0 before).
+        inverse: u32,
     }
+    let mu = u64::MAX / u64::from(m);
     let mut turns: Vec<Turn> = backends
         .iter()
         .enumerate()
         .filter(|(_, b)| b.weight > 0)
         .map(|(i, b)| {
             let (offset, skip) = b.id.offset_skip(seed, m);
-            Turn { index: i as u16, weight: u64::from(b.weight), credit: 0, skip, next: offset }
+            let s2 = add_mod(skip, skip, m);
+            let s3 = add_mod(s2, skip, m);
+            let s4 = add_mod(s3, skip, m);
+            Turn {
+                index: i as u16,
+                weight: u64::from(b.weight),
+                credit: 0,
+                next: offset,
+                steps: [skip, s2, s3, s4],
+                inverse: 0,
+            }
         })
         .collect();
     let w_max = u64::from(w_max);
+    // With equal weights every turn claims a slot, and the credits can be skipped.
+    let uniform = turns.iter().all(|t| t.weight == w_max);
     let mut slots = vec![0u16; m as usize].into_boxed_slice();
-    let mut taken = vec![0u64; (m as usize).div_ceil(64)];
+    // Which slots are taken, one byte per slot, twice over: entry `c + M` mirrors entry `c`,
+    // so the candidates `c + k skip` (k = 1..3, each `k skip` reduced mod M) can be tested
+    // before they are reduced.
+    let mut taken = vec![0u8; 2 * m as usize].into_boxed_slice();
     let mut filled = 0u32;
-    loop {
-        for t in turns.iter_mut() {
+    let mut turn = 0usize;
+    // Whose turn it is next: round-robin over the backends with weight, skipping those whose
+    // credit has not reached `w_max` yet.
+    let mut next_turn = |turns: &mut [Turn]| -> usize {
+        loop {
+            let i = turn;
+            turn += 1;
+            if turn == turns.len() {
+                turn = 0;
+            }
+            if uniform {
+                return i;
+            }
+            let t = &mut turns[i];
             t.credit += t.weight;
-            if t.credit < w_max {
-                continue;
-            }
-            t.credit -= w_max;
-            let mut c = t.next;
-            while taken[(c >> 6) as usize] & (1u64 << (c & 63)) != 0 {
-                c += t.skip;
-                if c >= m {
-                    c -= m;
-                }
-            }
-            taken[(c >> 6) as usize] |= 1u64 << (c & 63);
-            slots[c as usize] = t.index;
-            c += t.skip;
-            if c >= m {
-                c -= m;
-            }
-            t.next = c;
-            filled += 1;
-            if filled == m {
-                return slots;
+            if t.credit >= w_max {
+                t.credit -= w_max;
+                return i;
             }
         }
+    };
+
+    // Walking the preference lists, until TAIL slots are left.
+    let tail_start = m.saturating_sub(TAIL);
+    while filled < tail_start {
+        let i = next_turn(&mut turns);
+        let t = &mut turns[i];
+        let [s1, s2, s3, s4] = t.steps;
+        let c0 = t.next;
+        // The common case early in the fill: the next preferred slot is free.
+        let chosen = if taken[c0 as usize] == 0 {
+            c0
+        } else {
+            let mut base = add_mod(c0, s1, m);
+            loop {
+                debug_assert!(base < m && s3 < m);
+                // SAFETY: `base < M` and every `s_k < M` (both are kept reduced mod M), so
+                // each index is below `2 M`, the length of `taken`.
+                let busy = unsafe {
+                    u32::from(*taken.get_unchecked(base as usize))
+                        | u32::from(*taken.get_unchecked((base + s1) as usize)) << 1
+                        | u32::from(*taken.get_unchecked((base + s2) as usize)) << 2
+                        | u32::from(*taken.get_unchecked((base + s3) as usize)) << 3
+                };
+                if busy != 0b1111 {
+                    let k = (!busy).trailing_zeros() as usize;
+                    let c = base + [0, s1, s2, s3][k & 3];
+                    break if c >= m { c - m } else { c };
+                }
+                base = add_mod(base, s4, m);
+            }
+        };
+        taken[chosen as usize] = 1;
+        taken[(chosen + m) as usize] = 1;
+        slots[chosen as usize] = t.index;
+        t.next = add_mod(chosen, s1, m);
+        filled += 1;
     }
+
+    // The tail: the free slot nearest along the preference list.
+    let mut free: Vec<u32> = Vec::with_capacity((m - filled) as usize);
+    for (w, chunk) in taken[..m as usize].chunks(8).enumerate() {
+        if chunk != [1u8; 8] {
+            let first = (w * 8) as u32;
+            free.extend(chunk.iter().enumerate().filter(|(_, &b)| b == 0).map(|(i, _)| first + i as u32));
+        }
+    }
+    while let Some(&last) = free.last() {
+        let i = next_turn(&mut turns);
+        let t = &mut turns[i];
+        let chosen = if free.len() == 1 {
+            free.pop();
+            last
+        } else {
+            if t.inverse == 0 {
+                // Fermat: skip^(M−2) is skip's inverse, M being prime (never 0).
+                t.inverse = pow_mod(t.steps[0], m - 2, m, mu);
+            }
+            let c0 = t.next;
+            let mut best = (u32::MAX, 0usize);
+            for (i, &x) in free.iter().enumerate() {
+                let d = if x >= c0 { x - c0 } else { x + m - c0 };
+                let j = mul_mod(d, t.inverse, m, mu);
+                if j < best.0 {
+                    best = (j, i);
+                }
+            }
+            free.swap_remove(best.1)
+        };
+        slots[chosen as usize] = t.index;
+        t.next = add_mod(chosen, t.steps[0], m);
+    }
+    slots
+}
+
+/// `base^exp mod m` by squaring.
+fn pow_mod(base: u32, mut exp: u32, m: u32, mu: u64) -> u32 {
+    let mut result = 1 % m;
+    let mut b = base % m;
+    while exp > 0 {
+        if exp & 1 == 1 {
+            result = mul_mod(result, b, m, mu);
+        }
+        b = mul_mod(b, b, m, mu);
+        exp >>= 1;
+    }
+    result
 }
 
 #[cfg(test)]
