@@ -11,5 +11,9 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod buf;
+pub mod flow;
 pub mod maglev;
+pub mod pipeline;
+pub mod table;
 pub mod wire;

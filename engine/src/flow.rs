@@ -1,0 +1,361 @@
+//! The per-worker connection table: which backend each live flow was sent to.
+//!
+//! One table per worker, never shared: flows are spread over workers by their hash, so a
+//! flow always meets the same table. The table is allocated once, at its full size, and
+//! never allocates again.
+//!
+//! # Layout and cost
+//!
+//! Entries are 64 bytes, one cache line each (the figure the design aims for): the key
+//! (both addresses as 16 bytes, ports, protocol: 40 bytes), the backend's fingerprint
+//! (its stable identity, 8 bytes), the last time the flow was seen (8 bytes) and its
+//! timeout class. The table holds `capacity` rounded up to a power of two entries; a key
+//! may live in any of the [`WINDOW`] entries from its home position. A table for
+//! 1 048 576 flows takes 64 MiB.
+//!
+//! # Time and eviction
+//!
+//! The caller passes the time in with every call; the table reads no clock. An entry is
+//! live while `now - last_seen` is below its class's idle timeout (TCP, UDP, or the short
+//! one after a FIN or RST). Inserting into a full window reuses an expired entry, or else
+//! evicts the least recently seen one and says so (the caller counts `flow_table_full`).
+//!
+//! # Hashing
+//!
+//! The home position comes from a hash keyed per table with random keys drawn from the
+//! process's `RandomState`: the 5-tuple is chosen by whoever sends the packet, and a fixed
+//! hash would let them pile every flow into one window.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+
+use crate::maglev::fmix64;
+
+/// How many consecutive entries a key may occupy from its home position.
+pub const WINDOW: usize = 8;
+
+/// A flow's identity: the 5-tuple, or the 3-tuple (ports 0) for IP fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct FlowKey {
+    /// Source address (IPv4 as IPv4-mapped IPv6).
+    pub src: [u8; 16],
+    /// Destination address (IPv4 as IPv4-mapped IPv6).
+    pub dst: [u8; 16],
+    /// Source port, 0 for fragments and portless protocols.
+    pub src_port: u16,
+    /// Destination port, 0 for fragments and portless protocols.
+    pub dst_port: u16,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// 4 or 6; 0 marks an empty entry.
+    pub family: u8,
+    _pad: [u8; 2],
+}
+
+impl FlowKey {
+    /// The key of a packet from `src:src_port` to `dst:dst_port` over `protocol`.
+    #[inline]
+    pub fn new(src: IpAddr, dst: IpAddr, protocol: u8, src_port: u16, dst_port: u16) -> FlowKey {
+        let family = if src.is_ipv4() { 4 } else { 6 };
+        FlowKey { src: octets(src), dst: octets(dst), src_port, dst_port, protocol, family, _pad: [0; 2] }
+    }
+
+    /// The source address.
+    pub fn src_addr(&self) -> IpAddr {
+        addr(self.src, self.family)
+    }
+
+    /// The destination address.
+    pub fn dst_addr(&self) -> IpAddr {
+        addr(self.dst, self.family)
+    }
+
+    #[inline]
+    fn words(&self) -> [u64; 5] {
+        let w = |b: &[u8; 16], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        [
+            w(&self.src, 0),
+            w(&self.src, 8),
+            w(&self.dst, 0),
+            w(&self.dst, 8),
+            u64::from(self.src_port)
+                | u64::from(self.dst_port) << 16
+                | u64::from(self.protocol) << 32
+                | u64::from(self.family) << 40,
+        ]
+    }
+}
+
+#[inline]
+fn octets(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn addr(b: [u8; 16], family: u8) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(b);
+    match (family, v6.to_ipv4_mapped()) {
+        (4, Some(v4)) => IpAddr::V4(v4),
+        _ => IpAddr::V6(v6),
+    }
+}
+
+/// Which idle timeout applies to an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum TimeoutClass {
+    /// A TCP flow.
+    Tcp = 0,
+    /// UDP or anything else.
+    #[default]
+    Udp = 1,
+    /// A TCP flow that has seen FIN or RST.
+    Closing = 2,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Entry {
+    key: FlowKey,
+    backend: u64,
+    last_seen: u64,
+    class: TimeoutClass,
+}
+
+const _: () = assert!(core::mem::size_of::<Entry>() == 64);
+
+/// Idle timeouts by class, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleTimeouts(pub [u64; 3]);
+
+/// What [`FlowTable::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Into a free or expired entry.
+    Fresh,
+    /// Over the least recently seen live flow of the window: the table is full here.
+    Evicted,
+}
+
+/// The per-worker flow table.
+pub struct FlowTable {
+    entries: Box<[Entry]>,
+    mask: usize,
+    keys: (u64, u64),
+}
+
+impl core::fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FlowTable").field("entries", &self.entries.len()).finish()
+    }
+}
+
+impl FlowTable {
+    /// A table for at least `capacity` flows (rounded up to a power of two, at least
+    /// [`WINDOW`]), with hash keys drawn at random.
+    pub fn new(capacity: usize) -> FlowTable {
+        let state = std::collections::hash_map::RandomState::new();
+        let mut h = state.build_hasher();
+        h.write_u64(0x5eed);
+        let k0 = h.finish();
+        h.write_u64(0x5eed);
+        let k1 = h.finish();
+        FlowTable::with_keys(capacity, (k0, k1))
+    }
+
+    /// A table with fixed hash keys, for tests that need the same layout twice.
+    pub fn with_keys(capacity: usize, keys: (u64, u64)) -> FlowTable {
+        let n = capacity.max(WINDOW).next_power_of_two();
+        FlowTable { entries: vec![Entry::default(); n].into_boxed_slice(), mask: n - 1, keys }
+    }
+
+    /// How many entries the table has.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The keyed hash of a flow key (see the module doc).
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        let [a, b, c, d, e] = key.words();
+        let h = fmix64(a ^ self.keys.0);
+        let h = fmix64(h ^ b ^ self.keys.1);
+        let h = fmix64(h ^ c);
+        let h = fmix64(h ^ d ^ self.keys.0);
+        fmix64(h ^ e ^ self.keys.1)
+    }
+
+    /// Hints the CPU to fetch the first entry of `hash`'s window.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let i = hash as usize & self.mask;
+        prefetch_read(&self.entries[i]);
+    }
+
+    /// The backend fingerprint of a live flow, refreshing its last-seen time and (when
+    /// `class` is not `None`) its class. Expired entries are not returned.
+    #[inline]
+    pub fn lookup(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: Option<TimeoutClass>,
+    ) -> Option<u64> {
+        let home = hash as usize;
+        for k in 0..WINDOW {
+            let e = &mut self.entries[(home + k) & self.mask];
+            if e.key == *key {
+                if now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize] {
+                    return None;
+                }
+                e.last_seen = e.last_seen.max(now);
+                if let Some(c) = class {
+                    // A closing flow stays closing.
+                    if e.class != TimeoutClass::Closing {
+                        e.class = c;
+                    }
+                }
+                return Some(e.backend);
+            }
+        }
+        None
+    }
+
+    /// Remembers that `key` goes to `backend`, replacing its old entry if it has one.
+    pub fn insert(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        backend: u64,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: TimeoutClass,
+    ) -> Inserted {
+        let home = hash as usize;
+        let mut free = None;
+        let mut oldest = (u64::MAX, 0usize);
+        for k in 0..WINDOW {
+            let i = (home + k) & self.mask;
+            let e = &self.entries[i];
+            if e.key == *key {
+                free = Some(i);
+                break;
+            }
+            let expired = e.key.family == 0 || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize];
+            if expired && free.is_none() {
+                free = Some(i);
+            }
+            if e.last_seen < oldest.0 {
+                oldest = (e.last_seen, i);
+            }
+        }
+        let (i, result) = match free {
+            Some(i) => (i, Inserted::Fresh),
+            None => (oldest.1, Inserted::Evicted),
+        };
+        self.entries[i] = Entry { key: *key, backend, last_seen: now, class };
+        result
+    }
+
+    /// Forgets `key`.
+    pub fn remove(&mut self, key: &FlowKey, hash: u64) {
+        let home = hash as usize;
+        for k in 0..WINDOW {
+            let e = &mut self.entries[(home + k) & self.mask];
+            if e.key == *key {
+                *e = Entry::default();
+                return;
+            }
+        }
+    }
+
+    /// Live flows per backend fingerprint, by a full scan (for the control side; slow).
+    pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = (&FlowKey, u64)> + '_ {
+        let t = *timeouts;
+        self.entries
+            .iter()
+            .filter(move |e| e.key.family != 0 && now.saturating_sub(e.last_seen) < t.0[e.class as usize])
+            .map(|e| (&e.key, e.backend))
+    }
+}
+
+#[inline(always)]
+fn prefetch_read<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint with no effect on memory; any address is allowed.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const T as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const T: IdleTimeouts = IdleTimeouts([100, 50, 10]);
+
+    fn key(i: u32) -> FlowKey {
+        FlowKey::new(IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i)), IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), 6, 40000, 8000)
+    }
+
+    #[test]
+    fn insert_lookup_expire() {
+        let mut t = FlowTable::with_keys(64, (1, 2));
+        let k = key(1);
+        let h = t.hash(&k);
+        assert_eq!(t.lookup(&k, h, 0, &T, None), None);
+        assert_eq!(t.insert(&k, h, 77, 1000, &T, TimeoutClass::Tcp), Inserted::Fresh);
+        assert_eq!(t.lookup(&k, h, 1050, &T, None), Some(77));
+        // Seen at 1050: alive until 1150.
+        assert_eq!(t.lookup(&k, h, 1149, &T, None), Some(77));
+        assert_eq!(t.lookup(&k, h, 1249, &T, None), None);
+        // FIN shortens the life.
+        t.insert(&k, h, 77, 2000, &T, TimeoutClass::Tcp);
+        assert_eq!(t.lookup(&k, h, 2001, &T, Some(TimeoutClass::Closing)), Some(77));
+        assert_eq!(t.lookup(&k, h, 2005, &T, Some(TimeoutClass::Tcp)), Some(77));
+        assert_eq!(t.lookup(&k, h, 2016, &T, None), None);
+        assert_eq!(k.src_addr(), IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
+        t.insert(&k, h, 5, 3000, &T, TimeoutClass::Udp);
+        t.remove(&k, h);
+        assert_eq!(t.lookup(&k, h, 3000, &T, None), None);
+    }
+
+    #[test]
+    fn full_window_evicts_least_recent() {
+        let mut t = FlowTable::with_keys(8, (1, 2));
+        // With 8 entries, every key's window is the whole table.
+        for i in 0..8 {
+            let k = key(i);
+            let h = t.hash(&k);
+            assert_eq!(t.insert(&k, h, u64::from(i), 100 + u64::from(i), &T, TimeoutClass::Tcp), Inserted::Fresh);
+        }
+        let k = key(100);
+        let h = t.hash(&k);
+        assert_eq!(t.insert(&k, h, 100, 110, &T, TimeoutClass::Tcp), Inserted::Evicted);
+        // key(0) was seen least recently.
+        let k0 = key(0);
+        assert_eq!(t.lookup(&k0, t.hash(&k0), 111, &T, None), None);
+        for i in 1..8 {
+            let k = key(i);
+            assert_eq!(t.lookup(&k, t.hash(&k), 111, &T, None), Some(u64::from(i)));
+        }
+        // Once the others expire, inserting is fresh again.
+        let k = key(200);
+        assert_eq!(t.insert(&k, t.hash(&k), 1, 10_000, &T, TimeoutClass::Tcp), Inserted::Fresh);
+    }
+
+    #[test]
+    fn keys_differ_per_table() {
+        let a = FlowTable::new(8);
+        let b = FlowTable::new(8);
+        assert_ne!(a.hash(&key(1)), b.hash(&key(1)));
+    }
+}

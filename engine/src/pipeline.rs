@@ -1,0 +1,1130 @@
+//! The forwarding pipeline: from a received frame to a verdict, per packet, with no I/O.
+//!
+//! [`Pipeline::process`] takes a burst of frames, the current time and the snapshot, and
+//! turns every frame into a [`Verdict`]:
+//! - [`Verdict::Forward`]: the buffer now holds the packet encapsulated toward its backend
+//!   (IPIP / IPv6-in-IPv6 / GUE / GRE), the inner packet byte-for-byte as received;
+//! - [`Verdict::Reply`]: the buffer now holds our answer (ARP reply, neighbour
+//!   advertisement, echo reply, ICMP "too big");
+//! - [`Verdict::Drop`]: the buffer is as received, and the reason is counted.
+//!
+//! Every verdict is counted in [`Counters`]. Nothing a frame contains can make this code
+//! panic, allocate or loop without bound: parsing goes through the checked views of
+//! [`crate::wire`], and every write is into the buffer's own headroom.
+//!
+//! # Order of the checks
+//! 1. L2: unicast to our MAC, broadcast, or IPv6 multicast (neighbour discovery) only;
+//!    one VLAN tag at most.
+//! 2. ARP requests for our addresses are answered; IPv4 and IPv6 go on; the rest is
+//!    `not_ip`.
+//! 3. Packets to our own addresses: echo requests and neighbour solicitations are
+//!    answered; nothing else is ours to take.
+//! 4. Echo requests to a VIP address are answered; ICMP errors about a VIP's flow go to
+//!    the backend that owns it.
+//! 5. The VIP: exact address:protocol:port, then any port, then any protocol; none is
+//!    `no_vip` inside a VIP subnet and `not_vip` outside.
+//! 6. The backend: the flow table, or on a miss Maglev on the flow hash, remembered.
+//!    Fragments use the 3-tuple (Maglev paper, §4.3).
+//! 7. Encapsulation; a result above the MTU gets ICMP "fragmentation needed" / "packet
+//!    too big" back to the client (rate limited), or, for IPv4 without DF, outer
+//!    fragmentation.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::buf::PacketBuf;
+use crate::flow::{FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
+use crate::maglev;
+use crate::table::{BackendState, Encap, PoolBackend, Snapshot, Vip};
+use crate::wire::{
+    self, arp, checksum, ethernet, gre, gue, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vlan, EtherType,
+    EthernetAddress, IpProtocol,
+};
+
+/// The most packets [`Pipeline::process`] takes at once.
+pub const MAX_BURST: usize = 64;
+
+/// Why a packet was dropped. The names are part of vipgate's interface (counters, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A header could not be parsed: too short, or contradicting itself.
+    Malformed,
+    /// Neither IPv4, IPv6 nor ARP.
+    NotIp,
+    /// Addressed to something outside every VIP subnet (or to us, but not ours to take).
+    NotVip,
+    /// Inside a VIP subnet, but no VIP matches its address, protocol and port.
+    NoVip,
+    /// The VIP's pool has no backend that takes new flows.
+    NoBackend,
+    /// TTL or hop limit 0.
+    TtlExpired,
+    /// Too big for the egress MTU once encapsulated (an ICMP error may have been sent).
+    TooBig,
+    /// The port would not take it.
+    TxFull,
+    /// Well-formed, but of a kind vipgate does not handle (QinQ, GUE variant 1, ...).
+    Unsupported,
+    /// An Ethernet frame for another host's MAC address.
+    OtherMac,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::NotIp,
+        DropReason::NotVip,
+        DropReason::NoVip,
+        DropReason::NoBackend,
+        DropReason::TtlExpired,
+        DropReason::TooBig,
+        DropReason::TxFull,
+        DropReason::Unsupported,
+        DropReason::OtherMac,
+    ];
+
+    /// The counter's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotIp => "not_ip",
+            DropReason::NotVip => "not_vip",
+            DropReason::NoVip => "no_vip",
+            DropReason::NoBackend => "no_backend",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::TooBig => "too_big",
+            DropReason::TxFull => "tx_full",
+            DropReason::Unsupported => "unsupported",
+            DropReason::OtherMac => "other_mac",
+        }
+    }
+
+    fn from_wire(e: wire::Error) -> DropReason {
+        match e {
+            wire::Error::Truncated | wire::Error::Malformed => DropReason::Malformed,
+            wire::Error::Unsupported => DropReason::Unsupported,
+        }
+    }
+}
+
+/// What became of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Encapsulated toward a backend: send the buffer.
+    Forward,
+    /// Answered: send the buffer (it holds the answer).
+    Reply,
+    /// Dropped; the buffer holds the packet as received.
+    Drop(DropReason),
+}
+
+/// A worker's counters. Every packet is counted once in `rx` and once in one of
+/// `forwarded`, `replied` or `drops`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received (frames as received).
+    pub rx_bytes: u64,
+    /// Packets encapsulated toward a backend.
+    pub forwarded: u64,
+    /// Bytes sent encapsulated (outer headers included).
+    pub forwarded_bytes: u64,
+    /// Answers sent (ARP, ND, echo, ICMP too big).
+    pub replied: u64,
+    /// Drops, indexed like [`DropReason::ALL`].
+    pub drops: [u64; DropReason::ALL.len()],
+    /// Packets whose flow was in the flow table.
+    pub flow_hits: u64,
+    /// Packets whose flow was not (Maglev picked the backend).
+    pub flow_misses: u64,
+    /// New flows remembered by evicting the least recent flow of a full window.
+    pub flow_table_full: u64,
+    /// Remembered flows whose backend went away (removed or down) and were moved.
+    pub flow_moved: u64,
+    /// IP fragments forwarded on the 3-tuple.
+    pub fragments: u64,
+    /// ICMP errors about a VIP's flow forwarded to its backend.
+    pub icmp_errors_forwarded: u64,
+    /// ICMP "too big" messages sent to clients.
+    pub icmp_too_big_sent: u64,
+    /// ICMP messages not sent because of the rate limit.
+    pub icmp_rate_limited: u64,
+    /// Outer IPv4 fragments sent for packets without DF above the MTU.
+    pub outer_fragments: u64,
+    /// ARP replies sent.
+    pub arp_replies: u64,
+    /// Neighbour advertisements sent.
+    pub nd_replies: u64,
+    /// Echo replies sent.
+    pub echo_replies: u64,
+}
+
+impl Counters {
+    /// The drop counter of `reason`.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// All counters as `(name, value)`, drops as `drop_<reason>`.
+    pub fn named(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = vec![
+            ("rx_packets".into(), self.rx_packets),
+            ("rx_bytes".into(), self.rx_bytes),
+            ("forwarded".into(), self.forwarded),
+            ("forwarded_bytes".into(), self.forwarded_bytes),
+            ("replied".into(), self.replied),
+        ];
+        for r in DropReason::ALL {
+            v.push((format!("drop_{}", r.name()), self.drop_count(r)));
+        }
+        v.extend([
+            ("flow_hits".into(), self.flow_hits),
+            ("flow_misses".into(), self.flow_misses),
+            ("flow_table_full".into(), self.flow_table_full),
+            ("flow_moved".into(), self.flow_moved),
+            ("fragments".into(), self.fragments),
+            ("icmp_errors_forwarded".into(), self.icmp_errors_forwarded),
+            ("icmp_too_big_sent".into(), self.icmp_too_big_sent),
+            ("icmp_rate_limited".into(), self.icmp_rate_limited),
+            ("outer_fragments".into(), self.outer_fragments),
+            ("arp_replies".into(), self.arp_replies),
+            ("nd_replies".into(), self.nd_replies),
+            ("echo_replies".into(), self.echo_replies),
+        ]);
+        v
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.forwarded += other.forwarded;
+        self.forwarded_bytes += other.forwarded_bytes;
+        self.replied += other.replied;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+        self.flow_hits += other.flow_hits;
+        self.flow_misses += other.flow_misses;
+        self.flow_table_full += other.flow_table_full;
+        self.flow_moved += other.flow_moved;
+        self.fragments += other.fragments;
+        self.icmp_errors_forwarded += other.icmp_errors_forwarded;
+        self.icmp_too_big_sent += other.icmp_too_big_sent;
+        self.icmp_rate_limited += other.icmp_rate_limited;
+        self.outer_fragments += other.outer_fragments;
+        self.arp_replies += other.arp_replies;
+        self.nd_replies += other.nd_replies;
+        self.echo_replies += other.echo_replies;
+    }
+}
+
+/// A token bucket for the ICMP messages a worker generates.
+#[derive(Debug, Clone)]
+struct RateLimit {
+    per_second: u64,
+    burst: u64,
+    tokens: u64,
+    last: u64,
+}
+
+impl RateLimit {
+    fn allow(&mut self, now: u64) -> bool {
+        let elapsed = now.saturating_sub(self.last);
+        let refill = elapsed.saturating_mul(self.per_second) / 1_000_000_000;
+        if refill > 0 {
+            self.tokens = (self.tokens + refill).min(self.burst);
+            self.last = now;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Options of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineOptions {
+    /// Flow table capacity.
+    pub flow_capacity: usize,
+    /// ICMP messages generated per second, at most.
+    pub icmp_per_second: u64,
+    /// ICMP messages in a burst, at most.
+    pub icmp_burst: u64,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions { flow_capacity: 1 << 16, icmp_per_second: 1000, icmp_burst: 100 }
+    }
+}
+
+/// A packet on its way to a VIP, between classification and forwarding.
+#[derive(Debug, Clone, Copy)]
+struct ToVip {
+    vip: u32,
+    key: FlowKey,
+    hash: u64,
+    /// Offset of the IP header in the frame.
+    l3: usize,
+    /// Length of the IP packet (Total Length / 40 + Payload Length).
+    ip_len: usize,
+    v6: bool,
+    class: TimeoutClass,
+    /// The TCP segment had FIN or RST.
+    closing: bool,
+    /// IPv4 DF, or always for IPv6.
+    dont_frag: bool,
+    /// DSCP/ECN or traffic class, copied to the outer header.
+    tos: u8,
+    fragment: bool,
+    icmp_error: bool,
+}
+
+enum Step {
+    Done(Verdict),
+    Vip(ToVip),
+}
+
+/// One worker's pipeline: its flow table, counters and rate limiter.
+pub struct Pipeline {
+    flows: FlowTable,
+    counters: Counters,
+    icmp: RateLimit,
+    ip_ident: u16,
+    /// The last `Reply` verdict is an ICMP "too big": count it as a `too_big` drop.
+    reply_is_too_big: bool,
+    pending: Vec<Option<ToVip>>,
+    /// Outer fragments made by the last `process` call, to send after the burst.
+    extra: Vec<PacketBuf>,
+    spare: Vec<PacketBuf>,
+}
+
+impl core::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pipeline").field("flows", &self.flows).field("counters", &self.counters).finish()
+    }
+}
+
+/// How many spare buffers a pipeline keeps for outer fragments.
+const SPARE_BUFFERS: usize = 2 * MAX_BURST;
+
+impl Pipeline {
+    /// A pipeline with a flow table of `options.flow_capacity` entries. Everything it
+    /// will use is allocated here.
+    pub fn new(options: PipelineOptions) -> Pipeline {
+        Pipeline::with_flow_table(FlowTable::new(options.flow_capacity), options)
+    }
+
+    /// A pipeline around a given flow table (tests pin its keys).
+    pub fn with_flow_table(flows: FlowTable, options: PipelineOptions) -> Pipeline {
+        Pipeline {
+            flows,
+            counters: Counters::default(),
+            icmp: RateLimit {
+                per_second: options.icmp_per_second,
+                burst: options.icmp_burst,
+                tokens: options.icmp_burst,
+                last: 0,
+            },
+            ip_ident: 0,
+            reply_is_too_big: false,
+            pending: vec![None; MAX_BURST],
+            extra: Vec::with_capacity(SPARE_BUFFERS),
+            spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::new()).collect(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The flow table.
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// The outer fragments the last [`process`](Pipeline::process) made, to be sent after
+    /// the burst; give the buffers back with [`recycle`](Pipeline::recycle).
+    pub fn take_extra(&mut self) -> std::vec::Drain<'_, PacketBuf> {
+        self.extra.drain(..)
+    }
+
+    /// Returns a buffer taken from [`take_extra`](Pipeline::take_extra).
+    pub fn recycle(&mut self, mut buf: PacketBuf) {
+        if self.spare.len() < SPARE_BUFFERS {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// Processes a burst: `verdicts[i]` is what became of `bufs[i]` (a longer burst than
+    /// [`MAX_BURST`] is taken in pieces of that size).
+    pub fn process(&mut self, snap: &Snapshot, now: u64, bufs: &mut [PacketBuf], verdicts: &mut [Verdict]) {
+        let n = bufs.len().min(verdicts.len());
+        for chunk_start in (0..n).step_by(MAX_BURST) {
+            let end = (chunk_start + MAX_BURST).min(n);
+            // Classify the burst and prefetch every flow-table window before touching any:
+            // past the cache, the lookups would otherwise wait on memory one at a time.
+            for i in chunk_start..end {
+                self.counters.rx_packets += 1;
+                self.counters.rx_bytes += bufs[i].len() as u64;
+                let slot = i - chunk_start;
+                match self.classify(snap, &mut bufs[i]) {
+                    Step::Done(v) => {
+                        self.pending[slot] = None;
+                        verdicts[i] = v;
+                    }
+                    Step::Vip(p) => {
+                        self.flows.prefetch(p.hash);
+                        self.pending[slot] = Some(p);
+                    }
+                }
+            }
+            for i in chunk_start..end {
+                if let Some(p) = self.pending[i - chunk_start].take() {
+                    verdicts[i] = self.forward(snap, now, &mut bufs[i], &p);
+                }
+                self.count(verdicts[i], &bufs[i]);
+            }
+        }
+    }
+
+    /// Processes one packet.
+    pub fn process_one(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf) -> Verdict {
+        let mut verdict = [Verdict::Drop(DropReason::Malformed)];
+        self.process(snap, now, core::slice::from_mut(buf), &mut verdict);
+        verdict[0]
+    }
+
+    /// Counts a packet the port refused to send (`tx_full`) instead of as forwarded or
+    /// replied.
+    pub fn count_tx_full(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Forward => self.counters.forwarded = self.counters.forwarded.saturating_sub(1),
+            Verdict::Reply => self.counters.replied = self.counters.replied.saturating_sub(1),
+            Verdict::Drop(_) => return,
+        }
+        self.counters.drops[DropReason::TxFull as usize] += 1;
+    }
+
+    fn count(&mut self, verdict: Verdict, buf: &PacketBuf) {
+        match verdict {
+            Verdict::Forward => {
+                self.counters.forwarded += 1;
+                self.counters.forwarded_bytes += buf.len() as u64;
+            }
+            Verdict::Reply if self.reply_is_too_big => {
+                self.reply_is_too_big = false;
+                self.counters.drops[DropReason::TooBig as usize] += 1;
+            }
+            Verdict::Reply => self.counters.replied += 1,
+            Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
+        }
+    }
+
+    fn classify(&mut self, snap: &Snapshot, buf: &mut PacketBuf) -> Step {
+        let frame = buf.as_slice();
+        let l2 = match vlan::parse_l2(frame) {
+            Ok(l2) => l2,
+            Err(e) => return Step::Done(Verdict::Drop(DropReason::from_wire(e))),
+        };
+        let iface = snap.interface();
+        let dst = l2.ethernet.dst_addr;
+        let ipv6_multicast = dst.0[0] == 0x33 && dst.0[1] == 0x33;
+        if dst != iface.mac && !dst.is_broadcast() && !ipv6_multicast {
+            return Step::Done(Verdict::Drop(DropReason::OtherMac));
+        }
+        let l3 = l2.payload_offset;
+        match l2.ethertype {
+            EtherType::Arp => Step::Done(self.answer_arp(snap, buf, l3)),
+            EtherType::Ipv4 => self.classify_v4(snap, buf, l3),
+            EtherType::Ipv6 => self.classify_v6(snap, buf, l3),
+            _ => Step::Done(Verdict::Drop(DropReason::NotIp)),
+        }
+    }
+
+    fn classify_v4(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize) -> Step {
+        let drop = |r| Step::Done(Verdict::Drop(r));
+        let frame = buf.as_slice();
+        let ip = match ipv4::Packet::new_checked(&frame[l3..]) {
+            Ok(ip) => ip,
+            Err(e) => return drop(DropReason::from_wire(e)),
+        };
+        let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
+        let dst_ip = IpAddr::V4(dst);
+        if ip.ttl() == 0 {
+            return drop(DropReason::TtlExpired);
+        }
+        let fragment = ip.is_fragment();
+        let first_fragment = ip.frag_offset() == 0;
+        let payload = ip.payload();
+        let ip_len = usize::from(ip.total_len());
+        let tos = ip.dscp_ecn();
+        let dont_frag = ip.dont_frag();
+        let ip_header_ok = ip.verify_checksum();
+
+        if protocol == IpProtocol::Icmp && first_fragment && !fragment {
+            let Ok(icmp) = icmpv4::Packet::new_checked(payload) else {
+                return drop(DropReason::Malformed);
+            };
+            let is_ours = snap.is_local(dst_ip) || snap.is_vip_addr(dst_ip);
+            match icmp.msg_type() {
+                icmpv4::Message::EchoRequest if is_ours => {
+                    if !ip_header_ok || !icmp.verify_checksum() {
+                        return drop(DropReason::Malformed);
+                    }
+                    return Step::Done(self.answer_echo_v4(snap.interface().mac, buf, l3, ip_len));
+                }
+                icmpv4::Message::DstUnreachable | icmpv4::Message::TimeExceeded
+                    if snap.is_vip_addr(dst_ip) =>
+                {
+                    // About a packet a backend sent from the VIP to a client: the quoted
+                    // packet's source is the VIP, its destination the client.
+                    let Ok(q) = icmpv4::quoted(icmp.data()) else {
+                        return drop(DropReason::Malformed);
+                    };
+                    let (sport, dport) = q.ports.unwrap_or((0, 0));
+                    return self.to_vip(
+                        snap,
+                        q.src_addr,
+                        q.protocol,
+                        sport,
+                        FlowKey::new(q.dst_addr, q.src_addr, q.protocol.into(), dport, sport),
+                        Frame { l3, ip_len, v6: false, tos, dont_frag, fragment: false, icmp_error: true },
+                        None,
+                    );
+                }
+                _ => {}
+            }
+        }
+        if snap.is_local(dst_ip) {
+            return drop(DropReason::NotVip);
+        }
+        let (sport, dport, flags) = match ports(protocol, payload, fragment) {
+            Ok(p) => p,
+            Err(r) => return drop(r),
+        };
+        let key = FlowKey::new(IpAddr::V4(src), dst_ip, protocol.into(), sport, dport);
+        self.to_vip(
+            snap,
+            dst_ip,
+            protocol,
+            dport,
+            key,
+            Frame { l3, ip_len, v6: false, tos, dont_frag, fragment, icmp_error: false },
+            flags,
+        )
+    }
+
+    fn classify_v6(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize) -> Step {
+        let drop = |r| Step::Done(Verdict::Drop(r));
+        let frame = buf.as_slice();
+        let ip = match ipv6::Packet::new_checked(&frame[l3..]) {
+            Ok(ip) => ip,
+            Err(e) => return drop(DropReason::from_wire(e)),
+        };
+        let upper = match ip.upper_layer() {
+            Ok(u) => u,
+            Err(e) => return drop(DropReason::from_wire(e)),
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let dst_ip = IpAddr::V6(dst);
+        let ip_len = ip.total_len();
+        let tos = ip.traffic_class();
+        let fragment = upper.fragment.is_some_and(|f| f.is_fragment());
+        let first_fragment = upper.fragment.is_none_or(|f| f.offset == 0);
+        let l4 = &frame[l3 + upper.offset..l3 + ip_len];
+        let protocol = upper.protocol;
+
+        if protocol == IpProtocol::Icmpv6 && !fragment {
+            let Ok(icmp) = icmpv6::Packet::new_checked(l4) else {
+                return drop(DropReason::Malformed);
+            };
+            let checksum_ok = icmp.verify_checksum(src, dst);
+            match icmp.msg_type() {
+                icmpv6::Message::NeighborSolicit => {
+                    if !checksum_ok || ip.hop_limit() != 255 {
+                        return drop(DropReason::Malformed);
+                    }
+                    return Step::Done(self.answer_solicit(snap, buf, l3, upper.offset));
+                }
+                icmpv6::Message::EchoRequest if snap.is_local(dst_ip) || snap.is_vip_addr(dst_ip) => {
+                    if !checksum_ok {
+                        return drop(DropReason::Malformed);
+                    }
+                    return Step::Done(self.answer_echo_v6(snap.interface().mac, buf, l3, ip_len, upper.offset));
+                }
+                icmpv6::Message::DstUnreachable
+                | icmpv6::Message::PacketTooBig
+                | icmpv6::Message::TimeExceeded
+                | icmpv6::Message::ParamProblem
+                    if snap.is_vip_addr(dst_ip) =>
+                {
+                    let Ok(q) = icmpv6::quoted(icmp.data()) else {
+                        return drop(DropReason::Malformed);
+                    };
+                    let (sport, dport) = q.ports.unwrap_or((0, 0));
+                    return self.to_vip(
+                        snap,
+                        q.src_addr,
+                        q.protocol,
+                        sport,
+                        FlowKey::new(q.dst_addr, q.src_addr, q.protocol.into(), dport, sport),
+                        Frame { l3, ip_len, v6: true, tos, dont_frag: true, fragment: false, icmp_error: true },
+                        None,
+                    );
+                }
+                icmpv6::Message::RouterSolicit
+                | icmpv6::Message::RouterAdvert
+                | icmpv6::Message::NeighborAdvert
+                | icmpv6::Message::Redirect => return drop(DropReason::Unsupported),
+                _ => {}
+            }
+        }
+        if ip.hop_limit() == 0 {
+            return drop(DropReason::TtlExpired);
+        }
+        if snap.is_local(dst_ip) {
+            return drop(DropReason::NotVip);
+        }
+        let (sport, dport, flags) = match ports(protocol, if first_fragment { l4 } else { &[] }, fragment) {
+            Ok(p) => p,
+            Err(r) => return drop(r),
+        };
+        let key = FlowKey::new(IpAddr::V6(src), dst_ip, protocol.into(), sport, dport);
+        self.to_vip(
+            snap,
+            dst_ip,
+            protocol,
+            dport,
+            key,
+            Frame { l3, ip_len, v6: true, tos, dont_frag: true, fragment, icmp_error: false },
+            flags,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn to_vip(
+        &mut self,
+        snap: &Snapshot,
+        vip_addr: IpAddr,
+        protocol: IpProtocol,
+        vip_port: u16,
+        key: FlowKey,
+        frame: Frame,
+        tcp_flags: Option<tcp::TcpFlags>,
+    ) -> Step {
+        let found = if frame.fragment {
+            snap.find_fragment_vip(vip_addr, protocol)
+        } else {
+            snap.find_vip(vip_addr, protocol, vip_port)
+        };
+        let Some((vip, _)) = found else {
+            let reason = if snap.in_subnet(vip_addr) || snap.is_vip_addr(vip_addr) {
+                DropReason::NoVip
+            } else {
+                DropReason::NotVip
+            };
+            return Step::Done(Verdict::Drop(reason));
+        };
+        let closing = tcp_flags.is_some_and(|f| f.contains(tcp::TcpFlags::FIN) || f.contains(tcp::TcpFlags::RST));
+        let class = match protocol {
+            IpProtocol::Tcp if closing => TimeoutClass::Closing,
+            IpProtocol::Tcp => TimeoutClass::Tcp,
+            _ => TimeoutClass::Udp,
+        };
+        Step::Vip(ToVip {
+            vip,
+            hash: self.flows.hash(&key),
+            key,
+            l3: frame.l3,
+            ip_len: frame.ip_len,
+            v6: frame.v6,
+            class,
+            closing,
+            dont_frag: frame.dont_frag,
+            tos: frame.tos,
+            fragment: frame.fragment,
+            icmp_error: frame.icmp_error,
+        })
+    }
+
+    fn forward(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, p: &ToVip) -> Verdict {
+        let vip = &snap.vips()[p.vip as usize];
+        let pool = &snap.pools()[vip.pool as usize];
+        let t = snap.timeouts();
+        let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
+        let class = if p.icmp_error { None } else { Some(p.class) };
+        let remembered = self.flows.lookup(&p.key, p.hash, now, &timeouts, class);
+        let mut backend: Option<&PoolBackend> = None;
+        if let Some(fp) = remembered {
+            match pool.by_fingerprint(fp) {
+                Some((_, b)) if b.state != BackendState::Down => {
+                    self.counters.flow_hits += 1;
+                    backend = Some(b);
+                }
+                _ => self.counters.flow_moved += 1,
+            }
+        }
+        let flow_hash = maglev::flow_hash(
+            snap.hash_seed(),
+            p.key.src_addr(),
+            p.key.dst_addr(),
+            p.key.protocol,
+            p.key.src_port,
+            p.key.dst_port,
+        );
+        let backend = match backend {
+            Some(b) => *b,
+            None => {
+                self.counters.flow_misses += 1;
+                let Some((_, b)) = pool.pick(flow_hash) else {
+                    return Verdict::Drop(DropReason::NoBackend);
+                };
+                // An ICMP error opens no flow; a RST or FIN of an unknown flow needs none.
+                if !p.icmp_error && !p.closing {
+                    let r = self.flows.insert(&p.key, p.hash, b.fingerprint, now, &timeouts, p.class);
+                    if r == Inserted::Evicted {
+                        self.counters.flow_table_full += 1;
+                    }
+                }
+                *b
+            }
+        };
+        if p.fragment {
+            self.counters.fragments += 1;
+        }
+        if p.icmp_error {
+            self.counters.icmp_errors_forwarded += 1;
+        }
+        self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encapsulate(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        buf: &mut PacketBuf,
+        p: &ToVip,
+        vip: &Vip,
+        backend: &PoolBackend,
+        flow_hash: u32,
+    ) -> Verdict {
+        let tunnel = snap.tunnel();
+        let iface = snap.interface();
+        let outer_v6 = backend.id.addr.is_ipv6();
+        let ip_header = if outer_v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN };
+        let extra = match vip.encap {
+            Encap::Ipip => 0,
+            Encap::Gue => udp::HEADER_LEN + gue::BASE_HEADER_LEN,
+            Encap::Gre => gre::BASE_HEADER_LEN,
+        };
+        let overhead = ip_header + extra;
+        let mtu = usize::from(tunnel.mtu);
+        if p.ip_len + overhead > mtu {
+            if p.dont_frag || outer_v6 {
+                return self.too_big(snap, now, buf, p, mtu.saturating_sub(overhead));
+            }
+            // IPv4 without DF in an IPv4 tunnel: the outer packet is fragmented below.
+        }
+        // The inner packet as received, without L2 header and Ethernet padding.
+        buf.truncate(p.l3 + p.ip_len);
+        buf.adj(p.l3);
+        let inner_len = p.ip_len;
+        let inner_proto = if p.v6 { IpProtocol::Ipv6 } else { IpProtocol::Ipv4 };
+        let outer_proto = match vip.encap {
+            Encap::Ipip => inner_proto,
+            Encap::Gue => IpProtocol::Udp,
+            Encap::Gre => IpProtocol::Gre,
+        };
+        let Some(out) = buf.prepend(ethernet::HEADER_LEN + overhead) else {
+            return Verdict::Drop(DropReason::Unsupported);
+        };
+        ethernet::Repr {
+            src_addr: iface.mac,
+            dst_addr: iface.next_hop_mac,
+            ethertype: if outer_v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
+        }
+        .emit(&mut ethernet::Frame::new_unchecked(&mut out[..ethernet::HEADER_LEN]));
+        let (ip_part, rest) = out[ethernet::HEADER_LEN..].split_at_mut(ip_header);
+        let outer_src: IpAddr;
+        match backend.id.addr {
+            IpAddr::V4(dst) => {
+                let Some(src) = tunnel.source_v4 else {
+                    return Verdict::Drop(DropReason::Unsupported);
+                };
+                outer_src = IpAddr::V4(src);
+                self.ip_ident = self.ip_ident.wrapping_add(1);
+                ipv4::Repr {
+                    src_addr: src,
+                    dst_addr: dst,
+                    protocol: outer_proto,
+                    payload_len: extra + inner_len,
+                    ttl: 64,
+                    dscp_ecn: p.tos,
+                    ident: self.ip_ident,
+                    dont_frag: p.dont_frag,
+                    more_frags: false,
+                    frag_offset: 0,
+                }
+                .emit(&mut ipv4::Packet::new_unchecked(ip_part));
+            }
+            IpAddr::V6(dst) => {
+                let Some(src) = tunnel.source_v6 else {
+                    return Verdict::Drop(DropReason::Unsupported);
+                };
+                outer_src = IpAddr::V6(src);
+                ipv6::Repr {
+                    src_addr: src,
+                    dst_addr: dst,
+                    next_header: outer_proto,
+                    payload_len: extra + inner_len,
+                    hop_limit: 64,
+                    traffic_class: p.tos,
+                    flow_label: flow_hash & 0x000f_ffff,
+                }
+                .emit(&mut ipv6::Packet::new_unchecked(ip_part));
+            }
+        }
+        match vip.encap {
+            Encap::Ipip => {}
+            Encap::Gre => gre::Repr {
+                protocol: if p.v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
+                checksum: false,
+                key: None,
+                sequence: None,
+            }
+            .emit(&mut rest[..gre::BASE_HEADER_LEN]),
+            Encap::Gue => {
+                gue::Repr::data(inner_proto).emit(&mut rest[udp::HEADER_LEN..]);
+                // The source port spreads flows over the backend's receive queues
+                // (RFC 8086, §3.2 style): the top 14 bits of the flow hash, in 49152..65535.
+                let src_port = 0xc000 | (flow_hash >> 18) as u16;
+                let udp_repr = udp::Repr {
+                    src_port,
+                    dst_port: tunnel.gue_port,
+                    payload_len: gue::BASE_HEADER_LEN + inner_len,
+                };
+                let mut datagram = udp::Packet::new_unchecked(&mut rest[..]);
+                // IPv4: no checksum (RFC 8086 §4.1.1 allows it); IPv6: a full one, which
+                // every receiver accepts (zero checksums there need RFC 6935 opt-in).
+                let ck = outer_v6.then_some((outer_src, backend.id.addr));
+                udp_repr.emit(&mut datagram, ck);
+            }
+        }
+        if !outer_v6 && p.ip_len + overhead > mtu {
+            return self.fragment_outer(buf, mtu);
+        }
+        Verdict::Forward
+    }
+
+    /// Splits the outer IPv4 packet in `buf` into fragments of at most `mtu` bytes: the
+    /// first stays in `buf`, the others go to the extra queue.
+    fn fragment_outer(&mut self, buf: &mut PacketBuf, mtu: usize) -> Verdict {
+        const L2: usize = ethernet::HEADER_LEN;
+        const H: usize = ipv4::HEADER_LEN;
+        let total = buf.len() - L2;
+        let chunk = (mtu - H) & !7;
+        let pieces = (total - H).div_ceil(chunk);
+        if pieces - 1 > self.spare.len() {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let frame = buf.as_slice();
+        let mut offset = chunk;
+        while offset < total - H {
+            let len = chunk.min(total - H - offset);
+            let Some(mut piece) = self.spare.pop() else {
+                return Verdict::Drop(DropReason::TooBig);
+            };
+            piece.clear();
+            let Some(out) = piece.append(L2 + H + len) else {
+                self.spare.push(piece);
+                return Verdict::Drop(DropReason::TooBig);
+            };
+            out[..L2 + H].copy_from_slice(&frame[..L2 + H]);
+            out[L2 + H..].copy_from_slice(&frame[L2 + H + offset..L2 + H + offset + len]);
+            let mut ip = ipv4::Packet::new_unchecked(&mut out[L2..]);
+            ip.set_total_len((H + len) as u16);
+            ip.set_flags_and_offset(false, offset + len < total - H, offset as u16);
+            ip.fill_checksum();
+            self.extra.push(piece);
+            self.counters.outer_fragments += 1;
+            offset += len;
+        }
+        buf.truncate(L2 + H + chunk);
+        let mut ip = ipv4::Packet::new_unchecked(&mut buf.as_mut_slice()[L2..]);
+        ip.set_total_len((H + chunk) as u16);
+        ip.set_flags_and_offset(false, true, 0);
+        ip.fill_checksum();
+        self.counters.outer_fragments += 1;
+        Verdict::Forward
+    }
+
+    /// Turns `buf` into an ICMP "fragmentation needed" (IPv4) or "packet too big" (IPv6)
+    /// to the client, quoting its packet, from the VIP.
+    ///
+    /// The packet counts as dropped (`too_big`) whether or not the error is sent; the error
+    /// is counted in `icmp_too_big_sent`, not in `replied`.
+    fn too_big(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, p: &ToVip, mtu: usize) -> Verdict {
+        // Never an ICMP error about an ICMP error (RFC 1122 §3.2.2).
+        if p.icmp_error {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        if !self.icmp.allow(now) {
+            self.counters.icmp_rate_limited += 1;
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let iface = snap.interface();
+        let frame = buf.as_slice();
+        let router = EthernetAddress::from_bytes(&frame[6..12]);
+        let client = p.key.src_addr();
+        let vip = p.key.dst_addr();
+        buf.truncate(p.l3 + p.ip_len);
+        buf.adj(p.l3);
+        let v6 = p.v6;
+        // The quote: as much of the packet as keeps the error within 576 bytes (IPv4,
+        // RFC 1812 §4.3.2.3) or 1280 bytes (IPv6, RFC 4443 §2.4).
+        let (ip_header, icmp_header, limit) =
+            if v6 { (ipv6::HEADER_LEN, icmpv6::HEADER_LEN, 1280) } else { (ipv4::HEADER_LEN, icmpv4::HEADER_LEN, 576) };
+        buf.truncate(limit - ip_header - icmp_header);
+        let quoted_len = buf.len();
+        let Some(out) = buf.prepend(ethernet::HEADER_LEN + ip_header + icmp_header) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        ethernet::Repr {
+            src_addr: iface.mac,
+            dst_addr: router,
+            ethertype: if v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
+        }
+        .emit(&mut ethernet::Frame::new_unchecked(&mut out[..ethernet::HEADER_LEN]));
+        let (ip_part, icmp_part) = out[ethernet::HEADER_LEN..].split_at_mut(ip_header);
+        match (vip, client) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                self.ip_ident = self.ip_ident.wrapping_add(1);
+                ipv4::Repr {
+                    src_addr: src,
+                    dst_addr: dst,
+                    protocol: IpProtocol::Icmp,
+                    payload_len: icmp_header + quoted_len,
+                    ttl: 64,
+                    dscp_ecn: 0,
+                    ident: self.ip_ident,
+                    dont_frag: false,
+                    more_frags: false,
+                    frag_offset: 0,
+                }
+                .emit(&mut ipv4::Packet::new_unchecked(ip_part));
+                let mut icmp = icmpv4::Packet::new_unchecked(icmp_part);
+                icmp.set_msg_type(icmpv4::Message::DstUnreachable);
+                icmp.set_msg_code(icmpv4::CODE_FRAG_NEEDED);
+                icmp.set_rest_of_header(mtu.min(0xffff) as u32);
+                icmp.fill_checksum();
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                ipv6::Repr {
+                    src_addr: src,
+                    dst_addr: dst,
+                    next_header: IpProtocol::Icmpv6,
+                    payload_len: icmp_header + quoted_len,
+                    hop_limit: 64,
+                    traffic_class: 0,
+                    flow_label: 0,
+                }
+                .emit(&mut ipv6::Packet::new_unchecked(ip_part));
+                let mut icmp = icmpv6::Packet::new_unchecked(icmp_part);
+                icmp.set_msg_type(icmpv6::Message::PacketTooBig);
+                icmp.set_msg_code(0);
+                icmp.set_rest_of_header(mtu as u32);
+                icmp.fill_checksum(src, dst);
+            }
+            _ => return Verdict::Drop(DropReason::TooBig),
+        }
+        self.counters.icmp_too_big_sent += 1;
+        self.reply_is_too_big = true;
+        Verdict::Reply
+    }
+
+    fn answer_arp(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize) -> Verdict {
+        let frame = buf.as_mut_slice();
+        let packet = match arp::Packet::new_checked(&frame[l3..]) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(DropReason::from_wire(e)),
+        };
+        let req = match arp::Repr::parse(&packet) {
+            Ok(r) => r,
+            Err(e) => return Verdict::Drop(DropReason::from_wire(e)),
+        };
+        if req.operation != arp::Operation::Request {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
+        if !snap.is_local(IpAddr::V4(req.target_protocol_addr)) {
+            return Verdict::Drop(DropReason::NotVip);
+        }
+        let mac = snap.interface().mac;
+        let reply = arp::Repr {
+            operation: arp::Operation::Reply,
+            source_hardware_addr: mac,
+            source_protocol_addr: req.target_protocol_addr,
+            target_hardware_addr: req.source_hardware_addr,
+            target_protocol_addr: req.source_protocol_addr,
+        };
+        reply.emit(&mut arp::Packet::new_unchecked(&mut frame[l3..]));
+        let mut eth = ethernet::Frame::new_unchecked(&mut frame[..]);
+        eth.set_dst_addr(req.source_hardware_addr);
+        eth.set_src_addr(mac);
+        buf.truncate(l3 + arp::ETHERNET_IPV4_LEN);
+        self.counters.arp_replies += 1;
+        Verdict::Reply
+    }
+
+    fn answer_echo_v4(&mut self, mac: EthernetAddress, buf: &mut PacketBuf, l3: usize, ip_len: usize) -> Verdict {
+        buf.truncate(l3 + ip_len);
+        let frame = buf.as_mut_slice();
+        reply_macs(frame, mac);
+        let mut ip = ipv4::Packet::new_unchecked(&mut frame[l3..]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl(64);
+        ip.fill_checksum();
+        let hl = ip.header_len();
+        let mut icmp = icmpv4::Packet::new_unchecked(&mut frame[l3 + hl..]);
+        // Type 8 → 0 in the first word: RFC 1624 incremental update.
+        let old = u16::from_be_bytes([8, icmp.msg_code()]);
+        let new = u16::from_be_bytes([0, icmp.msg_code()]);
+        icmp.set_msg_type(icmpv4::Message::EchoReply);
+        let ck = checksum::update(icmp.checksum(), old, new);
+        icmp.set_checksum(ck);
+        self.counters.echo_replies += 1;
+        Verdict::Reply
+    }
+
+    fn answer_echo_v6(
+        &mut self,
+        mac: EthernetAddress,
+        buf: &mut PacketBuf,
+        l3: usize,
+        ip_len: usize,
+        l4_offset: usize,
+    ) -> Verdict {
+        buf.truncate(l3 + ip_len);
+        let frame = buf.as_mut_slice();
+        reply_macs(frame, mac);
+        let mut ip = ipv6::Packet::new_unchecked(&mut frame[l3..]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if dst.is_multicast() {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_hop_limit(64);
+        let mut icmp = icmpv6::Packet::new_unchecked(&mut frame[l3 + l4_offset..]);
+        icmp.set_msg_type(icmpv6::Message::EchoReply);
+        icmp.fill_checksum(dst, src);
+        self.counters.echo_replies += 1;
+        Verdict::Reply
+    }
+
+    fn answer_solicit(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, l4_offset: usize) -> Verdict {
+        let frame = buf.as_slice();
+        let ip = ipv6::Packet::new_unchecked(&frame[l3..]);
+        let soliciter = ip.src_addr();
+        let Ok(icmp) = icmpv6::Packet::new_checked(&frame[l3 + l4_offset..l3 + ip.total_len()]) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let Ok(icmpv6::Repr::NeighborSolicit { target_addr, source_lladdr }) = icmpv6::Repr::parse(&icmp) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        if !snap.is_local(IpAddr::V6(target_addr)) {
+            return Verdict::Drop(DropReason::NotVip);
+        }
+        let mac = snap.interface().mac;
+        let from_unspecified = soliciter.is_unspecified();
+        // RFC 4861 §7.2.4: to the soliciter, or to all nodes when it has no address yet.
+        let (dst_ip, dst_mac) = if from_unspecified {
+            (Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), EthernetAddress([0x33, 0x33, 0, 0, 0, 1]))
+        } else {
+            (soliciter, source_lladdr.unwrap_or_else(|| EthernetAddress::from_bytes(&frame[6..12])))
+        };
+        let flags = if from_unspecified {
+            icmpv6::NdFlags::OVERRIDE
+        } else {
+            icmpv6::NdFlags::SOLICITED | icmpv6::NdFlags::OVERRIDE
+        };
+        let advert = icmpv6::Repr::NeighborAdvert { flags, target_addr, target_lladdr: Some(mac) };
+        let len = advert.buffer_len();
+        // The answer has no extension headers: it goes right after the fixed header.
+        let need = l3 + ipv6::HEADER_LEN + len;
+        buf.truncate(need);
+        if buf.len() < need && buf.append(need - buf.len()).is_none() {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
+        let frame = buf.as_mut_slice();
+        let mut eth = ethernet::Frame::new_unchecked(&mut frame[..]);
+        eth.set_dst_addr(dst_mac);
+        eth.set_src_addr(mac);
+        ipv6::Repr {
+            src_addr: target_addr,
+            dst_addr: dst_ip,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: len,
+            hop_limit: 255,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut ipv6::Packet::new_unchecked(&mut frame[l3..]));
+        let start = l3 + ipv6::HEADER_LEN;
+        advert.emit(&mut icmpv6::Packet::new_unchecked(&mut frame[start..start + len]), target_addr, dst_ip);
+        self.counters.nd_replies += 1;
+        Verdict::Reply
+    }
+}
+
+/// Where the IP packet sits in the frame, and what the outer header copies from it.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    l3: usize,
+    ip_len: usize,
+    v6: bool,
+    tos: u8,
+    dont_frag: bool,
+    fragment: bool,
+    icmp_error: bool,
+}
+
+/// Source and destination ports (0 for fragments and portless protocols) and TCP flags.
+fn ports(
+    protocol: IpProtocol,
+    l4: &[u8],
+    fragment: bool,
+) -> Result<(u16, u16, Option<tcp::TcpFlags>), DropReason> {
+    if fragment {
+        return Ok((0, 0, None));
+    }
+    match protocol {
+        IpProtocol::Tcp => {
+            let t = tcp::Packet::new_checked(l4).map_err(DropReason::from_wire)?;
+            Ok((t.src_port(), t.dst_port(), Some(t.flags())))
+        }
+        IpProtocol::Udp => {
+            let u = udp::Packet::new_checked(l4).map_err(DropReason::from_wire)?;
+            Ok((u.src_port(), u.dst_port(), None))
+        }
+        _ => Ok((0, 0, None)),
+    }
+}
+
+/// Addresses an answer back to the frame's sender, from us.
+fn reply_macs(frame: &mut [u8], mac: EthernetAddress) {
+    let mut eth = ethernet::Frame::new_unchecked(frame);
+    let sender = eth.src_addr();
+    eth.set_dst_addr(sender);
+    eth.set_src_addr(mac);
+}

@@ -1,0 +1,540 @@
+//! The forwarding snapshot: everything a worker needs to forward a packet, immutable.
+//!
+//! A [`Snapshot`] is built on the control side from a config (Maglev rings included) and
+//! handed to workers whole; a worker never changes it and never waits for it. It holds:
+//! - the port's own identity (MAC, next hop, addresses answered for ARP/ND/ping);
+//! - the VIP subnets, in a longest-prefix table whose lookup cost depends on the number of
+//!   distinct prefix lengths (at most 33 or 129), not on the number of subnets;
+//! - the VIPs, in a hash map keyed by (address, protocol, port), with wildcard entries for
+//!   "any port" and "any protocol";
+//! - the pools: each distinct backend set once, with its Maglev ring, so that a thousand
+//!   VIP:port pairs on one pool cost one ring;
+//! - tunnel sources, MTU, GUE port, hash seed, flow timeouts and a generation number.
+//!
+//! Lookups here never allocate and never panic on any address or port.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashMap;
+
+use crate::maglev::{self, BackendId, MaglevError, Ring};
+use crate::wire::{EthernetAddress, IpProtocol};
+
+/// How packets are tunnelled to a VIP's backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encap {
+    /// IP in IP: IPv4 in IPv4 (RFC 2003), IPv6 in IPv6 (RFC 2473), or either in the other
+    /// when the backend's family differs from the client's.
+    Ipip,
+    /// Generic UDP Encapsulation, variant 0, to the tunnel's GUE port.
+    Gue,
+    /// GRE (RFC 2784) without optional fields.
+    Gre,
+}
+
+/// Which transport protocol a VIP takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VipProtocol {
+    /// TCP only.
+    Tcp,
+    /// UDP only.
+    Udp,
+    /// Any IP protocol (TCP, UDP, ICMP errors...).
+    Any,
+}
+
+impl VipProtocol {
+    fn number(self) -> u8 {
+        match self {
+            VipProtocol::Tcp => 6,
+            VipProtocol::Udp => 17,
+            VipProtocol::Any => 0,
+        }
+    }
+}
+
+/// A backend's administrative state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendState {
+    /// Takes new flows, in proportion to its weight.
+    Active,
+    /// Keeps its established flows, takes no new ones.
+    Draining,
+    /// Takes nothing; its flows move to what Maglev picks now.
+    Down,
+}
+
+/// A backend as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendSpec {
+    /// Who.
+    pub id: BackendId,
+    /// Relative share of new flows.
+    pub weight: u32,
+    /// Whether it takes new flows, old flows, or none.
+    pub state: BackendState,
+}
+
+/// A backend in a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolBackend {
+    /// Who.
+    pub id: BackendId,
+    /// Relative share of new flows as configured.
+    pub weight: u32,
+    /// State.
+    pub state: BackendState,
+    /// `maglev::hash64(0, identity)`: what the flow table remembers, stable across
+    /// snapshots.
+    pub fingerprint: u64,
+}
+
+/// A set of backends and its Maglev ring.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    backends: Box<[PoolBackend]>,
+    ring: Option<Ring>,
+    by_fingerprint: HashMap<u64, u16>,
+}
+
+impl Pool {
+    /// The backends, in identity order (ring slots index this).
+    pub fn backends(&self) -> &[PoolBackend] {
+        &self.backends
+    }
+
+    /// The ring, or `None` when no backend takes new flows.
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
+    /// The backend with this fingerprint, if the pool has it.
+    #[inline]
+    pub fn by_fingerprint(&self, fingerprint: u64) -> Option<(u16, &PoolBackend)> {
+        let &i = self.by_fingerprint.get(&fingerprint)?;
+        Some((i, &self.backends[usize::from(i)]))
+    }
+
+    /// The backend Maglev picks for a new flow with this hash, if any takes new flows.
+    #[inline]
+    pub fn pick(&self, flow_hash: u32) -> Option<(u16, &PoolBackend)> {
+        let ring = self.ring.as_ref()?;
+        let i = ring.lookup(flow_hash);
+        Some((i, &self.backends[usize::from(i)]))
+    }
+}
+
+/// A VIP: an address, optionally a port, a protocol, how to tunnel, and which pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vip {
+    /// The address clients send to.
+    pub addr: IpAddr,
+    /// The port, or `None` for any.
+    pub port: Option<u16>,
+    /// The protocol.
+    pub protocol: VipProtocol,
+    /// The tunnel toward backends.
+    pub encap: Encap,
+    /// Index into [`Snapshot::pools`].
+    pub pool: u32,
+}
+
+/// The port's own identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Our MAC address.
+    pub mac: EthernetAddress,
+    /// Where encapsulated packets go (the router).
+    pub next_hop_mac: EthernetAddress,
+    /// Addresses we answer ARP, neighbour solicitations and pings for.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Tunnel parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Outer source for IPv4 tunnels.
+    pub source_v4: Option<Ipv4Addr>,
+    /// Outer source for IPv6 tunnels.
+    pub source_v6: Option<Ipv6Addr>,
+    /// Egress MTU: the largest IP packet (outer header included) we send.
+    pub mtu: u16,
+    /// The UDP destination port of GUE.
+    pub gue_port: u16,
+}
+
+/// Idle timeouts of the flow table, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP flows.
+    pub tcp: u64,
+    /// UDP and other flows.
+    pub udp: u64,
+    /// TCP flows after a FIN or RST was seen.
+    pub closing: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { tcp: 15 * 60 * 1_000_000_000, udp: 120 * 1_000_000_000, closing: 10 * 1_000_000_000 }
+    }
+}
+
+/// What the snapshot is built from.
+#[derive(Debug, Clone)]
+pub struct SnapshotSpec {
+    /// Generation number.
+    pub generation: u64,
+    /// The fleet-wide Maglev seed.
+    pub hash_seed: u64,
+    /// Ring size, one of [`maglev::TABLE_SIZES`].
+    pub table_size: u32,
+    /// Tunnel parameters.
+    pub tunnel: Tunnel,
+    /// Flow idle timeouts.
+    pub timeouts: Timeouts,
+    /// Our port.
+    pub interface: Interface,
+    /// VIP subnets: (address, prefix length).
+    pub subnets: Vec<(IpAddr, u8)>,
+    /// VIPs with their backends.
+    pub vips: Vec<VipSpec>,
+}
+
+/// A VIP as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipSpec {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port, or `None` for any.
+    pub port: Option<u16>,
+    /// Protocol.
+    pub protocol: VipProtocol,
+    /// Tunnel.
+    pub encap: Encap,
+    /// Backends.
+    pub backends: Vec<BackendSpec>,
+}
+
+/// Why a snapshot could not be built. Config validation reports these with positions;
+/// here they are the last line of defence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// A pool's ring could not be built.
+    #[error("VIP {vip}: {source}")]
+    Maglev {
+        /// Which VIP.
+        vip: String,
+        /// Why.
+        source: MaglevError,
+    },
+    /// Two VIPs with the same address, protocol and port.
+    #[error("VIP {0} is configured twice")]
+    DuplicateVip(String),
+    /// A prefix longer than its family allows.
+    #[error("prefix {0}/{1} is longer than the address")]
+    BadPrefix(IpAddr, u8),
+    /// Two backends of one pool hash to the same fingerprint (never seen in practice).
+    #[error("backends {0} and {1} share a fingerprint")]
+    FingerprintClash(BackendId, BackendId),
+}
+
+/// A prefix table: per distinct prefix length, a hash set of masked prefixes.
+#[derive(Debug, Clone, Default)]
+struct Lpm {
+    /// Lengths present, longest first, with their prefixes.
+    by_len: Vec<(u8, HashMap<u128, u32>)>,
+}
+
+impl Lpm {
+    fn insert(&mut self, bits: u128, len: u8, width: u8, value: u32) {
+        let key = mask(bits, len, width);
+        match self.by_len.iter_mut().find(|(l, _)| *l == len) {
+            Some((_, map)) => {
+                map.insert(key, value);
+            }
+            None => {
+                let mut map = HashMap::new();
+                map.insert(key, value);
+                self.by_len.push((len, map));
+                self.by_len.sort_by(|a, b| b.0.cmp(&a.0));
+            }
+        }
+    }
+
+    #[inline]
+    fn lookup(&self, bits: u128, width: u8) -> Option<u32> {
+        self.by_len.iter().find_map(|(len, map)| map.get(&mask(bits, *len, width)).copied())
+    }
+}
+
+#[inline]
+fn mask(bits: u128, len: u8, width: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        let shift = u32::from(width - len);
+        (bits >> shift) << shift
+    }
+}
+
+/// `(address, protocol number or 0 for any, port or 0 for any)`.
+type VipKey = (IpAddr, u8, u16);
+
+/// The immutable forwarding state of one generation.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    generation: u64,
+    hash_seed: u64,
+    tunnel: Tunnel,
+    timeouts: Timeouts,
+    interface: Interface,
+    subnets_v4: Lpm,
+    subnets_v6: Lpm,
+    vip_map: HashMap<VipKey, u32>,
+    /// The VIP that fragments of (address, protocol) go to (see [`Snapshot::find_fragment_vip`]).
+    fragment_map: HashMap<(IpAddr, u8), u32>,
+    vip_addrs: hashbrown::HashSet<IpAddr>,
+    vips: Vec<Vip>,
+    pools: Vec<Pool>,
+}
+
+impl Snapshot {
+    /// Builds the snapshot: one pool (and ring) per distinct backend set.
+    pub fn build(spec: &SnapshotSpec) -> Result<Snapshot, TableError> {
+        let mut subnets_v4 = Lpm::default();
+        let mut subnets_v6 = Lpm::default();
+        for (i, &(addr, len)) in spec.subnets.iter().enumerate() {
+            match addr {
+                IpAddr::V4(a) if len <= 32 => subnets_v4.insert(u128::from(u32::from(a)), len, 32, i as u32),
+                IpAddr::V6(a) if len <= 128 => subnets_v6.insert(u128::from(a), len, 128, i as u32),
+                _ => return Err(TableError::BadPrefix(addr, len)),
+            }
+        }
+        let mut pool_index: HashMap<Vec<BackendSpec>, u32> = HashMap::new();
+        let mut pools = Vec::new();
+        let mut vips = Vec::with_capacity(spec.vips.len());
+        let mut vip_map = HashMap::with_capacity(spec.vips.len());
+        for v in &spec.vips {
+            let name = vip_name(v.addr, v.protocol, v.port);
+            let mut set = v.backends.clone();
+            set.sort_by_key(|b| b.id);
+            let pool = match pool_index.get(&set) {
+                Some(&p) => p,
+                None => {
+                    let p = pools.len() as u32;
+                    pools.push(build_pool(&set, spec.hash_seed, spec.table_size).map_err(|e| match e {
+                        PoolError::Maglev(source) => TableError::Maglev { vip: name.clone(), source },
+                        PoolError::Clash(a, b) => TableError::FingerprintClash(a, b),
+                    })?);
+                    pool_index.insert(set, p);
+                    p
+                }
+            };
+            let key = (v.addr, v.protocol.number(), v.port.unwrap_or(0));
+            if vip_map.insert(key, vips.len() as u32).is_some() {
+                return Err(TableError::DuplicateVip(name));
+            }
+            vips.push(Vip { addr: v.addr, port: v.port, protocol: v.protocol, encap: v.encap, pool });
+        }
+        let fragment_map = fragment_vips(&vips);
+        let vip_addrs = vips.iter().map(|v| v.addr).collect();
+        Ok(Snapshot {
+            generation: spec.generation,
+            hash_seed: spec.hash_seed,
+            tunnel: spec.tunnel,
+            timeouts: spec.timeouts,
+            interface: spec.interface.clone(),
+            subnets_v4,
+            subnets_v6,
+            vip_map,
+            fragment_map,
+            vip_addrs,
+            vips,
+            pools,
+        })
+    }
+
+    /// The generation number.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The fleet-wide hash seed.
+    pub fn hash_seed(&self) -> u64 {
+        self.hash_seed
+    }
+
+    /// Tunnel parameters.
+    pub fn tunnel(&self) -> &Tunnel {
+        &self.tunnel
+    }
+
+    /// Flow idle timeouts.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Our port.
+    pub fn interface(&self) -> &Interface {
+        &self.interface
+    }
+
+    /// The VIPs, in config order.
+    pub fn vips(&self) -> &[Vip] {
+        &self.vips
+    }
+
+    /// The pools.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// Whether `addr` is one of the port's own addresses.
+    #[inline]
+    pub fn is_local(&self, addr: IpAddr) -> bool {
+        self.interface.addresses.contains(&addr)
+    }
+
+    /// Whether `addr` falls in a VIP subnet.
+    #[inline]
+    pub fn in_subnet(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.subnets_v4.lookup(u128::from(u32::from(a)), 32).is_some(),
+            IpAddr::V6(a) => self.subnets_v6.lookup(u128::from(a), 128).is_some(),
+        }
+    }
+
+    /// The VIP for a packet to `addr`, `protocol`, `port`: exact VIP:port:protocol first,
+    /// then VIP:any-port, then the any-protocol VIP with this port, then with any port.
+    #[inline]
+    pub fn find_vip(&self, addr: IpAddr, protocol: IpProtocol, port: u16) -> Option<(u32, &Vip)> {
+        let p = u8::from(protocol);
+        let candidates: [VipKey; 4] = [(addr, p, port), (addr, p, 0), (addr, 0, port), (addr, 0, 0)];
+        let i = if matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp) {
+            candidates.iter().find_map(|k| self.vip_map.get(k))
+        } else {
+            // Other protocols have no ports: only an any-protocol, any-port VIP takes them.
+            self.vip_map.get(&(addr, 0, 0))
+        }?;
+        Some((*i, &self.vips[*i as usize]))
+    }
+
+    /// The VIP for IP fragments to `addr` over `protocol`. Fragments after the first carry
+    /// no ports, so every fragment of a datagram, the first included, goes to the VIP that
+    /// takes any port of this address and protocol (or of any protocol), or else to the one
+    /// port-specific VIP of the address and protocol; where there are several, which one is
+    /// not knowable and there is none.
+    #[inline]
+    pub fn find_fragment_vip(&self, addr: IpAddr, protocol: IpProtocol) -> Option<(u32, &Vip)> {
+        let p = match protocol {
+            IpProtocol::Tcp | IpProtocol::Udp => u8::from(protocol),
+            _ => 0,
+        };
+        let &i = self.fragment_map.get(&(addr, p))?;
+        Some((i, &self.vips[i as usize]))
+    }
+
+    /// Whether any VIP has this address (whatever its protocol and port).
+    #[inline]
+    pub fn is_vip_addr(&self, addr: IpAddr) -> bool {
+        self.vip_addrs.contains(&addr)
+    }
+}
+
+/// A VIP's name for errors and logs: `udp://203.0.113.10:8000`, `any://[2001:db8::10]`.
+pub fn vip_name(addr: IpAddr, protocol: VipProtocol, port: Option<u16>) -> String {
+    let proto = match protocol {
+        VipProtocol::Tcp => "tcp",
+        VipProtocol::Udp => "udp",
+        VipProtocol::Any => "any",
+    };
+    match (addr, port) {
+        (IpAddr::V6(a), Some(p)) => format!("{proto}://[{a}]:{p}"),
+        (IpAddr::V6(a), None) => format!("{proto}://[{a}]"),
+        (a, Some(p)) => format!("{proto}://{a}:{p}"),
+        (a, None) => format!("{proto}://{a}"),
+    }
+}
+
+/// See [`Snapshot::find_fragment_vip`].
+fn fragment_vips(vips: &[Vip]) -> HashMap<(IpAddr, u8), u32> {
+    let mut map: HashMap<(IpAddr, u8), u32> = HashMap::new();
+    for proto in [6u8, 17] {
+        let mut specific: HashMap<IpAddr, Option<u32>> = HashMap::new();
+        for (i, v) in vips.iter().enumerate() {
+            let fits = v.protocol.number() == proto || v.protocol == VipProtocol::Any;
+            if !fits {
+                continue;
+            }
+            if v.port.is_none() {
+                // A wildcard-port VIP of this very protocol beats an any-protocol one.
+                let better = match map.get(&(v.addr, proto)) {
+                    Some(&j) => vips[j as usize].protocol == VipProtocol::Any && v.protocol != VipProtocol::Any,
+                    None => true,
+                };
+                if better {
+                    map.insert((v.addr, proto), i as u32);
+                }
+            } else {
+                specific
+                    .entry(v.addr)
+                    .and_modify(|e| {
+                        if e.is_some_and(|j| vips[j as usize].pool != v.pool) {
+                            *e = None;
+                        }
+                    })
+                    .or_insert(Some(i as u32));
+            }
+        }
+        for (addr, only) in specific {
+            if let Some(i) = only {
+                map.entry((addr, proto)).or_insert(i);
+            }
+        }
+    }
+    // Other protocols have no ports: only any-protocol, any-port VIPs.
+    for (i, v) in vips.iter().enumerate() {
+        if v.protocol == VipProtocol::Any && v.port.is_none() {
+            map.insert((v.addr, 0), i as u32);
+        }
+    }
+    map
+}
+
+enum PoolError {
+    Maglev(MaglevError),
+    Clash(BackendId, BackendId),
+}
+
+fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, PoolError> {
+    let ring_input: Vec<maglev::Backend> = set
+        .iter()
+        .map(|b| maglev::Backend {
+            id: b.id,
+            weight: if b.state == BackendState::Active { b.weight } else { 0 },
+        })
+        .collect();
+    let ring = match Ring::build(&ring_input, seed, table_size) {
+        Ok(r) => Some(r),
+        // Every backend draining, down or at weight 0: established flows still go to the
+        // draining ones, new flows are dropped as `no_backend`.
+        Err(MaglevError::AllWeightsZero) => None,
+        Err(e) => return Err(PoolError::Maglev(e)),
+    };
+    let mut backends: Vec<PoolBackend> = set
+        .iter()
+        .map(|b| {
+            let (k, len) = b.id.key();
+            PoolBackend { id: b.id, weight: b.weight, state: b.state, fingerprint: maglev::hash64(0, &k[..len]) }
+        })
+        .collect();
+    backends.sort_by_key(|b| b.id);
+    let mut by_fingerprint = HashMap::with_capacity(backends.len());
+    for (i, b) in backends.iter().enumerate() {
+        if let Some(prev) = by_fingerprint.insert(b.fingerprint, i as u16) {
+            return Err(PoolError::Clash(backends[usize::from(prev)].id, b.id));
+        }
+    }
+    Ok(Pool { backends: backends.into_boxed_slice(), ring, by_fingerprint })
+}
