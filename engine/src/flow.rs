@@ -246,7 +246,8 @@ impl FlowTable {
                 free = Some(i);
                 break;
             }
-            let expired = e.key.family == 0 || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize];
+            let expired =
+                e.key.family == 0 || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize];
             if expired && free.is_none() {
                 free = Some(i);
             }
@@ -303,7 +304,13 @@ mod tests {
     const T: IdleTimeouts = IdleTimeouts([100, 50, 10]);
 
     fn key(i: u32) -> FlowKey {
-        FlowKey::new(IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i)), IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), 6, 40000, 8000)
+        FlowKey::new(
+            IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i)),
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
+            6,
+            40000,
+            8000,
+        )
     }
 
     #[test]
@@ -335,7 +342,10 @@ mod tests {
         for i in 0..8 {
             let k = key(i);
             let h = t.hash(&k);
-            assert_eq!(t.insert(&k, h, u64::from(i), 100 + u64::from(i), &T, TimeoutClass::Tcp), Inserted::Fresh);
+            assert_eq!(
+                t.insert(&k, h, u64::from(i), 100 + u64::from(i), &T, TimeoutClass::Tcp),
+                Inserted::Fresh
+            );
         }
         let k = key(100);
         let h = t.hash(&k);

@@ -490,7 +490,7 @@ impl Pipeline {
                         return drop(DropReason::Malformed);
                     };
                     let (sport, dport) = q.ports.unwrap_or((0, 0));
-                    return self.to_vip(
+                    return self.vip_step(
                         snap,
                         q.src_addr,
                         q.protocol,
@@ -511,7 +511,7 @@ impl Pipeline {
             Err(r) => return drop(r),
         };
         let key = FlowKey::new(IpAddr::V4(src), dst_ip, protocol.into(), sport, dport);
-        self.to_vip(
+        self.vip_step(
             snap,
             dst_ip,
             protocol,
@@ -558,7 +558,13 @@ impl Pipeline {
                     if !checksum_ok {
                         return drop(DropReason::Malformed);
                     }
-                    return Step::Done(self.answer_echo_v6(snap.interface().mac, buf, l3, ip_len, upper.offset));
+                    return Step::Done(self.answer_echo_v6(
+                        snap.interface().mac,
+                        buf,
+                        l3,
+                        ip_len,
+                        upper.offset,
+                    ));
                 }
                 icmpv6::Message::DstUnreachable
                 | icmpv6::Message::PacketTooBig
@@ -570,13 +576,21 @@ impl Pipeline {
                         return drop(DropReason::Malformed);
                     };
                     let (sport, dport) = q.ports.unwrap_or((0, 0));
-                    return self.to_vip(
+                    return self.vip_step(
                         snap,
                         q.src_addr,
                         q.protocol,
                         sport,
                         FlowKey::new(q.dst_addr, q.src_addr, q.protocol.into(), dport, sport),
-                        Frame { l3, ip_len, v6: true, tos, dont_frag: true, fragment: false, icmp_error: true },
+                        Frame {
+                            l3,
+                            ip_len,
+                            v6: true,
+                            tos,
+                            dont_frag: true,
+                            fragment: false,
+                            icmp_error: true,
+                        },
                         None,
                     );
                 }
@@ -598,7 +612,7 @@ impl Pipeline {
             Err(r) => return drop(r),
         };
         let key = FlowKey::new(IpAddr::V6(src), dst_ip, protocol.into(), sport, dport);
-        self.to_vip(
+        self.vip_step(
             snap,
             dst_ip,
             protocol,
@@ -610,7 +624,7 @@ impl Pipeline {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn to_vip(
+    fn vip_step(
         &mut self,
         snap: &Snapshot,
         vip_addr: IpAddr,
@@ -633,7 +647,8 @@ impl Pipeline {
             };
             return Step::Done(Verdict::Drop(reason));
         };
-        let closing = tcp_flags.is_some_and(|f| f.contains(tcp::TcpFlags::FIN) || f.contains(tcp::TcpFlags::RST));
+        let closing =
+            tcp_flags.is_some_and(|f| f.contains(tcp::TcpFlags::FIN) || f.contains(tcp::TcpFlags::RST));
         let class = match protocol {
             IpProtocol::Tcp if closing => TimeoutClass::Closing,
             IpProtocol::Tcp => TimeoutClass::Tcp,
@@ -728,11 +743,9 @@ impl Pipeline {
         };
         let overhead = ip_header + extra;
         let mtu = usize::from(tunnel.mtu);
-        if p.ip_len + overhead > mtu {
-            if p.dont_frag || outer_v6 {
-                return self.too_big(snap, now, buf, p, mtu.saturating_sub(overhead));
-            }
-            // IPv4 without DF in an IPv4 tunnel: the outer packet is fragmented below.
+        // IPv4 without DF in an IPv4 tunnel: the outer packet is fragmented below.
+        if p.ip_len + overhead > mtu && (p.dont_frag || outer_v6) {
+            return self.too_big(snap, now, buf, p, mtu.saturating_sub(overhead));
         }
         // The inner packet as received, without L2 header and Ethernet padding.
         buf.truncate(p.l3 + p.ip_len);
@@ -891,8 +904,11 @@ impl Pipeline {
         let v6 = p.v6;
         // The quote: as much of the packet as keeps the error within 576 bytes (IPv4,
         // RFC 1812 §4.3.2.3) or 1280 bytes (IPv6, RFC 4443 §2.4).
-        let (ip_header, icmp_header, limit) =
-            if v6 { (ipv6::HEADER_LEN, icmpv6::HEADER_LEN, 1280) } else { (ipv4::HEADER_LEN, icmpv4::HEADER_LEN, 576) };
+        let (ip_header, icmp_header, limit) = if v6 {
+            (ipv6::HEADER_LEN, icmpv6::HEADER_LEN, 1280)
+        } else {
+            (ipv4::HEADER_LEN, icmpv4::HEADER_LEN, 576)
+        };
         buf.truncate(limit - ip_header - icmp_header);
         let quoted_len = buf.len();
         let Some(out) = buf.prepend(ethernet::HEADER_LEN + ip_header + icmp_header) else {
@@ -984,7 +1000,13 @@ impl Pipeline {
         Verdict::Reply
     }
 
-    fn answer_echo_v4(&mut self, mac: EthernetAddress, buf: &mut PacketBuf, l3: usize, ip_len: usize) -> Verdict {
+    fn answer_echo_v4(
+        &mut self,
+        mac: EthernetAddress,
+        buf: &mut PacketBuf,
+        l3: usize,
+        ip_len: usize,
+    ) -> Verdict {
         buf.truncate(l3 + ip_len);
         let frame = buf.as_mut_slice();
         reply_macs(frame, mac);
@@ -1032,14 +1054,21 @@ impl Pipeline {
         Verdict::Reply
     }
 
-    fn answer_solicit(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, l4_offset: usize) -> Verdict {
+    fn answer_solicit(
+        &mut self,
+        snap: &Snapshot,
+        buf: &mut PacketBuf,
+        l3: usize,
+        l4_offset: usize,
+    ) -> Verdict {
         let frame = buf.as_slice();
         let ip = ipv6::Packet::new_unchecked(&frame[l3..]);
         let soliciter = ip.src_addr();
         let Ok(icmp) = icmpv6::Packet::new_checked(&frame[l3 + l4_offset..l3 + ip.total_len()]) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        let Ok(icmpv6::Repr::NeighborSolicit { target_addr, source_lladdr }) = icmpv6::Repr::parse(&icmp) else {
+        let Ok(icmpv6::Repr::NeighborSolicit { target_addr, source_lladdr }) = icmpv6::Repr::parse(&icmp)
+        else {
             return Verdict::Drop(DropReason::Malformed);
         };
         if !snap.is_local(IpAddr::V6(target_addr)) {

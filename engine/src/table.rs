@@ -257,7 +257,7 @@ impl Lpm {
                 let mut map = HashMap::new();
                 map.insert(key, value);
                 self.by_len.push((len, map));
-                self.by_len.sort_by(|a, b| b.0.cmp(&a.0));
+                self.by_len.sort_by_key(|e| core::cmp::Reverse(e.0));
             }
         }
     }
@@ -470,7 +470,9 @@ fn fragment_vips(vips: &[Vip]) -> HashMap<(IpAddr, u8), u32> {
             if v.port.is_none() {
                 // A wildcard-port VIP of this very protocol beats an any-protocol one.
                 let better = match map.get(&(v.addr, proto)) {
-                    Some(&j) => vips[j as usize].protocol == VipProtocol::Any && v.protocol != VipProtocol::Any,
+                    Some(&j) => {
+                        vips[j as usize].protocol == VipProtocol::Any && v.protocol != VipProtocol::Any
+                    }
                     None => true,
                 };
                 if better {
@@ -526,7 +528,12 @@ fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, P
         .iter()
         .map(|b| {
             let (k, len) = b.id.key();
-            PoolBackend { id: b.id, weight: b.weight, state: b.state, fingerprint: maglev::hash64(0, &k[..len]) }
+            PoolBackend {
+                id: b.id,
+                weight: b.weight,
+                state: b.state,
+                fingerprint: maglev::hash64(0, &k[..len]),
+            }
         })
         .collect();
     backends.sort_by_key(|b| b.id);
