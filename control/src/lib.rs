@@ -6,4 +6,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod build;
 pub mod cli;
+pub mod config;
+pub mod replay;

@@ -3,16 +3,107 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use vipgate_control::cli::{Cli, EXIT_NOT_BUILT};
+use vipgate_control::cli::{Cli, Command, EXIT_NOT_BUILT};
+use vipgate_control::config::Config;
+use vipgate_control::{build, replay};
+use vipgate_engine::pipeline::PipelineOptions;
+
+/// Log records to standard error, one line each.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("vipgate: {}: {}", record.level().as_str().to_lowercase(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // No subcommand is implemented in this build yet; say so plainly rather than
-    // pretend to have done the work.
-    eprintln!(
-        "vipgate {}: not built yet in vipgate {}; this subcommand did nothing",
-        cli.command.name(),
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(EXIT_NOT_BUILT as u8)
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    match &cli.command {
+        Command::Check(args) => check(&args.config),
+        Command::Replay(args) => run_replay(args),
+        other => {
+            eprintln!(
+                "vipgate {}: not built yet in vipgate {}; this subcommand did nothing",
+                other.name(),
+                env!("CARGO_PKG_VERSION")
+            );
+            ExitCode::from(EXIT_NOT_BUILT as u8)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        eprintln!("{}: {} error(s); nothing applied", path.display(), errors.0.len());
+        ExitCode::from(1)
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match build::snapshot(&config, 1) {
+        Ok(snap) => {
+            let backends: usize = config.vips.iter().map(|v| v.backends.len()).sum();
+            println!(
+                "{}: ok ({} subnets, {} VIPs, {} backends in {} pools)",
+                path.display(),
+                config.subnets.len(),
+                config.vips.len(),
+                backends,
+                snap.pools().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_replay(args: &vipgate_control::cli::ReplayArgs) -> ExitCode {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snap = match build::snapshot(&config, 1) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vipgate replay: {}: {e}", args.config.display());
+            return ExitCode::from(1);
+        }
+    };
+    if args.workers == 0 || args.workers > 1024 {
+        eprintln!("vipgate replay: --workers {} is out of range 1..=1024", args.workers);
+        return ExitCode::from(1);
+    }
+    let options =
+        PipelineOptions { flow_capacity: config.engine.flow_capacity, ..PipelineOptions::default() };
+    match replay::replay(&snap, options, args.workers, &args.input, &args.output, args.drops.as_deref()) {
+        Ok(summary) => {
+            println!("{}", replay::to_json(&summary, args.workers));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vipgate replay: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

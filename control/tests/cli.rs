@@ -21,9 +21,7 @@ fn unbuilt_subcommands_say_so_and_exit_2() {
     let cases: &[&[&str]] = &[
         &["demo"],
         &["run", "--config", "x.toml"],
-        &["check", "--config", "x.toml"],
         &["diff", "a.toml", "b.toml"],
-        &["replay", "--config", "c.toml", "--input", "in.pcap", "--output", "out.pcap"],
         &["bench"],
         &["ctl", "status"],
     ];

@@ -15,5 +15,6 @@ pub mod buf;
 pub mod flow;
 pub mod maglev;
 pub mod pipeline;
+pub mod port;
 pub mod table;
 pub mod wire;

@@ -566,7 +566,13 @@ fn too_big_without_df_is_fragmented_outside() {
         .unwrap();
     let out = run(&mut p, &snap, SECOND, &f);
     assert_eq!(out.verdict, Verdict::Forward);
-    let rest: Vec<PacketBuf> = p.take_extra().collect();
+    let rest: Vec<PacketBuf> = p
+        .take_extra()
+        .map(|(i, b)| {
+            assert_eq!(i, 0);
+            b
+        })
+        .collect();
     assert_eq!(rest.len(), 1);
     // Reassemble the outer fragments with etherparse's view and compare.
     let mut whole = vec![0u8; 0];

@@ -1,0 +1,268 @@
+//! `vipgate replay` and `vipgate check` end to end: captures the test writes, the binary
+//! run as an operator runs it, output captures read back with etherparse.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use etherparse as ep;
+use vipgate_engine::port::pcap;
+
+const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+
+fn vipgate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vipgate-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/example.toml")
+}
+
+fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    ep::PacketBuilder::ethernet2(CLIENT_MAC, OUR_MAC)
+        .ipv4(src, dst, 60)
+        .udp(sport, dport)
+        .write(&mut f, payload)
+        .unwrap();
+    f
+}
+
+fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    ep::PacketBuilder::ethernet2(CLIENT_MAC, OUR_MAC)
+        .ipv4(src, dst, 60)
+        .tcp(sport, dport, 1, 1024)
+        .ack(1)
+        .write(&mut f, b"hb")
+        .unwrap();
+    f
+}
+
+fn write_capture(path: &Path, frames: &[Vec<u8>]) {
+    let mut w = pcap::Writer::new(std::fs::File::create(path).unwrap()).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write(1_700_000_000_000_000_000 + i as u64 * 1_000_000, f).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn read_capture(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = pcap::Reader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    while let Some(rec) = r.next().unwrap() {
+        out.push(rec.data.to_vec());
+    }
+    out
+}
+
+/// (outer destination, inner source port) of a forwarded frame.
+fn outer_and_sport(frame: &[u8]) -> (Ipv4Addr, u16) {
+    let (_, rest) = ep::Ethernet2Header::from_slice(frame).unwrap();
+    let (outer, inner) = ep::Ipv4Header::from_slice(rest).unwrap();
+    let inner = match outer.protocol {
+        ep::IpNumber::IPV4 => inner,
+        // GUE: UDP (8) + GUE (4).
+        ep::IpNumber::UDP => &inner[12..],
+        p => panic!("outer protocol {p:?}"),
+    };
+    let (ip, l4) = ep::Ipv4Header::from_slice(inner).unwrap();
+    assert_eq!(ip.destination, [203, 0, 113, 10]);
+    (Ipv4Addr::from(outer.destination), u16::from_be_bytes([l4[0], l4[1]]))
+}
+
+/// A capture of 2G-gateway-like traffic: a few carrier addresses, many ports, heartbeats.
+fn traffic() -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    for round in 0..3 {
+        for gw in 1..=4u8 {
+            for port in 0..50u16 {
+                let sport = 20000 + port * 7 + u16::from(gw);
+                if (port + round) % 2 == 0 {
+                    frames.push(udp([198, 51, 100, 100 + gw], sport, [203, 0, 113, 10], 8000, b"heartbeat"));
+                } else {
+                    frames.push(tcp([198, 51, 100, 100 + gw], sport, [203, 0, 113, 10], 5222));
+                }
+            }
+        }
+    }
+    // Noise: no VIP in the subnet, outside every subnet, another host's MAC, garbage.
+    frames.push(udp([198, 51, 100, 9], 1, [203, 0, 113, 99], 53, b"x"));
+    frames.push(udp([198, 51, 100, 9], 1, [192, 0, 2, 99], 53, b"x"));
+    let mut other = udp([198, 51, 100, 9], 1, [203, 0, 113, 10], 8000, b"x");
+    other[5] = 0x77;
+    frames.push(other);
+    frames.push(vec![0xff; 10]);
+    frames
+}
+
+fn json_number(json: &str, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    let at = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len();
+    json[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+#[test]
+fn replay_forwards_counts_and_keeps_flows_on_one_backend_with_any_worker_count() {
+    let dir = tmp("replay");
+    let input = dir.join("in.pcap");
+    let frames = traffic();
+    write_capture(&input, &frames);
+    let mut per_flow: Vec<HashMap<(u16, u8), Ipv4Addr>> = Vec::new();
+    for workers in ["1", "2", "3"] {
+        let output = dir.join(format!("out{workers}.pcap"));
+        let drops = dir.join(format!("drops{workers}.pcap"));
+        let config = example_config();
+        let out = vipgate(&[
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--drops",
+            drops.to_str().unwrap(),
+            "--workers",
+            workers,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json = String::from_utf8(out.stdout).unwrap();
+        assert!(json.trim_start().starts_with('{') && json.trim_end().ends_with('}'), "{json}");
+        assert_eq!(json_number(&json, "packets"), frames.len() as u64);
+        assert_eq!(json_number(&json, "forwarded"), 600);
+        assert_eq!(json_number(&json, "drop_no_vip"), 1);
+        assert_eq!(json_number(&json, "drop_not_vip"), 1);
+        assert_eq!(json_number(&json, "drop_other_mac"), 1);
+        assert_eq!(json_number(&json, "drop_malformed"), 1);
+        assert_eq!(json_number(&json, "workers"), workers.parse::<u64>().unwrap());
+        // 200 (gateway, port) pairs, each a UDP flow in some rounds and a TCP flow in the
+        // others: 400 flows, 200 of them seen twice.
+        assert_eq!(json_number(&json, "flow_misses"), 400);
+        assert_eq!(json_number(&json, "flow_hits"), 200);
+        let forwarded = read_capture(&output);
+        assert_eq!(forwarded.len(), 600);
+        assert_eq!(read_capture(&drops), frames[600..].to_vec(), "drops are written as received");
+        let mut flows = HashMap::new();
+        for (f, original) in forwarded.iter().zip(&frames) {
+            let (backend, sport) = outer_and_sport(f);
+            let proto = original[23];
+            if let Some(prev) = flows.insert((sport, proto), backend) {
+                assert_eq!(prev, backend, "a flow changed backend within one replay");
+            }
+            // The draining backend takes no new flows.
+            assert_ne!(backend, Ipv4Addr::new(192, 0, 2, 13));
+        }
+        let backends: std::collections::HashSet<_> = flows.values().collect();
+        assert_eq!(backends.len(), 4, "two UDP and two TCP backends all used: {backends:?}");
+        per_flow.push(flows);
+    }
+    assert_eq!(per_flow[0], per_flow[1], "2 workers choose as 1 does");
+    assert_eq!(per_flow[0], per_flow[2], "3 workers choose as 1 does");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn replay_refuses_bad_inputs_with_one_line_and_exit_1() {
+    let dir = tmp("refuse");
+    let config = example_config();
+    let cfg = config.to_str().unwrap();
+    let out_path = dir.join("out.pcap");
+    let out = out_path.to_str().unwrap();
+    // Missing input.
+    let missing = dir.join("missing.pcap");
+    let r = vipgate(&["replay", "--config", cfg, "--input", missing.to_str().unwrap(), "--output", out]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8(r.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("missing.pcap") && err.contains("No such file"), "{err}");
+    // Not a capture.
+    let junk = dir.join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture at all").unwrap();
+    let r = vipgate(&["replay", "--config", cfg, "--input", junk.to_str().unwrap(), "--output", out]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8(r.stderr).unwrap().contains("not a pcap file"));
+    // An output that cannot be created.
+    let good = dir.join("good.pcap");
+    write_capture(&good, &traffic()[..3]);
+    let r = vipgate(&[
+        "replay",
+        "--config",
+        cfg,
+        "--input",
+        good.to_str().unwrap(),
+        "--output",
+        "/nonexistent-dir/out.pcap",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8(r.stderr).unwrap().contains("/nonexistent-dir/out.pcap"));
+    // A bad config: file:line:col.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[engine]\nhash_seed = 1\nmaglev_table_size = 1000\n").unwrap();
+    let r = vipgate(&[
+        "replay",
+        "--config",
+        bad.to_str().unwrap(),
+        "--input",
+        good.to_str().unwrap(),
+        "--output",
+        out,
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8(r.stderr).unwrap();
+    assert!(err.contains(&format!("{}:3:21: maglev_table_size 1000", bad.display())), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_accepts_the_example_and_reports_every_error_with_its_position() {
+    let config = example_config();
+    let r = vipgate(&["check", "--config", config.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8(r.stdout).unwrap().contains("ok (2 subnets, 3 VIPs"));
+
+    let dir = tmp("check");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"[tunnel]
+source_v4 = "198.51.100.1"
+
+[[subnet]]
+prefix = "203.0.113.0/24"
+
+[[vip]]
+address = "203.0.113.10"
+protocol = "udp"
+encap = "ipip"
+backends = [ { address = "192.0.2.1", weight = 0 } ]
+
+[[vip]]
+address = "203.0.113.10"
+protocol = "udp"
+encap = "ipip"
+backends = [ { address = "192.0.2.1", state = "sleeping" } ]
+"#,
+    )
+    .unwrap();
+    let r = vipgate(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8(r.stderr).unwrap();
+    let p = bad.display();
+    assert!(err.contains(&format!("{p}:11:12: every backend of this VIP has weight 0")), "{err}");
+    assert!(err.contains(&format!("{p}:14:11: VIP udp://203.0.113.10 is defined twice")), "{err}");
+    assert!(
+        err.contains(&format!("{p}:17:47: state \"sleeping\" is not one of active, draining, down")),
+        "{err}"
+    );
+    assert!(r.stdout.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
