@@ -784,3 +784,166 @@ fn draining_backends_keep_flows_until_idle_timeout() {
     // After the UDP idle timeout (120 s) the flow is forgotten.
     assert_eq!(backend_of(&mut p, &s2, 200 * SECOND, 5000, false), None);
 }
+
+/// One row of the encapsulation table: a frame in, the exact frame out.
+struct EncapCase {
+    description: &'static str,
+    input: Vec<u8>,
+    expected_verdict: Verdict,
+    expected_output: Vec<u8>,
+}
+
+fn encap_spec() -> SnapshotSpec {
+    use BackendState::Active;
+    let mut s = spec();
+    let one = |a: &str| vec![backend(a, 1, Active)];
+    s.vips = vec![
+        vip("203.0.113.10", Some(8000), VipProtocol::Udp, Encap::Ipip, one("192.0.2.11")),
+        vip("203.0.113.10", Some(8001), VipProtocol::Udp, Encap::Gue, one("192.0.2.12")),
+        vip("203.0.113.10", Some(8002), VipProtocol::Udp, Encap::Gre, one("192.0.2.13")),
+        vip("203.0.113.10", Some(8003), VipProtocol::Udp, Encap::Ipip, one("2001:db8:1::14")),
+        vip("2001:db8:ab::10", Some(8000), VipProtocol::Udp, Encap::Ipip, one("2001:db8:1::11")),
+        vip("2001:db8:ab::10", Some(8001), VipProtocol::Udp, Encap::Gue, one("2001:db8:1::12")),
+        vip("2001:db8:ab::10", Some(8002), VipProtocol::Udp, Encap::Gre, one("2001:db8:1::13")),
+    ];
+    s
+}
+
+/// The expected frame, written with etherparse: outer Ethernet to the router, outer IP
+/// from the tunnel source with TTL 64 (IPv4 ident 1: the first packet of a fresh pipeline),
+/// then the encapsulation header, then `inner` unchanged.
+fn expected_frame(backend: IpAddr, encap: Encap, inner: &[u8], flow: u32) -> Vec<u8> {
+    let inner_v6 = inner[0] >> 4 == 6;
+    let inner_proto = if inner_v6 { ep::IpNumber::IPV6 } else { ep::IpNumber::IPV4 };
+    let mut encap_bytes = Vec::new();
+    let proto = match encap {
+        Encap::Ipip => inner_proto,
+        Encap::Gre => {
+            encap_bytes.extend_from_slice(&[0, 0]);
+            encap_bytes.extend_from_slice(&(if inner_v6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
+            ep::IpNumber::GRE
+        }
+        Encap::Gue => ep::IpNumber::UDP,
+    };
+    let gue_payload: Vec<u8> = [&[0u8, inner_proto.0, 0, 0][..], inner].concat();
+    let src_port = 0xc000 | (flow >> 18) as u16;
+    let mut out = Vec::new();
+    match backend {
+        IpAddr::V4(b) => {
+            ep::Ethernet2Header { source: OUR_MAC, destination: ROUTER_MAC, ether_type: ep::EtherType::IPV4 }
+                .write(&mut out)
+                .unwrap();
+            let len = match encap {
+                Encap::Gue => 8 + gue_payload.len(),
+                _ => encap_bytes.len() + inner.len(),
+            };
+            let mut h = ep::Ipv4Header::new(len as u16, 64, proto, [198, 51, 100, 1], b.octets()).unwrap();
+            h.identification = 1;
+            h.dont_fragment = inner_v6 || (inner[6] & 0x40 != 0);
+            h.header_checksum = h.calc_header_checksum();
+            h.write(&mut out).unwrap();
+            if encap == Encap::Gue {
+                let u = ep::UdpHeader {
+                    source_port: src_port,
+                    destination_port: 6080,
+                    length: (8 + gue_payload.len()) as u16,
+                    checksum: 0,
+                };
+                u.write(&mut out).unwrap();
+            }
+        }
+        IpAddr::V6(b) => {
+            ep::Ethernet2Header { source: OUR_MAC, destination: ROUTER_MAC, ether_type: ep::EtherType::IPV6 }
+                .write(&mut out)
+                .unwrap();
+            let len = match encap {
+                Encap::Gue => 8 + gue_payload.len(),
+                _ => encap_bytes.len() + inner.len(),
+            };
+            let h = ep::Ipv6Header {
+                traffic_class: 0,
+                flow_label: ep::Ipv6FlowLabel::try_new(flow & 0xfffff).unwrap(),
+                payload_length: len as u16,
+                next_header: proto,
+                hop_limit: 64,
+                source: v6("2001:db8:ffff::1"),
+                destination: b.octets(),
+            };
+            h.write(&mut out).unwrap();
+            if encap == Encap::Gue {
+                let u = ep::UdpHeader::with_ipv6_checksum(src_port, 6080, &h, &gue_payload).unwrap();
+                u.write(&mut out).unwrap();
+            }
+        }
+    }
+    if encap == Encap::Gue {
+        out.extend_from_slice(&gue_payload);
+    } else {
+        out.extend_from_slice(&encap_bytes);
+        out.extend_from_slice(inner);
+    }
+    out
+}
+
+#[test]
+fn encapsulation_table_exact_bytes() {
+    let snap = Snapshot::build(&encap_spec()).unwrap();
+    let c4 = [198, 51, 100, 7];
+    let c6 = "2001:db8:c::7";
+    let mut cases = Vec::new();
+    for (port, encap, backend_addr) in [
+        (8000u16, Encap::Ipip, "192.0.2.11"),
+        (8001, Encap::Gue, "192.0.2.12"),
+        (8002, Encap::Gre, "192.0.2.13"),
+        (8003, Encap::Ipip, "2001:db8:1::14"),
+    ] {
+        let input = udp4(c4, [203, 0, 113, 10], 40000, port, b"2G heartbeat");
+        let flow = flow_hash(SEED, ip("198.51.100.7"), ip("203.0.113.10"), 17, 40000, port);
+        cases.push(EncapCase {
+            description: "IPv4 client",
+            expected_output: expected_frame(ip(backend_addr), encap, &input[14..], flow),
+            input,
+            expected_verdict: Verdict::Forward,
+        });
+    }
+    for (port, encap, backend_addr) in [
+        (8000u16, Encap::Ipip, "2001:db8:1::11"),
+        (8001, Encap::Gue, "2001:db8:1::12"),
+        (8002, Encap::Gre, "2001:db8:1::13"),
+    ] {
+        let mut input = Vec::new();
+        eth()
+            .ipv6(v6(c6), v6("2001:db8:ab::10"), 60)
+            .udp(40000, port)
+            .write(&mut input, b"2G heartbeat")
+            .unwrap();
+        let flow = flow_hash(SEED, ip(c6), ip("2001:db8:ab::10"), 17, 40000, port);
+        cases.push(EncapCase {
+            description: "IPv6 client",
+            expected_output: expected_frame(ip(backend_addr), encap, &input[14..], flow),
+            input,
+            expected_verdict: Verdict::Forward,
+        });
+    }
+    // Ethernet padding after a short IPv4 packet is not part of what is tunnelled.
+    let mut padded = udp4(c4, [203, 0, 113, 10], 40001, 8002, b"");
+    let inner = padded[14..].to_vec();
+    padded.resize(60, 0);
+    cases.push(EncapCase {
+        description: "padded minimum frame",
+        expected_output: expected_frame(
+            ip("192.0.2.13"),
+            Encap::Gre,
+            &inner,
+            flow_hash(SEED, ip("198.51.100.7"), ip("203.0.113.10"), 17, 40001, 8002),
+        ),
+        input: padded,
+        expected_verdict: Verdict::Forward,
+    });
+    for case in cases {
+        let mut p = pipeline();
+        let out = run(&mut p, &snap, SECOND, &case.input);
+        assert_eq!(out.verdict, case.expected_verdict, "{}", case.description);
+        assert_eq!(out.bytes, case.expected_output, "{}: frame differs", case.description);
+    }
+}
