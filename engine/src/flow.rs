@@ -9,16 +9,22 @@
 //! Entries are 64 bytes, one cache line each (the figure the design aims for): the key
 //! (both addresses as 16 bytes, ports, protocol: 40 bytes), the backend's fingerprint
 //! (its stable identity, 8 bytes), the last time the flow was seen (8 bytes) and its
-//! timeout class. The table holds `capacity` rounded up to a power of two entries; a key
-//! may live in any of the [`WINDOW`] entries from its home position. A table for
-//! 1 048 576 flows takes 64 MiB.
+//! timeout class. The table holds `capacity` rounded up to a power of two entries, in
+//! aligned windows of [`WINDOW`] entries. A key may live in either of two windows, chosen
+//! by independent bits of its hash: a new key goes to the window with more room, and when
+//! both are full one flow of theirs moves to its own other window if that has room (one
+//! step of cuckoo displacement). With that, a table three quarters full still has room for
+//! nearly every new flow (tested), where one window of eight consecutive entries overflows
+//! at half load already. A table of 1 048 576 entries takes 64 MiB; size it at least a
+//! third above the live flows expected.
 //!
 //! # Time and eviction
 //!
 //! The caller passes the time in with every call; the table reads no clock. An entry is
 //! live while `now - last_seen` is below its class's idle timeout (TCP, UDP, or the short
-//! one after a FIN or RST). Inserting into a full window reuses an expired entry, or else
-//! evicts the least recently seen one and says so (the caller counts `flow_table_full`).
+//! one after a FIN or RST). Inserting reuses an expired entry like a free one; with no
+//! room at all, it evicts the least recently seen flow of the key's two windows and says so
+//! (the caller counts `flow_table_full`).
 //!
 //! # Hashing
 //!
@@ -31,8 +37,9 @@ use std::net::IpAddr;
 
 use crate::maglev::fmix64;
 
-/// How many consecutive entries a key may occupy from its home position.
-pub const WINDOW: usize = 8;
+/// How many consecutive entries make a window; a key may live in either of its two
+/// windows.
+pub const WINDOW: usize = 4;
 
 /// A flow's identity: the 5-tuple, or the 3-tuple (ports 0) for IP fragments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -188,11 +195,43 @@ impl FlowTable {
         fmix64(h ^ e ^ self.keys.1)
     }
 
-    /// Hints the CPU to fetch the first entry of `hash`'s window.
+    /// The starts of `hash`'s two windows (aligned to [`WINDOW`] entries).
+    #[inline]
+    fn homes(&self, hash: u64) -> [usize; 2] {
+        let align = !(WINDOW - 1);
+        [hash as usize & self.mask & align, (hash >> 32) as usize & self.mask & align]
+    }
+
+    fn is_free(&self, i: usize, now: u64, timeouts: &IdleTimeouts) -> bool {
+        let e = &self.entries[i];
+        e.key.family == 0 || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize]
+    }
+
+    /// Makes room in window `home` by moving one of its flows to that flow's other window,
+    /// if that has a free entry (one step of cuckoo displacement). Returns the freed entry.
+    fn displace(&mut self, home: usize, now: u64, timeouts: &IdleTimeouts) -> Option<usize> {
+        for k in 0..WINDOW {
+            let i = home + k;
+            let h = self.hash(&self.entries[i].key);
+            let [a, b] = self.homes(h);
+            let other = if a == home { b } else { a };
+            if other == home {
+                continue;
+            }
+            if let Some(j) = (other..other + WINDOW).find(|&j| self.is_free(j, now, timeouts)) {
+                self.entries[j] = self.entries[i];
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Hints the CPU to fetch the first entries of `hash`'s windows.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        let i = hash as usize & self.mask;
-        prefetch_read(&self.entries[i]);
+        for home in self.homes(hash) {
+            prefetch_read(&self.entries[home]);
+        }
     }
 
     /// The backend fingerprint of a live flow, refreshing its last-seen time and (when
@@ -206,9 +245,8 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<u64> {
-        let home = hash as usize;
-        for k in 0..WINDOW {
-            let e = &mut self.entries[(home + k) & self.mask];
+        for i in self.candidates(hash) {
+            let e = &mut self.entries[i];
             if e.key == *key {
                 if now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize] {
                     return None;
@@ -236,24 +274,31 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) -> Inserted {
-        let home = hash as usize;
-        let mut free = None;
         let mut oldest = (u64::MAX, 0usize);
-        for k in 0..WINDOW {
-            let i = (home + k) & self.mask;
-            let e = &self.entries[i];
-            if e.key == *key {
-                free = Some(i);
-                break;
+        // The key's own entry if it has one; else a free entry in the window with more free
+        // entries (the first window on a tie); else room made by moving a flow to its other
+        // window; else the least recently seen flow of both windows is evicted.
+        let mut own = None;
+        let mut free: [(usize, Option<usize>); 2] = [(0, None); 2];
+        let homes = self.homes(hash);
+        for (w, home) in homes.into_iter().enumerate() {
+            for i in home..home + WINDOW {
+                let e = &self.entries[i];
+                if e.key == *key {
+                    own = Some(i);
+                }
+                if self.is_free(i, now, timeouts) {
+                    free[w].0 += 1;
+                    free[w].1 = free[w].1.or(Some(i));
+                }
+                if e.last_seen < oldest.0 {
+                    oldest = (e.last_seen, i);
+                }
             }
-            let expired =
-                e.key.family == 0 || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize];
-            if expired && free.is_none() {
-                free = Some(i);
-            }
-            if e.last_seen < oldest.0 {
-                oldest = (e.last_seen, i);
-            }
+        }
+        let mut free = own.or(if free[1].0 > free[0].0 { free[1].1 } else { free[0].1.or(free[1].1) });
+        if free.is_none() {
+            free = self.displace(homes[0], now, timeouts).or_else(|| self.displace(homes[1], now, timeouts));
         }
         let (i, result) = match free {
             Some(i) => (i, Inserted::Fresh),
@@ -265,14 +310,19 @@ impl FlowTable {
 
     /// Forgets `key`.
     pub fn remove(&mut self, key: &FlowKey, hash: u64) {
-        let home = hash as usize;
-        for k in 0..WINDOW {
-            let e = &mut self.entries[(home + k) & self.mask];
-            if e.key == *key {
-                *e = Entry::default();
+        for i in self.candidates(hash) {
+            if self.entries[i].key == *key {
+                self.entries[i] = Entry::default();
                 return;
             }
         }
+    }
+
+    /// The entries a key may be in: its two windows.
+    #[inline]
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let [a, b] = self.homes(hash);
+        (a..a + WINDOW).chain(b..b + WINDOW)
     }
 
     /// Live flows per backend fingerprint, by a full scan (for the control side; slow).
@@ -337,9 +387,9 @@ mod tests {
 
     #[test]
     fn full_window_evicts_least_recent() {
-        let mut t = FlowTable::with_keys(8, (1, 2));
-        // With 8 entries, every key's window is the whole table.
-        for i in 0..8 {
+        let mut t = FlowTable::with_keys(4, (1, 2));
+        // With 4 entries, every key's windows are the whole table.
+        for i in 0..4 {
             let k = key(i);
             let h = t.hash(&k);
             assert_eq!(
@@ -353,7 +403,7 @@ mod tests {
         // key(0) was seen least recently.
         let k0 = key(0);
         assert_eq!(t.lookup(&k0, t.hash(&k0), 111, &T, None), None);
-        for i in 1..8 {
+        for i in 1..4 {
             let k = key(i);
             assert_eq!(t.lookup(&k, t.hash(&k), 111, &T, None), Some(u64::from(i)));
         }
@@ -367,5 +417,41 @@ mod tests {
         let a = FlowTable::new(8);
         let b = FlowTable::new(8);
         assert_ne!(a.hash(&key(1)), b.hash(&key(1)));
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn evictions(entries: usize, flows: u32, keys: (u64, u64)) -> usize {
+        let t_ = IdleTimeouts([u64::MAX / 2; 3]);
+        let mut t = FlowTable::with_keys(entries, keys);
+        let mut evicted = 0;
+        for i in 0..flows {
+            let k = FlowKey::new(
+                IpAddr::V4(Ipv4Addr::from(0xc633_6400 + (i >> 16))),
+                IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 + (i / 4 % 8) as u8)),
+                if i % 4 == 0 { 17 } else { 6 },
+                i as u16,
+                if i % 4 == 0 { 8000 } else { 5222 },
+            );
+            let h = t.hash(&k);
+            if t.insert(&k, h, 1, 1, &t_, TimeoutClass::Tcp) == Inserted::Evicted {
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    #[test]
+    fn loads_up_to_three_quarters_do_not_evict() {
+        for seed in 0..4u64 {
+            let keys = (seed * 7 + 1, seed * 13 + 5);
+            assert_eq!(evictions(1 << 12, 1 << 11, keys), 0, "half full, seed {seed}");
+            let e = evictions(1 << 12, 3 << 10, keys);
+            assert!(e <= 3, "three quarters full, seed {seed}: {e} evictions");
+        }
     }
 }
