@@ -42,71 +42,118 @@ use crate::maglev::fmix64;
 pub const WINDOW: usize = 4;
 
 /// A flow's identity: the 5-tuple, or the 3-tuple (ports 0) for IP fragments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+///
+/// Kept as five 64-bit words (both addresses as 128-bit values, IPv4 as IPv4-mapped IPv6,
+/// then ports, protocol and family), so that comparing and hashing a key are a handful of
+/// word operations. A key of family 0 marks an empty entry.
+// `eq` below is the derived relation (all words equal), only faster: Hash stays consistent.
+#[allow(clippy::derived_hash_with_manual_eq)]
+#[derive(Debug, Clone, Copy, Eq, Hash, Default)]
 #[repr(C)]
 pub struct FlowKey {
-    /// Source address (IPv4 as IPv4-mapped IPv6).
-    pub src: [u8; 16],
-    /// Destination address (IPv4 as IPv4-mapped IPv6).
-    pub dst: [u8; 16],
-    /// Source port, 0 for fragments and portless protocols.
-    pub src_port: u16,
-    /// Destination port, 0 for fragments and portless protocols.
-    pub dst_port: u16,
-    /// IP protocol number.
-    pub protocol: u8,
-    /// 4 or 6; 0 marks an empty entry.
-    pub family: u8,
-    _pad: [u8; 2],
+    w: [u64; 5],
 }
+
+impl PartialEq for FlowKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        // Branch-free word compare (the derived one calls memcmp).
+        let (a, b) = (&self.w, &other.w);
+        ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0
+    }
+}
+
+const V4_MAPPED: u64 = 0x0000_ffff_0000_0000;
 
 impl FlowKey {
     /// The key of a packet from `src:src_port` to `dst:dst_port` over `protocol`.
     #[inline]
     pub fn new(src: IpAddr, dst: IpAddr, protocol: u8, src_port: u16, dst_port: u16) -> FlowKey {
-        let family = if src.is_ipv4() { 4 } else { 6 };
-        FlowKey { src: octets(src), dst: octets(dst), src_port, dst_port, protocol, family, _pad: [0; 2] }
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                FlowKey::new_v4(u32::from(s), u32::from(d), protocol, src_port, dst_port)
+            }
+            (s, d) => {
+                let (s, d) = (bits(s), bits(d));
+                FlowKey {
+                    w: [
+                        (s >> 64) as u64,
+                        s as u64,
+                        (d >> 64) as u64,
+                        d as u64,
+                        last_word(protocol, src_port, dst_port, 6),
+                    ],
+                }
+            }
+        }
+    }
+
+    /// The key of an IPv4 packet (addresses as host-order `u32`).
+    #[inline]
+    pub fn new_v4(src: u32, dst: u32, protocol: u8, src_port: u16, dst_port: u16) -> FlowKey {
+        FlowKey {
+            w: [
+                0,
+                V4_MAPPED | u64::from(src),
+                0,
+                V4_MAPPED | u64::from(dst),
+                last_word(protocol, src_port, dst_port, 4),
+            ],
+        }
+    }
+
+    fn family(&self) -> u8 {
+        (self.w[4] >> 40) as u8
+    }
+
+    fn addr(&self, hi: u64, lo: u64) -> IpAddr {
+        if self.family() == 4 {
+            IpAddr::V4(std::net::Ipv4Addr::from(lo as u32))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(hi) << 64 | u128::from(lo)))
+        }
     }
 
     /// The source address.
     pub fn src_addr(&self) -> IpAddr {
-        addr(self.src, self.family)
+        self.addr(self.w[0], self.w[1])
     }
 
     /// The destination address.
     pub fn dst_addr(&self) -> IpAddr {
-        addr(self.dst, self.family)
+        self.addr(self.w[2], self.w[3])
     }
 
-    #[inline]
-    fn words(&self) -> [u64; 5] {
-        let w = |b: &[u8; 16], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-        [
-            w(&self.src, 0),
-            w(&self.src, 8),
-            w(&self.dst, 0),
-            w(&self.dst, 8),
-            u64::from(self.src_port)
-                | u64::from(self.dst_port) << 16
-                | u64::from(self.protocol) << 32
-                | u64::from(self.family) << 40,
-        ]
+    /// The source port (0 for fragments and portless protocols).
+    pub fn src_port(&self) -> u16 {
+        self.w[4] as u16
+    }
+
+    /// The destination port (0 for fragments and portless protocols).
+    pub fn dst_port(&self) -> u16 {
+        (self.w[4] >> 16) as u16
+    }
+
+    /// The IP protocol number.
+    pub fn protocol(&self) -> u8 {
+        (self.w[4] >> 32) as u8
+    }
+
+    fn is_empty(&self) -> bool {
+        self.family() == 0
     }
 }
 
 #[inline]
-fn octets(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
+fn last_word(protocol: u8, src_port: u16, dst_port: u16, family: u8) -> u64 {
+    u64::from(src_port) | u64::from(dst_port) << 16 | u64::from(protocol) << 32 | u64::from(family) << 40
 }
 
-fn addr(b: [u8; 16], family: u8) -> IpAddr {
-    let v6 = std::net::Ipv6Addr::from(b);
-    match (family, v6.to_ipv4_mapped()) {
-        (4, Some(v4)) => IpAddr::V4(v4),
-        _ => IpAddr::V6(v6),
+#[inline]
+fn bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => u128::from(V4_MAPPED) | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
     }
 }
 
@@ -129,6 +176,8 @@ struct Entry {
     key: FlowKey,
     backend: u64,
     last_seen: u64,
+    /// A hint for the caller (the backend's index in the snapshot that last resolved it).
+    hint: u32,
     class: TimeoutClass,
 }
 
@@ -137,6 +186,17 @@ const _: () = assert!(core::mem::size_of::<Entry>() == 64);
 /// Idle timeouts by class, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdleTimeouts(pub [u64; 3]);
+
+/// A flow found by [`FlowTable::lookup_hinted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The backend's fingerprint.
+    pub backend: u64,
+    /// The hint stored with it.
+    pub hint: u32,
+    /// Where the entry is, for [`FlowTable::set_hint`].
+    pub slot: usize,
+}
 
 /// What [`FlowTable::insert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +247,7 @@ impl FlowTable {
     /// The keyed hash of a flow key (see the module doc).
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        let [a, b, c, d, e] = key.words();
+        let [a, b, c, d, e] = key.w;
         let h = fmix64(a ^ self.keys.0);
         let h = fmix64(h ^ b ^ self.keys.1);
         let h = fmix64(h ^ c);
@@ -204,7 +264,7 @@ impl FlowTable {
 
     fn is_free(&self, i: usize, now: u64, timeouts: &IdleTimeouts) -> bool {
         let e = &self.entries[i];
-        e.key.family == 0 || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize]
+        e.key.is_empty() || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize]
     }
 
     /// Makes room in window `home` by moving one of its flows to that flow's other window,
@@ -245,6 +305,19 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<u64> {
+        self.lookup_hinted(key, hash, now, timeouts, class).map(|h| h.backend)
+    }
+
+    /// [`lookup`](FlowTable::lookup), with the entry's hint and where it is.
+    #[inline]
+    pub fn lookup_hinted(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: Option<TimeoutClass>,
+    ) -> Option<Hit> {
         for i in self.candidates(hash) {
             let e = &mut self.entries[i];
             if e.key == *key {
@@ -258,7 +331,7 @@ impl FlowTable {
                         e.class = c;
                     }
                 }
-                return Some(e.backend);
+                return Some(Hit { backend: e.backend, hint: e.hint, slot: i });
             }
         }
         None
@@ -270,6 +343,21 @@ impl FlowTable {
         key: &FlowKey,
         hash: u64,
         backend: u64,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: TimeoutClass,
+    ) -> Inserted {
+        self.insert_hinted(key, hash, backend, 0, now, timeouts, class)
+    }
+
+    /// [`insert`](FlowTable::insert) with a hint for later lookups.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_hinted(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        backend: u64,
+        hint: u32,
         now: u64,
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
@@ -304,8 +392,16 @@ impl FlowTable {
             Some(i) => (i, Inserted::Fresh),
             None => (oldest.1, Inserted::Evicted),
         };
-        self.entries[i] = Entry { key: *key, backend, last_seen: now, class };
+        self.entries[i] = Entry { key: *key, backend, last_seen: now, hint, class };
         result
+    }
+
+    /// Sets the hint of the entry at `slot` (from a [`Hit`]).
+    #[inline]
+    pub fn set_hint(&mut self, slot: usize, hint: u32) {
+        if let Some(e) = self.entries.get_mut(slot) {
+            e.hint = hint;
+        }
     }
 
     /// Forgets `key`.
@@ -330,7 +426,7 @@ impl FlowTable {
         let t = *timeouts;
         self.entries
             .iter()
-            .filter(move |e| e.key.family != 0 && now.saturating_sub(e.last_seen) < t.0[e.class as usize])
+            .filter(move |e| !e.key.is_empty() && now.saturating_sub(e.last_seen) < t.0[e.class as usize])
             .map(|e| (&e.key, e.backend))
     }
 }

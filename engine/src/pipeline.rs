@@ -473,7 +473,6 @@ impl Pipeline {
         let ip_len = usize::from(ip.total_len());
         let tos = ip.dscp_ecn();
         let dont_frag = ip.dont_frag();
-        let ip_header_ok = ip.verify_checksum();
 
         if protocol == IpProtocol::Icmp && first_fragment && !fragment {
             let Ok(icmp) = icmpv4::Packet::new_checked(payload) else {
@@ -482,7 +481,7 @@ impl Pipeline {
             let is_ours = snap.is_local(dst_ip) || snap.is_vip_addr(dst_ip);
             match icmp.msg_type() {
                 icmpv4::Message::EchoRequest if is_ours => {
-                    if !ip_header_ok || !icmp.verify_checksum() {
+                    if !ip.verify_checksum() || !icmp.verify_checksum() {
                         return drop(DropReason::Malformed);
                     }
                     return Step::Done(self.answer_echo_v4(snap.interface().mac, buf, l3, ip_len));
@@ -516,7 +515,7 @@ impl Pipeline {
             Ok(p) => p,
             Err(r) => return drop(r),
         };
-        let key = FlowKey::new(IpAddr::V4(src), dst_ip, protocol.into(), sport, dport);
+        let key = FlowKey::new_v4(u32::from(src), u32::from(dst), protocol.into(), sport, dport);
         self.vip_step(
             snap,
             dst_ip,
@@ -682,35 +681,63 @@ impl Pipeline {
         let t = snap.timeouts();
         let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
         let class = if p.icmp_error { None } else { Some(p.class) };
-        let remembered = self.flows.lookup(&p.key, p.hash, now, &timeouts, class);
+        // The hint remembers the backend's index in the snapshot that resolved it last:
+        // (generation mod 2^16) << 16 | index. Within one snapshot it saves a map lookup.
+        let generation_tag = (snap.generation() as u32 & 0xffff) << 16;
         let mut backend: Option<&PoolBackend> = None;
-        if let Some(fp) = remembered {
-            match pool.by_fingerprint(fp) {
-                Some((_, b)) if b.state != BackendState::Down => {
+        if let Some(hit) = self.flows.lookup_hinted(&p.key, p.hash, now, &timeouts, class) {
+            let hinted = (hit.hint & 0xffff_0000 == generation_tag)
+                .then(|| pool.backends().get((hit.hint & 0xffff) as usize))
+                .flatten()
+                .filter(|b| b.fingerprint == hit.backend);
+            let found = match hinted {
+                Some(b) => Some(b),
+                None => pool.by_fingerprint(hit.backend).map(|(i, b)| {
+                    self.flows.set_hint(hit.slot, generation_tag | u32::from(i));
+                    b
+                }),
+            };
+            match found {
+                Some(b) if b.state != BackendState::Down => {
                     self.counters.flow_hits += 1;
                     backend = Some(b);
                 }
                 _ => self.counters.flow_moved += 1,
             }
         }
-        let flow_hash = maglev::flow_hash(
-            snap.hash_seed(),
-            p.key.src_addr(),
-            p.key.dst_addr(),
-            p.key.protocol,
-            p.key.src_port,
-            p.key.dst_port,
-        );
+        // The Maglev flow hash: needed for a new flow, and for GUE's source port and the
+        // outer IPv6 flow label.
+        let hash_of = |k: &FlowKey| {
+            maglev::flow_hash(
+                snap.hash_seed(),
+                k.src_addr(),
+                k.dst_addr(),
+                k.protocol(),
+                k.src_port(),
+                k.dst_port(),
+            )
+        };
+        let needs_hash = backend.is_none_or(|b| vip.encap == Encap::Gue || b.id.addr.is_ipv6());
+        let flow_hash = if needs_hash { hash_of(&p.key) } else { 0 };
         let backend = match backend {
             Some(b) => *b,
             None => {
                 self.counters.flow_misses += 1;
-                let Some((_, b)) = pool.pick(flow_hash) else {
+                let Some((i, b)) = pool.pick(flow_hash) else {
                     return Verdict::Drop(DropReason::NoBackend);
                 };
                 // An ICMP error opens no flow; a RST or FIN of an unknown flow needs none.
                 if !p.icmp_error && !p.closing {
-                    let r = self.flows.insert(&p.key, p.hash, b.fingerprint, now, &timeouts, p.class);
+                    let hint = generation_tag | u32::from(i);
+                    let r = self.flows.insert_hinted(
+                        &p.key,
+                        p.hash,
+                        b.fingerprint,
+                        hint,
+                        now,
+                        &timeouts,
+                        p.class,
+                    );
                     if r == Inserted::Evicted {
                         self.counters.flow_table_full += 1;
                     }

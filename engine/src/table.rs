@@ -94,7 +94,7 @@ pub struct PoolBackend {
 pub struct Pool {
     backends: Box<[PoolBackend]>,
     ring: Option<Ring>,
-    by_fingerprint: HashMap<u64, u16>,
+    by_fingerprint: FastMap<u64, u16>,
 }
 
 impl Pool {
@@ -278,8 +278,52 @@ fn mask(bits: u128, len: u8, width: u8) -> u128 {
     }
 }
 
-/// `(address, protocol number or 0 for any, port or 0 for any)`.
-type VipKey = (IpAddr, u8, u16);
+/// `(address as 128 bits, IPv4 mapped; protocol number or 0 for any << 16 | port or 0 for
+/// any)`.
+type VipKey = (u128, u32);
+
+fn vip_key(addr: IpAddr, protocol: u8, port: u16) -> VipKey {
+    let bits = match addr {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    (bits, u32::from(protocol) << 16 | u32::from(port))
+}
+
+/// A fast hasher for maps keyed by the config (VIPs, fingerprints): their keys are not
+/// chosen by whoever sends packets, so they need no per-process key, only speed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigHasher(u64);
+
+impl core::hash::Hasher for ConfigHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = maglev::fmix64(self.0 ^ i).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.write_u64(i as u64);
+        self.write_u64((i >> 64) as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, core::hash::BuildHasherDefault<ConfigHasher>>;
 
 /// The immutable forwarding state of one generation.
 #[derive(Debug, Clone)]
@@ -291,7 +335,7 @@ pub struct Snapshot {
     interface: Interface,
     subnets_v4: Lpm,
     subnets_v6: Lpm,
-    vip_map: HashMap<VipKey, u32>,
+    vip_map: FastMap<VipKey, u32>,
     /// The VIP that fragments of (address, protocol) go to (see [`Snapshot::find_fragment_vip`]).
     fragment_map: HashMap<(IpAddr, u8), u32>,
     vip_addrs: hashbrown::HashSet<IpAddr>,
@@ -314,7 +358,7 @@ impl Snapshot {
         let mut pool_index: HashMap<Vec<BackendSpec>, u32> = HashMap::new();
         let mut pools = Vec::new();
         let mut vips = Vec::with_capacity(spec.vips.len());
-        let mut vip_map = HashMap::with_capacity(spec.vips.len());
+        let mut vip_map = FastMap::default();
         for v in &spec.vips {
             let name = vip_name(v.addr, v.protocol, v.port);
             let mut set = v.backends.clone();
@@ -331,7 +375,7 @@ impl Snapshot {
                     p
                 }
             };
-            let key = (v.addr, v.protocol.number(), v.port.unwrap_or(0));
+            let key = vip_key(v.addr, v.protocol.number(), v.port.unwrap_or(0));
             if vip_map.insert(key, vips.len() as u32).is_some() {
                 return Err(TableError::DuplicateVip(name));
             }
@@ -410,12 +454,13 @@ impl Snapshot {
     #[inline]
     pub fn find_vip(&self, addr: IpAddr, protocol: IpProtocol, port: u16) -> Option<(u32, &Vip)> {
         let p = u8::from(protocol);
-        let candidates: [VipKey; 4] = [(addr, p, port), (addr, p, 0), (addr, 0, port), (addr, 0, 0)];
         let i = if matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp) {
+            let candidates =
+                [vip_key(addr, p, port), vip_key(addr, p, 0), vip_key(addr, 0, port), vip_key(addr, 0, 0)];
             candidates.iter().find_map(|k| self.vip_map.get(k))
         } else {
             // Other protocols have no ports: only an any-protocol, any-port VIP takes them.
-            self.vip_map.get(&(addr, 0, 0))
+            self.vip_map.get(&vip_key(addr, 0, 0))
         }?;
         Some((*i, &self.vips[*i as usize]))
     }
@@ -537,7 +582,7 @@ fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, P
         })
         .collect();
     backends.sort_by_key(|b| b.id);
-    let mut by_fingerprint = HashMap::with_capacity(backends.len());
+    let mut by_fingerprint = FastMap::default();
     for (i, b) in backends.iter().enumerate() {
         if let Some(prev) = by_fingerprint.insert(b.fingerprint, i as u16) {
             return Err(PoolError::Clash(backends[usize::from(prev)].id, b.id));
