@@ -384,16 +384,6 @@ fn add_mod(a: u32, b: u32, m: u32) -> u32 {
 ///   skip⁻¹ mod M` steps after `next` (M is prime, so `skip` has an inverse), and the free
 ///   slot with the smallest `j` is the one the walk would reach first.
 fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> Box<[u16]> {
-    struct Turn {
-        index: u16,
-        weight: u64,
-        credit: u64,
-        next: u32,
-        /// `skip`, `2 skip`, `3 skip` and `4 skip`, each reduced mod `M`.
-        steps: [u32; 4],
-        /// `skip⁻¹ mod M`, computed at the backend's first turn in the tail (0 before).
-        inverse: u32,
-    }
     let mu = u64::MAX / u64::from(m);
     let mut turns: Vec<Turn> = backends
         .iter()
@@ -417,11 +407,42 @@ fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> Box<[u16]> {
     let w_max = u64::from(w_max);
     // With equal weights every turn claims a slot, and the credits can be skipped.
     let uniform = turns.iter().all(|t| t.weight == w_max);
-    let mut slots = vec![0u16; m as usize].into_boxed_slice();
     // Which slots are taken, one byte per slot, twice over: entry `c + M` mirrors entry `c`,
     // so the candidates `c + k skip` (k = 1..3, each `k skip` reduced mod M) can be tested
     // before they are reduced.
-    let mut taken = vec![0u8; 2 * m as usize].into_boxed_slice();
+    // The map is scratch space, reused across builds on this thread (a reload builds one ring
+    // per pool): clearing it costs far less than faulting fresh pages in.
+    SCRATCH.with_borrow_mut(|taken| populate_with(&mut turns, uniform, w_max, m, mu, taken))
+}
+
+thread_local! {
+    static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// The per-backend state of [`populate`].
+struct Turn {
+    index: u16,
+    weight: u64,
+    credit: u64,
+    next: u32,
+    /// `skip`, `2 skip`, `3 skip` and `4 skip`, each reduced mod `M`.
+    steps: [u32; 4],
+    /// `skip⁻¹ mod M`, computed at the backend's first turn in the tail (0 before).
+    inverse: u32,
+}
+
+fn populate_with(
+    turns: &mut [Turn],
+    uniform: bool,
+    w_max: u64,
+    m: u32,
+    mu: u64,
+    scratch: &mut Vec<u8>,
+) -> Box<[u16]> {
+    let mut slots = vec![0u16; m as usize].into_boxed_slice();
+    scratch.clear();
+    scratch.resize(2 * m as usize, 0);
+    let taken = &mut scratch[..];
     let mut filled = 0u32;
     let mut turn = 0usize;
     // Whose turn it is next: round-robin over the backends with weight, skipping those whose
@@ -448,7 +469,7 @@ fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> Box<[u16]> {
     // Walking the preference lists, until TAIL slots are left.
     let tail_start = m.saturating_sub(TAIL);
     while filled < tail_start {
-        let i = next_turn(&mut turns);
+        let i = next_turn(turns);
         let t = &mut turns[i];
         let [s1, s2, s3, s4] = t.steps;
         let c0 = t.next;
@@ -491,7 +512,7 @@ fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> Box<[u16]> {
         }
     }
     while let Some(&last) = free.last() {
-        let i = next_turn(&mut turns);
+        let i = next_turn(turns);
         let t = &mut turns[i];
         let chosen = if free.len() == 1 {
             free.pop();
