@@ -318,23 +318,22 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<Hit> {
-        for i in self.candidates(hash) {
-            let e = &mut self.entries[i];
-            if e.key == *key {
-                if now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize] {
-                    return None;
-                }
-                e.last_seen = e.last_seen.max(now);
-                if let Some(c) = class {
-                    // A closing flow stays closing.
-                    if e.class != TimeoutClass::Closing {
-                        e.class = c;
-                    }
-                }
-                return Some(Hit { backend: e.backend, hint: e.hint, slot: i });
+        let [a, b] = self.homes(hash);
+        let i = (a..a + WINDOW)
+            .find(|&i| self.entries[i].key == *key)
+            .or_else(|| (b..b + WINDOW).find(|&i| self.entries[i].key == *key))?;
+        let e = &mut self.entries[i];
+        if now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize] {
+            return None;
+        }
+        e.last_seen = e.last_seen.max(now);
+        if let Some(c) = class {
+            // A closing flow stays closing.
+            if e.class != TimeoutClass::Closing {
+                e.class = c;
             }
         }
-        None
+        Some(Hit { backend: e.backend, hint: e.hint, slot: i })
     }
 
     /// Remembers that `key` goes to `backend`, replacing its old entry if it has one.

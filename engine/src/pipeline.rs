@@ -508,9 +508,6 @@ impl Pipeline {
                 _ => {}
             }
         }
-        if snap.is_local(dst_ip) {
-            return drop(DropReason::NotVip);
-        }
         let (sport, dport, flags) = match ports(protocol, payload, fragment) {
             Ok(p) => p,
             Err(r) => return drop(r),
@@ -609,9 +606,6 @@ impl Pipeline {
         if ip.hop_limit() == 0 {
             return drop(DropReason::TtlExpired);
         }
-        if snap.is_local(dst_ip) {
-            return drop(DropReason::NotVip);
-        }
         let (sport, dport, flags) = match ports(protocol, if first_fragment { l4 } else { &[] }, fragment) {
             Ok(p) => p,
             Err(r) => return drop(r),
@@ -645,7 +639,10 @@ impl Pipeline {
             snap.find_vip(vip_addr, protocol, vip_port)
         };
         let Some((vip, _)) = found else {
-            let reason = if snap.in_subnet(vip_addr) || snap.is_vip_addr(vip_addr) {
+            // Our own addresses take nothing but what was answered above.
+            let reason = if snap.is_local(vip_addr) {
+                DropReason::NotVip
+            } else if snap.in_subnet(vip_addr) || snap.is_vip_addr(vip_addr) {
                 DropReason::NoVip
             } else {
                 DropReason::NotVip
