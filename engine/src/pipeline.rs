@@ -494,16 +494,9 @@ impl Pipeline {
                     let Ok(q) = icmpv4::quoted(icmp.data()) else {
                         return drop(DropReason::Malformed);
                     };
-                    let (sport, dport) = q.ports.unwrap_or((0, 0));
-                    return self.vip_step(
-                        snap,
-                        q.src_addr,
-                        q.protocol,
-                        sport,
-                        FlowKey::new(q.dst_addr, q.src_addr, q.protocol.into(), dport, sport),
-                        Frame { l3, ip_len, v6: false, tos, dont_frag, fragment: false, icmp_error: true },
-                        None,
-                    );
+                    let frame =
+                        Frame { l3, ip_len, v6: false, tos, dont_frag, fragment: false, icmp_error: true };
+                    return self.icmp_error_step(snap, &q, frame);
                 }
                 _ => {}
             }
@@ -577,24 +570,16 @@ impl Pipeline {
                     let Ok(q) = icmpv6::quoted(icmp.data()) else {
                         return drop(DropReason::Malformed);
                     };
-                    let (sport, dport) = q.ports.unwrap_or((0, 0));
-                    return self.vip_step(
-                        snap,
-                        q.src_addr,
-                        q.protocol,
-                        sport,
-                        FlowKey::new(q.dst_addr, q.src_addr, q.protocol.into(), dport, sport),
-                        Frame {
-                            l3,
-                            ip_len,
-                            v6: true,
-                            tos,
-                            dont_frag: true,
-                            fragment: false,
-                            icmp_error: true,
-                        },
-                        None,
-                    );
+                    let frame = Frame {
+                        l3,
+                        ip_len,
+                        v6: true,
+                        tos,
+                        dont_frag: true,
+                        fragment: false,
+                        icmp_error: true,
+                    };
+                    return self.icmp_error_step(snap, &q, frame);
                 }
                 icmpv6::Message::RouterSolicit
                 | icmpv6::Message::RouterAdvert
@@ -620,6 +605,15 @@ impl Pipeline {
             Frame { l3, ip_len, v6: true, tos, dont_frag: true, fragment, icmp_error: false },
             flags,
         )
+    }
+
+    /// An ICMP error about a packet that a backend sent from a VIP to a client: the quoted
+    /// packet's source is the VIP, its destination the client, so the flow it belongs to is
+    /// the quoted one turned around.
+    fn icmp_error_step(&mut self, snap: &Snapshot, q: &wire::ip::Quoted, frame: Frame) -> Step {
+        let (sport, dport) = q.ports.unwrap_or((0, 0));
+        let key = FlowKey::new(q.dst_addr, q.src_addr, q.protocol.into(), dport, sport);
+        self.vip_step(snap, q.src_addr, q.protocol, sport, key, frame, None)
     }
 
     #[allow(clippy::too_many_arguments)]
