@@ -248,6 +248,12 @@ impl FlowTable {
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
         let [a, b, c, d, e] = key.w;
+        if a == 0 && c == 0 {
+            // IPv4 (mapped): the high words are always 0.
+            let h = fmix64(b ^ self.keys.0);
+            let h = fmix64(h ^ d ^ self.keys.1);
+            return fmix64(h ^ e ^ self.keys.0);
+        }
         let h = fmix64(a ^ self.keys.0);
         let h = fmix64(h ^ b ^ self.keys.1);
         let h = fmix64(h ^ c);
@@ -318,10 +324,7 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<Hit> {
-        let [a, b] = self.homes(hash);
-        let i = (a..a + WINDOW)
-            .find(|&i| self.entries[i].key == *key)
-            .or_else(|| (b..b + WINDOW).find(|&i| self.entries[i].key == *key))?;
+        let i = self.find(key, hash)?;
         let e = &mut self.entries[i];
         if now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize] {
             return None;
@@ -393,6 +396,20 @@ impl FlowTable {
         };
         self.entries[i] = Entry { key: *key, backend, last_seen: now, hint, class };
         result
+    }
+
+    /// Where `key` is, if it is in the table (live or not).
+    #[inline]
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
+        for home in self.homes(hash) {
+            let window = self.entries.get(home..home + WINDOW)?;
+            for (k, e) in window.iter().enumerate() {
+                if e.key == *key {
+                    return Some(home + k);
+                }
+            }
+        }
+        None
     }
 
     /// Sets the hint of the entry at `slot` (from a [`Hit`]).

@@ -278,16 +278,26 @@ fn mask(bits: u128, len: u8, width: u8) -> u128 {
     }
 }
 
-/// `(address as 128 bits, IPv4 mapped; protocol number or 0 for any << 16 | port or 0 for
-/// any)`.
-type VipKey = (u128, u32);
+/// A VIP map key: the address as 128 bits (IPv4 mapped) and `protocol << 16 | port`
+/// (0 for "any"), hashed as one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VipKey(u128, u32);
 
+impl core::hash::Hash for VipKey {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((self.0 as u64) ^ ((self.0 >> 64) as u64).rotate_left(21) ^ u64::from(self.1) << 40);
+    }
+}
+
+#[inline]
 fn vip_key(addr: IpAddr, protocol: u8, port: u16) -> VipKey {
     let bits = match addr {
-        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        // The IPv4-mapped form ::ffff:a.b.c.d, computed without going through bytes.
+        IpAddr::V4(a) => 0xffff_u128 << 32 | u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
     };
-    (bits, u32::from(protocol) << 16 | u32::from(port))
+    VipKey(bits, u32::from(protocol) << 16 | u32::from(port))
 }
 
 /// A fast hasher for maps keyed by the config (VIPs, fingerprints): their keys are not
