@@ -335,6 +335,64 @@ impl core::hash::Hasher for ConfigHasher {
 
 type FastMap<K, V> = HashMap<K, V, core::hash::BuildHasherDefault<ConfigHasher>>;
 
+/// The VIP lookup table: open addressing with linear probing over a power-of-two array at
+/// most a quarter full, so a probe is one hash and, nearly always, one entry. Keys come
+/// from the config, so a fixed hash is fine here.
+#[derive(Debug, Clone)]
+struct VipTable {
+    slots: Box<[VipSlot]>,
+    mask: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VipSlot {
+    addr: u128,
+    proto_port: u32,
+    /// Index into the VIP list; `u32::MAX` marks an empty slot.
+    vip: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl VipTable {
+    fn new(entries: &[(VipKey, u32)]) -> VipTable {
+        let n = (entries.len() * 4).max(8).next_power_of_two();
+        let mut t = VipTable {
+            slots: vec![VipSlot { addr: 0, proto_port: 0, vip: EMPTY }; n].into_boxed_slice(),
+            mask: n - 1,
+        };
+        for &(k, v) in entries {
+            let mut i = t.home(&k);
+            while t.slots[i].vip != EMPTY {
+                i = (i + 1) & t.mask;
+            }
+            t.slots[i] = VipSlot { addr: k.0, proto_port: k.1, vip: v };
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn home(&self, k: &VipKey) -> usize {
+        let w = (k.0 as u64) ^ ((k.0 >> 64) as u64).rotate_left(21) ^ u64::from(k.1) << 40;
+        maglev::fmix64(w) as usize & self.mask
+    }
+
+    #[inline]
+    fn get(&self, k: VipKey) -> Option<u32> {
+        let mut i = self.home(&k);
+        loop {
+            let s = self.slots.get(i)?;
+            if s.vip == EMPTY {
+                return None;
+            }
+            if s.addr == k.0 && s.proto_port == k.1 {
+                return Some(s.vip);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
 /// The immutable forwarding state of one generation.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -345,7 +403,7 @@ pub struct Snapshot {
     interface: Interface,
     subnets_v4: Lpm,
     subnets_v6: Lpm,
-    vip_map: FastMap<VipKey, u32>,
+    vip_map: VipTable,
     /// The VIP that fragments of (address, protocol) go to (see [`Snapshot::find_fragment_vip`]).
     fragment_map: HashMap<(IpAddr, u8), u32>,
     vip_addrs: hashbrown::HashSet<IpAddr>,
@@ -368,7 +426,7 @@ impl Snapshot {
         let mut pool_index: HashMap<Vec<BackendSpec>, u32> = HashMap::new();
         let mut pools = Vec::new();
         let mut vips = Vec::with_capacity(spec.vips.len());
-        let mut vip_map = FastMap::default();
+        let mut vip_map: FastMap<VipKey, u32> = FastMap::default();
         for v in &spec.vips {
             let name = vip_name(v.addr, v.protocol, v.port);
             let mut set = v.backends.clone();
@@ -392,6 +450,7 @@ impl Snapshot {
             vips.push(Vip { addr: v.addr, port: v.port, protocol: v.protocol, encap: v.encap, pool });
         }
         let fragment_map = fragment_vips(&vips);
+        let vip_map = VipTable::new(&vip_map.into_iter().collect::<Vec<_>>());
         let vip_addrs = vips.iter().map(|v| v.addr).collect();
         Ok(Snapshot {
             generation: spec.generation,
@@ -463,16 +522,17 @@ impl Snapshot {
     /// then VIP:any-port, then the any-protocol VIP with this port, then with any port.
     #[inline]
     pub fn find_vip(&self, addr: IpAddr, protocol: IpProtocol, port: u16) -> Option<(u32, &Vip)> {
-        let p = u8::from(protocol);
+        let key = vip_key(addr, 0, 0);
         let i = if matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp) {
-            let candidates =
-                [vip_key(addr, p, port), vip_key(addr, p, 0), vip_key(addr, 0, port), vip_key(addr, 0, 0)];
-            candidates.iter().find_map(|k| self.vip_map.get(k))
+            let p = u32::from(u8::from(protocol)) << 16;
+            let port = u32::from(port);
+            let get = |k: u32| self.vip_map.get(VipKey(key.0, k));
+            get(p | port).or_else(|| get(p)).or_else(|| get(port)).or_else(|| get(0))
         } else {
             // Other protocols have no ports: only an any-protocol, any-port VIP takes them.
-            self.vip_map.get(&vip_key(addr, 0, 0))
+            self.vip_map.get(key)
         }?;
-        Some((*i, &self.vips[*i as usize]))
+        Some((i, self.vips.get(i as usize)?))
     }
 
     /// The VIP for IP fragments to `addr` over `protocol`. Fragments after the first carry

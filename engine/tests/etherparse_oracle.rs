@@ -236,6 +236,9 @@ fn theirs(frame: &[u8]) -> Option<Summary> {
             header_len: ip.header_len(),
             total_len: ip.total_len,
         },
+        // Payload Length 0 means "a jumbogram, see hop-by-hop" to etherparse, which then reads
+        // to the end of the buffer; without a jumbo option (never on Ethernet) it means empty.
+        ep::NetHeaders::Ipv6(ip, _) if ip.payload_length == 0 => return None,
         ep::NetHeaders::Ipv6(ip, exts) => {
             let protocol = exts.next_header(ip.next_header).ok()?;
             L3::Ipv6 {
@@ -252,6 +255,14 @@ fn theirs(frame: &[u8]) -> Option<Summary> {
             }
         }
         ep::NetHeaders::Arp(a) => {
+            // We read Ethernet/IPv4 ARP only; the rest is `Unsupported` on our side.
+            if a.hw_addr_type != ep::ArpHardwareId::ETHERNET
+                || a.proto_addr_type != ep::EtherType::IPV4
+                || a.sender_hw_addr().len() != 6
+                || a.sender_protocol_addr().len() != 4
+            {
+                return None;
+            }
             let op = a.operation.0;
             return Some(Summary {
                 eth_src: eth.source,
@@ -269,6 +280,9 @@ fn theirs(frame: &[u8]) -> Option<Summary> {
             });
         }
     };
+    if matches!(h.transport, Some(ep::TransportHeader::Igmp(_))) {
+        return None;
+    }
     let l4 = h.transport.map(|t| match t {
         ep::TransportHeader::Tcp(t) => L4::Tcp {
             src_port: t.source_port,
@@ -283,24 +297,40 @@ fn theirs(frame: &[u8]) -> Option<Summary> {
         ep::TransportHeader::Udp(u) => {
             L4::Udp { src_port: u.source_port, dst_port: u.destination_port, len: u.length }
         }
+        // etherparse normalises fields it treats as reserved when it writes a header back,
+        // so the rest of the header is read where etherparse found the header.
         ep::TransportHeader::Icmpv4(i) => {
             let b = i.to_bytes();
-            L4::Icmpv4 { msg_type: b[0], code: b[1], rest: u32::from_be_bytes([b[4], b[5], b[6], b[7]]) }
+            L4::Icmpv4 { msg_type: b[0], code: b[1], rest: raw_rest(frame, &h.payload, i.header_len()) }
         }
         ep::TransportHeader::Icmpv6(i) => {
             let b = i.to_bytes();
-            L4::Icmpv6 { msg_type: b[0], code: b[1], rest: u32::from_be_bytes([b[4], b[5], b[6], b[7]]) }
+            L4::Icmpv6 { msg_type: b[0], code: b[1], rest: raw_rest(frame, &h.payload, i.header_len()) }
         }
-        ep::TransportHeader::Igmp(_) => unreachable!("not generated"),
+        // Damage can turn a protocol number into IGMP; we read no IGMP: compare nothing.
+        ep::TransportHeader::Igmp(_) => L4::Icmpv4 { msg_type: 0xff, code: 0xff, rest: 0 },
     });
+
     Some(Summary {
         eth_src: eth.source,
         eth_dst: eth.destination,
         vlan,
         l3,
+        payload_len: match l4 {
+            // RFC 768: the UDP Length field bounds the datagram; etherparse's payload runs to
+            // the end of the IP payload, trailing bytes included.
+            Some(L4::Udp { len, .. }) => usize::from(len).saturating_sub(8).min(h.payload.slice().len()),
+            _ => h.payload.slice().len(),
+        },
         l4,
-        payload_len: h.payload.slice().len(),
     })
+}
+
+/// Bytes 4..8 of an ICMP header of `header_len` bytes that ends where `payload` starts.
+fn raw_rest(frame: &[u8], payload: &ep::PayloadSlice<'_>, header_len: usize) -> u32 {
+    let end = payload.slice().as_ptr() as usize - frame.as_ptr() as usize;
+    let start = end - header_len;
+    u32::from_be_bytes([frame[start + 4], frame[start + 5], frame[start + 6], frame[start + 7]])
 }
 
 // ---------------------------------------------------------------------------------------

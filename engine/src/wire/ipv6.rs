@@ -235,7 +235,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Walks the extension headers to the upper layer (see the module doc).
     ///
     /// Errors: an extension header that runs past the packet is [`Error::Truncated`]; a
-    /// hop-by-hop header anywhere but first is [`Error::Malformed`]; more than
+    /// hop-by-hop header anywhere but first, or a second fragment header, is
+    /// [`Error::Malformed`]; more than
     /// [`MAX_EXTENSION_HEADERS`] is [`Error::Unsupported`].
     pub fn upper_layer(&self) -> Result<UpperLayer> {
         let b = self.buffer.as_ref();
@@ -258,6 +259,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
                     }
                     (usize::from(b[offset + 1]) + 2) * 4
                 }
+                // RFC 8200, §4.1: each extension header at most once (destination options
+                // twice); a second fragment header would make the packet two things at once.
+                IpProtocol::Ipv6Frag if fragment.is_some() => return Err(Error::Malformed),
                 IpProtocol::Ipv6Frag => {
                     let frag = FragmentRepr::parse(&b[offset..end])?;
                     fragment = Some(frag);
@@ -482,6 +486,11 @@ mod tests {
         }
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!(p.upper_layer().unwrap_err(), Error::Unsupported);
+        // Two fragment headers.
+        let mut b = PACKET;
+        b[56] = 0x2c;
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.upper_layer().unwrap_err(), Error::Malformed);
         // Version 4 in an IPv6 view.
         let mut b = PACKET;
         b[0] = 0x41;
