@@ -255,11 +255,19 @@ pub struct PipelineOptions {
     pub icmp_per_second: u64,
     /// ICMP messages in a burst, at most.
     pub icmp_burst: u64,
+    /// Take every packet through the general path, never the fixed-offset one (to check
+    /// that both reach the same verdicts and bytes).
+    pub general_path_only: bool,
 }
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        PipelineOptions { flow_capacity: 1 << 16, icmp_per_second: 1000, icmp_burst: 100 }
+        PipelineOptions {
+            flow_capacity: 1 << 16,
+            icmp_per_second: 1000,
+            icmp_burst: 100,
+            general_path_only: false,
+        }
     }
 }
 
@@ -299,6 +307,7 @@ pub struct Pipeline {
     counters: Counters,
     icmp: RateLimit,
     ip_ident: u16,
+    general_path_only: bool,
     /// The last `Reply` verdict is an ICMP "too big": count it as a `too_big` drop.
     reply_is_too_big: bool,
     pending: Vec<Option<ToVip>>,
@@ -340,6 +349,7 @@ impl Pipeline {
                 last: 0,
             },
             ip_ident: 0,
+            general_path_only: options.general_path_only,
             reply_is_too_big: false,
             pending: vec![None; MAX_BURST],
             extra: Vec::with_capacity(SPARE_BUFFERS),
@@ -443,8 +453,10 @@ impl Pipeline {
     }
 
     fn classify(&mut self, snap: &Snapshot, buf: &mut PacketBuf) -> Step {
-        if let Some(step) = self.classify_fast(snap, buf.as_slice()) {
-            return step;
+        if !self.general_path_only {
+            if let Some(step) = self.classify_fast(snap, buf.as_slice()) {
+                return step;
+            }
         }
         let frame = buf.as_slice();
         let l2 = match vlan::parse_l2(frame) {

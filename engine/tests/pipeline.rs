@@ -540,7 +540,12 @@ fn too_big_icmp_is_rate_limited() {
     let snap = Snapshot::build(&spec()).unwrap();
     let mut p = Pipeline::with_flow_table(
         FlowTable::with_keys(64, (1, 2)),
-        PipelineOptions { flow_capacity: 64, icmp_per_second: 10, icmp_burst: 3 },
+        PipelineOptions {
+            flow_capacity: 64,
+            icmp_per_second: 10,
+            icmp_burst: 3,
+            ..PipelineOptions::default()
+        },
     );
     let frame = udp4([198, 51, 100, 7], [203, 0, 113, 10], 40000, 8000, &[0xab; 1472]);
     let verdicts: Vec<Verdict> = (0..5).map(|_| run(&mut p, &snap, SECOND, &frame).verdict).collect();
@@ -945,5 +950,45 @@ fn encapsulation_table_exact_bytes() {
         let out = run(&mut p, &snap, SECOND, &case.input);
         assert_eq!(out.verdict, case.expected_verdict, "{}", case.description);
         assert_eq!(out.bytes, case.expected_output, "{}: frame differs", case.description);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The fixed-offset path for plain IPv4 TCP/UDP and the general path reach the same
+    /// verdict, the same bytes and the same counters, on valid and damaged frames alike.
+    #[test]
+    fn fast_and_general_paths_agree(
+        tcp in any::<bool>(),
+        vip_host in prop_oneof![Just(10u8), Just(20), Just(99)],
+        dport in prop_oneof![Just(8000u16), Just(443), any::<u16>()],
+        sport in any::<u16>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        flips in proptest::collection::vec((14usize..60, any::<u8>()), 0..3),
+        cut in 0usize..80,
+    ) {
+        let mut frame = if tcp {
+            tcp4([198, 51, 100, 7], [203, 0, 113, vip_host], sport, dport, &payload)
+        } else {
+            udp4([198, 51, 100, 7], [203, 0, 113, vip_host], sport, dport, &payload)
+        };
+        for (at, v) in flips {
+            if at < frame.len() {
+                frame[at] = v;
+            }
+        }
+        let keep = frame.len().saturating_sub(cut % 8 * (cut / 40));
+        frame.truncate(keep.max(1));
+        static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+        let snap = SNAP.get_or_init(|| Snapshot::build(&spec()).unwrap());
+        let general = PipelineOptions { general_path_only: true, ..PipelineOptions::default() };
+        let mut fast = pipeline();
+        let mut slow = Pipeline::with_flow_table(FlowTable::with_keys(4096, (7, 9)), general);
+        let a = run(&mut fast, snap, SECOND, &frame);
+        let b = run(&mut slow, snap, SECOND, &frame);
+        prop_assert_eq!(a.verdict, b.verdict);
+        prop_assert_eq!(a.bytes, b.bytes);
+        prop_assert_eq!(fast.counters(), slow.counters());
     }
 }
