@@ -36,6 +36,9 @@ pub enum Command {
         old: PathBuf,
         /// The config about to be applied.
         new: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the engine over a capture, offline; counters as JSON on stdout.
     Replay(ReplayArgs),

@@ -9,4 +9,5 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod replay;

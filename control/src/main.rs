@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use vipgate_control::cli::{Cli, Command, EXIT_NOT_BUILT};
 use vipgate_control::config::Config;
-use vipgate_control::{build, replay};
+use vipgate_control::{build, diff, replay};
 use vipgate_engine::pipeline::PipelineOptions;
 
 /// Log records to standard error, one line each.
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Check(args) => check(&args.config),
         Command::Replay(args) => run_replay(args),
+        Command::Diff { old, new, json } => run_diff(old, new, *json),
         other => {
             eprintln!(
                 "vipgate {}: not built yet in vipgate {}; this subcommand did nothing",
@@ -106,4 +107,28 @@ fn run_replay(args: &vipgate_control::cli::ReplayArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn run_diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCode {
+    let (old_cfg, new_cfg) = match (load(old), load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let build = |c: &Config, path: &std::path::Path| {
+        build::snapshot(c, 1).map_err(|e| {
+            eprintln!("vipgate diff: {}: {e}", path.display());
+            ExitCode::from(1)
+        })
+    };
+    let (a, b) = match (build(&old_cfg, old), build(&new_cfg, new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let changes = diff::diff(&a, &b);
+    if json {
+        println!("{}", diff::to_json(&changes));
+    } else {
+        print!("{}", diff::to_text(&changes));
+    }
+    ExitCode::SUCCESS
 }
