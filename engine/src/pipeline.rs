@@ -330,6 +330,9 @@ impl core::fmt::Debug for Pipeline {
 /// How many spare buffers a pipeline keeps for outer fragments.
 const SPARE_BUFFERS: usize = 2 * MAX_BURST;
 
+/// The size of a spare buffer: a 9216-byte MTU packet with its Ethernet header.
+const SPARE_CAPACITY: usize = crate::buf::HEADROOM + 9216 + 64;
+
 impl Pipeline {
     /// A pipeline with a flow table of `options.flow_capacity` entries. Everything it
     /// will use is allocated here.
@@ -355,7 +358,8 @@ impl Pipeline {
             extra: Vec::with_capacity(SPARE_BUFFERS),
             current: 0,
             slot: 0,
-            spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::new()).collect(),
+            // Outer fragments are at most one MTU; the config allows jumbo MTUs up to 9216.
+            spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::with_capacity(SPARE_CAPACITY)).collect(),
         }
     }
 

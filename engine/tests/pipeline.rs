@@ -992,3 +992,26 @@ proptest! {
         prop_assert_eq!(fast.counters(), slow.counters());
     }
 }
+
+#[test]
+fn jumbo_mtu_fragments_fit_their_buffers() {
+    let mut s = spec();
+    s.tunnel.mtu = 9000;
+    let snap = Snapshot::build(&s).unwrap();
+    let mut p = pipeline();
+    let mut f = Vec::new();
+    let mut ip4 =
+        ep::Ipv4Header::new(8 + 8992, 60, ep::IpNumber::UDP, [198, 51, 100, 7], [203, 0, 113, 10]).unwrap();
+    ip4.dont_fragment = false;
+    eth()
+        .ip(ep::IpHeaders::Ipv4(ip4, Default::default()))
+        .udp(40000, 8000)
+        .write(&mut f, &[7; 8992])
+        .unwrap();
+    let out = run(&mut p, &snap, SECOND, &f);
+    assert_eq!(out.verdict, Verdict::Forward);
+    let rest: Vec<PacketBuf> = p.take_extra().map(|(_, b)| b).collect();
+    assert_eq!(rest.len(), 1);
+    assert!(out.bytes.len() <= 14 + 9000 && rest[0].len() <= 14 + 9000);
+    assert_eq!(out.bytes.len() - 34 + rest[0].len() - 34, 9020, "inner packet split without loss");
+}
