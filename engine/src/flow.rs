@@ -35,8 +35,6 @@
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
-use crate::maglev::fmix64;
-
 /// How many consecutive entries make a window; a key may live in either of its two
 /// windows.
 pub const WINDOW: usize = 4;
@@ -248,17 +246,17 @@ impl FlowTable {
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
         let [a, b, c, d, e] = key.w;
-        if a == 0 && c == 0 {
+        let (k0, k1) = self.keys;
+        // Folded 64×64→128-bit multiplies of key words with the secret keys (the mixing
+        // step of wyhash): a few instructions per word, and without the keys an attacker
+        // cannot aim flows at one window.
+        let h = if a == 0 && c == 0 {
             // IPv4 (mapped): the high words are always 0.
-            let h = fmix64(b ^ self.keys.0);
-            let h = fmix64(h ^ d ^ self.keys.1);
-            return fmix64(h ^ e ^ self.keys.0);
-        }
-        let h = fmix64(a ^ self.keys.0);
-        let h = fmix64(h ^ b ^ self.keys.1);
-        let h = fmix64(h ^ c);
-        let h = fmix64(h ^ d ^ self.keys.0);
-        fmix64(h ^ e ^ self.keys.1)
+            mum(b ^ k0, d ^ k1)
+        } else {
+            mum(a ^ k0, b ^ k1) ^ mum(c ^ k1, d ^ k0)
+        };
+        mum(h ^ e ^ k1, k0 ^ 0x9e37_79b9_7f4a_7c15)
     }
 
     /// The starts of `hash`'s two windows (aligned to [`WINDOW`] entries).
@@ -445,6 +443,13 @@ impl FlowTable {
             .filter(move |e| !e.key.is_empty() && now.saturating_sub(e.last_seen) < t.0[e.class as usize])
             .map(|e| (&e.key, e.backend))
     }
+}
+
+/// The 128-bit product of `a` and `b`, its halves xor-ed.
+#[inline(always)]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
 }
 
 #[inline(always)]

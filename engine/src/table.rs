@@ -354,6 +354,20 @@ struct VipSlot {
 
 const EMPTY: u32 = u32::MAX;
 
+/// What kinds of VIP one address has, by protocol (TCP, UDP, any): the VIP taking any port
+/// (or [`EMPTY`]), and whether some VIP takes a single port.
+#[derive(Debug, Clone, Copy)]
+struct AddrRecord {
+    wildcard: [u32; 3],
+    has_ports: [bool; 3],
+}
+
+impl Default for AddrRecord {
+    fn default() -> Self {
+        AddrRecord { wildcard: [EMPTY; 3], has_ports: [false; 3] }
+    }
+}
+
 impl VipTable {
     fn new(entries: &[(VipKey, u32)]) -> VipTable {
         let n = (entries.len() * 4).max(8).next_power_of_two();
@@ -404,6 +418,10 @@ pub struct Snapshot {
     subnets_v4: Lpm,
     subnets_v6: Lpm,
     vip_map: VipTable,
+    /// Per VIP address, which kinds of VIP it has (see [`AddrRecord`]): one probe answers
+    /// most lookups.
+    addr_map: VipTable,
+    addr_records: Vec<AddrRecord>,
     /// The VIP that fragments of (address, protocol) go to (see [`Snapshot::find_fragment_vip`]).
     fragment_map: HashMap<(IpAddr, u8), u32>,
     vip_addrs: hashbrown::HashSet<IpAddr>,
@@ -450,7 +468,31 @@ impl Snapshot {
             vips.push(Vip { addr: v.addr, port: v.port, protocol: v.protocol, encap: v.encap, pool });
         }
         let fragment_map = fragment_vips(&vips);
-        let vip_map = VipTable::new(&vip_map.into_iter().collect::<Vec<_>>());
+        let entries: Vec<(VipKey, u32)> = vip_map.into_iter().collect();
+        let vip_map = VipTable::new(&entries);
+        let mut addr_index: FastMap<u128, u32> = FastMap::default();
+        let mut addr_records: Vec<AddrRecord> = Vec::new();
+        for &(VipKey(bits, proto_port), v) in &entries {
+            let n = addr_records.len() as u32;
+            let r = *addr_index.entry(bits).or_insert(n);
+            if r == n {
+                addr_records.push(AddrRecord::default());
+            }
+            let rec = &mut addr_records[r as usize];
+            let (proto, port) = ((proto_port >> 16) as u8, proto_port & 0xffff);
+            let kind = match proto {
+                6 => 0,
+                17 => 1,
+                _ => 2,
+            };
+            if port == 0 {
+                rec.wildcard[kind] = v;
+            } else {
+                rec.has_ports[kind] = true;
+            }
+        }
+        let addr_map =
+            VipTable::new(&addr_index.into_iter().map(|(bits, r)| (VipKey(bits, 0), r)).collect::<Vec<_>>());
         let vip_addrs = vips.iter().map(|v| v.addr).collect();
         Ok(Snapshot {
             generation: spec.generation,
@@ -461,6 +503,8 @@ impl Snapshot {
             subnets_v4,
             subnets_v6,
             vip_map,
+            addr_map,
+            addr_records,
             fragment_map,
             vip_addrs,
             vips,
@@ -523,15 +567,22 @@ impl Snapshot {
     #[inline]
     pub fn find_vip(&self, addr: IpAddr, protocol: IpProtocol, port: u16) -> Option<(u32, &Vip)> {
         let key = vip_key(addr, 0, 0);
-        let i = if matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp) {
-            let p = u32::from(u8::from(protocol)) << 16;
-            let port = u32::from(port);
-            let get = |k: u32| self.vip_map.get(VipKey(key.0, k));
-            get(p | port).or_else(|| get(p)).or_else(|| get(port)).or_else(|| get(0))
-        } else {
+        let rec = self.addr_records.get(self.addr_map.get(key)? as usize)?;
+        let found = |i: u32| (i != EMPTY).then_some(i);
+        let kind = match protocol {
+            IpProtocol::Tcp => 0,
+            IpProtocol::Udp => 1,
             // Other protocols have no ports: only an any-protocol, any-port VIP takes them.
-            self.vip_map.get(key)
-        }?;
+            _ => return found(rec.wildcard[2]).and_then(|i| Some((i, self.vips.get(i as usize)?))),
+        };
+        let p = u32::from(u8::from(protocol)) << 16;
+        let port = u32::from(port);
+        let exact = || if rec.has_ports[kind] { self.vip_map.get(VipKey(key.0, p | port)) } else { None };
+        let any_proto = || if rec.has_ports[2] { self.vip_map.get(VipKey(key.0, port)) } else { None };
+        let i = exact()
+            .or_else(|| found(rec.wildcard[kind]))
+            .or_else(any_proto)
+            .or_else(|| found(rec.wildcard[2]))?;
         Some((i, self.vips.get(i as usize)?))
     }
 
@@ -659,4 +710,100 @@ fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, P
         }
     }
     Ok(Pool { backends: backends.into_boxed_slice(), ring, by_fingerprint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn spec(vips: Vec<(&str, Option<u16>, VipProtocol)>) -> SnapshotSpec {
+        SnapshotSpec {
+            generation: 1,
+            hash_seed: 1,
+            table_size: 251,
+            tunnel: Tunnel {
+                source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
+                source_v6: None,
+                mtu: 1500,
+                gue_port: 6080,
+            },
+            timeouts: Timeouts::default(),
+            interface: Interface {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                addresses: vec![],
+            },
+            subnets: vec![("203.0.113.0".parse().unwrap(), 24), ("2001:db8:ab::".parse().unwrap(), 48)],
+            vips: vips
+                .into_iter()
+                .enumerate()
+                .map(|(i, (a, port, protocol))| VipSpec {
+                    addr: a.parse().unwrap(),
+                    port,
+                    protocol,
+                    encap: Encap::Ipip,
+                    backends: vec![BackendSpec {
+                        id: BackendId::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, i as u8 + 1))),
+                        weight: 1,
+                        state: BackendState::Active,
+                    }],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn vip_lookup_order() {
+        use VipProtocol::*;
+        let s = Snapshot::build(&spec(vec![
+            ("203.0.113.10", Some(80), Tcp), // 0
+            ("203.0.113.10", None, Tcp),     // 1
+            ("203.0.113.10", Some(53), Any), // 2
+            ("203.0.113.10", None, Any),     // 3
+            ("203.0.113.11", Some(53), Udp), // 4
+            ("2001:db8:ab::10", None, Udp),  // 5
+        ]))
+        .unwrap();
+        let find =
+            |a: &str, p: IpProtocol, port: u16| s.find_vip(a.parse().unwrap(), p, port).map(|(i, _)| i);
+        assert_eq!(find("203.0.113.10", IpProtocol::Tcp, 80), Some(0));
+        assert_eq!(find("203.0.113.10", IpProtocol::Tcp, 81), Some(1));
+        assert_eq!(
+            find("203.0.113.10", IpProtocol::Tcp, 53),
+            Some(1),
+            "TCP any-port before any-protocol :53"
+        );
+        assert_eq!(find("203.0.113.10", IpProtocol::Udp, 53), Some(2));
+        assert_eq!(find("203.0.113.10", IpProtocol::Udp, 54), Some(3));
+        assert_eq!(find("203.0.113.10", IpProtocol::Icmp, 0), Some(3));
+        assert_eq!(find("203.0.113.11", IpProtocol::Udp, 53), Some(4));
+        assert_eq!(find("203.0.113.11", IpProtocol::Udp, 54), None);
+        assert_eq!(find("203.0.113.11", IpProtocol::Tcp, 53), None);
+        assert_eq!(find("203.0.113.11", IpProtocol::Icmp, 0), None);
+        assert_eq!(find("203.0.113.12", IpProtocol::Udp, 53), None);
+        assert_eq!(find("2001:db8:ab::10", IpProtocol::Udp, 1), Some(5));
+        assert_eq!(find("2001:db8:ab::10", IpProtocol::Tcp, 1), None);
+        assert!(s.in_subnet("203.0.113.200".parse().unwrap()));
+        assert!(!s.in_subnet("203.0.114.1".parse().unwrap()));
+        assert!(s.is_vip_addr("203.0.113.11".parse().unwrap()));
+        // Fragments: the TCP any-port VIP; for .11 the only UDP port VIP; ICMP: any/any.
+        let frag = |a: &str, p: IpProtocol| s.find_fragment_vip(a.parse().unwrap(), p).map(|(i, _)| i);
+        assert_eq!(frag("203.0.113.10", IpProtocol::Tcp), Some(1));
+        assert_eq!(frag("203.0.113.10", IpProtocol::Udp), Some(3));
+        assert_eq!(frag("203.0.113.11", IpProtocol::Udp), Some(4));
+        assert_eq!(frag("203.0.113.10", IpProtocol::Icmp), Some(3));
+        assert_eq!(frag("203.0.113.11", IpProtocol::Tcp), None);
+    }
+
+    #[test]
+    fn pools_are_shared_and_duplicates_refused() {
+        use VipProtocol::*;
+        let mut sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(443), Tcp)]);
+        sp.vips[1].backends = sp.vips[0].backends.clone();
+        let s = Snapshot::build(&sp).unwrap();
+        assert_eq!(s.pools().len(), 1, "equal backend sets share one ring");
+        let dup = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(80), Tcp)]);
+        assert!(matches!(Snapshot::build(&dup), Err(TableError::DuplicateVip(_))));
+    }
 }
