@@ -266,3 +266,33 @@ backends = [ { address = "192.0.2.1", state = "sleeping" } ]
     assert!(r.stdout.is_empty());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn replay_says_when_the_port_mac_does_not_match_the_capture() {
+    let dir = tmp("mac");
+    let input = dir.join("in.pcap");
+    let mut frames = traffic()[..20].to_vec();
+    for f in frames.iter_mut() {
+        f[..6].copy_from_slice(&[0x02, 0x42, 0, 0, 0, 7]);
+    }
+    write_capture(&input, &frames);
+    let config = example_config();
+    let out_path = dir.join("out.pcap");
+    let r = vipgate(&[
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(r.status.success());
+    assert_eq!(json_number(&String::from_utf8(r.stdout).unwrap(), "drop_other_mac"), 20);
+    let err = String::from_utf8(r.stderr).unwrap();
+    assert!(
+        err.contains("20 of 20 frames were for another MAC") && err.contains("02:00:00:00:00:01"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
