@@ -24,7 +24,11 @@ pub struct Cli {
 pub enum Command {
     /// The main job on the embedded default config: synthetic 2G-gateway traffic through
     /// the real engine, in memory.
-    Demo,
+    Demo {
+        /// How many packets to send.
+        #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+        packets: u64,
+    },
     /// Run the appliance in the foreground (as systemd does).
     Run(ConfigArg),
     /// Validate a config: exit 0, or 1 with file:line:col errors.
@@ -100,7 +104,7 @@ impl Command {
     /// The subcommand's name as typed on the command line.
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Demo => "demo",
+            Command::Demo { .. } => "demo",
             Command::Run(_) => "run",
             Command::Check(_) => "check",
             Command::Diff { .. } => "diff",

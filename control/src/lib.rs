@@ -9,5 +9,6 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod diff;
 pub mod replay;

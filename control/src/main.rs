@@ -33,6 +33,16 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args.config),
         Command::Replay(args) => run_replay(args),
         Command::Diff { old, new, json } => run_diff(old, new, *json),
+        Command::Demo { packets } => match vipgate_control::demo::run(*packets) {
+            Ok(report) => {
+                print!("{}", vipgate_control::demo::to_text(&report));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vipgate demo: {e}");
+                ExitCode::from(1)
+            }
+        },
         other => {
             eprintln!(
                 "vipgate {}: not built yet in vipgate {}; this subcommand did nothing",
