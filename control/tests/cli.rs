@@ -18,7 +18,7 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_exit_2() {
-    let cases: &[&[&str]] = &[&["demo"], &["run", "--config", "x.toml"], &["bench"], &["ctl", "status"]];
+    let cases: &[&[&str]] = &[&["run", "--config", "x.toml"], &["bench"], &["ctl", "status"]];
     for args in cases {
         let out = vipgate(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
