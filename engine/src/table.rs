@@ -5,8 +5,9 @@
 //! - the port's own identity (MAC, next hop, addresses answered for ARP/ND/ping);
 //! - the VIP subnets, in a longest-prefix table whose lookup cost depends on the number of
 //!   distinct prefix lengths (at most 33 or 129), not on the number of subnets;
-//! - the VIPs, in a hash map keyed by (address, protocol, port), with wildcard entries for
-//!   "any port" and "any protocol";
+//! - the VIPs, in an open-addressing table keyed by (address, protocol, port), with
+//!   wildcard entries for "any port" and "any protocol", and a per-address record that says
+//!   which of those exist, so that most lookups are one probe;
 //! - the pools: each distinct backend set once, with its Maglev ring, so that a thousand
 //!   VIP:port pairs on one pool cost one ring;
 //! - tunnel sources, MTU, GUE port, hash seed, flow timeouts and a generation number.
