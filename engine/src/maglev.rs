@@ -445,62 +445,27 @@ fn populate_with(
     let taken = &mut scratch[..];
     let mut filled = 0u32;
     let mut turn = 0usize;
-    // Whose turn it is next: round-robin over the backends with weight, skipping those whose
-    // credit has not reached `w_max` yet.
-    let mut next_turn = |turns: &mut [Turn]| -> usize {
-        loop {
-            let i = turn;
-            turn += 1;
-            if turn == turns.len() {
-                turn = 0;
-            }
-            if uniform {
-                return i;
-            }
-            let t = &mut turns[i];
-            t.credit += t.weight;
-            if t.credit >= w_max {
-                t.credit -= w_max;
-                return i;
-            }
-        }
-    };
 
     // Walking the preference lists, until TAIL slots are left.
     let tail_start = m.saturating_sub(TAIL);
-    while filled < tail_start {
-        let i = next_turn(turns);
-        let t = &mut turns[i];
-        let [s1, s2, s3, s4] = t.steps;
-        let c0 = t.next;
-        // The common case early in the fill: the next preferred slot is free.
-        let chosen = if taken[c0 as usize] == 0 {
-            c0
-        } else {
-            let mut base = add_mod(c0, s1, m);
-            loop {
-                debug_assert!(base < m && s3 < m);
-                // SAFETY: `base < M` and every `s_k < M` (both are kept reduced mod M), so
-                // each index is below `2 M`, the length of `taken`.
-                let busy = unsafe {
-                    u32::from(*taken.get_unchecked(base as usize))
-                        | u32::from(*taken.get_unchecked((base + s1) as usize)) << 1
-                        | u32::from(*taken.get_unchecked((base + s2) as usize)) << 2
-                        | u32::from(*taken.get_unchecked((base + s3) as usize)) << 3
-                };
-                if busy != 0b1111 {
-                    let k = (!busy).trailing_zeros() as usize;
-                    let c = base + [0, s1, s2, s3][k & 3];
-                    break if c >= m { c - m } else { c };
+    if uniform {
+        // Equal weights: plain rounds over the backends, every turn claims a slot.
+        'rounds: while filled < tail_start {
+            for (i, t) in turns.iter_mut().enumerate() {
+                if filled == tail_start {
+                    turn = i;
+                    break 'rounds;
                 }
-                base = add_mod(base, s4, m);
+                claim(t, taken, &mut slots, m);
+                filled += 1;
             }
-        };
-        taken[chosen as usize] = 1;
-        taken[(chosen + m) as usize] = 1;
-        slots[chosen as usize] = t.index;
-        t.next = add_mod(chosen, s1, m);
-        filled += 1;
+        }
+    } else {
+        while filled < tail_start {
+            let i = next_turn(turns, &mut turn, uniform, w_max);
+            claim(&mut turns[i], taken, &mut slots, m);
+            filled += 1;
+        }
     }
 
     // The tail: the free slot nearest along the preference list.
@@ -512,7 +477,7 @@ fn populate_with(
         }
     }
     while let Some(&last) = free.last() {
-        let i = next_turn(turns);
+        let i = next_turn(turns, &mut turn, uniform, w_max);
         let t = &mut turns[i];
         let chosen = if free.len() == 1 {
             free.pop();
@@ -537,6 +502,64 @@ fn populate_with(
         t.next = add_mod(chosen, t.steps[0], m);
     }
     slots
+}
+
+/// Whose turn it is next: round-robin over the backends with weight, skipping those whose
+/// credit has not reached `w_max` yet; `turn` is where the round is.
+#[inline(always)]
+fn next_turn(turns: &mut [Turn], turn: &mut usize, uniform: bool, w_max: u64) -> usize {
+    loop {
+        let i = *turn;
+        *turn += 1;
+        if *turn >= turns.len() {
+            *turn = 0;
+        }
+        if uniform {
+            return i;
+        }
+        let t = &mut turns[i];
+        t.credit += t.weight;
+        if t.credit >= w_max {
+            t.credit -= w_max;
+            return i;
+        }
+    }
+}
+
+/// One turn while walking: `t` claims the first free slot of its preference list from
+/// `t.next` on (see [`populate`] for the four-at-once test).
+#[inline(always)]
+fn claim(t: &mut Turn, taken: &mut [u8], slots: &mut [u16], m: u32) {
+    let [s1, s2, s3, s4] = t.steps;
+    let c0 = t.next;
+    // The common case early in the fill: the next preferred slot is free.
+    let chosen = if taken[c0 as usize] == 0 {
+        c0
+    } else {
+        let mut base = add_mod(c0, s1, m);
+        assert!(taken.len() >= 2 * m as usize && s3 < m);
+        loop {
+            debug_assert!(base < m);
+            // SAFETY: `base < M` and every `s_k < M` (both are kept reduced mod M), so each
+            // index is below `2 M`, which the assert above holds `taken` to.
+            let busy = unsafe {
+                u32::from(*taken.get_unchecked(base as usize))
+                    | u32::from(*taken.get_unchecked((base + s1) as usize)) << 1
+                    | u32::from(*taken.get_unchecked((base + s2) as usize)) << 2
+                    | u32::from(*taken.get_unchecked((base + s3) as usize)) << 3
+            };
+            if busy != 0b1111 {
+                let k = (!busy).trailing_zeros() as usize;
+                let c = base + [0, s1, s2, s3][k & 3];
+                break if c >= m { c - m } else { c };
+            }
+            base = add_mod(base, s4, m);
+        }
+    };
+    taken[chosen as usize] = 1;
+    taken[(chosen + m) as usize] = 1;
+    slots[chosen as usize] = t.index;
+    t.next = add_mod(chosen, s1, m);
 }
 
 /// `base^exp mod m` by squaring.
