@@ -1149,14 +1149,15 @@ impl Pipeline {
         ip_len: usize,
         l4_offset: usize,
     ) -> Verdict {
+        // Pings to a multicast group are not answered (and the packet stays as received).
+        if ipv6::Packet::new_unchecked(&buf.as_slice()[l3..]).dst_addr().is_multicast() {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
         buf.truncate(l3 + ip_len);
         let frame = buf.as_mut_slice();
         reply_macs(frame, mac);
         let mut ip = ipv6::Packet::new_unchecked(&mut frame[l3..]);
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        if dst.is_multicast() {
-            return Verdict::Drop(DropReason::Unsupported);
-        }
         ip.set_src_addr(dst);
         ip.set_dst_addr(src);
         ip.set_hop_limit(64);
@@ -1204,9 +1205,12 @@ impl Pipeline {
         let len = advert.buffer_len();
         // The answer has no extension headers: it goes right after the fixed header.
         let need = l3 + ipv6::HEADER_LEN + len;
-        buf.truncate(need);
-        if buf.len() < need && buf.append(need - buf.len()).is_none() {
+        if buf.len() < need && buf.tailroom() < need - buf.len() {
             return Verdict::Drop(DropReason::Unsupported);
+        }
+        buf.truncate(need);
+        if buf.len() < need {
+            let _ = buf.append(need - buf.len());
         }
         let frame = buf.as_mut_slice();
         let mut eth = ethernet::Frame::new_unchecked(&mut frame[..]);
