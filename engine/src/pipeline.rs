@@ -862,6 +862,21 @@ impl Pipeline {
         if p.ip_len + overhead > mtu && (p.dont_frag || outer_v6) {
             return self.too_big(snap, now, buf, p, mtu.saturating_sub(overhead));
         }
+        // Everything that could refuse the packet is checked before the buffer changes: a
+        // dropped packet stays as received.
+        let has_source = match backend.id.addr {
+            IpAddr::V4(_) => tunnel.source_v4.is_some(),
+            IpAddr::V6(_) => tunnel.source_v6.is_some(),
+        };
+        if !has_source || buf.headroom() + p.l3 < ethernet::HEADER_LEN + overhead {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
+        if !outer_v6 && p.ip_len + overhead > mtu {
+            let chunk = (mtu - ipv4::HEADER_LEN) & !7;
+            if (extra + p.ip_len).div_ceil(chunk) - 1 > self.spare.len() {
+                return Verdict::Drop(DropReason::TooBig);
+            }
+        }
         // The inner packet as received, without L2 header and Ethernet padding.
         buf.truncate(p.l3 + p.ip_len);
         buf.adj(p.l3);
@@ -1012,8 +1027,6 @@ impl Pipeline {
         let router = EthernetAddress::from_bytes(&frame[6..12]);
         let client = p.key.src_addr();
         let vip = p.key.dst_addr();
-        buf.truncate(p.l3 + p.ip_len);
-        buf.adj(p.l3);
         let v6 = p.v6;
         // The quote: as much of the packet as keeps the error within 576 bytes (IPv4,
         // RFC 1812 §4.3.2.3) or 1280 bytes (IPv6, RFC 4443 §2.4).
@@ -1022,6 +1035,12 @@ impl Pipeline {
         } else {
             (ipv4::HEADER_LEN, icmpv4::HEADER_LEN, 576)
         };
+        // Checked before the buffer changes: a dropped packet stays as received.
+        if buf.headroom() + p.l3 < ethernet::HEADER_LEN + ip_header + icmp_header || v6 != vip.is_ipv6() {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        buf.truncate(p.l3 + p.ip_len);
+        buf.adj(p.l3);
         buf.truncate(limit - ip_header - icmp_header);
         let quoted_len = buf.len();
         let Some(out) = buf.prepend(ethernet::HEADER_LEN + ip_header + icmp_header) else {

@@ -767,11 +767,17 @@ proptest! {
             }
             PacketBuf::from_frame(&f)
         }).collect();
+        let originals: Vec<Vec<u8>> = bufs.iter().map(|b| b.as_slice().to_vec()).collect();
         let mut verdicts = vec![Verdict::Forward; bufs.len()];
         p.process(&snap, SECOND, &mut bufs, &mut verdicts);
         let c = p.counters();
         prop_assert_eq!(c.rx_packets, frames.len() as u64);
         prop_assert_eq!(c.forwarded + c.replied + c.drops.iter().sum::<u64>(), c.rx_packets);
+        for ((b, v), original) in bufs.iter().zip(&verdicts).zip(&originals) {
+            if let Verdict::Drop(_) = v {
+                prop_assert_eq!(b.as_slice(), &original[..], "a dropped packet was changed ({:?})", v);
+            }
+        }
     }
 }
 
@@ -1014,4 +1020,16 @@ fn jumbo_mtu_fragments_fit_their_buffers() {
     assert_eq!(rest.len(), 1);
     assert!(out.bytes.len() <= 14 + 9000 && rest[0].len() <= 14 + 9000);
     assert_eq!(out.bytes.len() - 34 + rest[0].len() - 34, 9020, "inner packet split without loss");
+}
+
+#[test]
+fn a_tunnel_without_its_source_drops_and_leaves_the_packet() {
+    let mut s = spec();
+    s.tunnel.source_v4 = None;
+    let snap = Snapshot::build(&s).unwrap();
+    let mut p = pipeline();
+    let frame = udp4([198, 51, 100, 7], [203, 0, 113, 10], 40000, 8000, b"x");
+    let out = run(&mut p, &snap, SECOND, &frame);
+    assert_eq!(out.verdict, Verdict::Drop(DropReason::Unsupported));
+    assert_eq!(out.bytes, frame);
 }
