@@ -630,6 +630,12 @@ impl Config {
         for v in &raw.vip {
             let v = v.get_ref();
             let Some(addr) = ip_at(r, &v.address, "VIP address") else { continue };
+            if let Some(port) = ports.iter().find(|p| p.addresses.contains(&addr)) {
+                r.at(
+                    v.address.span(),
+                    format!("VIP {addr} is also an address of port \"{}\": a VIP is routed to the appliance, not owned by a port", port.name),
+                );
+            }
             if !subnets.is_empty() && !subnets.iter().any(|s| s.contains(addr)) {
                 r.at(v.address.span(), format!("VIP {addr} is outside every [[subnet]]"));
             }

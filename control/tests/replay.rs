@@ -250,6 +250,19 @@ address = "203.0.113.10"
 protocol = "udp"
 encap = "ipip"
 backends = [ { address = "192.0.2.1", state = "sleeping" } ]
+
+[[port]]
+name = "wan"
+driver = "memory"
+mac = "02:00:00:00:00:01"
+next_hop_mac = "02:00:00:00:00:fe"
+addresses = ["203.0.113.30"]
+
+[[vip]]
+address = "203.0.113.30"
+protocol = "tcp"
+encap = "gre"
+backends = [ { address = "192.0.2.2" } ]
 "#,
     )
     .unwrap();
@@ -261,6 +274,10 @@ backends = [ { address = "192.0.2.1", state = "sleeping" } ]
     assert!(err.contains(&format!("{p}:14:11: VIP udp://203.0.113.10 is defined twice")), "{err}");
     assert!(
         err.contains(&format!("{p}:17:47: state \"sleeping\" is not one of active, draining, down")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}:27:11: VIP 203.0.113.30 is also an address of port \"wan\"")),
         "{err}"
     );
     assert!(r.stdout.is_empty());
