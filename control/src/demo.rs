@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use vipgate_engine::buf::PacketBuf;
-use vipgate_engine::pipeline::{rss_hash, DropReason, Pipeline, PipelineOptions, Verdict};
+use vipgate_engine::pipeline::{DropReason, Pipeline, PipelineOptions, Verdict};
+use vipgate_engine::spread::Spreader;
 use vipgate_engine::wire::checksum;
 
 use crate::build;
@@ -82,8 +83,8 @@ fn write_frame(
 pub struct DemoReport {
     /// Packets sent through the engine.
     pub packets: u64,
-    /// Seconds the engine's `process` calls took (traffic generation and this report's
-    /// accounting excluded).
+    /// Seconds the engine took: spreading bursts over the workers and their `process`
+    /// calls (traffic generation and this report's accounting excluded).
     pub engine_seconds: f64,
     /// Forwarded packets per (VIP, backend) as `(vip, backend) -> packets`.
     pub per_backend: BTreeMap<(String, String), u64>,
@@ -112,8 +113,7 @@ pub fn run(packets: u64) -> Result<DemoReport, String> {
     let mut rng = Rng(SEED);
     let mut report = DemoReport::default();
     let mut bufs: Vec<PacketBuf> = (0..32).map(|_| PacketBuf::new()).collect();
-    let mut lane: Vec<Vec<PacketBuf>> =
-        (0..workers).map(|_| (0..32).map(|_| PacketBuf::new()).collect()).collect();
+    let mut spreader = Spreader::new(workers, 32, vipgate_engine::buf::DEFAULT_CAPACITY);
     let mut verdicts = [Verdict::Forward; 32];
     let mut now: u64 = 1_700_000_000_000_000_000;
     let mut engine = std::time::Duration::ZERO;
@@ -154,38 +154,22 @@ pub fn run(packets: u64) -> Result<DemoReport, String> {
             }
         }
         now += 50_000; // 20 k packets per second of capture time
-        for w in 0..workers {
-            let mut k = 0;
-            let mut idx = [0usize; 32];
-            for (i, b) in bufs.iter_mut().take(n).enumerate() {
-                if workers == 1 || rss_hash(b.as_slice()) as usize % workers == w {
-                    std::mem::swap(b, &mut lane[w][k]);
-                    idx[k] = i;
-                    k += 1;
-                }
-            }
-            let started = Instant::now();
-            pipelines[w].process(&snap, now, &mut lane[w][..k], &mut verdicts[..k]);
-            engine += started.elapsed();
-            for f in pipelines[w].take_extra().map(|(_, b)| b).collect::<Vec<_>>() {
-                pipelines[w].recycle(f);
-            }
-            for j in 0..k {
-                if verdicts[j] == Verdict::Forward {
-                    let s = lane[w][j].as_slice();
-                    let backend = u32::from_be_bytes([s[30], s[31], s[32], s[33]]);
-                    // The inner header: after the outer IPv4 header and, for GUE, 12 bytes
-                    // of UDP and GUE; for GRE, 4.
-                    let inner = match s[23] {
-                        17 => 34 + 12,
-                        47 => 34 + 4,
-                        _ => 34,
-                    };
-                    let vip =
-                        u32::from_be_bytes([s[inner + 16], s[inner + 17], s[inner + 18], s[inner + 19]]);
-                    *tally.entry((s[inner + 9], vip, backend)).or_default() += 1;
-                }
-                std::mem::swap(&mut bufs[idx[j]], &mut lane[w][j]);
+        let started = Instant::now();
+        spreader.process(&mut pipelines, &snap, now, &mut bufs[..n], &mut verdicts[..n], |_, _| {});
+        engine += started.elapsed();
+        for (b, v) in bufs[..n].iter().zip(&verdicts[..n]) {
+            if *v == Verdict::Forward {
+                let s = b.as_slice();
+                let backend = u32::from_be_bytes([s[30], s[31], s[32], s[33]]);
+                // The inner header: after the outer IPv4 header and, for GUE, 12 bytes of
+                // UDP and GUE; for GRE, 4.
+                let inner = match s[23] {
+                    17 => 34 + 12,
+                    47 => 34 + 4,
+                    _ => 34,
+                };
+                let vip = u32::from_be_bytes([s[inner + 16], s[inner + 17], s[inner + 18], s[inner + 19]]);
+                *tally.entry((s[inner + 9], vip, backend)).or_default() += 1;
             }
         }
         sent += n as u64;

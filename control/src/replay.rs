@@ -1,8 +1,8 @@
 //! `vipgate replay`: the real pipeline over a capture, offline.
 //!
-//! Packets are read in capture order and spread over `workers` pipelines by
-//! [`rss_hash`](vipgate_engine::pipeline::rss_hash), as the runtime spreads them; each
-//! worker has its own flow table. The capture's timestamps are the pipeline's clock. What
+//! Packets are read in capture order, a burst at a time, and spread over `workers`
+//! pipelines by flow ([`Spreader`]), as the runtime spreads them; each worker has its own
+//! flow table. The capture's timestamps are the pipeline's clock. What
 //! the engine emits (forwarded and answered) goes to the output capture in input order,
 //! outer fragments right after their first fragment; dropped packets, as received, to the
 //! drops capture. The counters come back summed over workers.
@@ -12,8 +12,9 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use vipgate_engine::buf::{PacketBuf, HEADROOM};
-use vipgate_engine::pipeline::{rss_hash, Counters, Pipeline, PipelineOptions, Verdict};
+use vipgate_engine::pipeline::{Counters, Pipeline, PipelineOptions, Verdict};
 use vipgate_engine::port::pcap;
+use vipgate_engine::spread::Spreader;
 use vipgate_engine::table::Snapshot;
 
 /// Packets handed to the pipeline at once.
@@ -93,13 +94,8 @@ pub fn replay(
     let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::with_capacity(capacity)).collect();
     let mut originals: Vec<Vec<u8>> = vec![Vec::new(); BURST];
     let mut times = [0u64; BURST];
-    let mut owner = [0usize; BURST];
     let mut verdicts = [Verdict::Forward; BURST];
-    // Per worker: which burst slots it owns, its buffers and verdicts for this round.
-    let mut lanes: Vec<Vec<usize>> = vec![Vec::with_capacity(BURST); workers];
-    let mut lane_bufs: Vec<Vec<PacketBuf>> =
-        (0..workers).map(|_| (0..BURST).map(|_| PacketBuf::with_capacity(capacity)).collect()).collect();
-    let mut lane_verdicts = [Verdict::Forward; BURST];
+    let mut spreader = Spreader::new(workers, BURST, capacity);
     let mut extra: Vec<Vec<Vec<u8>>> = vec![Vec::new(); BURST];
 
     loop {
@@ -112,42 +108,22 @@ pub fn replay(
                 originals[n].extend_from_slice(rec.data);
             }
             times[n] = rec.time_ns;
-            owner[n] = rss_hash(rec.data) as usize % workers;
             n += 1;
         }
         if n == 0 {
             break;
         }
         summary.packets += n as u64;
-        for lane in lanes.iter_mut() {
-            lane.clear();
+        for e in extra[..n].iter_mut() {
+            e.clear();
         }
-        for (i, &w) in owner[..n].iter().enumerate() {
-            lanes[w].push(i);
-        }
-        for w in 0..workers {
-            if lanes[w].is_empty() {
-                continue;
-            }
-            summary.per_worker[w] += lanes[w].len() as u64;
-            // Swap this worker's buffers into its lane, run them as one burst, swap back.
-            let k = lanes[w].len();
-            for (j, &i) in lanes[w].iter().enumerate() {
-                std::mem::swap(&mut bufs[i], &mut lane_bufs[w][j]);
-            }
-            // The burst's clock: its last packet's capture time (captures are in order).
-            let now = lanes[w].iter().map(|&i| times[i]).max().unwrap_or(0);
-            pipelines[w].process(snapshot, now, &mut lane_bufs[w][..k], &mut lane_verdicts[..k]);
-            for (j, &i) in lanes[w].iter().enumerate() {
-                verdicts[i] = lane_verdicts[j];
-                std::mem::swap(&mut bufs[i], &mut lane_bufs[w][j]);
-                extra[i].clear();
-            }
-            let frags: Vec<(usize, PacketBuf)> = pipelines[w].take_extra().collect();
-            for (j, f) in frags {
-                extra[lanes[w][j]].push(f.as_slice().to_vec());
-                pipelines[w].recycle(f);
-            }
+        // The burst's clock: its last packet's capture time (captures are in order).
+        let now = times[..n].iter().copied().max().unwrap_or(0);
+        spreader.process(&mut pipelines, snapshot, now, &mut bufs[..n], &mut verdicts[..n], |i, f| {
+            extra[i].push(f.to_vec())
+        });
+        for (total, k) in summary.per_worker.iter_mut().zip(spreader.lane_sizes()) {
+            *total += k as u64;
         }
         for i in 0..n {
             match verdicts[i] {

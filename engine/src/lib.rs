@@ -16,5 +16,6 @@ pub mod flow;
 pub mod maglev;
 pub mod pipeline;
 pub mod port;
+pub mod spread;
 pub mod table;
 pub mod wire;

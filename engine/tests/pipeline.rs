@@ -1033,3 +1033,40 @@ fn a_tunnel_without_its_source_drops_and_leaves_the_packet() {
     assert_eq!(out.verdict, Verdict::Drop(DropReason::Unsupported));
     assert_eq!(out.bytes, frame);
 }
+
+#[test]
+fn spreading_keeps_order_and_gives_fragments_to_their_packet() {
+    use vipgate_engine::spread::Spreader;
+    let snap = Snapshot::build(&spec()).unwrap();
+    let mut pipelines: Vec<Pipeline> = (0..3).map(|_| pipeline()).collect();
+    let mut spreader = Spreader::new(3, 32, vipgate_engine::buf::DEFAULT_CAPACITY);
+    // Small datagrams of many flows, and at index 5 one too big for the MTU without DF.
+    let mut frames: Vec<Vec<u8>> =
+        (0..20u16).map(|i| udp4([198, 51, 100, 7], [203, 0, 113, 10], 40000 + i, 8000, b"x")).collect();
+    let mut big = Vec::new();
+    let mut ip4 =
+        ep::Ipv4Header::new(8 + 1600, 60, ep::IpNumber::UDP, [198, 51, 100, 8], [203, 0, 113, 10]).unwrap();
+    ip4.dont_fragment = false;
+    eth().ip(ep::IpHeaders::Ipv4(ip4, Default::default())).udp(1, 8000).write(&mut big, &[3; 1600]).unwrap();
+    frames[5] = big;
+    let mut bufs: Vec<PacketBuf> = frames.iter().map(|f| PacketBuf::from_frame(f)).collect();
+    let mut verdicts = vec![Verdict::Drop(DropReason::Malformed); bufs.len()];
+    let mut extra = Vec::new();
+    spreader
+        .process(&mut pipelines, &snap, SECOND, &mut bufs, &mut verdicts, |i, f| extra.push((i, f.to_vec())));
+    assert!(verdicts.iter().all(|v| *v == Verdict::Forward));
+    assert_eq!(extra.len(), 1);
+    assert_eq!(extra[0].0, 5, "the fragment belongs to the big packet");
+    // Every packet came back to its own place: its inner source port is still in order.
+    for (i, b) in bufs.iter().enumerate() {
+        let s = b.as_slice();
+        if i != 5 {
+            assert_eq!(u16::from_be_bytes([s[54], s[55]]), 40000 + i as u16, "packet {i} moved");
+        }
+    }
+    assert!(
+        spreader.lane_sizes().filter(|&k| k > 0).count() >= 2,
+        "20 flows over 3 workers use more than one"
+    );
+    assert_eq!(spreader.lane_sizes().sum::<usize>(), 20);
+}
