@@ -265,7 +265,8 @@ pub struct SubnetConfig {
 }
 
 impl SubnetConfig {
-    fn contains(&self, a: IpAddr) -> bool {
+    /// Whether `a` is inside the subnet.
+    pub fn contains(&self, a: IpAddr) -> bool {
         match (self.addr, a) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 let shift = 32 - u32::from(self.len);
@@ -573,6 +574,18 @@ impl Config {
                     if driver != wanted {
                         r.at(span, format!("{name} is a key of the {wanted:?} driver, not of {driver:?}"));
                     }
+                }
+            }
+            if let Some(profile) = &p.profile {
+                if vipgate_engine::port::synth::Profile::from_name(profile.get_ref()).is_none() {
+                    r.at(
+                        profile.span(),
+                        format!(
+                            "profile \"{}\" is not one of {}",
+                            profile.get_ref(),
+                            vipgate_engine::port::synth::Profile::NAMES.join(", ")
+                        ),
+                    );
                 }
             }
             ports.push(PortConfig {

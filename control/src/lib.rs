@@ -11,4 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod diff;
+pub mod ports;
 pub mod replay;
+pub mod swap;

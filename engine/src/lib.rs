@@ -17,5 +17,7 @@ pub mod maglev;
 pub mod pipeline;
 pub mod port;
 pub mod spread;
+pub mod stats;
 pub mod table;
 pub mod wire;
+pub mod worker;

@@ -30,10 +30,12 @@
 //!    fragmentation.
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::flow::{FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
 use crate::maglev;
+use crate::stats::TrafficCounters;
 use crate::table::{BackendState, Encap, PoolBackend, Snapshot, Vip};
 use crate::wire::{
     self, arp, checksum, ethernet, gre, gue, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vlan, EtherType,
@@ -166,59 +168,120 @@ impl Counters {
         self.drops[reason as usize]
     }
 
-    /// All counters as `(name, value)`, drops as `drop_<reason>`.
+    /// All counters as `(name, value)`, drops as `drop_<reason>`, in [`Counters::NAMES`] order.
     pub fn named(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = vec![
-            ("rx_packets".into(), self.rx_packets),
-            ("rx_bytes".into(), self.rx_bytes),
-            ("forwarded".into(), self.forwarded),
-            ("forwarded_bytes".into(), self.forwarded_bytes),
-            ("replied".into(), self.replied),
-        ];
-        for r in DropReason::ALL {
-            v.push((format!("drop_{}", r.name()), self.drop_count(r)));
+        Counters::NAMES.iter().zip(self.values()).map(|(n, v)| ((*n).to_string(), v)).collect()
+    }
+
+    /// The names of [`Counters::values`], in order: the contract of `stats`, metrics and
+    /// replay's JSON.
+    pub const NAMES: [&'static str; COUNTER_COUNT] = [
+        "rx_packets",
+        "rx_bytes",
+        "forwarded",
+        "forwarded_bytes",
+        "replied",
+        "drop_malformed",
+        "drop_not_ip",
+        "drop_not_vip",
+        "drop_no_vip",
+        "drop_no_backend",
+        "drop_ttl_expired",
+        "drop_too_big",
+        "drop_tx_full",
+        "drop_unsupported",
+        "drop_other_mac",
+        "flow_hits",
+        "flow_misses",
+        "flow_table_full",
+        "flow_moved",
+        "fragments",
+        "icmp_errors_forwarded",
+        "icmp_too_big_sent",
+        "icmp_rate_limited",
+        "outer_fragments",
+        "arp_replies",
+        "nd_replies",
+        "echo_replies",
+    ];
+
+    /// Every counter, in [`Counters::NAMES`] order.
+    pub fn values(&self) -> [u64; COUNTER_COUNT] {
+        let d = &self.drops;
+        [
+            self.rx_packets,
+            self.rx_bytes,
+            self.forwarded,
+            self.forwarded_bytes,
+            self.replied,
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            d[5],
+            d[6],
+            d[7],
+            d[8],
+            d[9],
+            self.flow_hits,
+            self.flow_misses,
+            self.flow_table_full,
+            self.flow_moved,
+            self.fragments,
+            self.icmp_errors_forwarded,
+            self.icmp_too_big_sent,
+            self.icmp_rate_limited,
+            self.outer_fragments,
+            self.arp_replies,
+            self.nd_replies,
+            self.echo_replies,
+        ]
+    }
+
+    /// The counters of [`Counters::values`] output.
+    pub fn from_values(v: &[u64; COUNTER_COUNT]) -> Counters {
+        let mut drops = [0u64; DropReason::ALL.len()];
+        drops.copy_from_slice(&v[5..15]);
+        Counters {
+            rx_packets: v[0],
+            rx_bytes: v[1],
+            forwarded: v[2],
+            forwarded_bytes: v[3],
+            replied: v[4],
+            drops,
+            flow_hits: v[15],
+            flow_misses: v[16],
+            flow_table_full: v[17],
+            flow_moved: v[18],
+            fragments: v[19],
+            icmp_errors_forwarded: v[20],
+            icmp_too_big_sent: v[21],
+            icmp_rate_limited: v[22],
+            outer_fragments: v[23],
+            arp_replies: v[24],
+            nd_replies: v[25],
+            echo_replies: v[26],
         }
-        v.extend([
-            ("flow_hits".into(), self.flow_hits),
-            ("flow_misses".into(), self.flow_misses),
-            ("flow_table_full".into(), self.flow_table_full),
-            ("flow_moved".into(), self.flow_moved),
-            ("fragments".into(), self.fragments),
-            ("icmp_errors_forwarded".into(), self.icmp_errors_forwarded),
-            ("icmp_too_big_sent".into(), self.icmp_too_big_sent),
-            ("icmp_rate_limited".into(), self.icmp_rate_limited),
-            ("outer_fragments".into(), self.outer_fragments),
-            ("arp_replies".into(), self.arp_replies),
-            ("nd_replies".into(), self.nd_replies),
-            ("echo_replies".into(), self.echo_replies),
-        ]);
-        v
     }
 
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Counters) {
-        self.rx_packets += other.rx_packets;
-        self.rx_bytes += other.rx_bytes;
-        self.forwarded += other.forwarded;
-        self.forwarded_bytes += other.forwarded_bytes;
-        self.replied += other.replied;
-        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+        let mut v = self.values();
+        for (a, b) in v.iter_mut().zip(other.values()) {
             *a += b;
         }
-        self.flow_hits += other.flow_hits;
-        self.flow_misses += other.flow_misses;
-        self.flow_table_full += other.flow_table_full;
-        self.flow_moved += other.flow_moved;
-        self.fragments += other.fragments;
-        self.icmp_errors_forwarded += other.icmp_errors_forwarded;
-        self.icmp_too_big_sent += other.icmp_too_big_sent;
-        self.icmp_rate_limited += other.icmp_rate_limited;
-        self.outer_fragments += other.outer_fragments;
-        self.arp_replies += other.arp_replies;
-        self.nd_replies += other.nd_replies;
-        self.echo_replies += other.echo_replies;
+        *self = Counters::from_values(&v);
+    }
+
+    /// Packets dropped, all reasons.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
     }
 }
+
+/// How many counters [`Counters`] has.
+pub const COUNTER_COUNT: usize = 27;
 
 /// A token bucket for the ICMP messages a worker generates.
 #[derive(Debug, Clone)]
@@ -319,6 +382,8 @@ pub struct Pipeline {
     /// The pending slot that classification fills.
     slot: usize,
     spare: Vec<PacketBuf>,
+    /// Packets and bytes forwarded per (VIP, backend) of the snapshot in use.
+    traffic: Arc<TrafficCounters>,
 }
 
 impl core::fmt::Debug for Pipeline {
@@ -360,12 +425,25 @@ impl Pipeline {
             slot: 0,
             // Outer fragments are at most one MTU; the config allows jumbo MTUs up to 9216.
             spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::with_capacity(SPARE_CAPACITY)).collect(),
+            traffic: Arc::new(TrafficCounters::new(0, 0)),
         }
     }
 
     /// The counters so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Counts traffic per (VIP, backend) of the snapshot of `traffic.generation()` into
+    /// `traffic` from now on (sized for it: [`Snapshot::traffic_slots`]), and returns the
+    /// counters used so far. Counters of another size than the snapshot's count nothing.
+    pub fn set_traffic(&mut self, traffic: Arc<TrafficCounters>) -> Arc<TrafficCounters> {
+        std::mem::replace(&mut self.traffic, traffic)
+    }
+
+    /// The per-(VIP, backend) counters in use.
+    pub fn traffic(&self) -> &Arc<TrafficCounters> {
+        &self.traffic
     }
 
     /// The flow table.
@@ -766,21 +844,21 @@ impl Pipeline {
         // The hint remembers the backend's index in the snapshot that resolved it last:
         // (generation mod 2^16) << 16 | index. Within one snapshot it saves a map lookup.
         let generation_tag = (snap.generation() as u32 & 0xffff) << 16;
-        let mut backend: Option<&PoolBackend> = None;
+        let mut backend: Option<(u16, &PoolBackend)> = None;
         if let Some(hit) = self.flows.lookup_hinted(&p.key, p.hash, now, &timeouts, class) {
+            let hinted_index = (hit.hint & 0xffff) as u16;
             let hinted = (hit.hint & 0xffff_0000 == generation_tag)
-                .then(|| pool.backends().get((hit.hint & 0xffff) as usize))
+                .then(|| pool.backends().get(usize::from(hinted_index)))
                 .flatten()
                 .filter(|b| b.fingerprint == hit.backend);
             let found = match hinted {
-                Some(b) => Some(b),
-                None => pool.by_fingerprint(hit.backend).map(|(i, b)| {
+                Some(b) => Some((hinted_index, b)),
+                None => pool.by_fingerprint(hit.backend).inspect(|&(i, _)| {
                     self.flows.set_hint(hit.slot, generation_tag | u32::from(i));
-                    b
                 }),
             };
             match found {
-                Some(b) if b.state != BackendState::Down => {
+                Some(b) if b.1.state != BackendState::Down => {
                     self.counters.flow_hits += 1;
                     backend = Some(b);
                 }
@@ -799,10 +877,10 @@ impl Pipeline {
                 k.dst_port(),
             )
         };
-        let needs_hash = backend.is_none_or(|b| vip.encap == Encap::Gue || b.id.addr.is_ipv6());
+        let needs_hash = backend.is_none_or(|(_, b)| vip.encap == Encap::Gue || b.id.addr.is_ipv6());
         let flow_hash = if needs_hash { hash_of(&p.key) } else { 0 };
-        let backend = match backend {
-            Some(b) => *b,
+        let (index, backend) = match backend {
+            Some((i, b)) => (i, *b),
             None => {
                 self.counters.flow_misses += 1;
                 let Some((i, b)) = pool.pick(flow_hash) else {
@@ -824,7 +902,7 @@ impl Pipeline {
                         self.counters.flow_table_full += 1;
                     }
                 }
-                *b
+                (i, *b)
             }
         };
         if p.fragment {
@@ -833,7 +911,11 @@ impl Pipeline {
         if p.icmp_error {
             self.counters.icmp_errors_forwarded += 1;
         }
-        self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash)
+        let verdict = self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash);
+        if verdict == Verdict::Forward {
+            self.traffic.count(vip.counter_base as usize + usize::from(index), buf.len());
+        }
+        verdict
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -138,6 +138,9 @@ pub struct Vip {
     pub encap: Encap,
     /// Index into [`Snapshot::pools`].
     pub pool: u32,
+    /// Where this VIP's per-backend traffic counters start (see
+    /// [`Snapshot::traffic_slots`]): slot `counter_base + i` counts the pool's backend `i`.
+    pub counter_base: u32,
 }
 
 /// The port's own identity.
@@ -428,6 +431,7 @@ pub struct Snapshot {
     vip_addrs: hashbrown::HashSet<IpAddr>,
     vips: Vec<Vip>,
     pools: Vec<Pool>,
+    traffic_slots: usize,
 }
 
 impl Snapshot {
@@ -446,6 +450,7 @@ impl Snapshot {
         let mut pools = Vec::new();
         let mut vips = Vec::with_capacity(spec.vips.len());
         let mut vip_map: FastMap<VipKey, u32> = FastMap::default();
+        let mut traffic_slots = 0usize;
         for v in &spec.vips {
             let name = vip_name(v.addr, v.protocol, v.port);
             let mut set = v.backends.clone();
@@ -466,7 +471,9 @@ impl Snapshot {
             if vip_map.insert(key, vips.len() as u32).is_some() {
                 return Err(TableError::DuplicateVip(name));
             }
-            vips.push(Vip { addr: v.addr, port: v.port, protocol: v.protocol, encap: v.encap, pool });
+            let counter_base = traffic_slots as u32;
+            traffic_slots += pools[pool as usize].backends().len();
+            vips.push(Vip { addr: v.addr, port: v.port, protocol: v.protocol, encap: v.encap, pool, counter_base });
         }
         let fragment_map = fragment_vips(&vips);
         let entries: Vec<(VipKey, u32)> = vip_map.into_iter().collect();
@@ -510,7 +517,14 @@ impl Snapshot {
             vip_addrs,
             vips,
             pools,
+            traffic_slots,
         })
+    }
+
+    /// How many (VIP, backend) traffic counters a worker keeps for this snapshot: one per
+    /// backend of every VIP's pool, VIP after VIP.
+    pub fn traffic_slots(&self) -> usize {
+        self.traffic_slots
     }
 
     /// The generation number.

@@ -1,7 +1,31 @@
 //! Port drivers: where packets come from and go to.
 //!
-//! - [`pcap`]: read a capture, write one (what `vipgate replay` uses).
+//! A worker owns one queue of a port through the [`Port`] trait. Buffers are exchanged,
+//! never handed over: `rx_burst` swaps received packets into the worker's buffers and
+//! keeps the ones it took out; `tx_burst` swaps the packets it accepts for empty buffers of
+//! its own. So the number of buffers on each side never changes, and a buffer cannot leak.
+//!
+//! - [`memory`]: rings of preallocated buffers between a host (a test, the bench, a
+//!   capture feeder) and the workers;
+//! - [`pcap`]: read a capture, write one;
+//! - [`synth`]: generated 2G-gateway traffic, seeded and reproducible.
 //!
 //! The drivers sit outside the pipeline: the pipeline never does I/O.
 
+use crate::buf::PacketBuf;
+
+pub mod memory;
 pub mod pcap;
+pub mod synth;
+
+/// One queue of a port, as a worker sees it.
+pub trait Port: Send {
+    /// Receives up to `bufs.len()` packets into `bufs[..n]` and returns `n`. What was in
+    /// those buffers before is the port's to reuse.
+    fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize;
+
+    /// Offers `bufs` for sending. The port takes `bufs[..k]` (leaving empty buffers in
+    /// their place) and returns `k`; the others are refused (the caller counts them as
+    /// `tx_full` and reuses their buffers).
+    fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize;
+}

@@ -1,0 +1,222 @@
+//! From a config's `[[port]]` to one port queue per worker.
+//!
+//! - `memory`: rings that a host side feeds ([`PortHost::Memory`]); what the workers emit
+//!   waits there until taken.
+//! - `synth`: every worker generates its own share of the 2G-gateway traffic.
+//! - `pcap`: a feeder thread reads the capture and spreads its frames over the workers'
+//!   rings by flow, waiting for room rather than dropping; a writer thread writes what the
+//!   workers emit to the output capture.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use vipgate_engine::buf::DEFAULT_CAPACITY;
+use vipgate_engine::port::memory::{self, MemoryHost};
+use vipgate_engine::port::pcap::{Reader, Writer};
+use vipgate_engine::port::synth::{Profile, SynthQueue, SynthSpec, Target};
+use vipgate_engine::port::Port;
+use vipgate_engine::table::VipProtocol;
+
+use crate::config::{Config, Driver};
+
+/// Packets each memory ring holds.
+pub const RING_DEPTH: usize = 1024;
+
+/// What stays on the network's side of the port.
+#[derive(Debug)]
+pub enum PortHost {
+    /// The memory port's host side.
+    Memory(MemoryHost),
+    /// Nothing: synth queues are their own source and sink.
+    Synth,
+    /// The capture threads.
+    Pcap(PcapThreads),
+}
+
+/// The threads of a pcap port.
+#[derive(Debug)]
+pub struct PcapThreads {
+    stop: Arc<AtomicBool>,
+    /// Frames read from the input capture so far.
+    pub read: Arc<AtomicU64>,
+    /// Whether the whole input has been handed to the workers.
+    pub input_done: Arc<AtomicBool>,
+    /// Frames written to the output capture so far.
+    pub written: Arc<AtomicU64>,
+    feeder: Option<JoinHandle<Result<(), String>>>,
+    writer: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl PcapThreads {
+    /// Stops the threads once the workers have stopped: the writer takes what is left and
+    /// closes the capture. Returns the first error either thread met.
+    pub fn finish(mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut result = Ok(());
+        for h in [self.feeder.take(), self.writer.take()].into_iter().flatten() {
+            match h.join() {
+                Ok(Err(e)) if result.is_ok() => result = Err(e),
+                Err(_) if result.is_ok() => result = Err("a capture thread panicked".to_string()),
+                _ => {}
+            }
+        }
+        result
+    }
+}
+
+/// The synth spec of `config`'s first port: the VIPs in config order (the first is the
+/// busiest), noise addresses chosen from the subnets.
+pub fn synth_spec(config: &Config, limit: Option<u64>) -> SynthSpec {
+    let port = config.ports.first();
+    let targets = config
+        .vips
+        .iter()
+        .map(|v| Target {
+            addr: v.addr,
+            protocol: match v.protocol {
+                VipProtocol::Tcp => 6,
+                VipProtocol::Udp => 17,
+                VipProtocol::Any => 0,
+            },
+            port: v.port,
+        })
+        .collect();
+    let is_vip = |a: IpAddr| config.vips.iter().any(|v| v.addr == a);
+    // The first addresses of the first subnet that are no VIP; then an address in no subnet.
+    let unused_in_subnet = config.subnets.iter().find_map(|s| match s.addr {
+        IpAddr::V4(n) => (1..255u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(u32::from(n).wrapping_add(i))))
+            .find(|&a| !is_vip(a)),
+        IpAddr::V6(n) => (1..255u128)
+            .map(|i| IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n).wrapping_add(i))))
+            .find(|&a| !is_vip(a)),
+    });
+    let candidates = ["192.0.2.250", "198.51.100.250", "203.0.113.250"];
+    let outside = candidates
+        .iter()
+        .filter_map(|c| c.parse::<IpAddr>().ok())
+        .find(|&a| !config.subnets.iter().any(|s| s.contains(a)) && !is_vip(a))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 250)));
+    SynthSpec {
+        seed: config.engine.hash_seed ^ 0x2626_2626_2626_2626,
+        targets,
+        mac: port.map_or([2, 0, 0, 0, 0, 1], |p| p.mac.0),
+        router_mac: port.map_or([2, 0, 0, 0, 0, 0xfe], |p| p.next_hop_mac.0),
+        unused_in_subnet,
+        outside,
+        profile: port.and_then(|p| p.profile.as_deref()).and_then(Profile::from_name).unwrap_or(Profile::Gateway2g),
+        rate: port.and_then(|p| p.rate).unwrap_or(0),
+        limit,
+        ..SynthSpec::default()
+    }
+}
+
+/// Opens `config`'s first port with one queue per worker.
+pub fn open(config: &Config) -> Result<(Vec<Box<dyn Port>>, PortHost), String> {
+    let workers = config.engine.workers.max(1);
+    let Some(port) = config.ports.first() else {
+        return Err(format!("{}: no [[port]]: the engine has nothing to poll", config.path.display()));
+    };
+    match port.driver {
+        Driver::Memory => {
+            let (host, queues) = memory::channel(workers, RING_DEPTH, DEFAULT_CAPACITY);
+            Ok((queues.into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect(), PortHost::Memory(host)))
+        }
+        Driver::Synth => {
+            let spec = synth_spec(config, None);
+            let queues = (0..workers).map(|q| Box::new(SynthQueue::new(spec.clone(), q, workers)) as Box<dyn Port>);
+            Ok((queues.collect(), PortHost::Synth))
+        }
+        Driver::Pcap => {
+            let input = port.input.clone().ok_or_else(|| format!("port \"{}\": no input capture", port.name))?;
+            let (host, queues) = memory::channel(workers, RING_DEPTH, DEFAULT_CAPACITY);
+            let threads = pcap_threads(host, input, port.output.clone())?;
+            Ok((queues.into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect(), PortHost::Pcap(threads)))
+        }
+        Driver::Dpdk => Err(format!(
+            "port \"{}\": the dpdk driver is not in this build of vipgate (it needs the feature \"dpdk\")",
+            port.name
+        )),
+    }
+}
+
+fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Result<PcapThreads, String> {
+    let file = std::fs::File::open(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let mut reader =
+        Reader::new(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", input.display()))?;
+    let mut writer = match &output {
+        Some(path) => {
+            let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(Writer::new(std::io::BufWriter::new(f)).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let read = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
+    let input_done = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (host, stop, read, done) = (host.clone(), Arc::clone(&stop), Arc::clone(&read), Arc::clone(&input_done));
+        std::thread::Builder::new()
+            .name("vipgate-pcap-in".into())
+            .spawn(move || {
+                loop {
+                    let record = match reader.next() {
+                        Ok(Some(r)) => r,
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("{}: {e}", input.display())),
+                    };
+                    // Wait for room: a capture is never thinned.
+                    while host.send(record.data).is_err() {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    read.fetch_add(1, Ordering::Relaxed);
+                }
+                done.store(true, Ordering::Relaxed);
+                log::info!("{}: all {} frames handed to the workers", input.display(), read.load(Ordering::Relaxed));
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let writer = {
+        let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
+        std::thread::Builder::new()
+            .name("vipgate-pcap-out".into())
+            .spawn(move || {
+                let mut error = None;
+                loop {
+                    let last = stop.load(Ordering::Relaxed);
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+                    let n = host.recv(|_, frame| {
+                        if let Some(w) = writer.as_mut() {
+                            if let Err(e) = w.write(now, frame) {
+                                error.get_or_insert_with(|| e.to_string());
+                            }
+                        }
+                    });
+                    written.fetch_add(n as u64, Ordering::Relaxed);
+                    if last {
+                        break;
+                    }
+                    if n == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                if let Some(w) = writer {
+                    if let Err(e) = w.finish() {
+                        error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+                error.map_or(Ok(()), Err)
+            })
+            .map_err(|e| e.to_string())?
+    };
+    Ok(PcapThreads { stop, read, input_done, written, feeder: Some(feeder), writer: Some(writer) })
+}

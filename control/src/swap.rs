@@ -1,0 +1,626 @@
+//! The running engine, as the control thread holds it: workers, hot swap, overrides.
+//!
+//! A reload builds the new snapshot here (Maglev rings included), sends it with fresh
+//! traffic counters to every worker over its command channel, and waits for every worker's
+//! acknowledgement. Each acknowledgement carries the snapshot the worker ran before; its
+//! traffic counters are folded into the running totals and then it is dropped here, on
+//! the control thread, never on a worker. A config that fails validation or whose tables
+//! cannot be built changes nothing.
+//!
+//! Operator overrides (drain, weight) are applied on top of the config at every build, so
+//! they survive reloads until they are undone.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use vipgate_engine::maglev::BackendId;
+use vipgate_engine::pipeline::{Counters, PipelineOptions};
+use vipgate_engine::port::Port;
+use vipgate_engine::stats::WorkerStats;
+use vipgate_engine::table::{vip_name, BackendState, Snapshot};
+use vipgate_engine::worker::{self, Ack, Command, FlowCount, Links, Update, WorkerExit, WorkerOptions};
+
+use crate::build;
+use crate::config::Config;
+
+/// How long a reload waits for the workers' acknowledgements by default.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a reload or an override was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config file did not validate.
+    #[error("{0}")]
+    Config(crate::config::ConfigErrors),
+    /// The tables could not be built.
+    #[error("{path}: {message}")]
+    Build {
+        /// The config file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Sent, but not every worker acknowledged in time; the stragglers take it when they
+    /// next look.
+    #[error("generation {generation} sent, but only {acked} of {workers} workers acknowledged it within {timeout:?}")]
+    Timeout {
+        /// The generation sent.
+        generation: u64,
+        /// Workers that took it.
+        acked: usize,
+        /// All workers.
+        workers: usize,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// An override names no backend of the running config.
+    #[error("{0}")]
+    Override(String),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReloadReport {
+    /// The generation every worker runs now.
+    pub generation: u64,
+    /// Building the snapshot (validation excluded).
+    pub build: Duration,
+    /// From sending it to the last worker's acknowledgement.
+    pub swap: Duration,
+}
+
+/// A backend as the operator names it: an address, and a port where backends differ by
+/// port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BackendSelector {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port, or `None` for every backend at the address.
+    pub port: Option<u16>,
+}
+
+impl BackendSelector {
+    /// Parses `192.0.2.11`, `192.0.2.11:8080`, `2001:db8::1` or `[2001:db8::1]:8080`.
+    pub fn parse(s: &str) -> Result<BackendSelector, String> {
+        let s = s.trim();
+        if let Ok(addr) = s.parse::<IpAddr>() {
+            return Ok(BackendSelector { addr, port: None });
+        }
+        if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+            return Ok(BackendSelector { addr: sa.ip(), port: Some(sa.port()) });
+        }
+        Err(format!("\"{s}\" is not a backend: expected ADDRESS or ADDRESS:PORT, e.g. 192.0.2.11"))
+    }
+
+    fn matches(&self, id: &BackendId) -> bool {
+        self.addr == id.addr && (self.port.is_none() || self.port == id.port)
+    }
+}
+
+impl core::fmt::Display for BackendSelector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match (self.addr, self.port) {
+            (a, None) => write!(f, "{a}"),
+            (IpAddr::V6(a), Some(p)) => write!(f, "[{a}]:{p}"),
+            (a, Some(p)) => write!(f, "{a}:{p}"),
+        }
+    }
+}
+
+/// The operator's runtime changes, applied over every config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Backends drained: they take no new flows, established ones stay.
+    pub drained: Vec<BackendSelector>,
+    /// Backends with another weight than the config's.
+    pub weights: BTreeMap<BackendSelector, u32>,
+}
+
+impl Overrides {
+    /// `config` with the overrides applied.
+    pub fn apply(&self, config: &Config) -> Config {
+        let mut c = config.clone();
+        for v in &mut c.vips {
+            for b in &mut v.backends {
+                if self.drained.iter().any(|s| s.matches(&b.id)) && b.state == BackendState::Active {
+                    b.state = BackendState::Draining;
+                }
+                if let Some((_, &w)) = self.weights.iter().find(|(s, _)| s.matches(&b.id)) {
+                    b.weight = w;
+                }
+            }
+        }
+        c
+    }
+
+    fn is_empty(&self) -> bool {
+        self.drained.is_empty() && self.weights.is_empty()
+    }
+}
+
+/// Forwarded traffic of one (VIP, backend).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendTraffic {
+    /// The VIP's name (`udp://203.0.113.10:8000`).
+    pub vip: String,
+    /// The backend.
+    pub backend: String,
+    /// Weight in the running snapshot (0 where it is no longer there).
+    pub weight: u32,
+    /// State in the running snapshot (`removed` where it is no longer there).
+    pub state: &'static str,
+    /// Packets forwarded, since start.
+    pub packets: u64,
+    /// Bytes forwarded (encapsulated), since start.
+    pub bytes: u64,
+}
+
+/// One worker, as the control thread sees it.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    /// Its number.
+    pub id: usize,
+    /// The core it is pinned to.
+    pub core: Option<usize>,
+    /// The generation it runs.
+    pub generation: u64,
+    /// Share of its time spent on bursts with packets, in percent.
+    pub busy_percent: f64,
+    /// Its counters.
+    pub counters: Counters,
+    /// Polls of its port, and how many found nothing.
+    pub polls: (u64, u64),
+}
+
+/// Everything the engine counts.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Seconds since start.
+    pub uptime: f64,
+    /// The generation of the running config.
+    pub generation: u64,
+    /// All workers' counters added.
+    pub total: Counters,
+    /// Per worker.
+    pub workers: Vec<WorkerView>,
+    /// Per (VIP, backend), in VIP order then backend order.
+    pub traffic: Vec<BackendTraffic>,
+}
+
+struct WorkerSlot {
+    commands: Sender<Command>,
+    stats: Arc<WorkerStats>,
+    handle: Option<JoinHandle<WorkerExit>>,
+    /// What it was sent last (it may not have taken it yet).
+    sent: Update,
+    /// What it acknowledged last.
+    running: Update,
+}
+
+/// How the engine runs its workers.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// How long a reload waits for acknowledgements.
+    pub ack_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { ack_timeout: DEFAULT_ACK_TIMEOUT }
+    }
+}
+
+/// The running engine.
+pub struct Engine {
+    config: Config,
+    overrides: Overrides,
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+    workers: Vec<WorkerSlot>,
+    acks: Receiver<Ack>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    options: EngineOptions,
+    /// Traffic of retired snapshots, by (VIP name, backend).
+    retired: BTreeMap<(String, String), (u64, u64)>,
+    reloads: u64,
+    last_reload: Option<ReloadReport>,
+}
+
+impl core::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Engine").field("generation", &self.generation).field("workers", &self.workers.len()).finish()
+    }
+}
+
+fn build_snapshot(config: &Config, overrides: &Overrides, generation: u64) -> Result<Snapshot, ReloadError> {
+    build::snapshot(&overrides.apply(config), generation).map_err(|e| ReloadError::Build {
+        path: config.path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl Engine {
+    /// Builds the first snapshot and starts one worker per port queue in `ports` (the
+    /// config's `workers`), pinned to the config's cores where it lists them.
+    pub fn start(config: Config, ports: Vec<Box<dyn Port>>, options: EngineOptions) -> Result<Engine, ReloadError> {
+        let overrides = Overrides::default();
+        let snapshot = Arc::new(build_snapshot(&config, &overrides, 1)?);
+        let clock = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ack_tx, acks) = crossbeam_channel::unbounded();
+        let mut workers = Vec::with_capacity(ports.len());
+        for (id, port) in ports.into_iter().enumerate() {
+            let (commands, rx) = crossbeam_channel::unbounded();
+            let stats = Arc::new(WorkerStats::default());
+            let initial = Update::new(Arc::clone(&snapshot));
+            let opts = WorkerOptions {
+                id,
+                core: config.engine.cores.as_ref().and_then(|c| c.get(id).copied()),
+                burst: config.engine.burst,
+                idle_polls_before_sleep: config.engine.idle_polls_before_sleep,
+                pipeline: PipelineOptions { flow_capacity: config.engine.flow_capacity, ..PipelineOptions::default() },
+            };
+            let links =
+                Links { commands: rx, acks: ack_tx.clone(), stats: Arc::clone(&stats), stop: Arc::clone(&stop), clock };
+            let handle = worker::spawn(opts, port, initial.clone(), links).map_err(|e| ReloadError::Build {
+                path: config.path.display().to_string(),
+                message: format!("cannot start worker {id}: {e}"),
+            })?;
+            workers.push(WorkerSlot { commands, stats, handle: Some(handle), sent: initial.clone(), running: initial });
+        }
+        Ok(Engine {
+            config,
+            overrides,
+            generation: 1,
+            snapshot,
+            workers,
+            acks,
+            stop,
+            started: clock,
+            options,
+            retired: BTreeMap::new(),
+            reloads: 0,
+            last_reload: None,
+        })
+    }
+
+    /// The running config (without the overrides).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The running snapshot.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// The overrides in force.
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+
+    /// The generation of the running snapshot.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// How many workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The last reload, if any.
+    pub fn last_reload(&self) -> Option<ReloadReport> {
+        self.last_reload
+    }
+
+    /// Reloads completed since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads
+    }
+
+    /// Reads, validates and applies the config file the engine was started from.
+    pub fn reload_file(&mut self) -> Result<ReloadReport, ReloadError> {
+        let config = Config::load(&self.config.path).map_err(ReloadError::Config)?;
+        self.reload(config)
+    }
+
+    /// Applies `config` (validated): builds its snapshot with the overrides, swaps it into
+    /// every worker and waits for their acknowledgements.
+    pub fn reload(&mut self, config: Config) -> Result<ReloadReport, ReloadError> {
+        self.apply(config, self.overrides.clone())
+    }
+
+    fn apply(&mut self, config: Config, overrides: Overrides) -> Result<ReloadReport, ReloadError> {
+        let generation = self.generation + 1;
+        let t0 = Instant::now();
+        let snapshot = Arc::new(build_snapshot(&config, &overrides, generation)?);
+        let build = t0.elapsed();
+        self.config = config;
+        self.overrides = overrides;
+        self.generation = generation;
+        self.snapshot = Arc::clone(&snapshot);
+        let t1 = Instant::now();
+        for w in &mut self.workers {
+            let update = Update::new(Arc::clone(&snapshot));
+            w.sent = update.clone();
+            // A worker that has stopped cannot take it; the acknowledgement count says so.
+            let _ = w.commands.send(Command::Update(update));
+        }
+        let deadline = t1 + self.options.ack_timeout;
+        loop {
+            let acked = self.workers.iter().filter(|w| w.running.snapshot.generation() >= generation).count();
+            if acked == self.workers.len() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.acks.recv_timeout(left) {
+                Ok(ack) => self.take_ack(ack),
+                Err(_) => {
+                    return Err(ReloadError::Timeout {
+                        generation,
+                        acked,
+                        workers: self.workers.len(),
+                        timeout: self.options.ack_timeout,
+                    })
+                }
+            }
+        }
+        let report = ReloadReport { generation, build, swap: t1.elapsed() };
+        self.reloads += 1;
+        self.last_reload = Some(report);
+        Ok(report)
+    }
+
+    /// Folds acknowledgements that arrived late (after a reload timed out).
+    pub fn collect_acks(&mut self) {
+        while let Ok(ack) = self.acks.try_recv() {
+            self.take_ack(ack);
+        }
+    }
+
+    fn take_ack(&mut self, ack: Ack) {
+        let Some(w) = self.workers.get_mut(ack.worker) else { return };
+        if ack.generation == w.sent.snapshot.generation() {
+            w.running = w.sent.clone();
+        }
+        // The retired snapshot's traffic goes into the totals; then it is dropped, here.
+        let snap = &ack.retired.snapshot;
+        for v in snap.vips() {
+            let name = vip_name(v.addr, v.protocol, v.port);
+            for (i, b) in snap.pools()[v.pool as usize].backends().iter().enumerate() {
+                let (p, by) = ack.retired.traffic.get(v.counter_base as usize + i);
+                if p > 0 {
+                    let e = self.retired.entry((name.clone(), b.id.to_string())).or_default();
+                    e.0 += p;
+                    e.1 += by;
+                }
+            }
+        }
+    }
+
+    fn find_backend(&self, sel: &BackendSelector) -> Result<(), ReloadError> {
+        if self.config.vips.iter().flat_map(|v| &v.backends).any(|b| sel.matches(&b.id)) {
+            Ok(())
+        } else {
+            Err(ReloadError::Override(format!("no backend {sel} in the running config")))
+        }
+    }
+
+    /// Drains `sel`: it takes no new flows; its established flows stay.
+    pub fn drain(&mut self, sel: BackendSelector) -> Result<ReloadReport, ReloadError> {
+        self.find_backend(&sel)?;
+        let mut o = self.overrides.clone();
+        if !o.drained.contains(&sel) {
+            o.drained.push(sel);
+        }
+        self.apply(self.config.clone(), o)
+    }
+
+    /// Undoes [`drain`](Engine::drain) and any weight override of `sel`.
+    pub fn undrain(&mut self, sel: BackendSelector) -> Result<ReloadReport, ReloadError> {
+        let mut o = self.overrides.clone();
+        let before = o.clone();
+        o.drained.retain(|s| *s != sel);
+        o.weights.remove(&sel);
+        if o == before {
+            return Err(ReloadError::Override(format!("{sel} has no override to undo")));
+        }
+        self.apply(self.config.clone(), o)
+    }
+
+    /// Gives `sel` weight `weight` until undone.
+    pub fn set_weight(&mut self, sel: BackendSelector, weight: u32) -> Result<ReloadReport, ReloadError> {
+        self.find_backend(&sel)?;
+        if weight > 1_000_000 {
+            return Err(ReloadError::Override(format!("weight {weight} is above 1000000")));
+        }
+        let mut o = self.overrides.clone();
+        o.weights.insert(sel, weight);
+        self.apply(self.config.clone(), o)
+    }
+
+    /// Whether there are overrides in force.
+    pub fn has_overrides(&self) -> bool {
+        !self.overrides.is_empty()
+    }
+
+    /// Every counter, now.
+    pub fn stats(&self) -> Stats {
+        let mut total = Counters::default();
+        let workers: Vec<WorkerView> = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(id, w)| {
+                let counters = w.stats.counters();
+                total.add(&counters);
+                let busy = w.stats.busy_ns.get() as f64;
+                let all = w.stats.total_ns.get().max(1) as f64;
+                WorkerView {
+                    id,
+                    core: w.stats.core.get().checked_sub(1).map(|c| c as usize),
+                    generation: w.stats.generation.get(),
+                    busy_percent: (busy * 100.0 / all).min(100.0),
+                    counters,
+                    polls: (w.stats.polls.get(), w.stats.empty_polls.get()),
+                }
+            })
+            .collect();
+        let mut traffic = Vec::new();
+        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let snap = &self.snapshot;
+        for v in snap.vips() {
+            let name = vip_name(v.addr, v.protocol, v.port);
+            for (i, b) in snap.pools()[v.pool as usize].backends().iter().enumerate() {
+                let key = (name.clone(), b.id.to_string());
+                let (mut p, mut by) = self.retired.get(&key).copied().unwrap_or_default();
+                for w in &self.workers {
+                    // Counters of the snapshot a worker runs now, and of the one it was
+                    // sent and has not taken yet (zero until it does).
+                    for u in [&w.running, &w.sent] {
+                        if u.snapshot.generation() == snap.generation() {
+                            let (a, c) = u.traffic.get(v.counter_base as usize + i);
+                            p += a;
+                            by += c;
+                            break;
+                        }
+                    }
+                }
+                seen.insert(key.clone(), traffic.len());
+                traffic.push(BackendTraffic {
+                    vip: key.0,
+                    backend: key.1,
+                    weight: b.weight,
+                    state: state_name(b.state),
+                    packets: p,
+                    bytes: by,
+                });
+            }
+        }
+        // Workers still running an older snapshot, and backends since removed.
+        for w in &self.workers {
+            if w.running.snapshot.generation() != snap.generation() {
+                let s = &w.running.snapshot;
+                for v in s.vips() {
+                    let name = vip_name(v.addr, v.protocol, v.port);
+                    for (i, b) in s.pools()[v.pool as usize].backends().iter().enumerate() {
+                        let (a, c) = w.running.traffic.get(v.counter_base as usize + i);
+                        self.add_traffic(&mut traffic, &mut seen, (name.clone(), b.id.to_string()), a, c);
+                    }
+                }
+            }
+        }
+        for (key, &(a, c)) in &self.retired {
+            if !seen.contains_key(key) {
+                self.add_traffic(&mut traffic, &mut seen, key.clone(), a, c);
+            }
+        }
+        Stats {
+            uptime: self.started.elapsed().as_secs_f64(),
+            generation: self.generation,
+            total,
+            workers,
+            traffic,
+        }
+    }
+
+    fn add_traffic(
+        &self,
+        traffic: &mut Vec<BackendTraffic>,
+        seen: &mut BTreeMap<(String, String), usize>,
+        key: (String, String),
+        packets: u64,
+        bytes: u64,
+    ) {
+        if packets == 0 {
+            return;
+        }
+        match seen.get(&key) {
+            Some(&i) => {
+                traffic[i].packets += packets;
+                traffic[i].bytes += bytes;
+            }
+            None => {
+                seen.insert(key.clone(), traffic.len());
+                traffic.push(BackendTraffic {
+                    vip: key.0,
+                    backend: key.1,
+                    weight: 0,
+                    state: "removed",
+                    packets,
+                    bytes,
+                });
+            }
+        }
+    }
+
+    /// Live flows per worker, counted by the workers themselves between bursts (a scan
+    /// of each flow table: a pause of a few milliseconds per million entries).
+    pub fn flows(&mut self, timeout: Duration) -> Vec<FlowCount> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut asked = 0;
+        for w in &self.workers {
+            if w.commands.send(Command::CountFlows(tx.clone())).is_ok() {
+                asked += 1;
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < asked {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(c) => out.push(c),
+                Err(_) => break,
+            }
+        }
+        out.sort_by_key(|c| c.worker);
+        out
+    }
+
+    /// The backend whose fingerprint is `fingerprint` in the running snapshot.
+    pub fn backend_name(&self, fingerprint: u64) -> Option<String> {
+        self.snapshot.pools().iter().find_map(|p| p.by_fingerprint(fingerprint).map(|(_, b)| b.id.to_string()))
+    }
+
+    /// Stops every worker, waits for them, and returns the final counters.
+    pub fn stop(mut self) -> (Stats, Vec<Counters>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut finals = Vec::new();
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                match h.join() {
+                    Ok(exit) => finals.push(exit.counters),
+                    Err(_) => log::error!("a worker thread panicked"),
+                }
+            }
+        }
+        self.collect_acks();
+        (self.stats(), finals)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// The state's name in configs and reports.
+pub fn state_name(s: BackendState) -> &'static str {
+    match s {
+        BackendState::Active => "active",
+        BackendState::Draining => "draining",
+        BackendState::Down => "down",
+    }
+}
