@@ -108,7 +108,10 @@ pub fn synth_spec(config: &Config, limit: Option<u64>) -> SynthSpec {
         router_mac: port.map_or([2, 0, 0, 0, 0, 0xfe], |p| p.next_hop_mac.0),
         unused_in_subnet,
         outside,
-        profile: port.and_then(|p| p.profile.as_deref()).and_then(Profile::from_name).unwrap_or(Profile::Gateway2g),
+        profile: port
+            .and_then(|p| p.profile.as_deref())
+            .and_then(Profile::from_name)
+            .unwrap_or(Profile::Gateway2g),
         rate: port.and_then(|p| p.rate).unwrap_or(0),
         limit,
         ..SynthSpec::default()
@@ -128,11 +131,13 @@ pub fn open(config: &Config) -> Result<(Vec<Box<dyn Port>>, PortHost), String> {
         }
         Driver::Synth => {
             let spec = synth_spec(config, None);
-            let queues = (0..workers).map(|q| Box::new(SynthQueue::new(spec.clone(), q, workers)) as Box<dyn Port>);
+            let queues =
+                (0..workers).map(|q| Box::new(SynthQueue::new(spec.clone(), q, workers)) as Box<dyn Port>);
             Ok((queues.collect(), PortHost::Synth))
         }
         Driver::Pcap => {
-            let input = port.input.clone().ok_or_else(|| format!("port \"{}\": no input capture", port.name))?;
+            let input =
+                port.input.clone().ok_or_else(|| format!("port \"{}\": no input capture", port.name))?;
             let (host, queues) = memory::channel(workers, RING_DEPTH, DEFAULT_CAPACITY);
             let threads = pcap_threads(host, input, port.output.clone())?;
             Ok((queues.into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect(), PortHost::Pcap(threads)))
@@ -160,7 +165,8 @@ fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Re
     let written = Arc::new(AtomicU64::new(0));
     let input_done = Arc::new(AtomicBool::new(false));
     let feeder = {
-        let (host, stop, read, done) = (host.clone(), Arc::clone(&stop), Arc::clone(&read), Arc::clone(&input_done));
+        let (host, stop, read, done) =
+            (host.clone(), Arc::clone(&stop), Arc::clone(&read), Arc::clone(&input_done));
         std::thread::Builder::new()
             .name("vipgate-pcap-in".into())
             .spawn(move || {
@@ -180,7 +186,11 @@ fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Re
                     read.fetch_add(1, Ordering::Relaxed);
                 }
                 done.store(true, Ordering::Relaxed);
-                log::info!("{}: all {} frames handed to the workers", input.display(), read.load(Ordering::Relaxed));
+                log::info!(
+                    "{}: all {} frames handed to the workers",
+                    input.display(),
+                    read.load(Ordering::Relaxed)
+                );
                 Ok(())
             })
             .map_err(|e| e.to_string())?

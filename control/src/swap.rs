@@ -234,21 +234,26 @@ pub struct Engine {
 
 impl core::fmt::Debug for Engine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Engine").field("generation", &self.generation).field("workers", &self.workers.len()).finish()
+        f.debug_struct("Engine")
+            .field("generation", &self.generation)
+            .field("workers", &self.workers.len())
+            .finish()
     }
 }
 
 fn build_snapshot(config: &Config, overrides: &Overrides, generation: u64) -> Result<Snapshot, ReloadError> {
-    build::snapshot(&overrides.apply(config), generation).map_err(|e| ReloadError::Build {
-        path: config.path.display().to_string(),
-        message: e.to_string(),
-    })
+    build::snapshot(&overrides.apply(config), generation)
+        .map_err(|e| ReloadError::Build { path: config.path.display().to_string(), message: e.to_string() })
 }
 
 impl Engine {
     /// Builds the first snapshot and starts one worker per port queue in `ports` (the
     /// config's `workers`), pinned to the config's cores where it lists them.
-    pub fn start(config: Config, ports: Vec<Box<dyn Port>>, options: EngineOptions) -> Result<Engine, ReloadError> {
+    pub fn start(
+        config: Config,
+        ports: Vec<Box<dyn Port>>,
+        options: EngineOptions,
+    ) -> Result<Engine, ReloadError> {
         let overrides = Overrides::default();
         let snapshot = Arc::new(build_snapshot(&config, &overrides, 1)?);
         let clock = Instant::now();
@@ -264,15 +269,30 @@ impl Engine {
                 core: config.engine.cores.as_ref().and_then(|c| c.get(id).copied()),
                 burst: config.engine.burst,
                 idle_polls_before_sleep: config.engine.idle_polls_before_sleep,
-                pipeline: PipelineOptions { flow_capacity: config.engine.flow_capacity, ..PipelineOptions::default() },
+                pipeline: PipelineOptions {
+                    flow_capacity: config.engine.flow_capacity,
+                    ..PipelineOptions::default()
+                },
             };
-            let links =
-                Links { commands: rx, acks: ack_tx.clone(), stats: Arc::clone(&stats), stop: Arc::clone(&stop), clock };
-            let handle = worker::spawn(opts, port, initial.clone(), links).map_err(|e| ReloadError::Build {
-                path: config.path.display().to_string(),
-                message: format!("cannot start worker {id}: {e}"),
-            })?;
-            workers.push(WorkerSlot { commands, stats, handle: Some(handle), sent: initial.clone(), running: initial });
+            let links = Links {
+                commands: rx,
+                acks: ack_tx.clone(),
+                stats: Arc::clone(&stats),
+                stop: Arc::clone(&stop),
+                clock,
+            };
+            let handle =
+                worker::spawn(opts, port, initial.clone(), links).map_err(|e| ReloadError::Build {
+                    path: config.path.display().to_string(),
+                    message: format!("cannot start worker {id}: {e}"),
+                })?;
+            workers.push(WorkerSlot {
+                commands,
+                stats,
+                handle: Some(handle),
+                sent: initial.clone(),
+                running: initial,
+            });
         }
         Ok(Engine {
             config,
@@ -585,7 +605,10 @@ impl Engine {
 
     /// The backend whose fingerprint is `fingerprint` in the running snapshot.
     pub fn backend_name(&self, fingerprint: u64) -> Option<String> {
-        self.snapshot.pools().iter().find_map(|p| p.by_fingerprint(fingerprint).map(|(_, b)| b.id.to_string()))
+        self.snapshot
+            .pools()
+            .iter()
+            .find_map(|p| p.by_fingerprint(fingerprint).map(|(_, b)| b.id.to_string()))
     }
 
     /// Stops every worker, waits for them, and returns the final counters.

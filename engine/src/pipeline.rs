@@ -384,6 +384,9 @@ pub struct Pipeline {
     spare: Vec<PacketBuf>,
     /// Packets and bytes forwarded per (VIP, backend) of the snapshot in use.
     traffic: Arc<TrafficCounters>,
+    /// Per packet of the last burst (modulo [`MAX_BURST`]), the traffic slot and bytes it
+    /// was counted in, to take back what the port refuses.
+    burst_traffic: [(u32, u32); MAX_BURST],
 }
 
 impl core::fmt::Debug for Pipeline {
@@ -426,6 +429,7 @@ impl Pipeline {
             // Outer fragments are at most one MTU; the config allows jumbo MTUs up to 9216.
             spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::with_capacity(SPARE_CAPACITY)).collect(),
             traffic: Arc::new(TrafficCounters::new(0, 0)),
+            burst_traffic: [(u32::MAX, 0); MAX_BURST],
         }
     }
 
@@ -508,11 +512,17 @@ impl Pipeline {
         verdict[0]
     }
 
-    /// Counts a packet the port refused to send (`tx_full`) instead of as forwarded or
-    /// replied.
-    pub fn count_tx_full(&mut self, verdict: Verdict) {
+    /// Counts packet `index` of the last burst, which the port refused to send, as
+    /// `tx_full` instead of as forwarded or replied (and takes it out of its VIP's and
+    /// backend's traffic).
+    pub fn count_tx_full(&mut self, index: usize, verdict: Verdict) {
         match verdict {
-            Verdict::Forward => self.counters.forwarded = self.counters.forwarded.saturating_sub(1),
+            Verdict::Forward => {
+                self.counters.forwarded = self.counters.forwarded.saturating_sub(1);
+                if let Some(&(slot, bytes)) = self.burst_traffic.get(index) {
+                    self.traffic.uncount(slot as usize, bytes as usize);
+                }
+            }
             Verdict::Reply => self.counters.replied = self.counters.replied.saturating_sub(1),
             Verdict::Drop(_) => return,
         }
@@ -913,7 +923,11 @@ impl Pipeline {
         }
         let verdict = self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash);
         if verdict == Verdict::Forward {
-            self.traffic.count(vip.counter_base as usize + usize::from(index), buf.len());
+            let slot = vip.counter_base as usize + usize::from(index);
+            self.traffic.count(slot, buf.len());
+            if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
+                *t = (slot as u32, buf.len() as u32);
+            }
         }
         verdict
     }

@@ -92,6 +92,14 @@ impl TrafficCounters {
         }
     }
 
+    /// Takes back one packet of `bytes` counted in `slot` (the port refused it).
+    pub fn uncount(&self, slot: usize, bytes: usize) {
+        if let (Some(p), Some(b)) = (self.packets.get(slot), self.bytes.get(slot)) {
+            p.set(p.get().saturating_sub(1));
+            b.set(b.get().saturating_sub(bytes as u64));
+        }
+    }
+
     /// `(packets, bytes)` of `slot`.
     pub fn get(&self, slot: usize) -> (u64, u64) {
         match (self.packets.get(slot), self.bytes.get(slot)) {

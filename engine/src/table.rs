@@ -473,7 +473,14 @@ impl Snapshot {
             }
             let counter_base = traffic_slots as u32;
             traffic_slots += pools[pool as usize].backends().len();
-            vips.push(Vip { addr: v.addr, port: v.port, protocol: v.protocol, encap: v.encap, pool, counter_base });
+            vips.push(Vip {
+                addr: v.addr,
+                port: v.port,
+                protocol: v.protocol,
+                encap: v.encap,
+                pool,
+                counter_base,
+            });
         }
         let fragment_map = fragment_vips(&vips);
         let entries: Vec<(VipKey, u32)> = vip_map.into_iter().collect();

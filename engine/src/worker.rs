@@ -195,7 +195,13 @@ impl Worker {
         u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn run(&mut self, port: &mut dyn Port, commands: &Receiver<Command>, acks: &Sender<Ack>, stop: &AtomicBool) {
+    fn run(
+        &mut self,
+        port: &mut dyn Port,
+        commands: &Receiver<Command>,
+        acks: &Sender<Ack>,
+        stop: &AtomicBool,
+    ) {
         let started = Instant::now();
         let mut empty_run = 0u64;
         let mut sleep = Duration::from_micros(1);
@@ -216,7 +222,9 @@ impl Worker {
                 if polls % 64 == 0 {
                     self.publish_loop(started, polls, empty);
                 }
-                if self.options.idle_polls_before_sleep > 0 && empty_run >= self.options.idle_polls_before_sleep {
+                if self.options.idle_polls_before_sleep > 0
+                    && empty_run >= self.options.idle_polls_before_sleep
+                {
                     std::thread::sleep(sleep);
                     sleep = (sleep * 2).min(MAX_IDLE_SLEEP);
                 } else {
@@ -264,7 +272,7 @@ impl Worker {
         for j in sent..to_send {
             let i = self.origin[j];
             self.refused[i] = true;
-            self.pipeline.count_tx_full(self.verdicts[i]);
+            self.pipeline.count_tx_full(i, self.verdicts[i]);
         }
         // Outer fragments: sent after the burst, their buffers back to the pipeline. A
         // packet any of whose fragments is refused counts as tx_full, once.
@@ -280,7 +288,7 @@ impl Worker {
                 let i = self.extra_origin[j];
                 if !self.refused[i] {
                     self.refused[i] = true;
-                    self.pipeline.count_tx_full(self.verdicts[i]);
+                    self.pipeline.count_tx_full(i, self.verdicts[i]);
                 }
             }
             for b in self.extra.drain(..) {
@@ -323,4 +331,3 @@ impl Worker {
         WorkerExit { counters: self.pipeline.counters().clone(), last: self.current }
     }
 }
-

@@ -34,6 +34,9 @@ pub struct Target {
     pub port: Option<u16>,
 }
 
+/// What sees every frame a synth port transmits.
+pub type Observer = Box<dyn FnMut(&[u8]) + Send>;
+
 /// The traffic profiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -153,7 +156,7 @@ pub struct SynthQueue {
     scratch: [u8; 400],
     tx_packets: u64,
     tx_bytes: u64,
-    observer: Option<Box<dyn FnMut(&[u8]) + Send>>,
+    observer: Option<Observer>,
 }
 
 impl core::fmt::Debug for SynthQueue {
@@ -215,7 +218,7 @@ impl SynthQueue {
     }
 
     /// Gives every transmitted frame to `observer` (before the buffer is reused).
-    pub fn set_observer(&mut self, observer: Box<dyn FnMut(&[u8]) + Send>) {
+    pub fn set_observer(&mut self, observer: Observer) {
         self.observer = Some(observer);
     }
 
@@ -343,7 +346,7 @@ impl SynthQueue {
                 f[l4 + 2..l4 + 4].copy_from_slice(&c.dst_port.to_be_bytes());
                 f[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
             }
-            1 => f[l4] = 8,    // echo request
+            1 => f[l4] = 8,   // echo request
             _ => f[l4] = 128, // ICMPv6 echo request
         }
         if noise != Noise::Fragment && noise != Noise::BadHeader {
