@@ -30,7 +30,11 @@ pub enum Command {
         packets: u64,
     },
     /// Run the appliance in the foreground (as systemd does).
-    Run(ConfigArg),
+    ///
+    /// Reloads the config on SIGHUP, on `vipgate ctl reload` and when the file changes;
+    /// a config that fails validation is logged and the running one stays. SIGINT or
+    /// SIGTERM stop it and print the final counters.
+    Run(RunArgs),
     /// Validate a config: exit 0, or 1 with file:line:col errors.
     Check(ConfigArg),
     /// Pre-flight of a change: per VIP, the Maglev slots that move and the share of new
@@ -46,6 +50,8 @@ pub enum Command {
     },
     /// Run the engine over a capture, offline; counters as JSON on stdout.
     Replay(ReplayArgs),
+    /// Show a VIP's Maglev table, offline: slots per backend (--json: the whole ring).
+    Table(TableArgs),
     /// Throughput harness: Mpps per core, ns and instructions per packet, latency
     /// percentiles.
     Bench {
@@ -53,8 +59,11 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Talk to a running appliance over its operator socket:
-    /// status | stats | reload | drain | undrain | weight | table | flows.
+    /// Talk to a running appliance over its operator socket.
+    ///
+    /// Commands: status | stats | reload | drain BACKEND | undrain BACKEND |
+    /// weight BACKEND N | table VIP | flows. Exit 0 when the engine says ok, 1 when it
+    /// reports an error or cannot be reached, 2 for a command it does not know.
     Ctl(CtlArgs),
 }
 
@@ -64,6 +73,31 @@ pub struct ConfigArg {
     /// The TOML config file.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// Arguments of `vipgate run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The TOML config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// error, warn, info, debug or trace (default: RUST_LOG, else info).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Arguments of `vipgate table`.
+#[derive(Debug, Args)]
+pub struct TableArgs {
+    /// The TOML config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// The VIP: ADDRESS[:PORT][/PROTOCOL], e.g. 203.0.113.10:8000/udp (default: every VIP).
+    #[arg(long, value_name = "VIP")]
+    pub vip: Option<String>,
+    /// Print JSON, with every slot's owner.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `vipgate replay`.
@@ -90,8 +124,12 @@ pub struct ReplayArgs {
 #[derive(Debug, Args)]
 pub struct CtlArgs {
     /// The operator socket of the running appliance.
-    #[arg(long, value_name = "PATH", default_value = "/run/vipgate/ctl.sock")]
-    pub socket: PathBuf,
+    /// (default: the `[control] socket` of --config, else /run/vipgate/ctl.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Take the socket's path from this config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print the answer as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -109,6 +147,7 @@ impl Command {
             Command::Check(_) => "check",
             Command::Diff { .. } => "diff",
             Command::Replay(_) => "replay",
+            Command::Table(_) => "table",
             Command::Bench { .. } => "bench",
             Command::Ctl(_) => "ctl",
         }

@@ -6,11 +6,14 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod appliance;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod demo;
 pub mod diff;
+pub mod metrics;
 pub mod ports;
 pub mod replay;
 pub mod swap;

@@ -25,11 +25,44 @@ impl log::Log for StderrLog {
 
 static LOGGER: StderrLog = StderrLog;
 
+fn log_level(arg: Option<&str>) -> Result<log::LevelFilter, String> {
+    let text = match arg {
+        Some(a) => a.to_string(),
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.is_empty() => v,
+            _ => return Ok(log::LevelFilter::Info),
+        },
+    };
+    text.parse()
+        .map_err(|_| format!("log level \"{text}\" is not one of error, warn, info, debug, trace, off"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
     match &cli.command {
+        Command::Run(args) => {
+            match log_level(args.log_level.as_deref()) {
+                Ok(l) => log::set_max_level(l),
+                Err(e) => {
+                    eprintln!("vipgate run: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            match vipgate_control::appliance::run(&args.config) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vipgate run: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Ctl(args) => run_ctl(args),
+        Command::Table(args) => run_table(args),
         Command::Check(args) => check(&args.config),
         Command::Replay(args) => run_replay(args),
         Command::Diff { old, new, json } => run_diff(old, new, *json),
@@ -148,6 +181,82 @@ fn run_diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCod
         println!("{}", diff::to_json(&changes));
     } else {
         print!("{}", diff::to_text(&changes));
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
+    use vipgate_control::ctl;
+    let request = match ctl::request_of(&args.command) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vipgate ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let socket = match (&args.socket, &args.config) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => match load(c) {
+            Ok(config) => config.control.socket,
+            Err(code) => return code,
+        },
+        (None, None) => std::path::PathBuf::from(vipgate_control::config::DEFAULT_SOCKET),
+    };
+    match ctl::call(&socket, &request) {
+        Ok(answer) => {
+            let ok = answer["ok"].as_bool() == Some(true);
+            if args.json {
+                println!("{answer}");
+            } else if ok {
+                print!("{}", ctl::to_text(request["cmd"].as_str().unwrap_or(""), &answer));
+            }
+            if !ok {
+                eprintln!(
+                    "vipgate ctl: {}",
+                    answer["error"].as_str().unwrap_or("the engine reported an error")
+                );
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vipgate ctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_table(args: &vipgate_control::cli::TableArgs) -> ExitCode {
+    use vipgate_control::ctl;
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snap = match build::snapshot(&config, 1) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vipgate table: {}: {e}", args.config.display());
+            return ExitCode::from(1);
+        }
+    };
+    let vips: Vec<usize> = match &args.vip {
+        Some(v) => match ctl::find_vip(&snap, v) {
+            Ok(i) => vec![i],
+            Err(e) => {
+                eprintln!("vipgate table: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => (0..snap.vips().len()).collect(),
+    };
+    let tables: Vec<serde_json::Value> = vips.iter().map(|&i| ctl::table_json(&snap, i, args.json)).collect();
+    if args.json {
+        let out = if args.vip.is_some() { tables[0].clone() } else { serde_json::json!({ "vips": tables }) };
+        println!("{out}");
+    } else {
+        for t in &tables {
+            print!("{}", ctl::to_text("table", t));
+        }
     }
     ExitCode::SUCCESS
 }

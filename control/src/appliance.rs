@@ -1,0 +1,161 @@
+//! `vipgate run`: the appliance in the foreground.
+//!
+//! The control thread owns the [`Engine`] and is the only one that touches it. Everything
+//! else asks it through channels: the operator socket's connections, the metrics endpoint,
+//! and the signal thread (SIGHUP reloads; SIGINT and SIGTERM stop). It also watches the
+//! config file and reloads when it changes. A reload that fails is logged and changes
+//! nothing.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{select, Receiver};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::Config;
+use crate::ctl;
+use crate::ports::{self, PortHost};
+use crate::swap::{Engine, EngineOptions, ReloadError};
+
+/// How often the config file is looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn log_reload(why: &str, r: &Result<crate::swap::ReloadReport, ReloadError>) {
+    match r {
+        Ok(r) => log::info!(
+            "{why}: generation {} running on every worker (built in {:.1} ms, swapped in {:.1} ms)",
+            r.generation,
+            r.build.as_secs_f64() * 1e3,
+            r.swap.as_secs_f64() * 1e3
+        ),
+        Err(e) => log::error!("{why}: not applied, the running config stays:\n{e}"),
+    }
+}
+
+/// Runs the appliance until SIGINT or SIGTERM; returns the final report, or why it could
+/// not start.
+pub fn run(path: &Path) -> Result<String, String> {
+    let config = Config::load(path).map_err(|e| format!("{e}\n{}: nothing started", path.display()))?;
+    let socket = config.control.socket.clone();
+    let metrics = config.control.metrics;
+    let listener = ctl::bind(&socket)?;
+    let metrics_listener = match metrics {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: {e}"))?),
+        None => None,
+    };
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot take signals: {e}"))?;
+    let (queues, host) = ports::open(&config)?;
+    let workers = queues.len();
+    let mut engine = Engine::start(config, queues, EngineOptions::default()).map_err(|e| e.to_string())?;
+    log::info!(
+        "running {} with {workers} worker(s); operator socket {}{}",
+        path.display(),
+        socket.display(),
+        metrics.map_or(String::new(), |m| format!("; metrics http://{m}/metrics"))
+    );
+
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("vipgate-ctl-accept".into())
+        .spawn(move || ctl::serve(listener, ctl_tx))
+        .map_err(|e| e.to_string())?;
+    let (metrics_tx, metrics_rx) = crossbeam_channel::unbounded();
+    if let Some(l) = metrics_listener {
+        std::thread::Builder::new()
+            .name("vipgate-metrics-accept".into())
+            .spawn(move || crate::metrics::serve(l, metrics_tx))
+            .map_err(|e| e.to_string())?;
+    }
+    let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("vipgate-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if sig_tx.send(s).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+
+    control_loop(&mut engine, &ctl_rx, &metrics_rx, &sig_rx, path);
+
+    let (stats, _) = engine.stop();
+    let mut report = String::new();
+    if let PortHost::Pcap(threads) = host {
+        let (read, written) = (
+            threads.read.load(std::sync::atomic::Ordering::Relaxed),
+            threads.written.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if let Err(e) = threads.finish() {
+            log::error!("capture: {e}");
+        }
+        report.push_str(&format!("capture: {read} frames read, {written} written\n"));
+    }
+    let _ = std::fs::remove_file(&socket);
+    report.push_str(&format!("stopped after {:.1} s at generation {}\n", stats.uptime, stats.generation));
+    for (name, value) in stats.total.named() {
+        report.push_str(&format!("{name:<24} {value}\n"));
+    }
+    Ok(report)
+}
+
+fn control_loop(
+    engine: &mut Engine,
+    ctl_rx: &Receiver<ctl::Request>,
+    metrics_rx: &Receiver<crossbeam_channel::Sender<String>>,
+    sig_rx: &Receiver<i32>,
+    path: &Path,
+) {
+    let mut stamp = file_stamp(path);
+    loop {
+        select! {
+            recv(ctl_rx) -> r => {
+                let Ok(r) = r else { continue };
+                let cmd = r.body.get("cmd").and_then(|c| c.as_str()).unwrap_or("").to_string();
+                let answer = ctl::handle(engine, &r.body);
+                if matches!(cmd.as_str(), "reload" | "drain" | "undrain" | "weight") {
+                    let ok = answer["ok"].as_bool() == Some(true);
+                    if ok {
+                        log::info!("ctl {cmd}: generation {}", answer["generation"]);
+                    } else {
+                        log::error!("ctl {cmd}: {}", answer["error"].as_str().unwrap_or(""));
+                    }
+                    stamp = file_stamp(path);
+                }
+                let _ = r.reply.send(answer);
+            }
+            recv(metrics_rx) -> r => {
+                if let Ok(reply) = r {
+                    let _ = reply.send(crate::metrics::render(&engine.stats()));
+                }
+            }
+            recv(sig_rx) -> s => match s {
+                Ok(SIGHUP) => {
+                    log_reload("SIGHUP", &engine.reload_file());
+                    stamp = file_stamp(path);
+                }
+                Ok(s) => {
+                    log::info!("signal {s}: stopping");
+                    return;
+                }
+                Err(_) => return,
+            },
+            default(WATCH_EVERY) => {}
+        }
+        engine.collect_acks();
+        let now = file_stamp(path);
+        if now.is_some() && now != stamp {
+            // Let a writer finish before reading.
+            std::thread::sleep(Duration::from_millis(200));
+            stamp = file_stamp(path);
+            log_reload(&format!("{} changed", path.display()), &engine.reload_file());
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The operator socket: a Unix socket (mode 0600) speaking JSON lines, and its client.
+//!
+//! One request per line, one answer per line:
+//! ```text
+//! {"cmd":"status"}                                   generation, uptime, workers, busy %, overrides
+//! {"cmd":"stats"}                                    every counter: totals, per worker, per VIP and backend
+//! {"cmd":"reload"}                                   re-read the config file; answers once every worker runs it
+//! {"cmd":"drain","backend":"192.0.2.11"}             no new flows for the backend (until undrain)
+//! {"cmd":"undrain","backend":"192.0.2.11"}           undo drain and weight overrides
+//! {"cmd":"weight","backend":"192.0.2.11","weight":5} another weight (until undrain)
+//! {"cmd":"table","vip":"203.0.113.10:8000/udp"}      the VIP's Maglev slots per backend
+//! {"cmd":"flows"}                                    live flows per worker and per backend
+//! ```
+//! Every answer has `"ok": true`, or `"ok": false` and an `"error"`. A line that is not
+//! such a request gets an error answer; the engine is not touched.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use serde_json::{json, Map, Value};
+use vipgate_engine::table::{vip_name, Snapshot, VipProtocol};
+
+use crate::swap::{state_name, BackendSelector, Engine, ReloadError, Stats};
+
+/// The longest request line taken.
+const MAX_LINE: usize = 64 * 1024;
+
+/// A request from the socket to the control thread, with where the answer goes.
+#[derive(Debug)]
+pub struct Request {
+    /// The parsed request line.
+    pub body: Value,
+    /// The answer's way back.
+    pub reply: Sender<Value>,
+}
+
+/// An error answer.
+pub fn error(message: impl Into<String>) -> Value {
+    json!({ "ok": false, "error": message.into() })
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Answers `request` against `engine` (on the control thread).
+pub fn handle(engine: &mut Engine, request: &Value) -> Value {
+    let Some(cmd) = request.get("cmd").and_then(Value::as_str) else {
+        return error("a request is a JSON object with \"cmd\": status, stats, reload, drain, undrain, weight, table or flows");
+    };
+    let backend = || -> Result<BackendSelector, Value> {
+        let s = request
+            .get("backend")
+            .and_then(Value::as_str)
+            .ok_or_else(|| error(format!("{cmd} needs \"backend\"")))?;
+        BackendSelector::parse(s).map_err(error)
+    };
+    let reloaded = |r: Result<crate::swap::ReloadReport, ReloadError>| match r {
+        Ok(r) => {
+            json!({ "ok": true, "generation": r.generation, "build_ms": ms(r.build), "swap_ms": ms(r.swap) })
+        }
+        Err(e) => error(e.to_string()),
+    };
+    match cmd {
+        "status" => status(engine),
+        "stats" => stats_json(&engine.stats()),
+        "reload" => reloaded(engine.reload_file()),
+        "drain" => match backend() {
+            Ok(b) => reloaded(engine.drain(b)),
+            Err(e) => e,
+        },
+        "undrain" => match backend() {
+            Ok(b) => reloaded(engine.undrain(b)),
+            Err(e) => e,
+        },
+        "weight" => match (backend(), request.get("weight").and_then(Value::as_u64)) {
+            (Ok(b), Some(w)) if w <= u64::from(u32::MAX) => reloaded(engine.set_weight(b, w as u32)),
+            (Err(e), _) => e,
+            _ => error("weight needs \"weight\": a whole number"),
+        },
+        "table" => match request.get("vip").and_then(Value::as_str) {
+            Some(v) => match find_vip(engine.snapshot(), v) {
+                Ok(i) => table_json(engine.snapshot(), i, false),
+                Err(e) => error(e),
+            },
+            None => error("table needs \"vip\", e.g. 203.0.113.10:8000/udp"),
+        },
+        "flows" => flows_json(engine),
+        other => error(format!(
+            "unknown command \"{other}\": one of status, stats, reload, drain, undrain, weight, table, flows"
+        )),
+    }
+}
+
+fn status(engine: &Engine) -> Value {
+    let s = engine.stats();
+    let o = engine.overrides();
+    json!({
+        "ok": true,
+        "config": engine.config().path.display().to_string(),
+        "generation": s.generation,
+        "uptime_s": (s.uptime * 1000.0).round() / 1000.0,
+        "reloads": engine.reloads(),
+        "last_reload": engine.last_reload().map(|r| json!({
+            "generation": r.generation, "build_ms": ms(r.build), "swap_ms": ms(r.swap)
+        })),
+        "workers": s.workers.iter().map(|w| json!({
+            "id": w.id,
+            "core": w.core,
+            "generation": w.generation,
+            "busy_percent": (w.busy_percent * 10.0).round() / 10.0,
+            "rx_packets": w.counters.rx_packets,
+        })).collect::<Vec<_>>(),
+        "overrides": {
+            "drained": o.drained.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "weights": o.weights.iter().map(|(b, w)| (b.to_string(), json!(w))).collect::<Map<String, Value>>(),
+        },
+    })
+}
+
+/// Counters as a JSON object, in [`vipgate_engine::pipeline::Counters::NAMES`] order.
+pub fn counters_json(c: &vipgate_engine::pipeline::Counters) -> Value {
+    Value::Object(c.named().into_iter().map(|(k, v)| (k, json!(v))).collect())
+}
+
+/// The `stats` answer.
+pub fn stats_json(s: &Stats) -> Value {
+    let mut vips: Vec<Value> = Vec::new();
+    let mut current: Option<String> = None;
+    for t in &s.traffic {
+        if current.as_deref() != Some(t.vip.as_str()) {
+            current = Some(t.vip.clone());
+            vips.push(json!({ "vip": t.vip, "packets": 0u64, "bytes": 0u64, "backends": [] }));
+        }
+        let Some(v) = vips.last_mut() else { continue };
+        v["packets"] = json!(v["packets"].as_u64().unwrap_or(0) + t.packets);
+        v["bytes"] = json!(v["bytes"].as_u64().unwrap_or(0) + t.bytes);
+        if let Some(b) = v["backends"].as_array_mut() {
+            b.push(json!({
+                "backend": t.backend, "weight": t.weight, "state": t.state, "packets": t.packets, "bytes": t.bytes
+            }));
+        }
+    }
+    json!({
+        "ok": true,
+        "generation": s.generation,
+        "uptime_s": (s.uptime * 1000.0).round() / 1000.0,
+        "counters": counters_json(&s.total),
+        "workers": s.workers.iter().map(|w| json!({ "id": w.id, "counters": counters_json(&w.counters) })).collect::<Vec<_>>(),
+        "vips": vips,
+    })
+}
+
+/// Finds a VIP by `udp://203.0.113.10:8000`, `203.0.113.10:8000/udp`, `203.0.113.10/tcp`,
+/// `[2001:db8::10]:443/tcp`, or a bare address when only one VIP has it.
+pub fn find_vip(snap: &Snapshot, s: &str) -> Result<usize, String> {
+    let names: Vec<String> = snap.vips().iter().map(|v| vip_name(v.addr, v.protocol, v.port)).collect();
+    if let Some(i) = names.iter().position(|n| n == s) {
+        return Ok(i);
+    }
+    let (target, proto) = match s.rsplit_once('/') {
+        Some((t, p)) => (t, Some(p)),
+        None => (s, None),
+    };
+    let protocol = match proto {
+        None => None,
+        Some("tcp") => Some(VipProtocol::Tcp),
+        Some("udp") => Some(VipProtocol::Udp),
+        Some("any") => Some(VipProtocol::Any),
+        Some(p) => return Err(format!("\"{p}\" is not a protocol: tcp, udp or any")),
+    };
+    let (addr, port): (IpAddr, Option<u16>) = if let Ok(a) = target.parse::<IpAddr>() {
+        (a, None)
+    } else if let Ok(sa) = target.parse::<std::net::SocketAddr>() {
+        (sa.ip(), Some(sa.port()))
+    } else {
+        return Err(format!(
+            "\"{s}\" is not a VIP: expected ADDRESS[:PORT][/PROTOCOL], e.g. 203.0.113.10:8000/udp"
+        ));
+    };
+    let found: Vec<usize> = snap
+        .vips()
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.addr == addr && (port.is_none() || v.port == port))
+        .filter(|(_, v)| protocol.is_none_or(|p| v.protocol == p))
+        .map(|(i, _)| i)
+        .collect();
+    match found.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(format!("no VIP {s}; the VIPs are: {}", names.join(", "))),
+        many => Err(format!(
+            "{s} is more than one VIP: {}; name one",
+            many.iter().map(|&i| names[i].as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// The `table` answer: slots per backend, and with `ring` every slot's owner.
+pub fn table_json(snap: &Snapshot, vip: usize, ring: bool) -> Value {
+    let v = &snap.vips()[vip];
+    let pool = &snap.pools()[v.pool as usize];
+    let (counts, size, slots) = match pool.ring() {
+        Some(r) => (r.slot_counts(), r.size(), ring.then(|| r.slots().to_vec())),
+        None => (vec![0; pool.backends().len()], 0, None),
+    };
+    let backends: Vec<Value> = pool
+        .backends()
+        .iter()
+        .zip(&counts)
+        .map(|(b, &n)| {
+            json!({
+                "backend": b.id.to_string(),
+                "weight": b.weight,
+                "state": state_name(b.state),
+                "slots": n,
+                "share": if size == 0 { 0.0 } else { (f64::from(n) / f64::from(size) * 1e4).round() / 1e4 },
+            })
+        })
+        .collect();
+    let mut out = json!({
+        "ok": true,
+        "vip": vip_name(v.addr, v.protocol, v.port),
+        "generation": snap.generation(),
+        "size": size,
+        "backends": backends,
+    });
+    if let Some(slots) = slots {
+        out["ring"] = json!(slots);
+    }
+    out
+}
+
+fn flows_json(engine: &mut Engine) -> Value {
+    let counts = engine.flows(Duration::from_secs(10));
+    let mut per_backend: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for c in &counts {
+        for &(fp, n) in &c.per_backend {
+            let name = engine.backend_name(fp).unwrap_or_else(|| format!("(removed {fp:016x})"));
+            *per_backend.entry(name).or_default() += n;
+        }
+    }
+    json!({
+        "ok": counts.len() == engine.workers(),
+        "error": (counts.len() != engine.workers()).then(|| format!("{} of {} workers answered", counts.len(), engine.workers())),
+        "total": counts.iter().map(|c| c.total).sum::<u64>(),
+        "workers": counts.iter().map(|c| json!({ "id": c.worker, "live": c.total, "capacity": c.capacity })).collect::<Vec<_>>(),
+        "backends": per_backend.into_iter().map(|(b, n)| json!({ "backend": b, "flows": n })).collect::<Vec<_>>(),
+    })
+}
+
+/// Binds the operator socket at `path` with mode 0600, creating its directory. A socket
+/// file left by a dead process is replaced; one that answers belongs to a running vipgate,
+/// and binding fails.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!("{}: another vipgate is answering on this socket", path.display()));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the socket: one thread per connection, each request passed to the control
+/// thread through `requests`. Returns when the listener fails (it is closed on exit).
+pub fn serve(listener: UnixListener, requests: Sender<Request>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let requests = requests.clone();
+        let _ = std::thread::Builder::new()
+            .name("vipgate-ctl".into())
+            .spawn(move || connection(stream, &requests));
+    }
+}
+
+fn connection(stream: UnixStream, requests: &Sender<Request>) {
+    let Ok(mut out) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let answer = if line.len() > MAX_LINE {
+            let a = error(format!("request longer than {MAX_LINE} bytes"));
+            let _ = writeln!(out, "{a}");
+            return;
+        } else {
+            match serde_json::from_slice::<Value>(&line) {
+                Ok(body) if body.is_object() => {
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    if requests.send(Request { body, reply: tx }).is_err() {
+                        error("vipgate is stopping")
+                    } else {
+                        rx.recv_timeout(Duration::from_secs(60))
+                            .unwrap_or_else(|_| error("no answer in 60 s"))
+                    }
+                }
+                Ok(_) => error("a request is a JSON object, e.g. {\"cmd\":\"status\"}"),
+                Err(e) => error(format!("not JSON: {e}")),
+            }
+        };
+        if writeln!(out, "{answer}").is_err() {
+            return;
+        }
+    }
+}
+
+/// The request of `vipgate ctl CMD ARGS...`.
+pub fn request_of(args: &[String]) -> Result<Value, String> {
+    let usage = "commands: status | stats | reload | drain BACKEND | undrain BACKEND | weight BACKEND N | table VIP | flows";
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(match a.as_slice() {
+        ["status"] | ["stats"] | ["reload"] | ["flows"] => json!({ "cmd": a[0] }),
+        ["drain", b] | ["undrain", b] => json!({ "cmd": a[0], "backend": b }),
+        ["weight", b, n] => {
+            let w: u32 = n.parse().map_err(|_| format!("weight \"{n}\" is not a whole number"))?;
+            json!({ "cmd": "weight", "backend": b, "weight": w })
+        }
+        ["table", v] => json!({ "cmd": "table", "vip": v }),
+        [] => return Err(usage.to_string()),
+        [cmd, ..] => {
+            return Err(format!("\"{cmd}\" with {} argument(s) is not a command; {usage}", a.len() - 1))
+        }
+    })
+}
+
+/// Sends one request to the socket at `path` and returns the answer.
+pub fn call(path: &PathBuf, request: &Value) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(path)
+        .map_err(|e| format!("{}: {e} (is vipgate running? see [control] socket)", path.display()))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(70)));
+    writeln!(stream, "{request}").map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&line).map_err(|e| format!("{}: the answer is not JSON: {e}", path.display()))
+}
+
+/// An answer for people.
+pub fn to_text(cmd: &str, a: &Value) -> String {
+    let mut s = String::new();
+    let u = |v: &Value| v.as_u64().unwrap_or(0);
+    match cmd {
+        "status" => {
+            s.push_str(&format!(
+                "generation {}   up {:.0} s   reloads {}   config {}\n",
+                u(&a["generation"]),
+                a["uptime_s"].as_f64().unwrap_or(0.0),
+                u(&a["reloads"]),
+                a["config"].as_str().unwrap_or("")
+            ));
+            if let Some(r) = a["last_reload"].as_object() {
+                s.push_str(&format!(
+                    "last reload: generation {} built in {} ms, swapped in {} ms\n",
+                    u(&r["generation"]),
+                    r["build_ms"],
+                    r["swap_ms"]
+                ));
+            }
+            s.push_str("worker  core  generation  busy%   rx_packets\n");
+            for w in a["workers"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "{:>6}  {:>4}  {:>10}  {:>5.1}  {:>11}\n",
+                    u(&w["id"]),
+                    w["core"].as_u64().map_or("-".to_string(), |c| c.to_string()),
+                    u(&w["generation"]),
+                    w["busy_percent"].as_f64().unwrap_or(0.0),
+                    u(&w["rx_packets"])
+                ));
+            }
+            let drained: Vec<&str> = a["overrides"]["drained"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let weights = a["overrides"]["weights"].as_object();
+            if drained.is_empty() && weights.is_none_or(|w| w.is_empty()) {
+                s.push_str("overrides: none\n");
+            } else {
+                for d in drained {
+                    s.push_str(&format!("override: {d} drained\n"));
+                }
+                for (b, w) in weights.into_iter().flatten() {
+                    s.push_str(&format!("override: {b} weight {w}\n"));
+                }
+            }
+        }
+        "stats" => {
+            for (k, v) in a["counters"].as_object().into_iter().flatten() {
+                s.push_str(&format!("{k:<24} {v}\n"));
+            }
+            for v in a["vips"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "\n{}  {} packets, {} bytes\n",
+                    v["vip"].as_str().unwrap_or(""),
+                    u(&v["packets"]),
+                    u(&v["bytes"])
+                ));
+                for b in v["backends"].as_array().into_iter().flatten() {
+                    s.push_str(&format!(
+                        "  {:<28} weight {:>5}  {:<8} {:>12} packets\n",
+                        b["backend"].as_str().unwrap_or(""),
+                        u(&b["weight"]),
+                        b["state"].as_str().unwrap_or(""),
+                        u(&b["packets"])
+                    ));
+                }
+            }
+        }
+        "reload" | "drain" | "undrain" | "weight" => {
+            s.push_str(&format!(
+                "generation {} running on every worker (built in {} ms, swapped in {} ms)\n",
+                u(&a["generation"]),
+                a["build_ms"],
+                a["swap_ms"]
+            ));
+        }
+        "table" => {
+            s.push_str(&format!(
+                "{}  (generation {}, {} slots)\n",
+                a["vip"].as_str().unwrap_or(""),
+                u(&a["generation"]),
+                u(&a["size"])
+            ));
+            for b in a["backends"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "  {:<28} weight {:>5}  {:<8} {:>7} slots  {:>6.2}%\n",
+                    b["backend"].as_str().unwrap_or(""),
+                    u(&b["weight"]),
+                    b["state"].as_str().unwrap_or(""),
+                    u(&b["slots"]),
+                    b["share"].as_f64().unwrap_or(0.0) * 100.0
+                ));
+            }
+        }
+        "flows" => {
+            s.push_str(&format!("{} live flows\n", u(&a["total"])));
+            for w in a["workers"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "  worker {}: {} of {}\n",
+                    u(&w["id"]),
+                    u(&w["live"]),
+                    u(&w["capacity"])
+                ));
+            }
+            for b in a["backends"].as_array().into_iter().flatten() {
+                s.push_str(&format!("  {:<28} {}\n", b["backend"].as_str().unwrap_or(""), u(&b["flows"])));
+            }
+        }
+        _ => s.push_str(&format!("{a}\n")),
+    }
+    s
+}

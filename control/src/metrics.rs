@@ -1,0 +1,156 @@
+//! Prometheus text exposition (format 0.0.4) of the engine's counters, and the small HTTP
+//! endpoint that serves it at `[control] metrics`.
+//!
+//! The same counters as `vipgate ctl stats`: every pipeline counter per worker (drops with
+//! a `reason` label), traffic per VIP and per (VIP, backend), the generation, uptime and
+//! each worker's busy share.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use vipgate_engine::pipeline::Counters;
+
+use crate::swap::Stats;
+
+/// Escapes a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The exposition of `s`.
+pub fn render(s: &Stats) -> String {
+    let mut out = String::new();
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP vipgate_{name} {help}\n# TYPE vipgate_{name} {kind}");
+    };
+    family(&mut out, "generation", "gauge", "Generation of the running config.");
+    let _ = writeln!(out, "vipgate_generation {}", s.generation);
+    family(&mut out, "uptime_seconds", "gauge", "Seconds since the engine started.");
+    let _ = writeln!(out, "vipgate_uptime_seconds {:.3}", s.uptime);
+    family(&mut out, "worker_generation", "gauge", "Generation each worker runs.");
+    for w in &s.workers {
+        let _ = writeln!(out, "vipgate_worker_generation{{worker=\"{}\"}} {}", w.id, w.generation);
+    }
+    family(&mut out, "worker_busy_ratio", "gauge", "Share of a worker's time spent on bursts with packets.");
+    for w in &s.workers {
+        let _ =
+            writeln!(out, "vipgate_worker_busy_ratio{{worker=\"{}\"}} {:.4}", w.id, w.busy_percent / 100.0);
+    }
+    family(&mut out, "drops_total", "counter", "Packets dropped, by reason.");
+    for w in &s.workers {
+        for r in vipgate_engine::pipeline::DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "vipgate_drops_total{{worker=\"{}\",reason=\"{}\"}} {}",
+                w.id,
+                r.name(),
+                w.counters.drop_count(r)
+            );
+        }
+    }
+    for (i, name) in Counters::NAMES.iter().enumerate() {
+        if name.starts_with("drop_") {
+            continue;
+        }
+        family(&mut out, &format!("{name}_total"), "counter", &format!("Pipeline counter {name}."));
+        for w in &s.workers {
+            let _ = writeln!(out, "vipgate_{name}_total{{worker=\"{}\"}} {}", w.id, w.counters.values()[i]);
+        }
+    }
+    let mut per_vip: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for t in &s.traffic {
+        let e = per_vip.entry(t.vip.as_str()).or_default();
+        e.0 += t.packets;
+        e.1 += t.bytes;
+    }
+    family(&mut out, "vip_packets_total", "counter", "Packets forwarded per VIP.");
+    for (vip, (p, _)) in &per_vip {
+        let _ = writeln!(out, "vipgate_vip_packets_total{{vip=\"{}\"}} {p}", label(vip));
+    }
+    family(&mut out, "vip_bytes_total", "counter", "Bytes forwarded (encapsulated) per VIP.");
+    for (vip, (_, b)) in &per_vip {
+        let _ = writeln!(out, "vipgate_vip_bytes_total{{vip=\"{}\"}} {b}", label(vip));
+    }
+    family(&mut out, "backend_packets_total", "counter", "Packets forwarded per VIP and backend.");
+    for t in &s.traffic {
+        let _ = writeln!(
+            out,
+            "vipgate_backend_packets_total{{vip=\"{}\",backend=\"{}\",state=\"{}\"}} {}",
+            label(&t.vip),
+            label(&t.backend),
+            t.state,
+            t.packets
+        );
+    }
+    family(&mut out, "backend_bytes_total", "counter", "Bytes forwarded (encapsulated) per VIP and backend.");
+    for t in &s.traffic {
+        let _ = writeln!(
+            out,
+            "vipgate_backend_bytes_total{{vip=\"{}\",backend=\"{}\",state=\"{}\"}} {}",
+            label(&t.vip),
+            label(&t.backend),
+            t.state,
+            t.bytes
+        );
+    }
+    family(&mut out, "backend_weight", "gauge", "Weight of each backend in the running config.");
+    for t in &s.traffic {
+        let _ = writeln!(
+            out,
+            "vipgate_backend_weight{{vip=\"{}\",backend=\"{}\"}} {}",
+            label(&t.vip),
+            label(&t.backend),
+            t.weight
+        );
+    }
+    out
+}
+
+/// Serves `GET /metrics` (and `/`): each request asks the control thread for the text
+/// through `requests`. Other paths get 404, other methods 405.
+pub fn serve(listener: TcpListener, requests: Sender<Sender<String>>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let requests = requests.clone();
+        let _ = std::thread::Builder::new()
+            .name("vipgate-metrics".into())
+            .spawn(move || answer(stream, &requests));
+    }
+}
+
+fn answer(mut stream: TcpStream, requests: &Sender<Sender<String>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(clone) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(clone);
+    let mut first = String::new();
+    if reader.by_ref().take(8192).read_line(&mut first).is_err() {
+        return;
+    }
+    // Skip the headers.
+    let mut line = String::new();
+    while reader.by_ref().take(8192).read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    let mut parts = first.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, body) = if method != "GET" {
+        ("405 Method Not Allowed", "GET only\n".to_string())
+    } else if path != "/metrics" && path != "/" {
+        ("404 Not Found", "see /metrics\n".to_string())
+    } else {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        match requests.send(tx).ok().and_then(|_| rx.recv_timeout(Duration::from_secs(10)).ok()) {
+            Some(text) => ("200 OK", text),
+            None => ("503 Service Unavailable", "vipgate is busy or stopping\n".to_string()),
+        }
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
