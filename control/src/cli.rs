@@ -26,7 +26,7 @@ pub enum Command {
     /// the real engine, in memory.
     Demo {
         /// How many packets to send.
-        #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+        #[arg(long, value_name = "N", default_value_t = 16_000_000)]
         packets: u64,
     },
     /// Run the appliance in the foreground (as systemd does).

@@ -1,231 +1,326 @@
-//! `vipgate demo`: synthetic 2G-gateway traffic through the real engine, in memory.
+//! `vipgate demo`: synthetic 2G-gateway traffic through the real engine, with a hot swap.
 //!
-//! The traffic: a few carrier-gateway source addresses with thousands of ports each,
-//! long-lived TCP connections sending heartbeats and UDP datagrams of 60–300 bytes to the
-//! VIPs of the embedded config (the busier VIPs more often), with some noise (packets to
-//! addresses without a VIP, outside the subnet, broken headers, pings to a VIP). It is
-//! seeded, so every run sends the same packets. The summary shows where flows went
-//! (per backend), every drop reason, and the rate this machine reached.
+//! The embedded config (configs/demo.toml) runs on real workers with the synth driver:
+//! carrier-gateway source addresses with thousands of ports each, long-lived TCP
+//! connections and UDP to the VIPs (the first VIP busiest), frames of 60–300 bytes and a
+//! little noise. Midway, configs/demo-cutover.toml is swapped in as `vipgate run` would
+//! on SIGHUP: one backend leaves a VIP for a new one, and a draining backend goes. The
+//! report shows packets in and out, the rate per worker, each backend's share against its
+//! weight before and after the swap, what became of established flows, and every drop.
+//!
+//! Flows are followed on the transmit side: every frame a worker sends is decapsulated
+//! and, for one flow in eight (by source port), its backend remembered, so that a flow
+//! that changed backend across the swap is seen.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use vipgate_engine::buf::PacketBuf;
-use vipgate_engine::pipeline::{DropReason, Pipeline, PipelineOptions, Verdict};
-use vipgate_engine::spread::Spreader;
-use vipgate_engine::wire::checksum;
+use vipgate_engine::pipeline::{Counters, DropReason};
+use vipgate_engine::port::synth::SynthQueue;
+use vipgate_engine::port::Port;
 
-use crate::build;
 use crate::config::Config;
+use crate::ports;
+use crate::swap::{Engine, EngineOptions, ReloadReport, Stats};
 
-/// The config the demo runs.
+/// The config the demo starts with.
 pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
+/// The config the demo swaps in midway.
+pub const CUTOVER_CONFIG: &str = include_str!("../../configs/demo-cutover.toml");
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// One flow in this many is followed.
+const SAMPLE: u16 = 8;
+
+/// An inner 5-tuple: source, destination, protocol, source port, destination port.
+type Flow = (IpAddr, IpAddr, u8, u16, u16);
+
+/// What the transmit side saw of one followed flow.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    backend: Option<IpAddr>,
+    before: bool,
+    after: bool,
+    moved_from: Option<IpAddr>,
 }
 
-/// Writes a frame for the demo's traffic into `buf`: Ethernet to `mac`, IPv4 with a valid
-/// checksum, TCP (ACK) or UDP with `payload` bytes.
-#[allow(clippy::too_many_arguments)]
-fn write_frame(
-    buf: &mut PacketBuf,
-    mac: [u8; 6],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    proto: u8,
-    sport: u16,
-    dport: u16,
-    payload: usize,
-) {
-    let l4 = if proto == 6 { 20 } else { 8 };
-    let total = 20 + l4 + payload;
-    let mut f = [0u8; 14 + 20 + 20 + 300];
-    f[..6].copy_from_slice(&mac);
-    f[6..12].copy_from_slice(&[0x02, 0x00, 0x00, 0x00, 0x00, 0xfe]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
-    f[20] = 0x40;
-    f[22] = 57;
-    f[23] = proto;
-    f[26..30].copy_from_slice(&src.octets());
-    f[30..34].copy_from_slice(&dst.octets());
-    let ck = !checksum::data(&f[14..34]);
-    f[24..26].copy_from_slice(&ck.to_be_bytes());
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&dport.to_be_bytes());
-    if proto == 6 {
-        f[46] = 0x50;
-        f[47] = 0x18;
-    } else {
-        f[38..40].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
-    }
-    let len = (14 + total).max(60);
-    buf.set_frame(&f[..len]).expect("demo frames fit a buffer");
+#[derive(Debug, Default)]
+struct FlowLog {
+    flows: HashMap<Flow, Seen>,
+}
+
+/// What became of the followed flows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowOutcome {
+    /// Followed flows seen both before and after the swap.
+    pub across: u64,
+    /// Of those, flows that kept their backend.
+    pub kept: u64,
+    /// Flows that changed backend because theirs left the config.
+    pub moved_removed: u64,
+    /// Flows that changed backend although theirs stayed (a broken contract; should be 0).
+    pub moved_otherwise: u64,
 }
 
 /// What the demo saw.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct DemoReport {
-    /// Packets sent through the engine.
+    /// Packets generated (received by the workers).
     pub packets: u64,
-    /// Seconds the engine took: spreading bursts over the workers and their `process`
-    /// calls (traffic generation and this report's accounting excluded).
-    pub engine_seconds: f64,
-    /// Forwarded packets per (VIP, backend) as `(vip, backend) -> packets`.
-    pub per_backend: BTreeMap<(String, String), u64>,
-    /// The engine's counters.
-    pub counters: vipgate_engine::pipeline::Counters,
+    /// Packets the workers sent.
+    pub sent: u64,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+    /// The swap.
+    pub swap: ReloadReport,
+    /// Packets received when the swap was applied.
+    pub swap_at: u64,
+    /// Counters per VIP and backend when the swap was applied, and at the end.
+    pub before: Stats,
+    /// At the end.
+    pub after: Stats,
+    /// The followed flows.
+    pub flows: FlowOutcome,
+    /// Backends of the first config that the second does not have.
+    pub removed: Vec<String>,
 }
 
-/// Runs `packets` packets of demo traffic.
+/// The inner 5-tuple and outer destination of a frame the engine sent toward a backend.
+fn decap(frame: &[u8], gue_port: u16) -> Option<(Flow, IpAddr)> {
+    let (outer_dst, proto, mut at) = match frame.get(12..14)? {
+        [0x08, 0x00] => {
+            let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
+            let d: [u8; 4] = frame.get(30..34)?.try_into().ok()?;
+            (IpAddr::from(d), *frame.get(23)?, 14 + ihl)
+        }
+        [0x86, 0xdd] => {
+            let d: [u8; 16] = frame.get(38..54)?.try_into().ok()?;
+            (IpAddr::from(d), *frame.get(20)?, 54)
+        }
+        _ => return None,
+    };
+    match proto {
+        4 | 41 => {}
+        47 => at += 4,
+        17 if u16::from_be_bytes(frame.get(at + 2..at + 4)?.try_into().ok()?) == gue_port => at += 12,
+        _ => return None,
+    }
+    let inner = frame.get(at..)?;
+    let (src, dst, p, l4) = match inner.first()? >> 4 {
+        4 => {
+            // Fragments go by their 3-tuple, not their flow's 5-tuple: not followed.
+            if u16::from_be_bytes(inner.get(6..8)?.try_into().ok()?) & 0x3fff != 0 {
+                return None;
+            }
+            let s: [u8; 4] = inner.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = inner.get(16..20)?.try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), *inner.get(9)?, usize::from(inner[0] & 0x0f) * 4)
+        }
+        6 => {
+            let s: [u8; 16] = inner.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = inner.get(24..40)?.try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), *inner.get(6)?, 40)
+        }
+        _ => return None,
+    };
+    let ports = inner.get(l4..l4 + 4).filter(|_| p == 6 || p == 17);
+    let (sp, dp) =
+        ports.map_or((0, 0), |b| (u16::from_be_bytes([b[0], b[1]]), u16::from_be_bytes([b[2], b[3]])));
+    Some(((src, dst, p, sp, dp), outer_dst))
+}
+
+/// Runs the demo over `packets` packets (split over the workers), swapping configs at
+/// half of them.
 pub fn run(packets: u64) -> Result<DemoReport, String> {
-    let config =
-        Config::parse(Path::new("<embedded demo config>"), DEMO_CONFIG).map_err(|e| e.to_string())?;
-    let snap = build::snapshot(&config, 1).map_err(|e| e.to_string())?;
-    let mac = config.ports.first().map_or([2, 0, 0, 0, 0, 1], |p| p.mac.0);
-    let workers = config.engine.workers.max(1);
-    let mut pipelines: Vec<Pipeline> = (0..workers)
-        .map(|_| {
-            Pipeline::new(PipelineOptions {
-                flow_capacity: config.engine.flow_capacity,
-                ..PipelineOptions::default()
-            })
+    let first =
+        Config::parse(Path::new("<embedded configs/demo.toml>"), DEMO_CONFIG).map_err(|e| e.to_string())?;
+    let second = Config::parse(Path::new("<embedded configs/demo-cutover.toml>"), CUTOVER_CONFIG)
+        .map_err(|e| e.to_string())?;
+    let workers = first.engine.workers.max(1);
+    let per_queue = packets.div_ceil(workers as u64);
+    let spec = ports::synth_spec(&first, Some(per_queue));
+    let gue_port = first.tunnel.gue_port;
+    let swapped = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(FlowLog::default()));
+    let queues: Vec<Box<dyn Port>> = (0..workers)
+        .map(|q| {
+            let mut queue = SynthQueue::new(spec.clone(), q, workers);
+            let (swapped, log) = (Arc::clone(&swapped), Arc::clone(&log));
+            queue.set_observer(Box::new(move |frame| {
+                let Some((flow, backend)) = decap(frame, gue_port) else { return };
+                if flow.3 % SAMPLE != 0 {
+                    return;
+                }
+                let after = swapped.load(Ordering::Relaxed);
+                let Ok(mut log) = log.lock() else { return };
+                let seen = log.flows.entry(flow).or_default();
+                match seen.backend {
+                    Some(b) if b != backend => {
+                        seen.moved_from.get_or_insert(b);
+                        seen.backend = Some(backend);
+                    }
+                    _ => seen.backend = Some(backend),
+                }
+                if after {
+                    seen.after = true;
+                } else {
+                    seen.before = true;
+                }
+            }));
+            Box::new(queue) as Box<dyn Port>
         })
         .collect();
-    let vip_a = Ipv4Addr::new(203, 0, 113, 10);
-    let vip_b = Ipv4Addr::new(203, 0, 113, 20);
-    let gateways: Vec<Ipv4Addr> = (1..=6).map(|i| Ipv4Addr::new(198, 51, 100, 100 + i)).collect();
-    let mut rng = Rng(SEED);
-    let mut report = DemoReport::default();
-    let mut bufs: Vec<PacketBuf> = (0..32).map(|_| PacketBuf::new()).collect();
-    let mut spreader = Spreader::new(workers, 32, vipgate_engine::buf::DEFAULT_CAPACITY);
-    let mut verdicts = [Verdict::Forward; 32];
-    let mut now: u64 = 1_700_000_000_000_000_000;
-    let mut engine = std::time::Duration::ZERO;
-    let mut tally: BTreeMap<(u8, u32, u32), u64> = BTreeMap::new();
-    let mut sent = 0u64;
-    while sent < packets {
-        let n = (packets - sent).min(32) as usize;
-        for b in bufs.iter_mut().take(n) {
-            let r = rng.below(1000);
-            // 20 000 live client flows per gateway; heartbeats are small, messages larger.
-            let gw = gateways[rng.below(gateways.len() as u64) as usize];
-            let sport = 1024 + rng.below(20_000) as u16;
-            let size = if rng.below(4) == 0 { 60 + rng.below(240) as usize } else { rng.below(20) as usize };
-            match r {
-                0..=549 => write_frame(b, mac, gw, vip_a, 6, sport, 5222, size),
-                550..=899 => write_frame(b, mac, gw, vip_a, 17, sport, 8000, size),
-                900..=979 => write_frame(b, mac, gw, vip_b, 6, sport, 80, size),
-                980..=984 => write_frame(b, mac, gw, Ipv4Addr::new(203, 0, 113, 77), 17, sport, 8000, size),
-                985..=989 => write_frame(b, mac, gw, Ipv4Addr::new(192, 0, 2, 200), 17, sport, 8000, size),
-                990..=994 => {
-                    write_frame(b, mac, gw, vip_a, 17, sport, 8000, size);
-                    b.as_mut_slice()[14] = 0x44; // IHL 4: malformed
-                }
-                _ => {
-                    write_frame(b, mac, gw, vip_a, 17, sport, 8000, size);
-                    b.as_mut_slice()[23] = 1; // ICMP ...
-                    let s = b.as_mut_slice();
-                    s[34] = 8; // echo request
-                    s[35] = 0;
-                    s[36..38].fill(0);
-                    let end = 14 + u16::from_be_bytes([s[16], s[17]]) as usize;
-                    let ck = !checksum::data(&s[34..end]);
-                    s[36..38].copy_from_slice(&ck.to_be_bytes());
-                    s[24..26].fill(0);
-                    let ck = !checksum::data(&s[14..34]);
-                    s[24..26].copy_from_slice(&ck.to_be_bytes());
-                }
+    let removed: Vec<String> = {
+        let ids = |c: &Config| -> Vec<String> {
+            c.vips.iter().flat_map(|v| v.backends.iter().map(|b| b.id.to_string())).collect()
+        };
+        let (a, b) = (ids(&first), ids(&second));
+        let mut r: Vec<String> = a.into_iter().filter(|x| !b.contains(x)).collect();
+        r.dedup();
+        r
+    };
+    let started = Instant::now();
+    let mut engine = Engine::start(first, queues, EngineOptions::default()).map_err(|e| e.to_string())?;
+    let rx = |e: &Engine| e.stats().total.rx_packets;
+    let deadline = started + Duration::from_secs(60);
+    while rx(&engine) < packets / 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let before = engine.stats();
+    let swap = engine.reload(second).map_err(|e| format!("the swap failed: {e}"))?;
+    swapped.store(true, Ordering::Relaxed);
+    let swap_at = rx(&engine);
+    while rx(&engine) < packets && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (after, _) = engine.stop();
+    let seconds = started.elapsed().as_secs_f64();
+    if after.total.rx_packets < packets {
+        return Err(format!("only {} of {packets} packets went through in 60 s", after.total.rx_packets));
+    }
+    let mut flows = FlowOutcome::default();
+    let log = log.lock().map_err(|_| "the flow log was poisoned".to_string())?;
+    for seen in log.flows.values() {
+        if seen.before && seen.after {
+            flows.across += 1;
+            match seen.moved_from {
+                None => flows.kept += 1,
+                Some(b) if removed.contains(&b.to_string()) => flows.moved_removed += 1,
+                Some(_) => flows.moved_otherwise += 1,
             }
         }
-        now += 50_000; // 20 k packets per second of capture time
-        let started = Instant::now();
-        spreader.process(&mut pipelines, &snap, now, &mut bufs[..n], &mut verdicts[..n], |_, _| {});
-        engine += started.elapsed();
-        for (b, v) in bufs[..n].iter().zip(&verdicts[..n]) {
-            if *v == Verdict::Forward {
-                let s = b.as_slice();
-                let backend = u32::from_be_bytes([s[30], s[31], s[32], s[33]]);
-                // The inner header: after the outer IPv4 header and, for GUE, 12 bytes of
-                // UDP and GUE; for GRE, 4.
-                let inner = match s[23] {
-                    17 => 34 + 12,
-                    47 => 34 + 4,
-                    _ => 34,
-                };
-                let vip = u32::from_be_bytes([s[inner + 16], s[inner + 17], s[inner + 18], s[inner + 19]]);
-                *tally.entry((s[inner + 9], vip, backend)).or_default() += 1;
-            }
-        }
-        sent += n as u64;
     }
-    for ((proto, vip, backend), n) in tally {
-        let proto = if proto == 6 { "tcp" } else { "udp" };
-        let key = (format!("{proto} -> {}", Ipv4Addr::from(vip)), Ipv4Addr::from(backend).to_string());
-        report.per_backend.insert(key, n);
-    }
-    report.packets = sent;
-    report.engine_seconds = engine.as_secs_f64();
-    for p in &pipelines {
-        report.counters.add(p.counters());
-    }
-    Ok(report)
+    Ok(DemoReport {
+        packets: after.total.rx_packets,
+        sent: after.total.forwarded + after.total.replied,
+        seconds,
+        swap,
+        swap_at,
+        before,
+        after,
+        flows,
+        removed,
+    })
 }
 
-/// The traffic's seed: every run sends the same packets.
-const SEED: u64 = 0x2626_2626_2626_2626;
+/// Packets per (VIP, backend) with weight and state.
+fn traffic(s: &Stats) -> BTreeMap<(String, String), (u64, u32, &'static str)> {
+    s.traffic.iter().map(|t| ((t.vip.clone(), t.backend.clone()), (t.packets, t.weight, t.state))).collect()
+}
+
+fn shares(out: &mut String, title: &str, rows: &BTreeMap<(String, String), (u64, u32, &'static str)>) {
+    out.push_str(&format!("{title}\n"));
+    let mut vips: Vec<&String> = rows.keys().map(|(v, _)| v).collect();
+    vips.dedup();
+    for vip in vips {
+        let mine: Vec<(&String, &(u64, u32, &str))> =
+            rows.iter().filter(|((v, _), _)| v == vip).map(|((_, b), x)| (b, x)).collect();
+        let packets: u64 = mine.iter().map(|(_, x)| x.0).sum();
+        let weights: u32 = mine.iter().filter(|(_, x)| x.2 == "active").map(|(_, x)| x.1).sum();
+        out.push_str(&format!("  {vip}  {packets} packets\n"));
+        for (b, &(p, w, state)) in mine {
+            let share = p as f64 * 100.0 / packets.max(1) as f64;
+            let weight_share = if state == "active" && weights > 0 {
+                format!("{:5.1}%", f64::from(w) * 100.0 / f64::from(weights))
+            } else {
+                "    - ".to_string()
+            };
+            out.push_str(&format!(
+                "    {b:<14} weight {w:>4} {state:<9} {p:>9} packets {share:5.1}%   weight share {weight_share}\n"
+            ));
+        }
+    }
+}
 
 /// The report for people.
 pub fn to_text(r: &DemoReport) -> String {
-    let c = &r.counters;
+    let c: &Counters = &r.after.total;
     let mut s = String::new();
-    s.push_str("vipgate demo: synthetic 2G-gateway traffic through the engine (embedded config)\n\n");
     s.push_str(&format!(
-        "packets {}   forwarded {}   answered {}   dropped {}\n",
+        "vipgate demo: synthetic 2G-gateway traffic through {} workers (embedded configs/demo.toml),\n\
+         with configs/demo-cutover.toml swapped in midway\n\n",
+        r.after.workers.len()
+    ));
+    s.push_str(&format!(
+        "packets {}   sent {}   forwarded {}   answered {}   dropped {}   in {:.2} s\n",
         r.packets,
+        r.sent,
         c.forwarded,
         c.replied,
-        c.drops.iter().sum::<u64>()
+        c.dropped(),
+        r.seconds
+    ));
+    for w in &r.after.workers {
+        let busy = w.busy_percent / 100.0 * r.after.uptime;
+        s.push_str(&format!(
+            "worker {}: {} packets, {:.2} Mpps while busy ({:.2} s busy; generating the traffic included)\n",
+            w.id,
+            w.counters.rx_packets,
+            w.counters.rx_packets as f64 / busy.max(1e-9) / 1e6,
+            busy
+        ));
+    }
+    s.push_str(&format!(
+        "\nswap at packet {}: generation {} built in {:.1} ms, running on every worker {:.2} ms after it was sent\n",
+        r.swap_at,
+        r.swap.generation,
+        r.swap.build.as_secs_f64() * 1e3,
+        r.swap.swap.as_secs_f64() * 1e3
+    ));
+    s.push_str(&format!("backends removed by the swap: {}\n", r.removed.join(", ")));
+    let f = &r.flows;
+    s.push_str(&format!(
+        "flows followed across the swap (1 in {SAMPLE}): {}   kept their backend {} ({:.1}%)   \
+         moved, their backend removed {}   moved otherwise {}\n",
+        f.across,
+        f.kept,
+        f.kept as f64 * 100.0 / f.across.max(1) as f64,
+        f.moved_removed,
+        f.moved_otherwise
     ));
     s.push_str(&format!(
-        "flows: {} hits, {} new, {} evicted for room\n\n",
-        c.flow_hits, c.flow_misses, c.flow_table_full
+        "flow table: {} hits, {} new, {} moved, {} evicted for room\n\n",
+        c.flow_hits, c.flow_misses, c.flow_moved, c.flow_table_full
     ));
-    s.push_str("where packets went (VIP, backend, share of the VIP's packets):\n");
-    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
-    for ((vip, _), n) in &r.per_backend {
-        *totals.entry(vip.as_str()).or_default() += n;
+    let before = traffic(&r.before);
+    let mut after = traffic(&r.after);
+    for (k, v) in after.iter_mut() {
+        v.0 -= before.get(k).map_or(0, |b| b.0).min(v.0);
     }
-    for ((vip, backend), n) in &r.per_backend {
-        let share = *n as f64 * 100.0 / totals[vip.as_str()] as f64;
-        s.push_str(&format!("  {vip:<24} {backend:<14} {n:>9}  {share:5.1}%\n"));
-    }
+    after.retain(|_, v| v.0 > 0 || v.2 != "removed");
+    shares(&mut s, "before the swap: packets per backend (new flows follow the weights):", &before);
+    shares(&mut s, "after the swap (established flows stay where they were):", &after);
     s.push_str("\ndrops by reason:\n");
     for reason in DropReason::ALL {
         s.push_str(&format!("  {:<12} {}\n", reason.name(), c.drop_count(reason)));
     }
-    let mpps = r.packets as f64 / r.engine_seconds.max(1e-9) / 1e6;
     s.push_str(&format!(
-        "\nengine time {:.3} s for {} packets: {:.2} Mpps on one core ({:.0} ns per packet)\n",
-        r.engine_seconds,
-        r.packets,
-        mpps,
-        r.engine_seconds * 1e9 / r.packets.max(1) as f64
+        "\nother counters: fragments {}   echo replies {}   ICMP errors forwarded {}\n",
+        c.fragments, c.echo_replies, c.icmp_errors_forwarded
     ));
     s
 }

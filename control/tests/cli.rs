@@ -11,14 +11,14 @@ fn help_lists_every_subcommand() {
     let out = vipgate(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["demo", "run", "check", "diff", "replay", "bench", "ctl"] {
+    for cmd in ["demo", "run", "check", "diff", "replay", "table", "bench", "ctl"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(cmd)), "--help lacks {cmd}:\n{help}");
     }
 }
 
 #[test]
 fn unbuilt_subcommands_say_so_and_exit_2() {
-    let cases: &[&[&str]] = &[&["run", "--config", "x.toml"], &["bench"], &["ctl", "status"]];
+    let cases: &[&[&str]] = &[&["bench"]];
     for args in cases {
         let out = vipgate(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -333,6 +333,8 @@ impl SynthQueue {
             IpAddr::V6(_) => IpAddr::V6(gateway_v6(c.gateway)),
         };
         match protocol {
+            // A non-first fragment carries data, no transport header.
+            _ if noise == Noise::Fragment => {}
             6 => {
                 f[l4..l4 + 2].copy_from_slice(&c.src_port.to_be_bytes());
                 f[l4 + 2..l4 + 4].copy_from_slice(&c.dst_port.to_be_bytes());
@@ -483,6 +485,7 @@ mod tests {
             frames(q, 2)
                 .into_iter()
                 .filter(|f| f[12..14] == [8, 0] && (f[23] == 6 || f[23] == 17))
+                .filter(|f| u16::from_be_bytes([f[20], f[21]]) & 0x3fff == 0) // no fragments
                 .map(|f| f[26..36].to_vec())
                 .collect::<std::collections::HashSet<_>>()
         };

@@ -1,0 +1,318 @@
+//! `vipgate run` as an operator drives it: every `vipgate ctl` command against a running
+//! engine, the socket's mode, garbage on the socket, reloads by signal, by file change and
+//! by command, metrics, and a clean stop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn vipgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn config(dir: &Path, metrics: u16, tcp_weight: &str) -> String {
+    format!(
+        r#"
+[engine]
+workers = 2
+hash_seed = 11
+maglev_table_size = 251
+flow_capacity = 4096
+idle_polls_before_sleep = 16
+
+[tunnel]
+source_v4 = "198.51.100.1"
+
+[[port]]
+name = "wan"
+driver = "synth"
+rate = 20000
+mac = "02:00:00:00:00:01"
+next_hop_mac = "02:00:00:00:00:fe"
+addresses = ["198.51.100.1"]
+
+[[subnet]]
+prefix = "203.0.113.0/24"
+
+[[vip]]
+address = "203.0.113.10"
+port = 8000
+protocol = "udp"
+encap = "ipip"
+backends = [{{ address = "192.0.2.11", weight = 10 }}, {{ address = "192.0.2.12", weight = 10 }}]
+
+[[vip]]
+address = "203.0.113.10"
+protocol = "tcp"
+encap = "gue"
+backends = [{{ address = "192.0.2.21", weight = {tcp_weight} }}, {{ address = "192.0.2.22", weight = 10 }}]
+
+[control]
+socket = "{}"
+metrics = "127.0.0.1:{metrics}"
+"#,
+        dir.join("ctl.sock").display()
+    )
+}
+
+struct Appliance {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+    config: PathBuf,
+    metrics: u16,
+}
+
+impl Appliance {
+    fn start(tag: &str) -> Appliance {
+        let dir = std::env::temp_dir().join(format!("vipgate-ctl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let metrics = free_port();
+        let path = dir.join("vipgate.toml");
+        std::fs::write(&path, config(&dir, metrics, "10")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
+            .args(["run", "--config", path.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let socket = dir.join("ctl.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "the socket never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Appliance { child, dir, socket, config: path, metrics }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        let mut all = vec!["ctl", "--socket", self.socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        vipgate(&all)
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
+    }
+
+    fn generation(&self) -> u64 {
+        self.json(&["status"])["generation"].as_u64().unwrap()
+    }
+
+    fn stop(mut self) -> (Output, PathBuf) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let status = self.child.wait().unwrap();
+        (Output { status, stdout: stdout.into_bytes(), stderr: stderr.into_bytes() }, self.dir.clone())
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_ctl_command_against_a_running_engine() {
+    let app = Appliance::start("commands");
+    let mode = std::fs::metadata(&app.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+
+    // status: text and JSON.
+    let out = app.ctl(&["status"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("generation 1"), "{text}");
+    assert!(text.contains("overrides: none"), "{text}");
+    let status = app.json(&["status"]);
+    assert_eq!(status["workers"].as_array().unwrap().len(), 2);
+    wait_for("traffic", || app.json(&["stats"])["counters"]["forwarded"].as_u64().unwrap() > 500);
+
+    // stats: every counter, per VIP and backend.
+    let stats = app.json(&["stats"]);
+    let c = &stats["counters"];
+    for name in ["rx_packets", "forwarded", "drop_malformed", "drop_no_vip", "drop_tx_full", "flow_hits"] {
+        assert!(c[name].is_u64(), "no {name} in {c}");
+    }
+    let vips = stats["vips"].as_array().unwrap();
+    assert_eq!(vips.len(), 2);
+    let per_backend: u64 = vips
+        .iter()
+        .flat_map(|v| v["backends"].as_array().unwrap())
+        .map(|b| b["packets"].as_u64().unwrap())
+        .sum();
+    assert!(per_backend > 0);
+
+    // drain: a reload that survives reloads, shown by status; the table shows no slots.
+    let out = app.ctl(&["drain", "192.0.2.11"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("generation 2 running on every worker"));
+    let table = app.json(&["table", "203.0.113.10:8000/udp"]);
+    let b = &table["backends"][0];
+    assert_eq!(
+        (b["backend"].as_str(), b["state"].as_str(), b["slots"].as_u64()),
+        (Some("192.0.2.11"), Some("draining"), Some(0))
+    );
+    assert_eq!(table["backends"][1]["slots"], 251);
+    let reload = app.json(&["reload"]);
+    assert_eq!(reload["generation"], 3, "{reload}");
+    let status = app.json(&["status"]);
+    assert_eq!(status["overrides"]["drained"][0], "192.0.2.11", "{status}");
+    let table = app.json(&["table", "udp://203.0.113.10:8000"]);
+    assert_eq!(table["backends"][0]["slots"], 0, "the drain survived the reload");
+
+    // weight, then undrain takes every override of the backend back.
+    let out = app.ctl(&["weight", "192.0.2.21", "30"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = app.json(&["table", "203.0.113.10/tcp"]);
+    let slots: Vec<u64> =
+        table["backends"].as_array().unwrap().iter().map(|b| b["slots"].as_u64().unwrap()).collect();
+    assert!(slots[0] > 2 * slots[1], "weight 30 vs 10: {slots:?}");
+    assert!(app.ctl(&["undrain", "192.0.2.11"]).status.success());
+    assert!(app.ctl(&["undrain", "192.0.2.21"]).status.success());
+    let status = app.json(&["status"]);
+    assert!(status["overrides"]["drained"].as_array().unwrap().is_empty(), "{status}");
+    assert!(status["overrides"]["weights"].as_object().unwrap().is_empty(), "{status}");
+    assert_eq!(status["generation"], 6);
+    for w in status["workers"].as_array().unwrap() {
+        assert_eq!(w["generation"], 6, "{status}");
+    }
+
+    // flows: per worker and per backend.
+    let flows = app.json(&["flows"]);
+    assert_eq!(flows["ok"], true, "{flows}");
+    assert_eq!(flows["workers"].as_array().unwrap().len(), 2);
+    let total = flows["total"].as_u64().unwrap();
+    let by_backend: u64 =
+        flows["backends"].as_array().unwrap().iter().map(|b| b["flows"].as_u64().unwrap()).sum();
+    assert!(total > 0 && by_backend == total, "{flows}");
+
+    // Errors: an unknown backend, an unknown VIP, a wrong command.
+    let out = app.ctl(&["drain", "192.0.2.99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backend 192.0.2.99"), "{out:?}");
+    let out = app.ctl(&["table", "203.0.113.99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no VIP"), "{out:?}");
+    let out = app.ctl(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(app.ctl(&["status"]).status.success(), "still answering");
+
+    // Metrics: the same counters with labels.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", app.metrics)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(body.contains("vipgate_drops_total{worker=\"0\",reason=\"malformed\"}"), "{body}");
+    assert!(
+        body.contains("vipgate_backend_packets_total{vip=\"udp://203.0.113.10:8000\",backend=\"192.0.2.11\"")
+    );
+    assert!(body.contains("vipgate_generation 6"));
+
+    let (out, dir) = app.stop();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("stopped after") && stdout.contains("forwarded"), "{stdout}");
+    assert!(!dir.join("ctl.sock").exists(), "the socket is removed on exit");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn garbage_on_the_socket_gets_errors_and_the_engine_goes_on() {
+    let app = Appliance::start("garbage");
+    let mut s = UnixStream::connect(&app.socket).unwrap();
+    s.write_all(b"hello\n{\"cmd\":42}\n[1,2]\n{\"cmd\":\"drain\"}\n\xff\xfe\n{\"cmd\":\"status\"}\n")
+        .unwrap();
+    let mut lines = BufReader::new(s.try_clone().unwrap()).lines();
+    for expect in ["not JSON", "\"cmd\"", "JSON object", "needs \"backend\"", "not JSON"] {
+        let line = lines.next().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ok"], false, "{line}");
+        assert!(v["error"].as_str().unwrap().contains(expect), "{line} lacks {expect}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(v["ok"], true);
+    // An over-long line closes that connection only.
+    let mut s2 = UnixStream::connect(&app.socket).unwrap();
+    let _ = s2.write_all(&vec![b'x'; 100_000]);
+    let _ = s2.write_all(b"\n");
+    drop(s2);
+    assert_eq!(app.generation(), 1);
+    let out = app.ctl(&["stats"]);
+    assert!(out.status.success());
+    let (out, dir) = app.stop();
+    assert!(out.status.success(), "{out:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn reloads_by_sighup_by_file_change_and_a_bad_config_changes_nothing() {
+    let app = Appliance::start("reload");
+    let pid = app.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for("the SIGHUP reload", || app.generation() == 2);
+    // The file changes: picked up within a few seconds.
+    std::fs::write(&app.config, config(&app.dir, app.metrics, "30")).unwrap();
+    wait_for("the file-change reload", || app.generation() == 3);
+    let table = app.json(&["table", "203.0.113.10/tcp"]);
+    assert_eq!(table["backends"][0]["weight"], 30);
+    // A bad config: `ctl reload` reports it with file:line:col and exit 1; nothing changes.
+    std::fs::write(&app.config, config(&app.dir, app.metrics, "-5")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = app.ctl(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let at = format!("{}:34:48:", app.config.display());
+    assert!(err.contains(&at) && err.contains("weight -5 is out of range"), "{err}");
+    assert_eq!(app.generation(), 3);
+    let table = app.json(&["table", "203.0.113.10/tcp"]);
+    assert_eq!(table["backends"][0]["weight"], 30, "the running config stays");
+    let (out, dir) = app.stop();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(log.contains("SIGHUP: generation 2"), "{log}");
+    assert!(log.contains("changed: generation 3"), "{log}");
+    assert!(log.contains("not applied, the running config stays"), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn run_refuses_a_bad_config_and_a_socket_in_use() {
+    let out = vipgate(&["run", "--config", "/nonexistent/vipgate.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/vipgate.toml"), "{out:?}");
+    let app = Appliance::start("twice");
+    let out = vipgate(&["run", "--config", app.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another vipgate is answering"), "{out:?}");
+    assert!(app.ctl(&["status"]).status.success(), "the first one is undisturbed");
+    let (out, dir) = app.stop();
+    assert!(out.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
