@@ -603,6 +603,13 @@ impl Config {
             });
         }
 
+        if let Some(second) = raw.port.get(1) {
+            r.at(
+                second.span(),
+                "a second [[port]]: this version of vipgate drives one port (with one queue per worker)",
+            );
+        }
+
         let mut subnets: Vec<SubnetConfig> = Vec::new();
         for (i, s) in raw.subnet.iter().enumerate() {
             let s = s.get_ref();

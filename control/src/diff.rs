@@ -21,6 +21,13 @@ pub struct VipChange {
     pub moved: Option<(u64, u64)>,
     /// Backends that are gone or down afterwards: their established flows move.
     pub lost: Vec<BackendId>,
+    /// Backends only in the new config.
+    pub added: Vec<BackendId>,
+    /// Backends only in the old config.
+    pub removed: Vec<BackendId>,
+    /// Backends in both whose weight or state changes: (backend, before, after), as
+    /// `weight/state`.
+    pub changed: Vec<(BackendId, String, String)>,
 }
 
 impl VipChange {
@@ -93,11 +100,30 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<VipChange> {
                 (Some(o), None) => old.pools()[o.pool as usize].backends().iter().map(|b| b.id).collect(),
                 _ => Vec::new(),
             };
+            let set = |s: &Snapshot, v: Option<&Vip>| -> Vec<vipgate_engine::table::PoolBackend> {
+                v.map(|v| s.pools()[v.pool as usize].backends().to_vec()).unwrap_or_default()
+            };
+            let (ob, nb) = (set(old, ov), set(new, nv));
+            let added = nb.iter().filter(|b| !ob.iter().any(|o| o.id == b.id)).map(|b| b.id).collect();
+            let removed = ob.iter().filter(|b| !nb.iter().any(|n| n.id == b.id)).map(|b| b.id).collect();
+            let show = |b: &vipgate_engine::table::PoolBackend| {
+                format!("{}/{}", b.weight, crate::swap::state_name(b.state))
+            };
+            let changed = ob
+                .iter()
+                .filter_map(|o| {
+                    let n = nb.iter().find(|n| n.id == o.id)?;
+                    (n.weight != o.weight || n.state != o.state).then(|| (o.id, show(o), show(n)))
+                })
+                .collect();
             VipChange {
                 name: name.clone(),
                 backends: (ov.map(|v| takers(old, v)), nv.map(|v| takers(new, v))),
                 moved,
                 lost,
+                added,
+                removed,
+                changed,
             }
         })
         .collect()
@@ -118,6 +144,16 @@ pub fn to_text(changes: &[VipChange]) -> String {
             _ => ("-".into(), "-".into()),
         };
         out.push_str(&format!("{:<40} {:<18} {:<21} {}\n", c.name, takers, moved, share));
+        let list = |v: &[BackendId]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        if !c.added.is_empty() {
+            out.push_str(&format!("    added: {}\n", list(&c.added)));
+        }
+        if !c.removed.is_empty() {
+            out.push_str(&format!("    removed: {}\n", list(&c.removed)));
+        }
+        for (b, before, after) in &c.changed {
+            out.push_str(&format!("    {b}: weight/state {before} -> {after}\n"));
+        }
         if !c.lost.is_empty() {
             let lost: Vec<String> = c.lost.iter().map(|b| b.to_string()).collect();
             out.push_str(&format!("    established flows move off: {}\n", lost.join(", ")));
@@ -136,16 +172,24 @@ pub fn to_json(changes: &[VipChange]) -> String {
                 Some((m, n)) => (m.to_string(), n.to_string(), format!("{:.6}", c.share().unwrap_or(0.0))),
                 None => ("null".into(), "null".into(), "null".into()),
             };
-            let lost: Vec<String> = c.lost.iter().map(|b| format!("\"{b}\"")).collect();
+            let ids = |v: &[BackendId]| v.iter().map(|b| format!("\"{b}\"")).collect::<Vec<_>>().join(",");
+            let changed: Vec<String> = c
+                .changed
+                .iter()
+                .map(|(b, x, y)| format!("{{\"backend\":\"{b}\",\"before\":\"{x}\",\"after\":\"{y}\"}}"))
+                .collect();
             format!(
-                "{{\"vip\":\"{}\",\"backends_before\":{},\"backends_after\":{},\"slots_moved\":{},\"slots\":{},\"new_flows_elsewhere\":{},\"established_move_off\":[{}]}}",
+                "{{\"vip\":\"{}\",\"backends_before\":{},\"backends_after\":{},\"slots_moved\":{},\"slots\":{},\"new_flows_elsewhere\":{},\"established_move_off\":[{}],\"added\":[{}],\"removed\":[{}],\"changed\":[{}]}}",
                 c.name,
                 opt(c.backends.0),
                 opt(c.backends.1),
                 moved,
                 size,
                 share,
-                lost.join(",")
+                ids(&c.lost),
+                ids(&c.added),
+                ids(&c.removed),
+                changed.join(",")
             )
         })
         .collect();

@@ -36,3 +36,69 @@ fn usage_errors_exit_2_with_a_message() {
     let out = vipgate(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every file of configs/bad/ holds one kind of error, and says on its first line which
+/// message `vipgate check` gives for it, and where: `# what. expect: LINE:COL: message`.
+#[test]
+fn check_rejects_every_bad_config_with_its_message_and_position() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/bad");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 20, "configs/bad/ has {} files", files.len());
+    for path in files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let first = text.lines().next().unwrap();
+        let expect =
+            first.split_once(" expect: ").unwrap_or_else(|| panic!("{name}: no expect: on line 1")).1;
+        let out = Command::new(env!("CARGO_BIN_EXE_vipgate"))
+            .args(["check", "--config", name])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("{name}:{expect}")), "{name}: wanted {expect:?} in\n{err}");
+        assert!(err.contains("nothing applied"), "{name}: {err}");
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_configs() {
+    for name in ["example.toml", "demo.toml", "demo-cutover.toml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(name);
+        let out = vipgate(&["check", "--config", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn table_shows_slots_per_backend_and_the_whole_ring_as_json() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/example.toml");
+    let e = example.to_str().unwrap();
+    let out = vipgate(&["table", "--config", e, "--vip", "203.0.113.10:8000/udp"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("udp://203.0.113.10:8000  (generation 1, 65537 slots)"), "{text}");
+    // 192.0.2.11 and .12 active at weight 100, .13 draining: half the slots each.
+    let slots = |backend: &str| -> u64 {
+        let line = text.lines().find(|l| l.contains(backend)).unwrap();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        w[w.iter().position(|x| *x == "slots").unwrap() - 1].parse().unwrap()
+    };
+    assert_eq!(slots("192.0.2.13"), 0);
+    assert_eq!(slots("192.0.2.11") + slots("192.0.2.12"), 65537);
+    assert!(slots("192.0.2.11").abs_diff(slots("192.0.2.12")) < 700, "{text}");
+    let out = vipgate(&["table", "--config", e, "--vip", "203.0.113.10/tcp", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ring = v["ring"].as_array().unwrap();
+    assert_eq!(ring.len(), 65537);
+    let owned_by_first = ring.iter().filter(|s| s.as_u64() == Some(0)).count() as u64;
+    assert_eq!(owned_by_first, v["backends"][0]["slots"].as_u64().unwrap());
+    let out = vipgate(&["table", "--config", e, "--vip", "203.0.113.10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is more than one VIP"));
+    let out = vipgate(&["table", "--config", e]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().matches(" slots)").count(), 3);
+}

@@ -90,3 +90,37 @@ fn diff_reports_moves_additions_and_removals() {
         .contains(&format!("{}:2:7: mtu 10 is out of range", bad.display())));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn diff_names_backends_added_removed_and_reweighted() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let dir = std::env::temp_dir().join(format!("vipgate-diff-named-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cutover = std::fs::read_to_string(configs.join("demo-cutover.toml")).unwrap();
+    let new = dir.join("new.toml");
+    std::fs::write(
+        &new,
+        cutover
+            .replace("{ address = \"192.0.2.31\", weight = 1 }", "{ address = \"192.0.2.31\", weight = 3 }"),
+    )
+    .unwrap();
+    let old = configs.join("demo.toml");
+    let out = vipgate(&["diff", "--json", old.to_str().unwrap(), new.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vip = |name: &str| v["vips"].as_array().unwrap().iter().find(|r| r["vip"] == name).unwrap().clone();
+    let udp = vip("udp://203.0.113.10:8000");
+    assert_eq!(udp["added"], serde_json::json!(["192.0.2.14"]));
+    assert_eq!(udp["removed"], serde_json::json!(["192.0.2.13"]));
+    let any = vip("any://203.0.113.20");
+    assert_eq!(
+        any["changed"],
+        serde_json::json!([{ "backend": "192.0.2.31", "before": "1/active", "after": "3/active" }])
+    );
+    assert!(any["slots_moved"].as_u64().unwrap() > 0);
+    let text = vipgate(&["diff", old.to_str().unwrap(), new.to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("    added: 192.0.2.14") && text.contains("    removed: 192.0.2.13"), "{text}");
+    assert!(text.contains("192.0.2.31: weight/state 1/active -> 3/active"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
