@@ -28,8 +28,9 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 fn log_reload(why: &str, r: &Result<crate::swap::ReloadReport, ReloadError>) {
     match r {
         Ok(r) => log::info!(
-            "{why}: generation {} running on every worker (built in {:.1} ms, swapped in {:.1} ms)",
+            "{why}: generation {} running on every worker (read in {:.1} ms, built in {:.1} ms, swapped in {:.1} ms)",
             r.generation,
+            r.load.as_secs_f64() * 1e3,
             r.build.as_secs_f64() * 1e3,
             r.swap.as_secs_f64() * 1e3
         ),

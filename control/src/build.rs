@@ -63,3 +63,9 @@ pub fn snapshot_spec(config: &Config, port_index: usize, generation: u64) -> Sna
 pub fn snapshot(config: &Config, generation: u64) -> Result<Snapshot, TableError> {
     Snapshot::build(&snapshot_spec(config, 0, generation))
 }
+
+/// Builds the snapshot of `config` for its first port, taking unchanged rings from
+/// `previous` (see [`Snapshot::build_from`]).
+pub fn snapshot_from(config: &Config, generation: u64, previous: &Snapshot) -> Result<Snapshot, TableError> {
+    Snapshot::build_from(&snapshot_spec(config, 0, generation), Some(previous))
+}

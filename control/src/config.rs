@@ -424,7 +424,7 @@ impl Config {
     fn from_raw(r: &mut Report<'_>, raw: RawConfig) -> Config {
         let base = r.path.parent().map(Path::to_path_buf).unwrap_or_default();
         let e = &raw.engine;
-        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let available = online_cores();
         let cores = e.cores.as_ref().map(|c| {
             let mut out = Vec::new();
             for &core in c.get_ref() {
@@ -440,13 +440,11 @@ impl Config {
             out
         });
         let workers = match (&e.workers, &cores) {
-            (Some(w), Some(c)) => {
+            (Some(w), Some(_)) => {
                 let n = int_at(r, w, "workers", 1, 1024).unwrap_or(1) as usize;
-                if n != c.len() {
-                    r.at(
-                        w.span(),
-                        format!("workers = {n} but cores lists {} cores; give one of them", c.len()),
-                    );
+                let listed = e.cores.as_ref().map_or(0, |c| c.get_ref().len());
+                if n != listed {
+                    r.at(w.span(), format!("workers = {n} but cores lists {listed} cores; give one of them"));
                 }
                 n
             }
@@ -763,6 +761,15 @@ impl Config {
             control: ControlConfig { socket, metrics },
         }
     }
+}
+
+/// How many cores the machine has online (not only those this thread may run on):
+/// `/sys/devices/system/cpu/online` ("0-1,4"), else what the scheduler gives us.
+fn online_cores() -> usize {
+    let fallback = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Ok(text) = std::fs::read_to_string("/sys/devices/system/cpu/online") else { return fallback };
+    let highest = text.trim().split(',').filter_map(|r| r.rsplit('-').next()?.parse::<usize>().ok()).max();
+    highest.map_or(fallback, |h| (h + 1).max(fallback))
 }
 
 fn masked(addr: IpAddr, len: u8) -> IpAddr {

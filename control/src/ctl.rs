@@ -114,6 +114,7 @@ fn status(engine: &Engine) -> Value {
             "core": w.core,
             "generation": w.generation,
             "busy_percent": (w.busy_percent * 10.0).round() / 10.0,
+            "last_swap_us": (w.last_swap.as_secs_f64() * 1e7).round() / 10.0,
             "rx_packets": w.counters.rx_packets,
         })).collect::<Vec<_>>(),
         "overrides": {

@@ -68,6 +68,8 @@ pub enum ReloadError {
 pub struct ReloadReport {
     /// The generation every worker runs now.
     pub generation: u64,
+    /// Reading and validating the config file (zero when the config was given).
+    pub load: Duration,
     /// Building the snapshot (validation excluded).
     pub build: Duration,
     /// From sending it to the last worker's acknowledgement.
@@ -171,6 +173,9 @@ pub struct WorkerView {
     pub generation: u64,
     /// Share of its time spent on bursts with packets, in percent.
     pub busy_percent: f64,
+    /// How long it took to take the last update (swap snapshot and counters, send the
+    /// acknowledgement).
+    pub last_swap: Duration,
     /// Its counters.
     pub counters: Counters,
     /// Polls of its port, and how many found nothing.
@@ -241,9 +246,18 @@ impl core::fmt::Debug for Engine {
     }
 }
 
-fn build_snapshot(config: &Config, overrides: &Overrides, generation: u64) -> Result<Snapshot, ReloadError> {
-    build::snapshot(&overrides.apply(config), generation)
-        .map_err(|e| ReloadError::Build { path: config.path.display().to_string(), message: e.to_string() })
+fn build_snapshot(
+    config: &Config,
+    overrides: &Overrides,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, ReloadError> {
+    let applied = overrides.apply(config);
+    match previous {
+        Some(p) => build::snapshot_from(&applied, generation, p),
+        None => build::snapshot(&applied, generation),
+    }
+    .map_err(|e| ReloadError::Build { path: config.path.display().to_string(), message: e.to_string() })
 }
 
 impl Engine {
@@ -255,7 +269,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, ReloadError> {
         let overrides = Overrides::default();
-        let snapshot = Arc::new(build_snapshot(&config, &overrides, 1)?);
+        let snapshot = Arc::new(build_snapshot(&config, &overrides, 1, None)?);
         let clock = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let (ack_tx, acks) = crossbeam_channel::unbounded();
@@ -347,8 +361,13 @@ impl Engine {
 
     /// Reads, validates and applies the config file the engine was started from.
     pub fn reload_file(&mut self) -> Result<ReloadReport, ReloadError> {
+        let t0 = Instant::now();
         let config = Config::load(&self.config.path).map_err(ReloadError::Config)?;
-        self.reload(config)
+        let load = t0.elapsed();
+        let mut report = self.reload(config)?;
+        report.load = load;
+        self.last_reload = Some(report);
+        Ok(report)
     }
 
     /// Applies `config` (validated): builds its snapshot with the overrides, swaps it into
@@ -360,7 +379,7 @@ impl Engine {
     fn apply(&mut self, config: Config, overrides: Overrides) -> Result<ReloadReport, ReloadError> {
         let generation = self.generation + 1;
         let t0 = Instant::now();
-        let snapshot = Arc::new(build_snapshot(&config, &overrides, generation)?);
+        let snapshot = Arc::new(build_snapshot(&config, &overrides, generation, Some(&self.snapshot))?);
         let build = t0.elapsed();
         self.config = config;
         self.overrides = overrides;
@@ -392,7 +411,7 @@ impl Engine {
                 }
             }
         }
-        let report = ReloadReport { generation, build, swap: t1.elapsed() };
+        let report = ReloadReport { generation, load: Duration::ZERO, build, swap: t1.elapsed() };
         self.reloads += 1;
         self.last_reload = Some(report);
         Ok(report)
@@ -488,6 +507,7 @@ impl Engine {
                     core: w.stats.core.get().checked_sub(1).map(|c| c as usize),
                     generation: w.stats.generation.get(),
                     busy_percent: (busy * 100.0 / all).min(100.0),
+                    last_swap: Duration::from_nanos(w.stats.last_swap_ns.get()),
                     counters,
                     polls: (w.stats.polls.get(), w.stats.empty_polls.get()),
                 }

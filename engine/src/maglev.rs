@@ -259,7 +259,8 @@ pub fn is_sparse(m: u32, backends: usize) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ring {
     backends: Box<[Backend]>,
-    slots: Box<[u16]>,
+    /// Shared: a snapshot that keeps a pool unchanged keeps its ring without a copy.
+    slots: std::sync::Arc<[u16]>,
     size: u32,
     /// Lemire's `ceil(2^64 / M)`, for an exact `hash mod M` without a division.
     reciprocal: u64,
@@ -299,7 +300,7 @@ impl Ring {
         let slots = populate(&sorted, seed, m, w_max);
         Ok(Ring {
             backends: sorted.into_boxed_slice(),
-            slots,
+            slots: slots.into(),
             size: m,
             reciprocal: u64::MAX / u64::from(m) + 1,
         })
@@ -617,7 +618,7 @@ mod tests {
         for &m in TABLE_SIZES {
             let ring = Ring {
                 backends: Box::new([]),
-                slots: Box::new([]),
+                slots: std::sync::Arc::new([]),
                 size: m,
                 reciprocal: u64::MAX / u64::from(m) + 1,
             };

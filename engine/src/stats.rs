@@ -125,6 +125,9 @@ pub struct WorkerStats {
     pub empty_polls: Counter,
     /// Live entries in the flow table at the last count.
     pub live_flows: Counter,
+    /// Nanoseconds the last update took the worker: swapping snapshot and counters in,
+    /// publishing, acknowledging.
+    pub last_swap_ns: Counter,
     /// The core the worker is pinned to, plus one (0: not pinned).
     pub core: Counter,
 }

@@ -431,12 +431,29 @@ pub struct Snapshot {
     vip_addrs: hashbrown::HashSet<IpAddr>,
     vips: Vec<Vip>,
     pools: Vec<Pool>,
+    /// Each pool's backend set as configured, sorted: what [`Snapshot::build_from`] matches.
+    pool_specs: Vec<Vec<BackendSpec>>,
+    table_size: u32,
     traffic_slots: usize,
 }
 
 impl Snapshot {
     /// Builds the snapshot: one pool (and ring) per distinct backend set.
     pub fn build(spec: &SnapshotSpec) -> Result<Snapshot, TableError> {
+        Snapshot::build_from(spec, None)
+    }
+
+    /// Builds the snapshot, taking from `previous` every pool whose backend set (weights
+    /// and states included), hash seed and table size are unchanged, rather than building
+    /// its ring again: a reload that changes a few VIPs builds a few rings. The result is
+    /// the same as [`Snapshot::build`]'s.
+    pub fn build_from(spec: &SnapshotSpec, previous: Option<&Snapshot>) -> Result<Snapshot, TableError> {
+        let reusable: HashMap<&[BackendSpec], usize> = match previous {
+            Some(p) if p.hash_seed == spec.hash_seed && p.table_size == spec.table_size => {
+                p.pool_specs.iter().enumerate().map(|(i, s)| (s.as_slice(), i)).collect()
+            }
+            _ => HashMap::new(),
+        };
         let mut subnets_v4 = Lpm::default();
         let mut subnets_v6 = Lpm::default();
         for (i, &(addr, len)) in spec.subnets.iter().enumerate() {
@@ -451,6 +468,7 @@ impl Snapshot {
         let mut vips = Vec::with_capacity(spec.vips.len());
         let mut vip_map: FastMap<VipKey, u32> = FastMap::default();
         let mut traffic_slots = 0usize;
+        let mut pool_specs: Vec<Vec<BackendSpec>> = Vec::new();
         for v in &spec.vips {
             let name = vip_name(v.addr, v.protocol, v.port);
             let mut set = v.backends.clone();
@@ -459,10 +477,15 @@ impl Snapshot {
                 Some(&p) => p,
                 None => {
                     let p = pools.len() as u32;
-                    pools.push(build_pool(&set, spec.hash_seed, spec.table_size).map_err(|e| match e {
-                        PoolError::Maglev(source) => TableError::Maglev { vip: name.clone(), source },
-                        PoolError::Clash(a, b) => TableError::FingerprintClash(a, b),
-                    })?);
+                    let pool = match (reusable.get(set.as_slice()), previous) {
+                        (Some(&i), Some(prev)) => prev.pools[i].clone(),
+                        _ => build_pool(&set, spec.hash_seed, spec.table_size).map_err(|e| match e {
+                            PoolError::Maglev(source) => TableError::Maglev { vip: name.clone(), source },
+                            PoolError::Clash(a, b) => TableError::FingerprintClash(a, b),
+                        })?,
+                    };
+                    pools.push(pool);
+                    pool_specs.push(set.clone());
                     pool_index.insert(set, p);
                     p
                 }
@@ -524,8 +547,40 @@ impl Snapshot {
             vip_addrs,
             vips,
             pools,
+            pool_specs,
+            table_size: spec.table_size,
             traffic_slots,
         })
+    }
+
+    /// The heap memory the snapshot holds, in bytes (hash tables counted at their
+    /// capacity with one control byte per bucket; allocator overhead not included).
+    pub fn heap_bytes(&self) -> usize {
+        use core::mem::size_of;
+        fn map<K, V, S>(m: &HashMap<K, V, S>) -> usize {
+            m.capacity() * (size_of::<(K, V)>() + 1)
+        }
+        let lpm = |l: &Lpm| l.by_len.iter().map(|(_, m)| map(m)).sum::<usize>();
+        let pools: usize = self
+            .pools
+            .iter()
+            .map(|p| {
+                size_of::<Pool>()
+                    + core::mem::size_of_val(&*p.backends)
+                    + map(&p.by_fingerprint)
+                    + p.ring.as_ref().map_or(0, |r| {
+                        core::mem::size_of_val(r.slots()) + core::mem::size_of_val(r.backends())
+                    })
+            })
+            .sum();
+        lpm(&self.subnets_v4)
+            + lpm(&self.subnets_v6)
+            + (self.vip_map.slots.len() + self.addr_map.slots.len()) * size_of::<VipSlot>()
+            + self.addr_records.capacity() * size_of::<AddrRecord>()
+            + map(&self.fragment_map)
+            + self.vip_addrs.capacity() * (size_of::<IpAddr>() + 1)
+            + self.vips.capacity() * size_of::<Vip>()
+            + pools
     }
 
     /// How many (VIP, backend) traffic counters a worker keeps for this snapshot: one per
@@ -827,5 +882,29 @@ mod tests {
         assert_eq!(s.pools().len(), 1, "equal backend sets share one ring");
         let dup = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(80), Tcp)]);
         assert!(matches!(Snapshot::build(&dup), Err(TableError::DuplicateVip(_))));
+    }
+
+    #[test]
+    fn a_rebuild_takes_unchanged_rings_from_the_previous_snapshot() {
+        use VipProtocol::*;
+        let sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.11", Some(443), Tcp)]);
+        let old = Snapshot::build(&sp).unwrap();
+        let mut changed = sp.clone();
+        changed.vips[1].backends[0].weight += 1;
+        let new = Snapshot::build_from(&changed, Some(&old)).unwrap();
+        let fresh = Snapshot::build(&changed).unwrap();
+        let ring =
+            |s: &Snapshot, v: usize| s.pools()[s.vips()[v].pool as usize].ring().unwrap().slots().as_ptr();
+        assert_eq!(ring(&new, 0), ring(&old, 0), "the unchanged pool's ring is shared");
+        assert_ne!(ring(&new, 1), ring(&old, 1), "the changed pool's ring is new");
+        for v in 0..2 {
+            let slots = |s: &Snapshot| s.pools()[s.vips()[v].pool as usize].ring().unwrap().slots().to_vec();
+            assert_eq!(slots(&new), slots(&fresh), "the same tables as a build from scratch");
+        }
+        // Another seed: nothing can be taken over.
+        let mut reseeded = sp.clone();
+        reseeded.hash_seed ^= 1;
+        let other = Snapshot::build_from(&reseeded, Some(&old)).unwrap();
+        assert_ne!(ring(&other, 0), ring(&old, 0));
     }
 }

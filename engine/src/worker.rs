@@ -300,12 +300,14 @@ impl Worker {
     fn take(&mut self, command: Command, acks: &Sender<Ack>) {
         match command {
             Command::Update(update) => {
+                let t0 = Instant::now();
                 let generation = update.snapshot.generation();
                 self.pipeline.set_traffic(Arc::clone(&update.traffic));
                 let retired = std::mem::replace(&mut self.current, update);
                 self.stats.generation.set(generation);
                 self.stats.publish(self.pipeline.counters());
                 let _ = acks.send(Ack { worker: self.options.id, generation, retired });
+                self.stats.last_swap_ns.set(t0.elapsed().as_nanos() as u64);
             }
             Command::CountFlows(reply) => {
                 let t = self.current.snapshot.timeouts();
