@@ -97,6 +97,21 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// The config at `path` and its snapshot, or the exit code after saying why not.
+fn load_snapshot(
+    cmd: &str,
+    path: &std::path::Path,
+) -> Result<(Config, vipgate_engine::table::Snapshot), ExitCode> {
+    let config = load(path)?;
+    match build::snapshot(&config, 1) {
+        Ok(s) => Ok((config, s)),
+        Err(e) => {
+            eprintln!("vipgate {cmd}: {}: {e}", path.display());
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
 fn check(path: &std::path::Path) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
@@ -123,16 +138,9 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run_replay(args: &vipgate_control::cli::ReplayArgs) -> ExitCode {
-    let config = match load(&args.config) {
-        Ok(c) => c,
+    let (config, snap) = match load_snapshot("replay", &args.config) {
+        Ok(x) => x,
         Err(code) => return code,
-    };
-    let snap = match build::snapshot(&config, 1) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vipgate replay: {}: {e}", args.config.display());
-            return ExitCode::from(1);
-        }
     };
     if args.workers == 0 || args.workers > 1024 {
         eprintln!("vipgate replay: --workers {} is out of range 1..=1024", args.workers);
@@ -228,16 +236,9 @@ fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
 
 fn run_table(args: &vipgate_control::cli::TableArgs) -> ExitCode {
     use vipgate_control::ctl;
-    let config = match load(&args.config) {
-        Ok(c) => c,
+    let (config, snap) = match load_snapshot("table", &args.config) {
+        Ok(x) => x,
         Err(code) => return code,
-    };
-    let snap = match build::snapshot(&config, 1) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vipgate table: {}: {e}", args.config.display());
-            return ExitCode::from(1);
-        }
     };
     let vips: Vec<usize> = match &args.vip {
         Some(v) => match ctl::find_vip(&snap, v) {

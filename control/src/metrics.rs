@@ -75,27 +75,23 @@ pub fn render(s: &Stats) -> String {
     for (vip, (_, b)) in &per_vip {
         let _ = writeln!(out, "vipgate_vip_bytes_total{{vip=\"{}\"}} {b}", label(vip));
     }
-    family(&mut out, "backend_packets_total", "counter", "Packets forwarded per VIP and backend.");
-    for t in &s.traffic {
-        let _ = writeln!(
-            out,
-            "vipgate_backend_packets_total{{vip=\"{}\",backend=\"{}\",state=\"{}\"}} {}",
-            label(&t.vip),
-            label(&t.backend),
-            t.state,
-            t.packets
-        );
-    }
-    family(&mut out, "backend_bytes_total", "counter", "Bytes forwarded (encapsulated) per VIP and backend.");
-    for t in &s.traffic {
-        let _ = writeln!(
-            out,
-            "vipgate_backend_bytes_total{{vip=\"{}\",backend=\"{}\",state=\"{}\"}} {}",
-            label(&t.vip),
-            label(&t.backend),
-            t.state,
-            t.bytes
-        );
+    type Field = fn(&crate::swap::BackendTraffic) -> u64;
+    let per_backend: [(&str, &str, Field); 2] = [
+        ("backend_packets_total", "Packets forwarded per VIP and backend.", |t| t.packets),
+        ("backend_bytes_total", "Bytes forwarded (encapsulated) per VIP and backend.", |t| t.bytes),
+    ];
+    for (name, help, value) in per_backend {
+        family(&mut out, name, "counter", help);
+        for t in &s.traffic {
+            let _ = writeln!(
+                out,
+                "vipgate_{name}{{vip=\"{}\",backend=\"{}\",state=\"{}\"}} {}",
+                label(&t.vip),
+                label(&t.backend),
+                t.state,
+                value(t)
+            );
+        }
     }
     family(&mut out, "backend_weight", "gauge", "Weight of each backend in the running config.");
     for t in &s.traffic {
