@@ -236,7 +236,7 @@ fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
 
 fn run_table(args: &vipgate_control::cli::TableArgs) -> ExitCode {
     use vipgate_control::ctl;
-    let (config, snap) = match load_snapshot("table", &args.config) {
+    let (_, snap) = match load_snapshot("table", &args.config) {
         Ok(x) => x,
         Err(code) => return code,
     };
