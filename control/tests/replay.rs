@@ -313,3 +313,66 @@ fn replay_says_when_the_port_mac_does_not_match_the_capture() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `vipgate run` with a pcap port sends what `vipgate replay` writes for the same capture
+/// and workers: the appliance and the offline tool are one engine.
+#[test]
+fn run_with_a_pcap_port_sends_what_replay_writes() {
+    let dir = tmp("run-pcap");
+    let input = dir.join("in.pcap");
+    let frames = traffic();
+    write_capture(&input, &frames);
+    let example = std::fs::read_to_string(example_config()).unwrap();
+    let config = example
+        .replace("workers = 1", "workers = 2\nidle_polls_before_sleep = 16")
+        .replace("driver = \"memory\"", "driver = \"pcap\"\ninput = \"in.pcap\"\noutput = \"out.pcap\"")
+        .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
+        .replace("metrics = \"127.0.0.1:9620\"\n", "");
+    assert_ne!(config, example);
+    let path = dir.join("vipgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = dir.join("ctl.sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = vipgate(&["ctl", "--json", "--socket", socket.to_str().unwrap(), "stats"]);
+        if out.status.success()
+            && json_number(&String::from_utf8_lossy(&out.stdout), "rx_packets") == frames.len() as u64
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the capture was not all received: {out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains(&format!("capture: {} frames read", frames.len())), "{report}");
+
+    let replayed = dir.join("replayed.pcap");
+    let r = vipgate(&[
+        "replay",
+        "--config",
+        example_config().to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        replayed.to_str().unwrap(),
+        "--workers",
+        "2",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let mut sent = read_capture(&dir.join("out.pcap"));
+    let mut expected = read_capture(&replayed);
+    assert!(expected.len() >= 600, "{}", expected.len());
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent, expected, "run and replay emit the same frames");
+    let _ = std::fs::remove_dir_all(&dir);
+}

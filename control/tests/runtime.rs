@@ -180,15 +180,18 @@ fn a_hundred_reloads_under_load_lose_nothing_and_move_only_the_removed_backends_
     assert_eq!(engine.reloads(), 100);
     traffic.stop.store(true, Ordering::Relaxed);
     let Traffic { sent, received, owners, threads, .. } = traffic;
-    threads.into_iter().next().unwrap().join().unwrap(); // the sender
-                                                         // Let the workers empty their rings, then stop them and take the rest.
+    let mut threads = threads.into_iter();
+    threads.next().unwrap().join().unwrap(); // the sender
+                                             // Let the workers empty their rings, then stop them, the receiver, and take the rest.
     while host.rx_pending() > 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(20));
     let (stats, _) = engine.stop();
+    threads.next().unwrap().join().unwrap(); // the receiver
     let mut tail = 0u64;
     host.recv(|_, _| tail += 1);
+    assert_eq!(host.free_buffers(), 2 * 2 * ports::RING_DEPTH, "every buffer is back: none leaked");
     let sent = sent.load(Ordering::Relaxed);
     let out = received.load(Ordering::Relaxed) + tail;
     let c = &stats.total;

@@ -117,6 +117,12 @@ impl MemoryHost {
         self.queues.iter().map(|r| r.rx.len()).sum()
     }
 
+    /// Empty buffers in the free rings: with nothing in flight, every buffer the port was
+    /// made with (`2 * depth` per queue).
+    pub fn free_buffers(&self) -> usize {
+        self.queues.iter().map(|r| r.free.len()).sum()
+    }
+
     /// How many queues.
     pub fn queues(&self) -> usize {
         self.queues.len()
