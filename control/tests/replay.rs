@@ -331,7 +331,7 @@ fn run_with_a_pcap_port_sends_what_replay_writes() {
     assert_ne!(config, example);
     let path = dir.join("vipgate.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
         .args(["run", "--config", path.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
