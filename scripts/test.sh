@@ -12,9 +12,9 @@ Runs, from the repository root:
   cargo fmt --all --check
   cargo clippy --workspace --all-targets --locked -- -D warnings
   cargo test --workspace --locked
-  shellcheck over scripts/*.sh and .ci/run
+  shellcheck -x over scripts/*.sh and .ci/run
 
-System packages that are missing (shellcheck, a C compiler, python3) are installed with apt-get when run as
+System packages that are missing (shellcheck, a C compiler, python3, jq) are installed with apt-get when run as
 root; otherwise the script names them and stops. Exits non-zero on the first failure.
 USAGE
 }
@@ -38,6 +38,7 @@ missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then
         echo "scripts/test.sh: missing packages: ${missing[*]}; install them or run as root" >&2
@@ -62,7 +63,7 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== shellcheck" >&2
-shellcheck scripts/*.sh .ci/run
+shellcheck -x scripts/*.sh .ci/run
 
 echo "== cargo test" >&2
 cargo test --workspace --locked

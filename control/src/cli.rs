@@ -52,6 +52,10 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Show a VIP's Maglev table, offline: slots per backend (--json: the whole ring).
     Table(TableArgs),
+    /// Change a backend's weight or state in the config file (comments and layout kept;
+    /// the result is validated before it replaces the file). A running appliance picks
+    /// the change up as it watches the file.
+    SetBackend(SetBackendArgs),
     /// Throughput harness: Mpps per core, ns and instructions per packet, latency
     /// percentiles.
     Bench {
@@ -98,6 +102,26 @@ pub struct TableArgs {
     /// Print JSON, with every slot's owner.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `vipgate set-backend`.
+#[derive(Debug, Args)]
+pub struct SetBackendArgs {
+    /// The TOML config file to change.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// The backend: ADDRESS, or ADDRESS:PORT where backends differ by port.
+    #[arg(value_name = "BACKEND")]
+    pub backend: String,
+    /// The new weight.
+    #[arg(long, value_name = "N")]
+    pub weight: Option<u32>,
+    /// The new state: active, draining or down.
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Only in the VIPs at this address (default: every VIP that lists the backend).
+    #[arg(long, value_name = "ADDRESS")]
+    pub vip: Option<std::net::IpAddr>,
 }
 
 /// Arguments of `vipgate replay`.
@@ -148,6 +172,7 @@ impl Command {
             Command::Diff { .. } => "diff",
             Command::Replay(_) => "replay",
             Command::Table(_) => "table",
+            Command::SetBackend(_) => "set-backend",
             Command::Bench { .. } => "bench",
             Command::Ctl(_) => "ctl",
         }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod ctl;
 pub mod demo;
 pub mod diff;
+pub mod edit;
 pub mod metrics;
 pub mod ports;
 pub mod replay;

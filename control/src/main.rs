@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         }
         Command::Ctl(args) => run_ctl(args),
         Command::Table(args) => run_table(args),
+        Command::SetBackend(args) => run_set_backend(args),
         Command::Check(args) => check(&args.config),
         Command::Replay(args) => run_replay(args),
         Command::Diff { old, new, json } => run_diff(old, new, *json),
@@ -260,4 +261,31 @@ fn run_table(args: &vipgate_control::cli::TableArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn run_set_backend(args: &vipgate_control::cli::SetBackendArgs) -> ExitCode {
+    use vipgate_control::edit::{set_backend_in_file, BackendChange};
+    use vipgate_control::swap::BackendSelector;
+    if args.weight.is_none() && args.state.is_none() {
+        eprintln!("vipgate set-backend: give --weight N, --state STATE or both");
+        return ExitCode::from(2);
+    }
+    let sel = match BackendSelector::parse(&args.backend) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vipgate set-backend: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let change = BackendChange { weight: args.weight, state: args.state.clone() };
+    match set_backend_in_file(&args.config, &sel, args.vip, &change) {
+        Ok(n) => {
+            println!("{}: {sel} changed in {n} place(s)", args.config.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vipgate set-backend: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
