@@ -44,13 +44,14 @@ pub fn run(path: &Path) -> Result<String, String> {
     let config = Config::load(path).map_err(|e| format!("{e}\n{}: nothing started", path.display()))?;
     let socket = config.control.socket.clone();
     let metrics = config.control.metrics;
+    // Signals first: once the socket answers, an operator may send SIGHUP at once.
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot take signals: {e}"))?;
     let listener = ctl::bind(&socket)?;
     let metrics_listener = match metrics {
         Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: {e}"))?),
         None => None,
     };
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
-        .map_err(|e| format!("cannot take signals: {e}"))?;
     let (queues, host) = ports::open(&config)?;
     let workers = queues.len();
     let mut engine = Engine::start(config, queues, EngineOptions::default()).map_err(|e| e.to_string())?;

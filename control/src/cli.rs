@@ -4,9 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Exit status of a subcommand that this build does not provide yet.
-pub const EXIT_NOT_BUILT: i32 = 2;
-
 /// vipgate: a poll-mode VIP gateway with Maglev consistent hashing.
 ///
 /// vipgate owns VIP subnets, picks a backend for every flow with Maglev consistent
@@ -56,13 +53,9 @@ pub enum Command {
     /// the result is validated before it replaces the file). A running appliance picks
     /// the change up as it watches the file.
     SetBackend(SetBackendArgs),
-    /// Throughput harness: Mpps per core, ns and instructions per packet, latency
-    /// percentiles.
-    Bench {
-        /// Options of the harness.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Throughput harness: Mpps, ns and TSC cycles per packet, latency percentiles, per
+    /// worker, on generated traffic through the engine (no NIC).
+    Bench(BenchArgs),
     /// Talk to a running appliance over its operator socket.
     ///
     /// Commands: status | stats | reload | drain BACKEND | undrain BACKEND |
@@ -124,6 +117,44 @@ pub struct SetBackendArgs {
     pub vip: Option<std::net::IpAddr>,
 }
 
+/// Arguments of `vipgate bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// 64b (60-byte frames of live flows), gateway (the synth 2G mix) or syn (a new flow
+    /// every packet).
+    #[arg(long, value_name = "NAME", default_value = "64b")]
+    pub workload: String,
+    /// Live flows in all (for syn: the flow tables' capacity).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub flows: u32,
+    /// VIPs.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub vips: u32,
+    /// Backends per VIP.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub backends: u32,
+    /// Worker threads (pinned from core 1 up).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workers: usize,
+    /// Seconds to measure each run.
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Exactly N packets per worker after warm-up, for instruction counts under callgrind
+    /// (the cost of a packet: the count with N less the count with 0, over N).
+    #[arg(long, value_name = "N")]
+    pub packets: Option<u64>,
+    /// Run at several sizes: flows (1k, 100k, 1M, 10M), vips (1, 100, 10k) or backends
+    /// (2, 100, 1000).
+    #[arg(long, value_name = "WHAT")]
+    pub sweep: Option<String>,
+    /// Print JSON (one object with every run) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// A saved --json result: show each run's ratios against it.
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
+}
+
 /// Arguments of `vipgate replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -173,7 +204,7 @@ impl Command {
             Command::Replay(_) => "replay",
             Command::Table(_) => "table",
             Command::SetBackend(_) => "set-backend",
-            Command::Bench { .. } => "bench",
+            Command::Bench(_) => "bench",
             Command::Ctl(_) => "ctl",
         }
     }

@@ -7,6 +7,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod appliance;
+pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod config;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use vipgate_control::cli::{Cli, Command, EXIT_NOT_BUILT};
+use vipgate_control::cli::{Cli, Command};
 use vipgate_control::config::Config;
 use vipgate_control::{build, diff, replay};
 use vipgate_engine::pipeline::PipelineOptions;
@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         }
         Command::Ctl(args) => run_ctl(args),
         Command::Table(args) => run_table(args),
+        Command::Bench(args) => run_bench(args),
         Command::SetBackend(args) => run_set_backend(args),
         Command::Check(args) => check(&args.config),
         Command::Replay(args) => run_replay(args),
@@ -77,14 +78,6 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        other => {
-            eprintln!(
-                "vipgate {}: not built yet in vipgate {}; this subcommand did nothing",
-                other.name(),
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(EXIT_NOT_BUILT as u8)
-        }
     }
 }
 
@@ -288,4 +281,85 @@ fn run_set_backend(args: &vipgate_control::cli::SetBackendArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
+    use std::io::{IsTerminal, Write};
+    use vipgate_control::bench::{self, BenchSpec, Workload};
+    let fail = |e: String| {
+        eprintln!("vipgate bench: {e}");
+        ExitCode::from(1)
+    };
+    let workload = match Workload::parse(&args.workload) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let base = BenchSpec {
+        workload,
+        flows: args.flows,
+        vips: args.vips,
+        backends: args.backends,
+        workers: args.workers,
+        seconds: args.seconds,
+        packets: args.packets,
+    };
+    let specs: Vec<BenchSpec> = match args.sweep.as_deref() {
+        None => vec![base],
+        Some("flows") => {
+            [1_000, 100_000, 1_000_000, 10_000_000].map(|flows| BenchSpec { flows, ..base }).to_vec()
+        }
+        Some("vips") => [1, 100, 10_000].map(|vips| BenchSpec { vips, ..base }).to_vec(),
+        Some("backends") => [2, 100, 1000].map(|backends| BenchSpec { backends, ..base }).to_vec(),
+        Some(other) => return fail(format!("--sweep {other}: one of flows, vips, backends")),
+    };
+    let baseline = match &args.compare {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) => Some(v),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let show_progress = std::io::stderr().is_terminal() && (args.seconds > 3.0 || specs.len() > 1);
+    let mut runs = Vec::new();
+    if !args.json {
+        println!("{}", bench::TABLE_HEADER);
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        let result = bench::run(spec, |share| {
+            if show_progress {
+                let done = (share * 30.0) as usize;
+                eprint!(
+                    "\r[{}{}] run {}/{} {:3.0}%",
+                    "#".repeat(done),
+                    " ".repeat(30 - done),
+                    i + 1,
+                    specs.len(),
+                    share * 100.0
+                );
+                let _ = std::io::stderr().flush();
+            }
+        });
+        if show_progress {
+            eprint!("\r{}\r", " ".repeat(60));
+        }
+        let results = match result {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        let run = bench::to_json(spec, &results);
+        if !args.json {
+            let b = baseline.as_ref().and_then(|b| bench::find_baseline(b, &run));
+            for row in bench::to_rows(&run, b) {
+                println!("{row}");
+            }
+        }
+        runs.push(run);
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "runs": runs }));
+    }
+    ExitCode::SUCCESS
 }

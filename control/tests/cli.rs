@@ -17,18 +17,6 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_exit_2() {
-    let cases: &[&[&str]] = &[&["bench"]];
-    for args in cases {
-        let out = vipgate(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains(&format!("vipgate {}: not built yet", args[0])), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
-    }
-}
-
-#[test]
 fn usage_errors_exit_2_with_a_message() {
     let out = vipgate(&["replay", "--config", "c.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -101,4 +89,64 @@ fn table_shows_slots_per_backend_and_the_whole_ring_as_json() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is more than one VIP"));
     let out = vipgate(&["table", "--config", e]);
     assert_eq!(String::from_utf8(out.stdout).unwrap().matches(" slots)").count(), 3);
+}
+
+#[test]
+fn bench_counts_exact_packets_sweeps_and_compares() {
+    let out = vipgate(&["bench", "--packets", "3200", "--flows", "1000", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &v["runs"][0];
+    assert_eq!(run["workload"], "64b");
+    let w = &run["workers"][0];
+    assert_eq!(w["packets"], 3200);
+    assert_eq!(w["forwarded"], 3200, "every 64b packet goes to a VIP: {w}");
+    assert!(w["mpps"].as_f64().unwrap() > 0.0 && w["ns_per_packet"].as_f64().unwrap() > 0.0);
+    let (p50, p999) = (w["latency_ns"]["p50"].as_u64().unwrap(), w["latency_ns"]["p99.9"].as_u64().unwrap());
+    assert!(p50 > 0 && p50 <= p999, "{w}");
+
+    let out = vipgate(&[
+        "bench",
+        "--packets",
+        "320",
+        "--flows",
+        "100",
+        "--sweep",
+        "backends",
+        "--workload",
+        "syn",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backends: Vec<u64> =
+        v["runs"].as_array().unwrap().iter().map(|r| r["backends"].as_u64().unwrap()).collect();
+    assert_eq!(backends, [2, 100, 1000]);
+
+    let dir = std::env::temp_dir().join(format!("vipgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let saved = dir.join("base.json");
+    let out = vipgate(&["bench", "--packets", "640", "--flows", "100", "--workload", "gateway", "--json"]);
+    std::fs::write(&saved, &out.stdout).unwrap();
+    let out = vipgate(&[
+        "bench",
+        "--packets",
+        "640",
+        "--flows",
+        "100",
+        "--workload",
+        "gateway",
+        "--compare",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway")), "{text}");
+
+    let out = vipgate(&["bench", "--workload", "jumbo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not one of 64b, gateway, syn"));
+    let out = vipgate(&["bench", "--flows", "20000000", "--packets", "32"]);
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,479 @@
+//! `vipgate bench`: the throughput harness.
+//!
+//! Each worker thread (pinned, from core 1 up where the machine has it) runs the engine's
+//! burst loop: load a burst of frames into the buffers (what a NIC's receive does; its
+//! time is measured apart, as the floor), run the pipeline, hand what is to be sent to the
+//! port (here: counted and dropped). The frames are written per packet from a compact
+//! description of the flow, so ten million live flows cost no memory for frames.
+//!
+//! Workloads:
+//! - `64b`: 60-byte frames (64 on the wire), TCP and UDP, random packets of `flows` live
+//!   flows (each flow sent once to warm the table before timing starts);
+//! - `gateway`: the synth driver's 2G-gateway mix (60–300 bytes, heartbeats, noise);
+//! - `syn`: a new flow every packet (TCP SYN from ever-new source ports), the table full.
+//!
+//! Measured per worker: packets, Mpps and nanoseconds per packet in the engine, TSC cycles
+//! per packet (x86_64), and the latency of a packet's time in the engine (its burst's
+//! processing time) as p50/p99/p99.9 from an HDR histogram.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use vipgate_engine::buf::PacketBuf;
+use vipgate_engine::maglev::BackendId;
+use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
+use vipgate_engine::port::synth::{Profile, SynthQueue, SynthSpec, Target};
+use vipgate_engine::port::Port;
+use vipgate_engine::table::{
+    BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
+    VipSpec,
+};
+use vipgate_engine::wire::{checksum, EthernetAddress};
+
+/// The workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// 64-byte frames of established flows.
+    Small,
+    /// The synth 2G-gateway mix.
+    Gateway,
+    /// A new flow every packet.
+    Syn,
+}
+
+impl Workload {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Small => "64b",
+            Workload::Gateway => "gateway",
+            Workload::Syn => "syn",
+        }
+    }
+
+    /// The workload called `s`.
+    pub fn parse(s: &str) -> Result<Workload, String> {
+        match s {
+            "64b" => Ok(Workload::Small),
+            "gateway" => Ok(Workload::Gateway),
+            "syn" => Ok(Workload::Syn),
+            other => Err(format!("workload \"{other}\" is not one of 64b, gateway, syn")),
+        }
+    }
+}
+
+/// One run's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchSpec {
+    /// What traffic.
+    pub workload: Workload,
+    /// Live flows (for `syn`: the flow table's capacity).
+    pub flows: u32,
+    /// VIPs.
+    pub vips: u32,
+    /// Backends per VIP.
+    pub backends: u32,
+    /// Worker threads.
+    pub workers: usize,
+    /// How long to measure, unless `packets` is given.
+    pub seconds: f64,
+    /// Exactly this many packets per worker after warm-up (for instruction counts).
+    pub packets: Option<u64>,
+}
+
+/// What one worker measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerResult {
+    /// Packets through the engine while timed.
+    pub packets: u64,
+    /// Nanoseconds in the pipeline.
+    pub engine_ns: u64,
+    /// Nanoseconds loading frames (the NIC's share, the floor).
+    pub load_ns: u64,
+    /// TSC cycles in the pipeline (0 where there is no TSC).
+    pub engine_cycles: u64,
+    /// Forwarded.
+    pub forwarded: u64,
+    /// Latency percentiles of a packet's time in the engine, nanoseconds: p50, p99, p99.9.
+    pub latency_ns: [u64; 3],
+}
+
+impl WorkerResult {
+    /// Millions of packets per second of engine time.
+    pub fn mpps(&self) -> f64 {
+        self.packets as f64 / self.engine_ns.max(1) as f64 * 1e3
+    }
+    /// Nanoseconds per packet in the engine.
+    pub fn ns_per_packet(&self) -> f64 {
+        self.engine_ns as f64 / self.packets.max(1) as f64
+    }
+    /// TSC cycles per packet.
+    pub fn cycles_per_packet(&self) -> f64 {
+        self.engine_cycles as f64 / self.packets.max(1) as f64
+    }
+}
+
+/// The burst size.
+const BURST: usize = 32;
+/// VIPs share this many backend sets (pools): distinct rings without a ring per VIP.
+const POOLS: u32 = 16;
+
+fn tsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC has no preconditions; it reads the time-stamp counter.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
+/// The VIP `v` of `n`: addresses 203.0.113.1..=250, then ports from 8000.
+fn vip_of(v: u32) -> (Ipv4Addr, u16) {
+    (Ipv4Addr::new(203, 0, 113, 1 + (v % 250) as u8), 8000 + (v / 250) as u16)
+}
+
+/// The bench's snapshot: `vips` UDP-or-TCP VIPs (even: UDP, odd: TCP) each with
+/// `backends` backends, IPIP, in [`POOLS`] pools.
+pub fn snapshot(vips: u32, backends: u32) -> Result<Snapshot, String> {
+    let vip_specs = (0..vips)
+        .map(|v| {
+            let (addr, port) = vip_of(v);
+            let pool = v % POOLS;
+            VipSpec {
+                addr: IpAddr::V4(addr),
+                port: Some(port),
+                protocol: if v % 2 == 0 { VipProtocol::Udp } else { VipProtocol::Tcp },
+                encap: Encap::Ipip,
+                backends: (0..backends)
+                    .map(|b| BackendSpec {
+                        id: BackendId {
+                            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1 + (b % 250) as u8)),
+                            port: Some(10_000 + (b / 250) as u16 * 16 + pool as u16),
+                        },
+                        weight: 100,
+                        state: BackendState::Active,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Snapshot::build(&SnapshotSpec {
+        generation: 1,
+        hash_seed: 24301,
+        table_size: 65537,
+        tunnel: Tunnel {
+            source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
+            source_v6: None,
+            mtu: 1500,
+            gue_port: 6080,
+        },
+        timeouts: Timeouts::default(),
+        interface: Interface {
+            mac: EthernetAddress(OUR_MAC),
+            next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))],
+        },
+        subnets: vec![(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24)],
+        vips: vip_specs,
+    })
+    .map_err(|e| e.to_string())
+}
+
+const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+/// The most distinct flows the bench writes: 200 gateway addresses x 64 000 ports.
+pub const MAX_FLOWS: u32 = 200 * 64_000;
+
+/// Writes the 60-byte frame of flow `i` (of `vips` VIPs) into `buf`: from carrier gateway
+/// 198.51.100.(i mod 200) port 1024 + i / 200 to the flow's VIP; TCP ACK (SYN with `syn`)
+/// or UDP, as the VIP takes. Flows are distinct up to [`MAX_FLOWS`].
+fn write_small(buf: &mut PacketBuf, i: u32, vips: u32, syn: bool) {
+    let v = i.wrapping_mul(0x9e37_79b9) % vips;
+    let (dst, dport) = vip_of(v);
+    let udp = v % 2 == 0;
+    let src = Ipv4Addr::new(198, 51, 100, (i % 200) as u8);
+    let sport = (1024 + (i / 200) % 64_000) as u16;
+    let mut f = [0u8; 60];
+    f[..6].copy_from_slice(&OUR_MAC);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xfe]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let total: u16 = if udp { 20 + 8 + 18 } else { 20 + 20 };
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[20] = 0x40;
+    f[22] = 60;
+    f[23] = if udp { 17 } else { 6 };
+    f[26..30].copy_from_slice(&src.octets());
+    f[30..34].copy_from_slice(&dst.octets());
+    let ck = !checksum::data(&f[14..34]);
+    f[24..26].copy_from_slice(&ck.to_be_bytes());
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
+    if udp {
+        f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    } else {
+        f[46] = 0x50;
+        f[47] = if syn { 0x02 } else { 0x10 };
+    }
+    let _ = buf.set_frame(&f);
+}
+
+/// A worker's source of frames.
+enum Source {
+    Small { vips: u32, flows: u32, rng: u64 },
+    Syn { vips: u32, next: u32 },
+    Gateway(Box<SynthQueue>),
+}
+
+impl Source {
+    fn load(&mut self, bufs: &mut [PacketBuf]) {
+        match self {
+            Source::Small { vips, flows, rng } => {
+                for b in bufs.iter_mut() {
+                    *rng ^= *rng << 13;
+                    *rng ^= *rng >> 7;
+                    *rng ^= *rng << 17;
+                    let i = (((*rng >> 32) * u64::from(*flows)) >> 32) as u32;
+                    write_small(b, i, *vips, false);
+                }
+            }
+            Source::Syn { vips, next } => {
+                for b in bufs.iter_mut() {
+                    write_small(b, *next, *vips, true);
+                    *next = next.wrapping_add(1);
+                }
+            }
+            Source::Gateway(q) => {
+                let n = q.rx_burst(bufs);
+                debug_assert_eq!(n, bufs.len());
+            }
+        }
+    }
+}
+
+/// Runs one worker's share: warm-up, then the timed loop. `progress` counts packets.
+fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &AtomicU64) -> WorkerResult {
+    let per_worker_flows = (spec.flows / spec.workers as u32).max(1);
+    let capacity = match spec.workload {
+        Workload::Syn => per_worker_flows as usize,
+        _ => (2 * per_worker_flows as usize).max(1024),
+    };
+    let mut pipeline =
+        Pipeline::new(PipelineOptions { flow_capacity: capacity, ..PipelineOptions::default() });
+    let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    let mut verdicts = vec![Verdict::Forward; BURST];
+    let base = worker as u32 * per_worker_flows;
+    let mut source = match spec.workload {
+        Workload::Small => Source::Small {
+            vips: spec.vips,
+            flows: per_worker_flows,
+            rng: 0x2545_f491_4f6c_dd1d ^ worker as u64,
+        },
+        Workload::Syn => Source::Syn { vips: spec.vips, next: base },
+        Workload::Gateway => {
+            let targets = (0..spec.vips.min(1000))
+                .map(|v| {
+                    let (a, p) = vip_of(v);
+                    Target { addr: IpAddr::V4(a), protocol: if v % 2 == 0 { 17 } else { 6 }, port: Some(p) }
+                })
+                .collect();
+            let synth = SynthSpec {
+                targets,
+                unused_in_subnet: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 251))),
+                profile: Profile::Gateway2g,
+                flows_per_gateway: (per_worker_flows as usize / vipgate_engine::port::synth::GATEWAYS).max(1),
+                ..SynthSpec::default()
+            };
+            Source::Gateway(Box::new(SynthQueue::new(synth, worker, spec.workers)))
+        }
+    };
+    let mut now: u64 = 1_000_000_000;
+    // Warm-up: every flow once (64b), or a second of the mix.
+    match spec.workload {
+        Workload::Small => {
+            for start in (0..per_worker_flows).step_by(BURST) {
+                let n = (per_worker_flows - start).min(BURST as u32) as usize;
+                for (k, b) in bufs[..n].iter_mut().enumerate() {
+                    write_small(b, start + k as u32, spec.vips, false);
+                }
+                pipeline.process(snap, now, &mut bufs[..n], &mut verdicts[..n]);
+            }
+        }
+        Workload::Gateway => {
+            for _ in 0..(u64::from(per_worker_flows) * 4 / BURST as u64).max(1000) {
+                source.load(&mut bufs);
+                pipeline.process(snap, now, &mut bufs, &mut verdicts);
+            }
+        }
+        Workload::Syn => {}
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let (mut packets, mut engine_ns, mut load_ns, mut cycles, mut forwarded) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut extra: Vec<PacketBuf> = Vec::with_capacity(2 * vipgate_engine::pipeline::MAX_BURST);
+    let started = Instant::now();
+    let deadline = Duration::from_secs_f64(spec.seconds);
+    loop {
+        if let Some(limit) = spec.packets {
+            if packets >= limit {
+                break;
+            }
+        } else if packets % (BURST as u64 * 256) == 0 && started.elapsed() >= deadline {
+            break;
+        }
+        let t0 = Instant::now();
+        source.load(&mut bufs);
+        let t1 = Instant::now();
+        let c0 = tsc();
+        // 2 µs of clock per burst: flows stay live (timeouts are minutes).
+        now += 2_000;
+        pipeline.process(snap, now, &mut bufs, &mut verdicts);
+        let c1 = tsc();
+        let t2 = Instant::now();
+        extra.extend(pipeline.take_extra().map(|(_, b)| b));
+        for b in extra.drain(..) {
+            pipeline.recycle(b);
+        }
+        let burst_ns = (t2 - t1).as_nanos() as u64;
+        load_ns += (t1 - t0).as_nanos() as u64;
+        engine_ns += burst_ns;
+        cycles += c1.wrapping_sub(c0);
+        packets += BURST as u64;
+        forwarded += verdicts.iter().filter(|v| **v == Verdict::Forward).count() as u64;
+        let _ = hist.record_n(burst_ns.max(1), BURST as u64);
+        progress.fetch_add(BURST as u64, Ordering::Relaxed);
+    }
+    WorkerResult {
+        packets,
+        engine_ns,
+        load_ns,
+        engine_cycles: cycles,
+        forwarded,
+        latency_ns: [
+            hist.value_at_quantile(0.5),
+            hist.value_at_quantile(0.99),
+            hist.value_at_quantile(0.999),
+        ],
+    }
+}
+
+/// Runs `spec`: one thread per worker, pinned from core 1 up when the machine has the
+/// cores (core 0 left to the rest). `on_progress` is called about every 200 ms with the
+/// share done (0.0..=1.0).
+pub fn run(spec: &BenchSpec, mut on_progress: impl FnMut(f64)) -> Result<Vec<WorkerResult>, String> {
+    if spec.vips == 0 || spec.backends == 0 || spec.flows == 0 || spec.workers == 0 {
+        return Err("--vips, --backends, --flows and --workers must be at least 1".into());
+    }
+    if spec.flows > MAX_FLOWS {
+        return Err(format!(
+            "--flows {} is more than the {MAX_FLOWS} distinct flows this bench writes",
+            spec.flows
+        ));
+    }
+    if spec.vips > 250 * 4000 {
+        return Err(format!("--vips {} is more than this bench generates (1000000)", spec.vips));
+    }
+    if spec.backends > 4000 {
+        return Err(format!("--backends {} is above the engine's limit per pool", spec.backends));
+    }
+    let snap = Arc::new(snapshot(spec.vips, spec.backends)?);
+    let progress = Arc::new(AtomicU64::new(0));
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let handles: Vec<_> = (0..spec.workers)
+        .map(|w| {
+            let (snap, progress, spec) = (Arc::clone(&snap), Arc::clone(&progress), *spec);
+            let core = cores.get((w + 1) % cores.len().max(1)).copied();
+            std::thread::Builder::new()
+                .name(format!("vipgate-bench{w}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    run_worker(&spec, w, &snap, &progress)
+                })
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(200));
+        let share = match spec.packets {
+            Some(p) => progress.load(Ordering::Relaxed) as f64 / (p as f64 * spec.workers as f64).max(1.0),
+            None => started.elapsed().as_secs_f64() / spec.seconds.max(1e-3),
+        };
+        on_progress(share.min(1.0));
+    }
+    handles.into_iter().map(|h| h.join().map_err(|_| "a bench worker panicked".to_string())).collect()
+}
+
+/// A run as JSON.
+pub fn to_json(spec: &BenchSpec, results: &[WorkerResult]) -> Value {
+    json!({
+        "workload": spec.workload.name(),
+        "flows": spec.flows,
+        "vips": spec.vips,
+        "backends": spec.backends,
+        "workers": results.iter().map(|r| json!({
+            "packets": r.packets,
+            "mpps": (r.mpps() * 1000.0).round() / 1000.0,
+            "ns_per_packet": (r.ns_per_packet() * 10.0).round() / 10.0,
+            "cycles_per_packet": (r.cycles_per_packet() * 10.0).round() / 10.0,
+            "load_ns_per_packet": (r.load_ns as f64 / r.packets.max(1) as f64 * 10.0).round() / 10.0,
+            "forwarded": r.forwarded,
+            "latency_ns": { "p50": r.latency_ns[0], "p99": r.latency_ns[1], "p99.9": r.latency_ns[2] },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The header of the table.
+pub const TABLE_HEADER: &str =
+    "workload   flows      VIPs  backends worker    packets    Mpps  ns/pkt  cycles/pkt  p50 ns  p99 ns  p99.9 ns  floor ns/pkt\n\
+     (ns, cycles: in the engine per packet; p50..p99.9: a packet's time in the engine, its burst's; floor: writing the frames, the NIC's share)";
+
+/// Table rows of a run (one per worker), with ratios to `baseline` (the same run from
+/// `--compare`) appended where given.
+pub fn to_rows(run: &Value, baseline: Option<&Value>) -> Vec<String> {
+    let mut rows = Vec::new();
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    for (i, w) in run["workers"].as_array().into_iter().flatten().enumerate() {
+        let mut row = format!(
+            "{:<10} {:<10} {:<5} {:<8} {:<6} {:>10} {:>7.2} {:>7.1} {:>11.1} {:>7} {:>7} {:>9} {:>13.1}",
+            run["workload"].as_str().unwrap_or(""),
+            run["flows"].to_string(),
+            run["vips"].to_string(),
+            run["backends"].to_string(),
+            i,
+            w["packets"].to_string(),
+            f(&w["mpps"]),
+            f(&w["ns_per_packet"]),
+            f(&w["cycles_per_packet"]),
+            w["latency_ns"]["p50"].to_string(),
+            w["latency_ns"]["p99"].to_string(),
+            w["latency_ns"]["p99.9"].to_string(),
+            f(&w["load_ns_per_packet"]),
+        );
+        if let Some(b) = baseline.and_then(|b| b["workers"].get(i)) {
+            row.push_str(&format!(
+                "   Mpps x{:.2}  ns/pkt x{:.2} vs baseline",
+                f(&w["mpps"]) / f(&b["mpps"]).max(1e-9),
+                f(&w["ns_per_packet"]) / f(&b["ns_per_packet"]).max(1e-9)
+            ));
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// The run of `baseline` (a saved `--json` output) with the same workload and sizes.
+pub fn find_baseline<'a>(baseline: &'a Value, run: &Value) -> Option<&'a Value> {
+    baseline["runs"]
+        .as_array()?
+        .iter()
+        .find(|b| ["workload", "flows", "vips", "backends"].iter().all(|k| b[*k] == run[*k]))
+}
