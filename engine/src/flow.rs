@@ -210,7 +210,17 @@ pub struct FlowTable {
     entries: Box<[Entry]>,
     mask: usize,
     keys: (u64, u64),
+    /// How often displacement failed lately (0..=[`PRESSURE_MAX`]). Each attempt costs a
+    /// cache miss per flow it tries to move; in a table full of live flows (a flood of new
+    /// flows) every attempt fails, so past [`PRESSURE_SKIP`] only one insert in
+    /// [`RETRY_EVERY`] tries, to notice when room comes back.
+    pressure: u8,
+    inserts: u32,
 }
+
+const PRESSURE_MAX: u8 = 16;
+const PRESSURE_SKIP: u8 = 8;
+const RETRY_EVERY: u32 = 64;
 
 impl core::fmt::Debug for FlowTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -239,7 +249,7 @@ impl FlowTable {
         // and with 4 KiB pages nearly every lookup would also miss the TLB.
         advise_huge_pages(entries.as_mut_ptr().cast(), n * core::mem::size_of::<Entry>());
         entries.resize(n, Entry::default());
-        FlowTable { entries: entries.into_boxed_slice(), mask: n - 1, keys }
+        FlowTable { entries: entries.into_boxed_slice(), mask: n - 1, keys, pressure: 0, inserts: 0 }
     }
 
     /// How many entries the table has.
@@ -295,11 +305,14 @@ impl FlowTable {
         None
     }
 
-    /// Hints the CPU to fetch the first entries of `hash`'s windows.
+    /// Hints the CPU to fetch `hash`'s windows: every entry of both, one cache line each.
+    /// A lookup that misses reads all of them, and so does an insert.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         for home in self.homes(hash) {
-            prefetch_read(&self.entries[home]);
+            for e in self.entries.get(home..home + WINDOW).unwrap_or_default() {
+                prefetch_read(e);
+            }
         }
     }
 
@@ -390,8 +403,13 @@ impl FlowTable {
             }
         }
         let mut free = own.or(if free[1].0 > free[0].0 { free[1].1 } else { free[0].1.or(free[1].1) });
-        if free.is_none() {
+        self.inserts = self.inserts.wrapping_add(1);
+        if free.is_none() && (self.pressure < PRESSURE_SKIP || self.inserts % RETRY_EVERY == 0) {
             free = self.displace(homes[0], now, timeouts).or_else(|| self.displace(homes[1], now, timeouts));
+            self.pressure = match free {
+                Some(_) => self.pressure.saturating_sub(2),
+                None => (self.pressure + 1).min(PRESSURE_MAX),
+            };
         }
         let (i, result) = match free {
             Some(i) => (i, Inserted::Fresh),
@@ -480,8 +498,9 @@ fn mum(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
+/// Hints the CPU to fetch the cache line of `p`.
 #[inline(always)]
-fn prefetch_read<T>(p: &T) {
+pub(crate) fn prefetch_read<T>(p: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint with no effect on memory; any address is allowed.
     unsafe {
