@@ -500,7 +500,7 @@ fn mum(a: u64, b: u64) -> u64 {
 
 /// Hints the CPU to fetch the cache line of `p`.
 #[inline(always)]
-pub(crate) fn prefetch_read<T>(p: &T) {
+fn prefetch_read<T>(p: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint with no effect on memory; any address is allowed.
     unsafe {

@@ -328,14 +328,6 @@ impl Ring {
         ((u128::from(low) * u128::from(self.size)) >> 64) as usize
     }
 
-    /// Hints the CPU to fetch the slot of `hash`, ahead of [`Ring::lookup`].
-    #[inline(always)]
-    pub fn prefetch(&self, hash: u32) {
-        if let Some(slot) = self.slots.get(self.slot_of(hash)) {
-            crate::flow::prefetch_read(slot);
-        }
-    }
-
     /// The index (into [`Ring::backends`]) of the backend that owns `hash`:
     /// `ring[hash mod M]`.
     #[inline(always)]

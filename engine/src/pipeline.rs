@@ -387,30 +387,6 @@ pub struct Pipeline {
     /// Per packet of the last burst (modulo [`MAX_BURST`]), the traffic slot and bytes it
     /// was counted in, to take back what the port refuses.
     burst_traffic: [(u32, u32); MAX_BURST],
-    /// What the second pass found for each pending packet.
-    resolved: [Resolved; MAX_BURST],
-    /// A flow was inserted during this burst's third pass.
-    inserted_in_burst: bool,
-}
-
-/// A flow-table lookup's answer, before counting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Found {
-    /// A live entry whose backend (index in the pool) takes the flow.
-    Hit(u16),
-    /// A live entry whose backend is gone or down.
-    Moved,
-}
-
-/// What the second pass of a burst found for a packet, for the third.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolved {
-    /// Its flow's backend, by index in the pool (counted as a hit).
-    Hit(u16),
-    /// No live entry; the Maglev hash (its ring slot prefetched).
-    Miss(u32),
-    /// An entry whose backend is gone or down; the Maglev hash.
-    Moved(u32),
 }
 
 impl core::fmt::Debug for Pipeline {
@@ -454,8 +430,6 @@ impl Pipeline {
             spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::with_capacity(SPARE_CAPACITY)).collect(),
             traffic: Arc::new(TrafficCounters::new(0, 0)),
             burst_traffic: [(u32::MAX, 0); MAX_BURST],
-            resolved: [Resolved::Miss(0); MAX_BURST],
-            inserted_in_burst: false,
         }
     }
 
@@ -520,12 +494,6 @@ impl Pipeline {
                     }
                 }
             }
-            for slot in 0..end - chunk_start {
-                if self.pending[slot].is_some() {
-                    self.resolve(snap, now, slot);
-                }
-            }
-            self.inserted_in_burst = false;
             for i in chunk_start..end {
                 if self.pending[i - chunk_start].is_some() {
                     self.current = i;
@@ -873,77 +841,6 @@ impl Pipeline {
         Step::Pending
     }
 
-    /// The flow's backend in the flow table, if it has a live entry: `Hit(index in the
-    /// pool)`, or `Moved` when that backend is gone or down. Counts nothing.
-    #[inline]
-    fn find_backend(
-        &mut self,
-        pool: &crate::table::Pool,
-        p: &ToVip,
-        now: u64,
-        timeouts: &IdleTimeouts,
-        generation_tag: u32,
-    ) -> Option<Found> {
-        let class = if p.icmp_error { None } else { Some(p.class) };
-        let hit = self.flows.lookup_hinted(&p.key, p.hash, now, timeouts, class)?;
-        let hinted_index = (hit.hint & 0xffff) as u16;
-        let hinted = (hit.hint & 0xffff_0000 == generation_tag)
-            .then(|| pool.backends().get(usize::from(hinted_index)))
-            .flatten()
-            .filter(|b| b.fingerprint == hit.backend);
-        let found = match hinted {
-            Some(b) => Some((hinted_index, b)),
-            None => pool.by_fingerprint(hit.backend).inspect(|&(i, _)| {
-                self.flows.set_hint(hit.slot, generation_tag | u32::from(i));
-            }),
-        };
-        Some(match found {
-            Some((i, b)) if b.state != BackendState::Down => Found::Hit(i),
-            _ => Found::Moved,
-        })
-    }
-
-    /// The Maglev flow hash of `key` under the snapshot's seed.
-    #[inline]
-    fn maglev_hash(snap: &Snapshot, k: &FlowKey) -> u32 {
-        maglev::flow_hash(
-            snap.hash_seed(),
-            k.src_addr(),
-            k.dst_addr(),
-            k.protocol(),
-            k.src_port(),
-            k.dst_port(),
-        )
-    }
-
-    /// The second pass over a burst: looks every pending packet's flow up (its window was
-    /// prefetched by the first pass) and, for a flow the table does not place, computes
-    /// the Maglev hash and prefetches the ring slot it will read, so that the third pass
-    /// finds both in the cache.
-    fn resolve(&mut self, snap: &Snapshot, now: u64, slot: usize) {
-        let Some(p) = self.pending[slot] else { return };
-        let vip = &snap.vips()[p.vip as usize];
-        let pool = &snap.pools()[vip.pool as usize];
-        let t = snap.timeouts();
-        let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
-        let generation_tag = (snap.generation() as u32 & 0xffff) << 16;
-        self.resolved[slot] = match self.find_backend(pool, &p, now, &timeouts, generation_tag) {
-            Some(Found::Hit(i)) => {
-                self.counters.flow_hits += 1;
-                Resolved::Hit(i)
-            }
-            other => {
-                let h = Self::maglev_hash(snap, &p.key);
-                pool.prefetch_pick(h);
-                if matches!(other, Some(Found::Moved)) {
-                    Resolved::Moved(h)
-                } else {
-                    Resolved::Miss(h)
-                }
-            }
-        };
-    }
-
     fn forward(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, slot: usize) -> Verdict {
         let Some(p) = self.pending[slot] else {
             return Verdict::Drop(DropReason::Malformed);
@@ -953,37 +850,45 @@ impl Pipeline {
         let pool = &snap.pools()[vip.pool as usize];
         let t = snap.timeouts();
         let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
+        let class = if p.icmp_error { None } else { Some(p.class) };
         // The hint remembers the backend's index in the snapshot that resolved it last:
         // (generation mod 2^16) << 16 | index. Within one snapshot it saves a map lookup.
         let generation_tag = (snap.generation() as u32 & 0xffff) << 16;
-        let (mut backend, mut flow_hash, mut moved) = match self.resolved[slot] {
-            Resolved::Hit(i) => (pool.backends().get(usize::from(i)).map(|b| (i, b)), None, false),
-            Resolved::Miss(h) => (None, Some(h), false),
-            Resolved::Moved(h) => (None, Some(h), true),
-        };
-        // An earlier packet of this burst may have opened (or moved) this flow since the
-        // second pass looked: look again, as packet-by-packet processing would have.
-        if backend.is_none() && self.inserted_in_burst {
-            match self.find_backend(pool, p, now, &timeouts, generation_tag) {
-                Some(Found::Hit(i)) => {
+        let mut backend: Option<(u16, &PoolBackend)> = None;
+        if let Some(hit) = self.flows.lookup_hinted(&p.key, p.hash, now, &timeouts, class) {
+            let hinted_index = (hit.hint & 0xffff) as u16;
+            let hinted = (hit.hint & 0xffff_0000 == generation_tag)
+                .then(|| pool.backends().get(usize::from(hinted_index)))
+                .flatten()
+                .filter(|b| b.fingerprint == hit.backend);
+            let found = match hinted {
+                Some(b) => Some((hinted_index, b)),
+                None => pool.by_fingerprint(hit.backend).inspect(|&(i, _)| {
+                    self.flows.set_hint(hit.slot, generation_tag | u32::from(i));
+                }),
+            };
+            match found {
+                Some(b) if b.1.state != BackendState::Down => {
                     self.counters.flow_hits += 1;
-                    backend = pool.backends().get(usize::from(i)).map(|b| (i, b));
-                    moved = false;
+                    backend = Some(b);
                 }
-                Some(Found::Moved) => moved = true,
-                None => {}
+                _ => self.counters.flow_moved += 1,
             }
-        }
-        if moved {
-            self.counters.flow_moved += 1;
         }
         // The Maglev flow hash: needed for a new flow, and for GUE's source port and the
         // outer IPv6 flow label.
+        let hash_of = |k: &FlowKey| {
+            maglev::flow_hash(
+                snap.hash_seed(),
+                k.src_addr(),
+                k.dst_addr(),
+                k.protocol(),
+                k.src_port(),
+                k.dst_port(),
+            )
+        };
         let needs_hash = backend.is_none_or(|(_, b)| vip.encap == Encap::Gue || b.id.addr.is_ipv6());
-        if needs_hash && flow_hash.is_none() {
-            flow_hash = Some(Self::maglev_hash(snap, &p.key));
-        }
-        let flow_hash = flow_hash.unwrap_or(0);
+        let flow_hash = if needs_hash { hash_of(&p.key) } else { 0 };
         let (index, backend) = match backend {
             Some((i, b)) => (i, *b),
             None => {
@@ -1003,7 +908,6 @@ impl Pipeline {
                         &timeouts,
                         p.class,
                     );
-                    self.inserted_in_burst = true;
                     if r == Inserted::Evicted {
                         self.counters.flow_table_full += 1;
                     }

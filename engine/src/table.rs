@@ -116,14 +116,6 @@ impl Pool {
         Some((i, &self.backends[usize::from(i)]))
     }
 
-    /// Hints the CPU to fetch the ring slot that [`Pool::pick`] will read for this hash.
-    #[inline]
-    pub fn prefetch_pick(&self, flow_hash: u32) {
-        if let Some(r) = &self.ring {
-            r.prefetch(flow_hash);
-        }
-    }
-
     /// The backend Maglev picks for a new flow with this hash, if any takes new flows.
     #[inline]
     pub fn pick(&self, flow_hash: u32) -> Option<(u16, &PoolBackend)> {
