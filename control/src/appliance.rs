@@ -14,6 +14,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
 use crate::ctl;
+use crate::health::{HealthState, ProbeResult, Prober, Target};
 use crate::ports::{self, PortHost};
 use crate::swap::{Engine, EngineOptions, ReloadError};
 
@@ -108,6 +109,62 @@ pub fn run(path: &Path) -> Result<String, String> {
     Ok(report)
 }
 
+/// The health checks of the running config: their state, and the probes.
+struct Health {
+    state: HealthState,
+    targets: Vec<Target>,
+    prober: Option<Prober>,
+    results: crossbeam_channel::Sender<ProbeResult>,
+}
+
+impl Health {
+    /// Follows the engine's config: probes what it asks for, and pushes the down set
+    /// again when targets went away.
+    fn follow(&mut self, engine: &mut Engine) {
+        let targets = self.state.set_config(engine.config());
+        if targets != self.targets {
+            if let Some(p) = self.prober.take() {
+                p.stop();
+            }
+            if !targets.is_empty() {
+                match Prober::start(targets.clone(), self.results.clone()) {
+                    Ok(p) => self.prober = Some(p),
+                    Err(e) => log::error!("health checks: cannot start the probes: {e}"),
+                }
+                log::info!("health checks: probing {} target(s)", targets.len());
+            }
+            self.targets = targets;
+        }
+        let down = self.state.down();
+        if down != engine.overrides().health_down {
+            log_reload("health", &engine.set_health_down(down));
+        }
+    }
+
+    fn take(&mut self, engine: &mut Engine, r: &ProbeResult) {
+        let Some(up) = self.state.take(r) else { return };
+        let pairs: Vec<String> = self
+            .state
+            .report()
+            .into_iter()
+            .find(|(t, _, _)| **t == r.target)
+            .map(|(_, _, p)| p.iter().map(|(v, b)| format!("{b} of {v}")).collect())
+            .unwrap_or_default();
+        match (&r.outcome, up) {
+            (_, true) => log::warn!("health: {} is up: {} back", r.target, pairs.join(", ")),
+            (Err(e), false) => log::warn!("health: {} is down ({e}): {} down", r.target, pairs.join(", ")),
+            (Ok(()), false) => {}
+        }
+        let before: Vec<String> = engine.alarms().to_vec();
+        log_reload("health", &engine.set_health_down(self.state.down()));
+        for a in engine.alarms() {
+            if !before.contains(a) {
+                log::error!("alarm: {a}");
+            }
+        }
+    }
+}
+
 fn control_loop(
     engine: &mut Engine,
     ctl_rx: &Receiver<ctl::Request>,
@@ -116,12 +173,21 @@ fn control_loop(
     path: &Path,
 ) {
     let mut stamp = file_stamp(path);
+    let (results, health_rx) = crossbeam_channel::unbounded();
+    let mut health = Health { state: HealthState::default(), targets: Vec::new(), prober: None, results };
+    health.follow(engine);
     loop {
+        let generation = engine.generation();
         select! {
+            recv(health_rx) -> r => {
+                if let Ok(r) = r {
+                    health.take(engine, &r);
+                }
+            }
             recv(ctl_rx) -> r => {
                 let Ok(r) = r else { continue };
                 let cmd = r.body.get("cmd").and_then(|c| c.as_str()).unwrap_or("").to_string();
-                let answer = ctl::handle(engine, &r.body);
+                let answer = ctl::handle(engine, Some(&health.state), &r.body);
                 if matches!(cmd.as_str(), "reload" | "drain" | "undrain" | "weight") {
                     let ok = answer["ok"].as_bool() == Some(true);
                     if ok {
@@ -135,7 +201,9 @@ fn control_loop(
             }
             recv(metrics_rx) -> r => {
                 if let Ok(reply) = r {
-                    let _ = reply.send(crate::metrics::render(&engine.stats()));
+                    let mut text = crate::metrics::render(&engine.stats());
+                    text.push_str(&crate::metrics::render_health(&health.state, engine.alarms()));
+                    let _ = reply.send(text);
                 }
             }
             recv(sig_rx) -> s => match s {
@@ -145,19 +213,26 @@ fn control_loop(
                 }
                 Ok(s) => {
                     log::info!("signal {s}: stopping");
-                    return;
+                    break;
                 }
-                Err(_) => return,
+                Err(_) => break,
             },
             default(WATCH_EVERY) => {}
         }
         engine.collect_acks();
+        if engine.generation() != generation {
+            health.follow(engine);
+        }
         let now = file_stamp(path);
         if now.is_some() && now != stamp {
             // Let a writer finish before reading.
             std::thread::sleep(Duration::from_millis(200));
             stamp = file_stamp(path);
             log_reload(&format!("{} changed", path.display()), &engine.reload_file());
+            health.follow(engine);
         }
+    }
+    if let Some(p) = health.prober.take() {
+        p.stop();
     }
 }

@@ -132,6 +132,22 @@ struct RawVip {
     protocol: Spanned<String>,
     encap: Spanned<String>,
     backends: Spanned<Vec<Spanned<RawBackend>>>,
+    health: Option<Spanned<RawHealth>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    kind: Spanned<String>,
+    port: Option<Spanned<i64>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rise: Option<Spanned<i64>>,
+    fall: Option<Spanned<i64>>,
+    path: Option<Spanned<String>>,
+    expect_status: Option<Spanned<i64>>,
+    send: Option<Spanned<String>>,
+    expect: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +310,46 @@ pub struct VipConfig {
     pub encap: Encap,
     /// Backends.
     pub backends: Vec<BackendConfig>,
+    /// How its backends are probed, if they are.
+    pub health: Option<HealthCheck>,
+}
+
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeKind {
+    /// A TCP connection is accepted.
+    Tcp,
+    /// `GET path` answers with this status.
+    Http {
+        /// The path asked for.
+        path: String,
+        /// The status expected.
+        status: u16,
+    },
+    /// A datagram sent gets a reply (equal to `expect` when given).
+    Udp {
+        /// What is sent.
+        send: String,
+        /// The reply expected, if any particular one.
+        expect: Option<String>,
+    },
+}
+
+/// `health = { ... }` of a VIP: how its backends are probed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HealthCheck {
+    /// What the probe does.
+    pub kind: ProbeKind,
+    /// The port probed; `None`: the backend's port, else the VIP's.
+    pub port: Option<u16>,
+    /// Between probes of one backend.
+    pub interval: Duration,
+    /// How long a probe may take.
+    pub timeout: Duration,
+    /// Successes in a row that bring a backend that is down back up.
+    pub rise: u32,
+    /// Failures in a row that take a backend down.
+    pub fall: u32,
 }
 
 /// A backend of a VIP.
@@ -377,6 +433,90 @@ fn int_at(r: &mut Report<'_>, v: &Spanned<i64>, what: &str, min: i64, max: i64) 
     } else {
         Some(n)
     }
+}
+
+fn health_at(
+    r: &mut Report<'_>,
+    h: &Spanned<RawHealth>,
+    vip_port: Option<u16>,
+    backends: &[BackendConfig],
+) -> Option<HealthCheck> {
+    let raw = h.get_ref();
+    let errors = r.errors.len();
+    let mut duration = |v: &Option<Spanned<String>>, default: Duration, what: &str| match v {
+        Some(s) => match parse_duration(s.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                r.at(s.span(), format!("{what} must be longer than 0"));
+                default
+            }
+            Err(msg) => {
+                r.at(s.span(), format!("{what}: {msg}"));
+                default
+            }
+        },
+        None => default,
+    };
+    let interval = duration(&raw.interval, Duration::from_secs(5), "interval");
+    let timeout = duration(&raw.timeout, Duration::from_secs(2), "timeout");
+    if timeout > interval {
+        if let Some(t) = &raw.timeout {
+            r.at(t.span(), "timeout is longer than interval: probes would overlap");
+        }
+    }
+    let rise = raw.rise.as_ref().and_then(|v| int_at(r, v, "rise", 1, 100)).unwrap_or(2) as u32;
+    let fall = raw.fall.as_ref().and_then(|v| int_at(r, v, "fall", 1, 100)).unwrap_or(3) as u32;
+    let port = raw.port.as_ref().and_then(|p| int_at(r, p, "port", 1, 65535)).map(|p| p as u16);
+    if port.is_none() && vip_port.is_none() && backends.iter().any(|b| b.id.port.is_none()) {
+        r.at(h.span(), "health needs a port: this VIP takes any port and a backend has none");
+    }
+    let only = |r: &mut Report<'_>, v: Option<Range<usize>>, name: &str, kind: &str| {
+        if let Some(span) = v {
+            r.at(span, format!("{name} is a key of {kind} health checks"));
+        }
+    };
+    let kind = match raw.kind.get_ref().as_str() {
+        "tcp" => {
+            only(r, raw.path.as_ref().map(|s| s.span()), "path", "http");
+            only(r, raw.expect_status.as_ref().map(|s| s.span()), "expect_status", "http");
+            only(r, raw.send.as_ref().map(|s| s.span()), "send", "udp");
+            only(r, raw.expect.as_ref().map(|s| s.span()), "expect", "udp");
+            ProbeKind::Tcp
+        }
+        "http" => {
+            only(r, raw.send.as_ref().map(|s| s.span()), "send", "udp");
+            only(r, raw.expect.as_ref().map(|s| s.span()), "expect", "udp");
+            let path = raw.path.as_ref().map_or_else(|| "/".to_string(), |p| p.get_ref().clone());
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                if let Some(p) = &raw.path {
+                    r.at(p.span(), format!("path \"{path}\" must start with / and hold no spaces"));
+                }
+            }
+            let status = raw
+                .expect_status
+                .as_ref()
+                .and_then(|v| int_at(r, v, "expect_status", 100, 599))
+                .unwrap_or(200) as u16;
+            ProbeKind::Http { path, status }
+        }
+        "udp" => {
+            only(r, raw.path.as_ref().map(|s| s.span()), "path", "http");
+            only(r, raw.expect_status.as_ref().map(|s| s.span()), "expect_status", "http");
+            let Some(send) = raw.send.as_ref() else {
+                r.at(h.span(), "a udp health check needs send = \"...\" (what to send)");
+                return None;
+            };
+            ProbeKind::Udp {
+                send: send.get_ref().clone(),
+                expect: raw.expect.as_ref().map(|e| e.get_ref().clone()),
+            }
+        }
+        other => {
+            r.at(raw.kind.span(), format!("health kind \"{other}\" is not one of tcp, http, udp"));
+            return None;
+        }
+    };
+    (r.errors.len() == errors).then_some(HealthCheck { kind, port, interval, timeout, rise, fall })
 }
 
 fn mac_at(r: &mut Report<'_>, v: &Spanned<String>, what: &str) -> EthernetAddress {
@@ -727,7 +867,8 @@ impl Config {
                     format!("{} backends; at most {}", backends.len(), maglev::MAX_BACKENDS),
                 );
             }
-            vips.push(VipConfig { addr, port, protocol, encap, backends });
+            let health = v.health.as_ref().and_then(|h| health_at(r, h, port, &backends));
+            vips.push(VipConfig { addr, port, protocol, encap, backends, health });
         }
         if let (Some(span), None) = (needs_v4, tunnel.source_v4) {
             r.at(span, "an IPv4 backend needs [tunnel] source_v4");

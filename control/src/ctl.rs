@@ -49,7 +49,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Answers `request` against `engine` (on the control thread).
-pub fn handle(engine: &mut Engine, request: &Value) -> Value {
+pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, request: &Value) -> Value {
     let Some(cmd) = request.get("cmd").and_then(Value::as_str) else {
         return error("a request is a JSON object with \"cmd\": status, stats, reload, drain, undrain, weight, table or flows");
     };
@@ -67,7 +67,7 @@ pub fn handle(engine: &mut Engine, request: &Value) -> Value {
         Err(e) => error(e.to_string()),
     };
     match cmd {
-        "status" => status(engine),
+        "status" => status(engine, health),
         "stats" => stats_json(&engine.stats()),
         "reload" => reloaded(engine.reload_file()),
         "drain" => match backend() {
@@ -97,9 +97,26 @@ pub fn handle(engine: &mut Engine, request: &Value) -> Value {
     }
 }
 
-fn status(engine: &Engine) -> Value {
+fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value {
     let s = engine.stats();
     let o = engine.overrides();
+    let health: Vec<Value> = health
+        .map(|h| {
+            h.report()
+                .into_iter()
+                .map(|(t, st, pairs)| {
+                    json!({
+                        "target": t.to_string(),
+                        "state": if st.up { "up" } else { "down" },
+                        "since_s": st.since.elapsed().as_secs(),
+                        "probes": st.probes,
+                        "last_error": st.last_error,
+                        "backends": pairs.iter().map(|(v, b)| json!({ "vip": v, "backend": b.to_string() })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     json!({
         "ok": true,
         "config": engine.config().path.display().to_string(),
@@ -117,6 +134,8 @@ fn status(engine: &Engine) -> Value {
             "last_swap_us": (w.last_swap.as_secs_f64() * 1e7).round() / 10.0,
             "rx_packets": w.counters.rx_packets,
         })).collect::<Vec<_>>(),
+        "health": health,
+        "alarms": engine.alarms(),
         "overrides": {
             "drained": o.drained.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "weights": o.weights.iter().map(|(b, w)| (b.to_string(), json!(w))).collect::<Map<String, Value>>(),
@@ -390,6 +409,18 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                 .filter_map(Value::as_str)
                 .collect();
             let weights = a["overrides"]["weights"].as_object();
+            for h in a["health"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "health: {} {} for {} s{}\n",
+                    h["target"].as_str().unwrap_or(""),
+                    h["state"].as_str().unwrap_or(""),
+                    u(&h["since_s"]),
+                    h["last_error"].as_str().map_or(String::new(), |e| format!(" (last failure: {e})"))
+                ));
+            }
+            for alarm in a["alarms"].as_array().into_iter().flatten() {
+                s.push_str(&format!("ALARM: {}\n", alarm.as_str().unwrap_or("")));
+            }
             if drained.is_empty() && weights.is_none_or(|w| w.is_empty()) {
                 s.push_str("overrides: none\n");
             } else {

@@ -15,6 +15,7 @@ pub mod ctl;
 pub mod demo;
 pub mod diff;
 pub mod edit;
+pub mod health;
 pub mod metrics;
 pub mod ports;
 pub mod replay;

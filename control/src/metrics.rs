@@ -150,3 +150,30 @@ fn answer(mut stream: TcpStream, requests: &Sender<Sender<String>>) {
         body.len()
     );
 }
+
+/// The exposition of the health checks: each (VIP, backend) pair's probe state, and the
+/// alarms in force.
+pub fn render_health(h: &crate::health::HealthState, alarms: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_backend_health 1 while the backend passes its health check, 0 while it is down."
+    );
+    let _ = writeln!(out, "# TYPE vipgate_backend_health gauge");
+    for (t, st, pairs) in h.report() {
+        for (vip, backend) in pairs {
+            let _ = writeln!(
+                out,
+                "vipgate_backend_health{{vip=\"{}\",backend=\"{}\",check=\"{}\"}} {}",
+                label(vip),
+                label(&backend.to_string()),
+                label(&t.to_string()),
+                u8::from(st.up)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP vipgate_alarms Alarms in force (a VIP failing open, ...).");
+    let _ = writeln!(out, "# TYPE vipgate_alarms gauge");
+    let _ = writeln!(out, "vipgate_alarms {}", alarms.len());
+    out
+}

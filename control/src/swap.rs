@@ -121,11 +121,50 @@ pub struct Overrides {
     pub drained: Vec<BackendSelector>,
     /// Backends with another weight than the config's.
     pub weights: BTreeMap<BackendSelector, u32>,
+    /// (VIP name, backend) pairs whose health check says down.
+    pub health_down: std::collections::BTreeSet<(String, BackendId)>,
 }
 
 impl Overrides {
     /// `config` with the overrides applied.
     pub fn apply(&self, config: &Config) -> Config {
+        self.apply_with_alarms(config).0
+    }
+
+    /// `config` with the overrides applied, and the alarms raised: a VIP whose every
+    /// backend that takes new flows fails its health check fails open (none of them is
+    /// taken down), rather than dropping all its traffic.
+    pub fn apply_with_alarms(&self, config: &Config) -> (Config, Vec<String>) {
+        let mut c = self.apply_operator(config);
+        let mut alarms = Vec::new();
+        if self.health_down.is_empty() {
+            return (c, alarms);
+        }
+        for v in &mut c.vips {
+            let name = vip_name(v.addr, v.protocol, v.port);
+            let down: Vec<usize> = (0..v.backends.len())
+                .filter(|&i| self.health_down.contains(&(name.clone(), v.backends[i].id)))
+                .collect();
+            if down.is_empty() {
+                continue;
+            }
+            let takes = |b: &crate::config::BackendConfig| b.state == BackendState::Active && b.weight > 0;
+            let had = v.backends.iter().filter(|b| takes(b)).count();
+            let left = v.backends.iter().enumerate().filter(|(i, b)| takes(b) && !down.contains(i)).count();
+            if had > 0 && left == 0 {
+                alarms.push(format!(
+                    "{name}: every backend that takes new flows fails its health check; failing open (they stay up)"
+                ));
+                continue;
+            }
+            for i in down {
+                v.backends[i].state = BackendState::Down;
+            }
+        }
+        (c, alarms)
+    }
+
+    fn apply_operator(&self, config: &Config) -> Config {
         let mut c = config.clone();
         for v in &mut c.vips {
             for b in &mut v.backends {
@@ -142,6 +181,10 @@ impl Overrides {
 
     fn is_empty(&self) -> bool {
         self.drained.is_empty() && self.weights.is_empty()
+    }
+
+    fn same_operator(&self, other: &Overrides) -> bool {
+        self.drained == other.drained && self.weights == other.weights
     }
 }
 
@@ -235,6 +278,7 @@ pub struct Engine {
     retired: BTreeMap<(String, String), (u64, u64)>,
     reloads: u64,
     last_reload: Option<ReloadReport>,
+    alarms: Vec<String>,
 }
 
 impl core::fmt::Debug for Engine {
@@ -248,14 +292,13 @@ impl core::fmt::Debug for Engine {
 
 fn build_snapshot(
     config: &Config,
-    overrides: &Overrides,
+    applied: &Config,
     generation: u64,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ReloadError> {
-    let applied = overrides.apply(config);
     match previous {
-        Some(p) => build::snapshot_from(&applied, generation, p),
-        None => build::snapshot(&applied, generation),
+        Some(p) => build::snapshot_from(applied, generation, p),
+        None => build::snapshot(applied, generation),
     }
     .map_err(|e| ReloadError::Build { path: config.path.display().to_string(), message: e.to_string() })
 }
@@ -269,7 +312,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, ReloadError> {
         let overrides = Overrides::default();
-        let snapshot = Arc::new(build_snapshot(&config, &overrides, 1, None)?);
+        let snapshot = Arc::new(build_snapshot(&config, &config, 1, None)?);
         let clock = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let (ack_tx, acks) = crossbeam_channel::unbounded();
@@ -321,6 +364,7 @@ impl Engine {
             retired: BTreeMap::new(),
             reloads: 0,
             last_reload: None,
+            alarms: Vec::new(),
         })
     }
 
@@ -379,10 +423,12 @@ impl Engine {
     fn apply(&mut self, config: Config, overrides: Overrides) -> Result<ReloadReport, ReloadError> {
         let generation = self.generation + 1;
         let t0 = Instant::now();
-        let snapshot = Arc::new(build_snapshot(&config, &overrides, generation, Some(&self.snapshot))?);
+        let (applied, alarms) = overrides.apply_with_alarms(&config);
+        let snapshot = Arc::new(build_snapshot(&config, &applied, generation, Some(&self.snapshot))?);
         let build = t0.elapsed();
         self.config = config;
         self.overrides = overrides;
+        self.alarms = alarms;
         self.generation = generation;
         self.snapshot = Arc::clone(&snapshot);
         let t1 = Instant::now();
@@ -468,7 +514,7 @@ impl Engine {
         let before = o.clone();
         o.drained.retain(|s| *s != sel);
         o.weights.remove(&sel);
-        if o == before {
+        if o.same_operator(&before) {
             return Err(ReloadError::Override(format!("{sel} has no override to undo")));
         }
         self.apply(self.config.clone(), o)
@@ -483,6 +529,22 @@ impl Engine {
         let mut o = self.overrides.clone();
         o.weights.insert(sel, weight);
         self.apply(self.config.clone(), o)
+    }
+
+    /// Takes a backend down (or back up) for the pairs its health check speaks for; a
+    /// VIP that would be left with no backend fails open (see [`Engine::alarms`]).
+    pub fn set_health_down(
+        &mut self,
+        down: std::collections::BTreeSet<(String, BackendId)>,
+    ) -> Result<ReloadReport, ReloadError> {
+        let mut o = self.overrides.clone();
+        o.health_down = down;
+        self.apply(self.config.clone(), o)
+    }
+
+    /// What is wrong now: VIPs failing open.
+    pub fn alarms(&self) -> &[String] {
+        &self.alarms
     }
 
     /// Whether there are overrides in force.
