@@ -14,8 +14,10 @@ Runs, from the repository root:
   cargo test --workspace --locked
   shellcheck -x over scripts/*.sh and .ci/run
 
-System packages that are missing (shellcheck, a C compiler, python3, jq) are installed with apt-get when run as
-root; otherwise the script names them and stops. Exits non-zero on the first failure.
+System packages that are missing (shellcheck, a C compiler, python3, jq, iproute2, bird2)
+are installed with apt-get when run as root; otherwise the script names them and stops.
+The network tests create and remove their own namespaces, so they need root. Exits
+non-zero on the first failure.
 USAGE
 }
 
@@ -39,6 +41,8 @@ command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v bird >/dev/null 2>&1 || missing+=(bird2)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then
         echo "scripts/test.sh: missing packages: ${missing[*]}; install them or run as root" >&2

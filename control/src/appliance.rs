@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{select, Receiver};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
+use crate::bgp::Announcer;
 use crate::config::Config;
 use crate::ctl;
 use crate::health::{HealthState, ProbeResult, Prober, Target};
@@ -176,6 +177,8 @@ fn control_loop(
     let (results, health_rx) = crossbeam_channel::unbounded();
     let mut health = Health { state: HealthState::default(), targets: Vec::new(), prober: None, results };
     health.follow(engine);
+    let mut fleet = Fleet { announcer: None, drained: false, progress: Vec::new() };
+    fleet.tick(engine);
     loop {
         let generation = engine.generation();
         select! {
@@ -187,7 +190,16 @@ fn control_loop(
             recv(ctl_rx) -> r => {
                 let Ok(r) = r else { continue };
                 let cmd = r.body.get("cmd").and_then(|c| c.as_str()).unwrap_or("").to_string();
-                let answer = ctl::handle(engine, Some(&health.state), &r.body);
+                let answer = match cmd.as_str() {
+                    "drain-appliance" | "undrain-appliance" => fleet.drain(engine, cmd == "drain-appliance"),
+                    _ => {
+                        let mut a = ctl::handle(engine, Some(&health.state), &r.body);
+                        if cmd == "status" {
+                            a["bgp"] = fleet.status();
+                        }
+                        a
+                    }
+                };
                 if matches!(cmd.as_str(), "reload" | "drain" | "undrain" | "weight") {
                     let ok = answer["ok"].as_bool() == Some(true);
                     if ok {
@@ -223,6 +235,7 @@ fn control_loop(
         if engine.generation() != generation {
             health.follow(engine);
         }
+        fleet.tick(engine);
         let now = file_stamp(path);
         if now.is_some() && now != stamp {
             // Let a writer finish before reading.
@@ -234,5 +247,70 @@ fn control_loop(
     }
     if let Some(p) = health.prober.take() {
         p.stop();
+    }
+    // Tell the routers first, so that they move the traffic before the workers stop.
+    if let Some(a) = fleet.announcer.as_mut() {
+        a.set(&engine.config().subnets, Some("vipgate is stopping"));
+    }
+}
+
+/// The appliance's place in the fleet: the routes it announces through BIRD, the
+/// operator's drain of the whole appliance, and the workers' progress.
+struct Fleet {
+    announcer: Option<Announcer>,
+    drained: bool,
+    /// Per worker: its poll count and when it last changed.
+    progress: Vec<(u64, std::time::Instant)>,
+}
+
+impl Fleet {
+    /// Follows the config's `[bgp]`, watches the workers, and announces or withdraws.
+    fn tick(&mut self, engine: &Engine) {
+        let Some(cfg) = engine.config().bgp.clone() else {
+            self.announcer = None;
+            return;
+        };
+        if self.announcer.as_ref().is_none_or(|a| !a.has_config(&cfg)) {
+            self.announcer = Some(Announcer::new(cfg.clone()));
+        }
+        let now = std::time::Instant::now();
+        let workers = engine.stats().workers;
+        self.progress.resize(workers.len(), (u64::MAX, now));
+        let mut stuck = None;
+        for (w, p) in workers.iter().zip(self.progress.iter_mut()) {
+            if w.polls.0 != p.0 {
+                *p = (w.polls.0, now);
+            } else if now - p.1 >= cfg.stuck_after {
+                stuck = Some(format!("worker {} has not polled for {} s", w.id, (now - p.1).as_secs()));
+            }
+        }
+        let reason =
+            if self.drained { Some("the appliance is drained by the operator".to_string()) } else { stuck };
+        if let Some(a) = self.announcer.as_mut() {
+            a.set(&engine.config().subnets, reason.as_deref());
+        }
+    }
+
+    fn drain(&mut self, engine: &Engine, drain: bool) -> serde_json::Value {
+        if engine.config().bgp.is_none() {
+            return ctl::error("no [bgp] in the config: this appliance announces nothing to drain");
+        }
+        self.drained = drain;
+        log::warn!("ctl: appliance {}", if drain { "drained: withdrawing the routes" } else { "undrained" });
+        self.tick(engine);
+        let mut a = self.status();
+        a["ok"] = serde_json::json!(true);
+        a
+    }
+
+    fn status(&self) -> serde_json::Value {
+        match &self.announcer {
+            Some(a) => {
+                let mut s = a.status();
+                s["drained"] = serde_json::json!(self.drained);
+                s
+            }
+            None => serde_json::Value::Null,
+        }
     }
 }

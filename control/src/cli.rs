@@ -59,7 +59,8 @@ pub enum Command {
     /// Talk to a running appliance over its operator socket.
     ///
     /// Commands: status | stats | reload | drain BACKEND | undrain BACKEND |
-    /// weight BACKEND N | table VIP | flows. Exit 0 when the engine says ok, 1 when it
+    /// weight BACKEND N | table VIP | flows | drain-appliance | undrain-appliance (withdraw
+    /// or announce again the subnets through BIRD, with [bgp]). Exit 0 when the engine says ok, 1 when it
     /// reports an error or cannot be reached, 2 for a command it does not know.
     Ctl(CtlArgs),
 }

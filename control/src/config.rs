@@ -75,6 +75,16 @@ struct RawConfig {
     vip: Vec<Spanned<RawVip>>,
     #[serde(default)]
     control: RawControl,
+    bgp: Option<Spanned<RawBgp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBgp {
+    routes_dir: Spanned<String>,
+    bird_socket: Option<Spanned<String>>,
+    birdc: Option<Spanned<String>>,
+    stuck_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,6 +201,22 @@ pub struct Config {
     pub vips: Vec<VipConfig>,
     /// `[control]`.
     pub control: ControlConfig,
+    /// `[bgp]`: announcing the subnets through BIRD, if configured.
+    pub bgp: Option<BgpConfig>,
+}
+
+/// `[bgp]`: vipgate writes the subnets to announce into files that BIRD includes in
+/// static protocols, and asks BIRD to reconfigure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpConfig {
+    /// Where `vips4.conf` and `vips6.conf` are written.
+    pub routes_dir: PathBuf,
+    /// BIRD's control socket (`birdc -s`).
+    pub bird_socket: PathBuf,
+    /// The birdc binary.
+    pub birdc: PathBuf,
+    /// A worker whose loop has not advanced for this long withdraws the routes.
+    pub stuck_after: Duration,
 }
 
 /// `[engine]`.
@@ -892,6 +918,35 @@ impl Config {
                 None
             }
         });
+        let bgp = raw.bgp.as_ref().map(|b| {
+            let b = b.get_ref();
+            let stuck_after = match &b.stuck_after {
+                Some(s) => match parse_duration(s.get_ref()) {
+                    Ok(d) if d >= Duration::from_secs(1) => d,
+                    Ok(_) => {
+                        r.at(s.span(), "stuck_after must be at least 1s");
+                        Duration::from_secs(5)
+                    }
+                    Err(msg) => {
+                        r.at(s.span(), format!("stuck_after: {msg}"));
+                        Duration::from_secs(5)
+                    }
+                },
+                None => Duration::from_secs(5),
+            };
+            BgpConfig {
+                routes_dir: PathBuf::from(b.routes_dir.get_ref()),
+                bird_socket: b
+                    .bird_socket
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from("/run/bird/bird.ctl"), |s| PathBuf::from(s.get_ref())),
+                birdc: b
+                    .birdc
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from("birdc"), |s| PathBuf::from(s.get_ref())),
+                stuck_after,
+            }
+        });
         Config {
             path: r.path.to_path_buf(),
             engine,
@@ -900,6 +955,7 @@ impl Config {
             subnets,
             vips,
             control: ControlConfig { socket, metrics },
+            bgp,
         }
     }
 }

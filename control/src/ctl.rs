@@ -91,8 +91,9 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
             None => error("table needs \"vip\", e.g. 203.0.113.10:8000/udp"),
         },
         "flows" => flows_json(engine),
+        "drain-appliance" | "undrain-appliance" => error("this engine announces nothing (no [bgp])"),
         other => error(format!(
-            "unknown command \"{other}\": one of status, stats, reload, drain, undrain, weight, table, flows"
+            "unknown command \"{other}\": one of status, stats, reload, drain, undrain, weight, table, flows, drain-appliance, undrain-appliance"
         )),
     }
 }
@@ -342,10 +343,12 @@ fn connection(stream: UnixStream, requests: &Sender<Request>) {
 
 /// The request of `vipgate ctl CMD ARGS...`.
 pub fn request_of(args: &[String]) -> Result<Value, String> {
-    let usage = "commands: status | stats | reload | drain BACKEND | undrain BACKEND | weight BACKEND N | table VIP | flows";
+    let usage = "commands: status | stats | reload | drain BACKEND | undrain BACKEND | weight BACKEND N | table VIP | flows | drain-appliance | undrain-appliance";
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     Ok(match a.as_slice() {
-        ["status"] | ["stats"] | ["reload"] | ["flows"] => json!({ "cmd": a[0] }),
+        ["status"] | ["stats"] | ["reload"] | ["flows"] | ["drain-appliance"] | ["undrain-appliance"] => {
+            json!({ "cmd": a[0] })
+        }
         ["drain", b] | ["undrain", b] => json!({ "cmd": a[0], "backend": b }),
         ["weight", b, n] => {
             let w: u32 = n.parse().map_err(|_| format!("weight \"{n}\" is not a whole number"))?;
@@ -418,6 +421,18 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                     h["last_error"].as_str().map_or(String::new(), |e| format!(" (last failure: {e})"))
                 ));
             }
+            if a["bgp"].is_object() {
+                let b = &a["bgp"];
+                s.push_str(&format!(
+                    "bgp: {}{}\n",
+                    if b["announcing"].as_bool() == Some(true) {
+                        "announcing".to_string()
+                    } else {
+                        format!("withdrawn ({})", b["withdrawn"].as_str().unwrap_or("not yet taken by BIRD"))
+                    },
+                    b["last_error"].as_str().map_or(String::new(), |e| format!("; last error: {e}"))
+                ));
+            }
             for alarm in a["alarms"].as_array().into_iter().flatten() {
                 s.push_str(&format!("ALARM: {}\n", alarm.as_str().unwrap_or("")));
             }
@@ -453,6 +468,12 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                     ));
                 }
             }
+        }
+        "drain-appliance" | "undrain-appliance" => {
+            s.push_str(&format!(
+                "bgp: {}\n",
+                if a["announcing"].as_bool() == Some(true) { "announcing" } else { "withdrawn" }
+            ));
         }
         "reload" | "drain" | "undrain" | "weight" => {
             s.push_str(&format!(

@@ -8,6 +8,7 @@
 
 pub mod appliance;
 pub mod bench;
+pub mod bgp;
 pub mod build;
 pub mod cli;
 pub mod config;
