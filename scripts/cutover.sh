@@ -87,7 +87,7 @@ for b in "${old[@]}"; do
 done
 
 # The plan.
-end_state="$(mktemp)"
+end_state="$(mktemp --suffix=.toml)"
 trap 'rm -f "$end_state"' EXIT
 cp -- "$VIPGATE_CONFIG" "$end_state"
 for b in "${new[@]}"; do "$VIPGATE" set-backend --config "$end_state" "$b" --weight "$weight" --state active >/dev/null; done

@@ -95,7 +95,9 @@ pub fn set_backend_in_file(
         set_backend(&text, sel, vip_addr, change).map_err(|e| format!("{}: {e}", path.display()))?;
     Config::parse(path, &new)
         .map_err(|e| format!("{e}\n{}: not changed: the result would not be valid", path.display()))?;
-    let tmp = path.with_extension("toml.vipgate-tmp");
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".vipgate-tmp.{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp_name);
     std::fs::write(&tmp, &new).map_err(|e| format!("{}: {e}", tmp.display()))?;
     if let Ok(meta) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(&tmp, meta.permissions());
