@@ -90,7 +90,7 @@ pub struct DemoReport {
 }
 
 /// The inner 5-tuple and outer destination of a frame the engine sent toward a backend.
-fn decap(frame: &[u8], gue_port: u16) -> Option<(Flow, IpAddr)> {
+pub(crate) fn decap(frame: &[u8], gue_port: u16) -> Option<(Flow, IpAddr)> {
     let (outer_dst, proto, mut at) = match frame.get(12..14)? {
         [0x08, 0x00] => {
             let ihl = usize::from(frame.get(14)? & 0x0f) * 4;

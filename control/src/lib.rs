@@ -20,4 +20,5 @@ pub mod health;
 pub mod metrics;
 pub mod ports;
 pub mod replay;
+pub mod soak;
 pub mod swap;
