@@ -179,6 +179,7 @@ fn default_weight() -> Spanned<i64> {
 struct RawControl {
     socket: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
+    metrics_public: Option<Spanned<bool>>,
 }
 
 // ------------------------------------------------------------------------------------
@@ -908,7 +909,17 @@ impl Config {
             .socket
             .as_ref()
             .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), |s| PathBuf::from(s.get_ref()));
-        let metrics = raw.control.metrics.as_ref().and_then(|m| match m.get_ref().parse() {
+        let public = raw.control.metrics_public.as_ref().is_some_and(|p| *p.get_ref());
+        let metrics = raw.control.metrics.as_ref().and_then(|m| match m.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(a) if !a.ip().is_loopback() && !public => {
+                r.at(
+                    m.span(),
+                    format!(
+                        "metrics on {a} answers beyond this host; use a loopback address, or set metrics_public = true to mean it"
+                    ),
+                );
+                None
+            }
             Ok(a) => Some(a),
             Err(_) => {
                 r.at(

@@ -126,9 +126,13 @@ fn answer(mut stream: TcpStream, requests: &Sender<Sender<String>>) {
     if reader.by_ref().take(8192).read_line(&mut first).is_err() {
         return;
     }
-    // Skip the headers.
+    // Skip the headers: at most 100 lines of 8 KiB, within the read timeout each; a client
+    // that sends more gets its answer anyway.
     let mut line = String::new();
-    while reader.by_ref().take(8192).read_line(&mut line).is_ok_and(|n| n > 2) {
+    for _ in 0..100 {
+        if !reader.by_ref().take(8192).read_line(&mut line).is_ok_and(|n| n > 2) {
+            break;
+        }
         line.clear();
     }
     let mut parts = first.split_whitespace();

@@ -274,9 +274,10 @@ impl FlowTable {
         mum(h ^ e ^ k1, k0 ^ 0x9e37_79b9_7f4a_7c15)
     }
 
-    /// The starts of `hash`'s two windows (aligned to [`WINDOW`] entries).
+    /// The starts of `hash`'s two windows (aligned to [`WINDOW`] entries): where a flow
+    /// with this hash may live.
     #[inline]
-    fn homes(&self, hash: u64) -> [usize; 2] {
+    pub fn homes(&self, hash: u64) -> [usize; 2] {
         let align = !(WINDOW - 1);
         [hash as usize & self.mask & align, (hash >> 32) as usize & self.mask & align]
     }
