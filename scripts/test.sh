@@ -12,9 +12,12 @@ Runs, from the repository root:
   cargo fmt --all --check
   cargo clippy --workspace --all-targets --locked -- -D warnings
   cargo test --workspace --locked
-  shellcheck -x over scripts/*.sh and .ci/run
+  shellcheck -x over scripts/*.sh, fuzz/run.sh and .ci/run
+  fuzz/run.sh (every fuzz target, VIPGATE_FUZZ_SECONDS each, default 10; installs
+  cargo-fuzz with cargo when missing)
 
-System packages that are missing (shellcheck, a C compiler, python3, jq, iproute2, bird2)
+System packages that are missing (shellcheck, C and C++ compilers, python3, jq, iproute2,
+bird2)
 are installed with apt-get when run as root; otherwise the script names them and stops.
 The network tests create and remove their own namespaces, so they need root. Exits
 non-zero on the first failure.
@@ -39,6 +42,7 @@ cd "$root"
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -67,7 +71,14 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== shellcheck" >&2
-shellcheck -x scripts/*.sh .ci/run
+shellcheck -x scripts/*.sh fuzz/run.sh .ci/run
 
 echo "== cargo test" >&2
 cargo test --workspace --locked
+
+echo "== fuzz targets, ${VIPGATE_FUZZ_SECONDS:-10} s each" >&2
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+cargo fmt --manifest-path fuzz/Cargo.toml --check
+fuzz/run.sh "${VIPGATE_FUZZ_SECONDS:-10}"

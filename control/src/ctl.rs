@@ -321,8 +321,8 @@ fn connection(stream: UnixStream, requests: &Sender<Request>) {
             let _ = writeln!(out, "{a}");
             return;
         } else {
-            match serde_json::from_slice::<Value>(&line) {
-                Ok(body) if body.is_object() => {
+            match parse_request(&line) {
+                Ok(body) => {
                     let (tx, rx) = crossbeam_channel::bounded(1);
                     if requests.send(Request { body, reply: tx }).is_err() {
                         error("vipgate is stopping")
@@ -331,8 +331,7 @@ fn connection(stream: UnixStream, requests: &Sender<Request>) {
                             .unwrap_or_else(|_| error("no answer in 60 s"))
                     }
                 }
-                Ok(_) => error("a request is a JSON object, e.g. {\"cmd\":\"status\"}"),
-                Err(e) => error(format!("not JSON: {e}")),
+                Err(answer) => answer,
             }
         };
         if writeln!(out, "{answer}").is_err() {
@@ -360,6 +359,18 @@ pub fn request_of(args: &[String]) -> Result<Value, String> {
             return Err(format!("\"{cmd}\" with {} argument(s) is not a command; {usage}", a.len() - 1))
         }
     })
+}
+
+/// One request line as the socket receives it: a JSON object, or the error answer.
+pub fn parse_request(line: &[u8]) -> Result<Value, Value> {
+    if line.len() > MAX_LINE {
+        return Err(error(format!("request longer than {MAX_LINE} bytes")));
+    }
+    match serde_json::from_slice::<Value>(line) {
+        Ok(body) if body.is_object() => Ok(body),
+        Ok(_) => Err(error("a request is a JSON object, e.g. {\"cmd\":\"status\"}")),
+        Err(e) => Err(error(format!("not JSON: {e}"))),
+    }
 }
 
 /// Sends one request to the socket at `path` and returns the answer.

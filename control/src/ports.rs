@@ -201,6 +201,7 @@ fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Re
             .name("vipgate-pcap-out".into())
             .spawn(move || {
                 let mut error = None;
+                let mut written_since_flush = false;
                 loop {
                     let last = stop.load(Ordering::Relaxed);
                     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
@@ -216,7 +217,19 @@ fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Re
                         break;
                     }
                     if n == 0 {
+                        // Idle: what was written reaches the file, so that a process killed
+                        // now leaves a whole capture behind.
+                        if let Some(w) = writer.as_mut() {
+                            if written_since_flush {
+                                if let Err(e) = w.flush() {
+                                    error.get_or_insert_with(|| e.to_string());
+                                }
+                                written_since_flush = false;
+                            }
+                        }
                         std::thread::sleep(Duration::from_micros(200));
+                    } else {
+                        written_since_flush = true;
                     }
                 }
                 if let Some(w) = writer {

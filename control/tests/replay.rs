@@ -376,3 +376,68 @@ fn run_with_a_pcap_port_sends_what_replay_writes() {
     assert_eq!(sent, expected, "run and replay emit the same frames");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Killed and restarted under traffic (SIGKILL, no clean stop): the new process sends
+/// every flow of the capture to the backend the old one chose. The choice depends only on
+/// the config (Maglev); the lost flow table is not needed for it.
+#[test]
+fn a_killed_and_restarted_appliance_chooses_the_same_backends() {
+    let dir = tmp("kill-restart");
+    let input = dir.join("in.pcap");
+    let frames = traffic();
+    write_capture(&input, &frames);
+    let example = std::fs::read_to_string(example_config()).unwrap();
+    let mut maps = Vec::new();
+    for round in 0..2 {
+        let out = format!("out{round}.pcap");
+        let config = example
+            .replace("workers = 1", "workers = 2\nidle_polls_before_sleep = 16")
+            .replace(
+                "driver = \"memory\"",
+                &format!("driver = \"pcap\"\ninput = \"in.pcap\"\noutput = \"{out}\""),
+            )
+            .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
+            .replace("metrics = \"127.0.0.1:9620\"\n", "");
+        let path = dir.join("vipgate.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
+            .args(["run", "--config", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let output = dir.join(&out);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // Everything forwarded is in the file (the writer flushes when idle).
+        while !output.exists() || read_capture_lenient(&output).len() < 600 {
+            assert!(std::time::Instant::now() < deadline, "round {round}: the output never filled");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let mut map = HashMap::new();
+        for f in read_capture_lenient(&output) {
+            let (backend, sport) = outer_and_sport(&f);
+            // The inner protocol: after the outer IPv4 header, and for GUE its UDP and
+            // GUE headers.
+            let inner = if f[23] == 17 { 34 + 12 } else { 34 };
+            map.insert((sport, f[inner + 9]), backend);
+        }
+        assert_eq!(map.len(), 400, "round {round}");
+        maps.push(map);
+        let _ = std::fs::remove_file(dir.join("ctl.sock"));
+    }
+    assert_eq!(maps[0], maps[1], "the restarted process chose as the killed one did");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The frames of a capture that may be cut short (a writer killed mid-record).
+fn read_capture_lenient(path: &Path) -> Vec<Vec<u8>> {
+    let Ok(file) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(mut r) = pcap::Reader::new(file) else { return Vec::new() };
+    let mut out = Vec::new();
+    while let Ok(Some(rec)) = r.next() {
+        out.push(rec.data.to_vec());
+    }
+    out
+}

@@ -214,6 +214,12 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// Pushes what is buffered to the stream.
+    pub fn flush(&mut self) -> Result<(), PcapError> {
+        self.inner.flush()?;
+        Ok(())
+    }
+
     /// Flushes and returns the stream.
     pub fn finish(mut self) -> Result<W, PcapError> {
         self.inner.flush()?;

@@ -1,0 +1,19 @@
+//! The operator socket's request parser on arbitrary lines: a request or an error answer,
+//! never a panic; and the client's argument parser on arbitrary words.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vipgate_control::ctl;
+
+fuzz_target!(|data: &[u8]| {
+    match ctl::parse_request(data) {
+        Ok(body) => assert!(body.is_object()),
+        Err(answer) => assert_eq!(answer["ok"], false),
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+        if let Ok(req) = ctl::request_of(&words) {
+            assert!(req["cmd"].is_string());
+        }
+    }
+});
