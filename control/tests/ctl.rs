@@ -316,3 +316,69 @@ fn run_refuses_a_bad_config_and_a_socket_in_use() {
     assert!(out.status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_silent_client_does_not_stall_the_others() {
+    let app = Appliance::start("silent");
+    // Half a request, never finished, and a connection that says nothing.
+    let mut half = UnixStream::connect(&app.socket).unwrap();
+    half.write_all(b"{\"cmd\":\"sta").unwrap();
+    let _mute = UnixStream::connect(&app.socket).unwrap();
+    for _ in 0..3 {
+        let out = app.ctl(&["status"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    drop(half);
+    let (out, dir) = app.stop();
+    assert!(out.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The memory, pcap and synth drivers need no privileges: as root, the test runs the
+/// appliance as `nobody` (through setpriv); the socket belongs to that user, mode 0600.
+#[test]
+fn runs_without_privileges_on_the_synth_driver() {
+    use std::os::unix::fs::MetadataExt;
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let dir = std::env::temp_dir().join(format!("vipgate-ctl-nobody-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.join("vipgate.toml");
+    std::fs::write(&path, config(&dir, free_port(), "10")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_vipgate");
+    let mut cmd = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let mut child = cmd
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = dir.join("ctl.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&socket).is_err() {
+        if Instant::now() >= deadline || child.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the appliance did not come up without privileges: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    if is_root {
+        assert_eq!(meta.uid(), 65534, "the socket belongs to the user running the appliance");
+    }
+    let out = vipgate(&["ctl", "--socket", socket.to_str().unwrap(), "status"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

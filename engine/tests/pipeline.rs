@@ -777,7 +777,46 @@ proptest! {
             if let Verdict::Drop(_) = v {
                 prop_assert_eq!(b.as_slice(), &original[..], "a dropped packet was changed ({:?})", v);
             }
+            if *v == Verdict::Forward {
+                prop_assert!(destination(original).is_some_and(|d| snap.is_vip_addr(d)), "forwarded to a non-VIP");
+            }
         }
+    }
+
+    /// No open relay: a packet is forwarded only when its destination is a VIP, whatever
+    /// its address in or out of the VIP subnet, protocol and ports.
+    #[test]
+    fn only_vip_destinations_are_forwarded(
+        last in 0u8..=255,
+        inside in any::<bool>(),
+        proto in prop_oneof![Just(6u8), Just(17u8), Just(1u8), Just(47u8), any::<u8>()],
+        sport in any::<u16>(),
+        dport in prop_oneof![Just(8000u16), Just(53u16), Just(443u16), any::<u16>()],
+    ) {
+        let snap = Snapshot::build(&spec()).unwrap();
+        let dst = if inside { [203, 0, 113, last] } else { [192, 0, 2, last] };
+        let frame = match proto {
+            6 => tcp4([198, 51, 100, 7], dst, sport, dport, b"x"),
+            17 => udp4([198, 51, 100, 7], dst, sport, dport, b"x"),
+            p => {
+                let mut f = Vec::new();
+                eth().ipv4([198, 51, 100, 7], dst, 60).write(&mut f, ep::IpNumber(p), &[0u8; 24]).unwrap();
+                f
+            }
+        };
+        let out = run(&mut pipeline(), &snap, SECOND, &frame);
+        if out.verdict == Verdict::Forward {
+            prop_assert!(snap.is_vip_addr(IpAddr::V4(Ipv4Addr::from(dst))), "{:?} forwarded", dst);
+        }
+    }
+}
+
+/// The destination address of a frame, read with etherparse.
+fn destination(frame: &[u8]) -> Option<IpAddr> {
+    match ep::SlicedPacket::from_ethernet(frame).ok()?.net? {
+        ep::NetSlice::Ipv4(ip) => Some(IpAddr::V4(ip.header().destination_addr())),
+        ep::NetSlice::Ipv6(ip) => Some(IpAddr::V6(ip.header().destination_addr())),
+        _ => None,
     }
 }
 
