@@ -10,7 +10,7 @@ Usage: install.sh [--binary PATH] [--prefix DIR] [--root DIR] [--no-systemd] [--
 Installs:
   PREFIX/bin/vipgate                    the binary (default: target/release/vipgate)
   PREFIX/lib/vipgate/*.sh               the operator scripts (reload, drain, undrain,
-                                        status, cutover, setup-hugepages)
+                                        status, cutover, setup-hugepages, bind-nic)
   /etc/systemd/system/vipgate.service   the unit (restart on failure; hugepages and the
                                         socket directory before start; reload = reload.sh)
   /etc/vipgate/vipgate.toml             configs/example.toml, only if there is none
@@ -47,7 +47,7 @@ run() {
 
 run install -d "$root$prefix/bin" "$root$prefix/lib/vipgate" "$root/etc/systemd/system" "$root/etc/vipgate" "$root/etc/default"
 run install -m 0755 "$binary" "$root$prefix/bin/vipgate"
-for s in lib reload drain undrain status cutover setup-hugepages; do
+for s in lib reload drain undrain status cutover setup-hugepages bind-nic; do
     run install -m 0755 "$here/$s.sh" "$root$prefix/lib/vipgate/$s.sh"
 done
 unit="$(sed "s#@PREFIX@#$prefix#g" "$here/vipgate.service")"

@@ -123,9 +123,16 @@ impl Drop for Appliance {
 
 #[test]
 fn every_script_has_help_and_refuses_unknown_arguments() {
-    for name in
-        ["reload.sh", "drain.sh", "undrain.sh", "status.sh", "cutover.sh", "install.sh", "setup-hugepages.sh"]
-    {
+    for name in [
+        "reload.sh",
+        "drain.sh",
+        "undrain.sh",
+        "status.sh",
+        "cutover.sh",
+        "install.sh",
+        "setup-hugepages.sh",
+        "bind-nic.sh",
+    ] {
         let out = script(name, &["--help"]);
         assert!(out.status.success(), "{name}: {}", text(&out));
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("Usage: "), "{name}");
@@ -335,4 +342,19 @@ fn setup_hugepages_dry_run_and_zero_pages_change_nothing() {
     assert_eq!(std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap_or_default(), before);
     let out = script("setup-hugepages.sh", &[]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bind_nic_dry_run_says_what_it_would_do_and_checks_the_address() {
+    let out = script("bind-nic.sh", &["--dry-run", "--bind", "0000:3b:00.0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("would run: modprobe vfio-pci"), "{}", text(&out));
+    assert!(text(&out).contains("--bind=vfio-pci 0000:3b:00.0"), "{}", text(&out));
+    let out = script("bind-nic.sh", &["--dry-run", "--unbind", "0000:3b:00.0", "--driver", "ice"]);
+    assert!(text(&out).contains("--bind=ice 0000:3b:00.0"), "{}", text(&out));
+    let out = script("bind-nic.sh", &["--bind", "3b:00.0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("not a PCI address"), "{}", text(&out));
+    let out = script("bind-nic.sh", &["--dry-run", "--unbind", "0000:3b:00.0"]);
+    assert_eq!(out.status.code(), Some(2), "unbinding needs the kernel driver");
 }
