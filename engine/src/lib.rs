@@ -1,12 +1,18 @@
 //! vipgate's data plane.
 //!
 //! The engine parses frames, finds the VIP a packet is addressed to, picks a backend with
-//! Maglev consistent hashing and encapsulates the packet toward it. Everything here is
-//! free of I/O and of clocks of its own: callers pass buffers and the current time in,
-//! and get verdicts back, so every forwarding decision can be tested without a NIC.
+//! Maglev consistent hashing and encapsulates the packet toward it. The forwarding code
+//! is free of I/O and of clocks of its own: callers pass buffers and the current time in,
+//! and get verdicts back, so every forwarding decision can be tested without a NIC. The
+//! runtime around it (port drivers, the worker loop) is where I/O and time come in.
 //!
 //! - [`wire`]: zero-copy header views and their plain `Repr` structs, and checksums.
 //! - [`maglev`]: the Maglev lookup table, and the stable hash functions it is built on.
+//! - [`table`]: the immutable forwarding snapshot; [`flow`]: a worker's flow table;
+//!   [`pipeline`]: from a burst of frames to verdicts.
+//! - [`port`]: the port trait and drivers; [`worker`]: the poll loop of one core;
+//!   [`stats`]: counters the control thread reads without locks; [`spread`]: software RSS
+//!   over pipelines; [`buf`]: packet buffers with headroom.
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
