@@ -3,7 +3,7 @@
 //! [`channel`] makes a port with `queues` queues: one [`MemoryQueue`] per worker, and one
 //! [`MemoryHost`] for whoever plays the network (a test, the bench, a capture feeder). The
 //! host's [`send`](MemoryHost::send) spreads frames over the queues by
-//! [`rss_hash`](crate::pipeline::rss_hash), as a NIC's RSS would, so a flow always meets one
+//! [`rss_hash`], as a NIC's RSS would, so a flow always meets one
 //! worker. All buffers are made in [`channel`]; afterwards frames are copied into free
 //! buffers and buffers move between rings, and nothing allocates.
 
