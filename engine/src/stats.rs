@@ -54,18 +54,14 @@ impl Counter {
 #[derive(Debug)]
 pub struct TrafficCounters {
     generation: u64,
-    packets: Box<[Counter]>,
-    bytes: Box<[Counter]>,
+    /// Per slot: packets, bytes (side by side: one bounds check, one cache line).
+    slots: Box<[[Counter; 2]]>,
 }
 
 impl TrafficCounters {
     /// Zeroed counters for `slots` (VIP, backend) pairs of the snapshot of `generation`.
     pub fn new(generation: u64, slots: usize) -> TrafficCounters {
-        TrafficCounters {
-            generation,
-            packets: (0..slots).map(|_| Counter::default()).collect(),
-            bytes: (0..slots).map(|_| Counter::default()).collect(),
-        }
+        TrafficCounters { generation, slots: (0..slots).map(|_| [Counter::default(), Counter::default()]).collect() }
     }
 
     /// The generation of the snapshot these count for.
@@ -75,18 +71,18 @@ impl TrafficCounters {
 
     /// How many slots.
     pub fn len(&self) -> usize {
-        self.packets.len()
+        self.slots.len()
     }
 
     /// Whether there are no slots.
     pub fn is_empty(&self) -> bool {
-        self.packets.is_empty()
+        self.slots.is_empty()
     }
 
     /// Counts one packet of `bytes` in `slot` (ignored when out of range).
     #[inline]
     pub fn count(&self, slot: usize, bytes: usize) {
-        if let (Some(p), Some(b)) = (self.packets.get(slot), self.bytes.get(slot)) {
+        if let Some([p, b]) = self.slots.get(slot) {
             p.add(1);
             b.add(bytes as u64);
         }
@@ -94,7 +90,7 @@ impl TrafficCounters {
 
     /// Takes back one packet of `bytes` counted in `slot` (the port refused it).
     pub fn uncount(&self, slot: usize, bytes: usize) {
-        if let (Some(p), Some(b)) = (self.packets.get(slot), self.bytes.get(slot)) {
+        if let Some([p, b]) = self.slots.get(slot) {
             p.set(p.get().saturating_sub(1));
             b.set(b.get().saturating_sub(bytes as u64));
         }
@@ -102,10 +98,7 @@ impl TrafficCounters {
 
     /// `(packets, bytes)` of `slot`.
     pub fn get(&self, slot: usize) -> (u64, u64) {
-        match (self.packets.get(slot), self.bytes.get(slot)) {
-            (Some(p), Some(b)) => (p.get(), b.get()),
-            _ => (0, 0),
-        }
+        self.slots.get(slot).map_or((0, 0), |[p, b]| (p.get(), b.get()))
     }
 }
 
