@@ -61,7 +61,10 @@ pub struct TrafficCounters {
 impl TrafficCounters {
     /// Zeroed counters for `slots` (VIP, backend) pairs of the snapshot of `generation`.
     pub fn new(generation: u64, slots: usize) -> TrafficCounters {
-        TrafficCounters { generation, slots: (0..slots).map(|_| [Counter::default(), Counter::default()]).collect() }
+        TrafficCounters {
+            generation,
+            slots: (0..slots).map(|_| [Counter::default(), Counter::default()]).collect(),
+        }
     }
 
     /// The generation of the snapshot these count for.
