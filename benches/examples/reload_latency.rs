@@ -86,9 +86,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
-    if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.into_iter().find(|c| c.id == 0)) {
-        core_affinity::set_for_current(core);
-    }
     let dir = std::env::temp_dir().join(format!("vipgate-reload-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vipgate.toml");
@@ -106,13 +103,25 @@ fn main() {
     let snap = vipgate_control::build::snapshot(&config0, 1).unwrap();
     let build0 = t.elapsed();
     println!(
-        "first build: read+validate {:.1} ms, snapshot {:.1} ms ({} pools); snapshot memory {:.1} MiB",
+        "first build: read+validate {:.1} ms, snapshot {:.1} ms on one thread ({} pools); snapshot memory {:.1} MiB",
         ms(load0),
         ms(build0),
         snap.pools().len(),
         snap.heap_bytes() as f64 / (1 << 20) as f64
     );
     drop(snap);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = Instant::now();
+    let snap = vipgate_control::build::snapshot_with(&config0, 1, None, cores).unwrap();
+    println!(
+        "first build on {cores} threads (no worker running yet, as at start): {:.1} ms",
+        ms(t.elapsed())
+    );
+    drop(snap);
+    // From here the control thread keeps to core 0, the worker to core 1.
+    if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.into_iter().find(|c| c.id == 0)) {
+        core_affinity::set_for_current(core);
+    }
 
     let spec = ports::synth_spec(&config0, None);
     let queues: Vec<Box<dyn Port>> = vec![Box::new(SynthQueue::new(spec, 0, 1))];

@@ -65,7 +65,13 @@ pub fn snapshot(config: &Config, generation: u64) -> Result<Snapshot, TableError
 }
 
 /// Builds the snapshot of `config` for its first port, taking unchanged rings from
-/// `previous` (see [`Snapshot::build_from`]).
-pub fn snapshot_from(config: &Config, generation: u64, previous: &Snapshot) -> Result<Snapshot, TableError> {
-    Snapshot::build_from(&snapshot_spec(config, 0, generation), Some(previous))
+/// `previous` (see [`Snapshot::build_from`]) and building new ones on up to `threads`
+/// threads.
+pub fn snapshot_with(
+    config: &Config,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    threads: usize,
+) -> Result<Snapshot, TableError> {
+    Snapshot::build_with(&snapshot_spec(config, 0, generation), previous, threads)
 }

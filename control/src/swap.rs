@@ -296,11 +296,13 @@ fn build_snapshot(
     generation: u64,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ReloadError> {
-    match previous {
-        Some(p) => build::snapshot_from(applied, generation, p),
-        None => build::snapshot(applied, generation),
-    }
-    .map_err(|e| ReloadError::Build { path: config.path.display().to_string(), message: e.to_string() })
+    // Rings are built on the cores the workers leave free: all of them before the workers
+    // start, none but the control thread's own when they take every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let busy = if previous.is_some() { config.engine.workers } else { 0 };
+    let threads = cores.saturating_sub(busy).max(1);
+    build::snapshot_with(applied, generation, previous, threads)
+        .map_err(|e| ReloadError::Build { path: config.path.display().to_string(), message: e.to_string() })
 }
 
 impl Engine {

@@ -238,6 +238,9 @@ pub enum TableError {
     /// A prefix longer than its family allows.
     #[error("prefix {0}/{1} is longer than the address")]
     BadPrefix(IpAddr, u8),
+    /// A ring was not built (a builder thread failed).
+    #[error("the Maglev rings could not all be built")]
+    Incomplete,
     /// Two backends of one pool hash to the same fingerprint (never seen in practice).
     #[error("backends {0} and {1} share a fingerprint")]
     FingerprintClash(BackendId, BackendId),
@@ -448,6 +451,16 @@ impl Snapshot {
     /// its ring again: a reload that changes a few VIPs builds a few rings. The result is
     /// the same as [`Snapshot::build`]'s.
     pub fn build_from(spec: &SnapshotSpec, previous: Option<&Snapshot>) -> Result<Snapshot, TableError> {
+        Snapshot::build_with(spec, previous, 1)
+    }
+
+    /// [`Snapshot::build_from`], building the new rings on up to `threads` threads (the
+    /// rings do not depend on each other, nor on the order they are built in).
+    pub fn build_with(
+        spec: &SnapshotSpec,
+        previous: Option<&Snapshot>,
+        threads: usize,
+    ) -> Result<Snapshot, TableError> {
         let reusable: HashMap<&[BackendSpec], usize> = match previous {
             Some(p) if p.hash_seed == spec.hash_seed && p.table_size == spec.table_size => {
                 p.pool_specs.iter().enumerate().map(|(i, s)| (s.as_slice(), i)).collect()
@@ -464,7 +477,9 @@ impl Snapshot {
             }
         }
         let mut pool_index: HashMap<Vec<BackendSpec>, u32> = HashMap::new();
-        let mut pools = Vec::new();
+        let mut pools: Vec<Option<Pool>> = Vec::new();
+        // Pools whose rings must be built: (pool index, the first VIP that has it).
+        let mut to_build: Vec<(usize, String)> = Vec::new();
         let mut vips = Vec::with_capacity(spec.vips.len());
         let mut vip_map: FastMap<VipKey, u32> = FastMap::default();
         let mut traffic_slots = 0usize;
@@ -477,14 +492,13 @@ impl Snapshot {
                 Some(&p) => p,
                 None => {
                     let p = pools.len() as u32;
-                    let pool = match (reusable.get(set.as_slice()), previous) {
-                        (Some(&i), Some(prev)) => prev.pools[i].clone(),
-                        _ => build_pool(&set, spec.hash_seed, spec.table_size).map_err(|e| match e {
-                            PoolError::Maglev(source) => TableError::Maglev { vip: name.clone(), source },
-                            PoolError::Clash(a, b) => TableError::FingerprintClash(a, b),
-                        })?,
-                    };
-                    pools.push(pool);
+                    match (reusable.get(set.as_slice()), previous) {
+                        (Some(&i), Some(prev)) => pools.push(Some(prev.pools[i].clone())),
+                        _ => {
+                            pools.push(None);
+                            to_build.push((p as usize, name.clone()));
+                        }
+                    }
                     pool_specs.push(set.clone());
                     pool_index.insert(set, p);
                     p
@@ -495,7 +509,7 @@ impl Snapshot {
                 return Err(TableError::DuplicateVip(name));
             }
             let counter_base = traffic_slots as u32;
-            traffic_slots += pools[pool as usize].backends().len();
+            traffic_slots += pool_specs[pool as usize].len();
             vips.push(Vip {
                 addr: v.addr,
                 port: v.port,
@@ -505,6 +519,36 @@ impl Snapshot {
                 counter_base,
             });
         }
+        // Build the new rings, on several threads when there are several to build.
+        let build = |(p, name): &(usize, String)| {
+            build_pool(&pool_specs[*p], spec.hash_seed, spec.table_size).map_err(|e| match e {
+                PoolError::Maglev(source) => TableError::Maglev { vip: name.clone(), source },
+                PoolError::Clash(a, b) => TableError::FingerprintClash(a, b),
+            })
+        };
+        let threads = threads.clamp(1, to_build.len().max(1));
+        let built: Vec<Result<Pool, TableError>> = if threads == 1 {
+            to_build.iter().map(build).collect()
+        } else {
+            let chunk = to_build.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = to_build
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
+                    .collect();
+                // A builder thread cannot panic on a config's content; if one did, the
+                // rings it owed are missing and the build fails like a bad table would.
+                handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            })
+        };
+        if built.len() != to_build.len() {
+            return Err(TableError::Incomplete);
+        }
+        for ((p, _), pool) in to_build.iter().zip(built) {
+            pools[*p] = Some(pool?);
+        }
+        let pools: Vec<Pool> =
+            pools.into_iter().map(|p| p.ok_or(TableError::Incomplete)).collect::<Result<_, _>>()?;
         let fragment_map = fragment_vips(&vips);
         let entries: Vec<(VipKey, u32)> = vip_map.into_iter().collect();
         let vip_map = VipTable::new(&entries);
@@ -882,6 +926,30 @@ mod tests {
         assert_eq!(s.pools().len(), 1, "equal backend sets share one ring");
         let dup = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(80), Tcp)]);
         assert!(matches!(Snapshot::build(&dup), Err(TableError::DuplicateVip(_))));
+    }
+
+    #[test]
+    fn rings_built_on_several_threads_are_the_rings_built_on_one() {
+        use VipProtocol::*;
+        let mut sp = spec(vec![
+            ("203.0.113.10", Some(80), Tcp),
+            ("203.0.113.11", Some(443), Tcp),
+            ("203.0.113.12", Some(53), Udp),
+            ("203.0.113.13", None, Any),
+        ]);
+        for (i, v) in sp.vips.iter_mut().enumerate() {
+            v.backends[0].weight += i as u32;
+        }
+        let one = Snapshot::build(&sp).unwrap();
+        for threads in [2, 3, 8] {
+            let many = Snapshot::build_with(&sp, None, threads).unwrap();
+            assert_eq!(many.pools().len(), 4);
+            for (a, b) in one.pools().iter().zip(many.pools()) {
+                assert_eq!(a.ring().unwrap().slots(), b.ring().unwrap().slots(), "{threads} threads");
+                assert_eq!(a.backends(), b.backends());
+            }
+            assert_eq!(many.traffic_slots(), one.traffic_slots());
+        }
     }
 
     #[test]
