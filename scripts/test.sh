@@ -17,7 +17,7 @@ Runs, from the repository root:
   cargo-fuzz with cargo when missing)
 
 System packages that are missing (shellcheck, C and C++ compilers, python3, jq, iproute2,
-bird2)
+procps, bird2)
 are installed with apt-get when run as root; otherwise the script names them and stops.
 The network tests create and remove their own namespaces, so they need root. Exits
 non-zero on the first failure.
@@ -46,6 +46,8 @@ command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The tests signal the appliance with kill(1) (bash's builtin is no help to them).
+[[ -x /bin/kill || -x /usr/bin/kill ]] || missing+=(procps)
 command -v bird >/dev/null 2>&1 || missing+=(bird2)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then

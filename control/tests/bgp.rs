@@ -8,7 +8,9 @@
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+mod support;
+use support::{ctl_json, wait_for};
 
 struct Lab {
     a: String,
@@ -79,22 +81,6 @@ impl Drop for Lab {
 fn router_has_route(sock: &Path) -> bool {
     let out = Command::new("birdc").arg("-s").arg(sock).args(["show", "route", "203.0.113.0/24"]).output();
     out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("203.0.113.0/24"))
-}
-
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn ctl(socket: &Path, cmd: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_vipgate"))
-        .args(["ctl", "--json", "--socket", socket.to_str().unwrap(), cmd])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{cmd}: {e}: {out:?}"))
 }
 
 #[test]
@@ -168,16 +154,18 @@ bird_socket = "{}"
         "router id 198.51.100.254;\nprotocol device {}\nprotocol bgp appliance {\n  local 198.51.100.254 as 64500;\n  neighbor 198.51.100.1 as 64512;\n  hold time 9;\n  ipv4 { import all; export none; };\n}\n",
     );
     wait_for("the router to learn 203.0.113.0/24", 60, || router_has_route(&router));
-    wait_for("vipgate to report announcing", 10, || ctl(&socket, "status")["bgp"]["announcing"] == true);
+    wait_for("vipgate to report announcing", 10, || {
+        ctl_json(&socket, &["status"])["bgp"]["announcing"] == true
+    });
 
-    let d = ctl(&socket, "drain-appliance");
+    let d = ctl_json(&socket, &["drain-appliance"]);
     assert_eq!(d["ok"], true, "{d}");
     assert_eq!(d["announcing"], false, "{d}");
     wait_for("the router to lose the route", 30, || !router_has_route(&router));
-    let st = ctl(&socket, "status");
+    let st = ctl_json(&socket, &["status"]);
     assert!(st["bgp"]["withdrawn"].as_str().unwrap().contains("drained"), "{st}");
 
-    let u = ctl(&socket, "undrain-appliance");
+    let u = ctl_json(&socket, &["undrain-appliance"]);
     assert_eq!(u["announcing"], true, "{u}");
     wait_for("the router to learn it again", 60, || router_has_route(&router));
 

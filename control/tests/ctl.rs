@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::wait_for;
+
 fn vipgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
 }
@@ -129,14 +132,6 @@ impl Drop for Appliance {
     }
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn every_ctl_command_against_a_running_engine() {
     let app = Appliance::start("commands");
@@ -151,7 +146,7 @@ fn every_ctl_command_against_a_running_engine() {
     assert!(text.contains("overrides: none"), "{text}");
     let status = app.json(&["status"]);
     assert_eq!(status["workers"].as_array().unwrap().len(), 2);
-    wait_for("traffic", || app.json(&["stats"])["counters"]["forwarded"].as_u64().unwrap() > 500);
+    wait_for("traffic", 20, || app.json(&["stats"])["counters"]["forwarded"].as_u64().unwrap() > 500);
 
     // stats: every counter, per VIP and backend.
     let stats = app.json(&["stats"]);
@@ -276,10 +271,10 @@ fn reloads_by_sighup_by_file_change_and_a_bad_config_changes_nothing() {
     let app = Appliance::start("reload");
     let pid = app.child.id().to_string();
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    wait_for("the SIGHUP reload", || app.generation() == 2);
+    wait_for("the SIGHUP reload", 20, || app.generation() == 2);
     // The file changes: picked up within a few seconds.
     std::fs::write(&app.config, config(&app.dir, app.metrics, "30")).unwrap();
-    wait_for("the file-change reload", || app.generation() == 3);
+    wait_for("the file-change reload", 20, || app.generation() == 3);
     let table = app.json(&["table", "203.0.113.10/tcp"]);
     assert_eq!(table["backends"][0]["weight"], 30);
     // A bad config: `ctl reload` reports it with file:line:col and exit 1; nothing changes.

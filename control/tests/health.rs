@@ -6,7 +6,9 @@
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+mod support;
+use support::{ctl_json, wait_for};
 
 struct Netns(String);
 
@@ -110,24 +112,9 @@ socket = "{}"
     )
 }
 
-fn ctl(socket: &Path, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["ctl", "--json", "--socket", socket.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let out = Command::new(env!("CARGO_BIN_EXE_vipgate")).args(&all).output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Slots per backend of a VIP, in backend order.
 fn slots(socket: &Path, vip: &str) -> Vec<(String, String, u64)> {
-    let t = ctl(socket, &["table", vip]);
+    let t = ctl_json(socket, &["table", vip]);
     t["backends"]
         .as_array()
         .unwrap()
@@ -143,7 +130,7 @@ fn slots(socket: &Path, vip: &str) -> Vec<(String, String, u64)> {
 }
 
 fn target_state(socket: &Path, target: &str) -> String {
-    let s = ctl(socket, &["status"]);
+    let s = ctl_json(socket, &["status"]);
     s["health"]
         .as_array()
         .unwrap()
@@ -170,24 +157,24 @@ fn backends_that_fail_their_checks_go_down_come_back_and_a_pool_fails_open() {
         .spawn()
         .unwrap();
     let socket = dir.join("ctl.sock");
-    wait_for("the socket", || UnixStream::connect(&socket).is_ok());
+    wait_for("the socket", 20, || UnixStream::connect(&socket).is_ok());
     let udp = "203.0.113.10:8000/udp";
     let tcp = "203.0.113.10:443/tcp";
-    wait_for("four targets probed", || {
-        let s = ctl(&socket, &["status"]);
+    wait_for("four targets probed", 20, || {
+        let s = ctl_json(&socket, &["status"]);
         let h = s["health"].as_array().unwrap();
         h.len() == 4 && h.iter().all(|t| t["probes"].as_u64().unwrap() >= 2 && t["state"] == "up")
     });
 
     // Stop .12: both checks see it, it goes down in both VIPs, its slots move.
     drop(b12.take());
-    wait_for("tcp 192.0.2.12 down", || target_state(&socket, "tcp 192.0.2.12:8080") == "down");
-    wait_for("the tables to follow", || {
+    wait_for("tcp 192.0.2.12 down", 20, || target_state(&socket, "tcp 192.0.2.12:8080") == "down");
+    wait_for("the tables to follow", 20, || {
         slots(&socket, udp)[1].1 == "down" && slots(&socket, tcp)[1].1 == "down"
     });
     assert_eq!(slots(&socket, udp)[1].2, 0);
     assert_eq!(slots(&socket, udp)[0].2, 251);
-    let s = ctl(&socket, &["status"]);
+    let s = ctl_json(&socket, &["status"]);
     let t = s["health"]
         .as_array()
         .unwrap()
@@ -199,22 +186,22 @@ fn backends_that_fail_their_checks_go_down_come_back_and_a_pool_fails_open() {
 
     // It comes back.
     b12 = Some(Backend::start(&ns, "192.0.2.12", &broken12));
-    wait_for("192.0.2.12 back", || {
+    wait_for("192.0.2.12 back", 20, || {
         slots(&socket, udp)[1].1 == "active" && slots(&socket, tcp)[1].1 == "active"
     });
     assert!(slots(&socket, udp)[1].2 > 80, "{:?}", slots(&socket, udp));
 
     // HTTP: .11 answers 503 -> down for the HTTP check only; the TCP check still passes.
     std::fs::write(&broken11, "").unwrap();
-    wait_for("http .11 down", || target_state(&socket, "http /health 192.0.2.11:8080") == "down");
-    wait_for("the tcp VIP's table", || slots(&socket, tcp)[0].1 == "down");
+    wait_for("http .11 down", 20, || target_state(&socket, "http /health 192.0.2.11:8080") == "down");
+    wait_for("the tcp VIP's table", 20, || slots(&socket, tcp)[0].1 == "down");
     assert_eq!(slots(&socket, udp)[0].1, "active", "the tcp check of .11 passes");
 
     // Both broken for HTTP: the tcp VIP fails open, with an alarm; nothing is dropped.
     std::fs::write(&broken12, "").unwrap();
-    wait_for("http .12 down", || target_state(&socket, "http /health 192.0.2.12:8080") == "down");
-    wait_for("the alarm", || !ctl(&socket, &["status"])["alarms"].as_array().unwrap().is_empty());
-    let s = ctl(&socket, &["status"]);
+    wait_for("http .12 down", 20, || target_state(&socket, "http /health 192.0.2.12:8080") == "down");
+    wait_for("the alarm", 20, || !ctl_json(&socket, &["status"])["alarms"].as_array().unwrap().is_empty());
+    let s = ctl_json(&socket, &["status"]);
     assert!(s["alarms"][0].as_str().unwrap().contains("tcp://203.0.113.10:443"), "{s}");
     let t = slots(&socket, tcp);
     assert_eq!((t[0].1.as_str(), t[1].1.as_str()), ("active", "active"), "fail open: {t:?}");

@@ -322,15 +322,7 @@ fn run_with_a_pcap_port_sends_what_replay_writes() {
     let input = dir.join("in.pcap");
     let frames = traffic();
     write_capture(&input, &frames);
-    let example = std::fs::read_to_string(example_config()).unwrap();
-    let config = example
-        .replace("workers = 1", "workers = 2\nidle_polls_before_sleep = 16")
-        .replace("driver = \"memory\"", "driver = \"pcap\"\ninput = \"in.pcap\"\noutput = \"out.pcap\"")
-        .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
-        .replace("metrics = \"127.0.0.1:9620\"\n", "");
-    assert_ne!(config, example);
-    let path = dir.join("vipgate.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = write_pcap_port_config(&dir, "out.pcap");
     let child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
         .args(["run", "--config", path.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
@@ -386,20 +378,10 @@ fn a_killed_and_restarted_appliance_chooses_the_same_backends() {
     let input = dir.join("in.pcap");
     let frames = traffic();
     write_capture(&input, &frames);
-    let example = std::fs::read_to_string(example_config()).unwrap();
     let mut maps = Vec::new();
     for round in 0..2 {
         let out = format!("out{round}.pcap");
-        let config = example
-            .replace("workers = 1", "workers = 2\nidle_polls_before_sleep = 16")
-            .replace(
-                "driver = \"memory\"",
-                &format!("driver = \"pcap\"\ninput = \"in.pcap\"\noutput = \"{out}\""),
-            )
-            .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
-            .replace("metrics = \"127.0.0.1:9620\"\n", "");
-        let path = dir.join("vipgate.toml");
-        std::fs::write(&path, config).unwrap();
+        let path = write_pcap_port_config(&dir, &out);
         let mut child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
             .args(["run", "--config", path.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
@@ -440,4 +422,22 @@ fn read_capture_lenient(path: &Path) -> Vec<Vec<u8>> {
         out.push(rec.data.to_vec());
     }
     out
+}
+
+/// configs/example.toml on two workers with a pcap port reading `DIR/in.pcap` and writing
+/// `DIR/OUTPUT`, its socket in `dir` and no metrics, written to `DIR/vipgate.toml`.
+fn write_pcap_port_config(dir: &Path, output: &str) -> PathBuf {
+    let example = std::fs::read_to_string(example_config()).unwrap();
+    let config = example
+        .replace("workers = 1", "workers = 2\nidle_polls_before_sleep = 16")
+        .replace(
+            "driver = \"memory\"",
+            &format!("driver = \"pcap\"\ninput = \"in.pcap\"\noutput = \"{output}\""),
+        )
+        .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
+        .replace("metrics = \"127.0.0.1:9620\"\n", "");
+    assert_ne!(config, example);
+    let path = dir.join("vipgate.toml");
+    std::fs::write(&path, config).unwrap();
+    path
 }

@@ -235,7 +235,7 @@ impl Worker {
             empty_run = 0;
             sleep = Duration::from_micros(1);
             let t0 = Instant::now();
-            self.burst(port, n);
+            self.burst(port, n, t0);
             self.stats.busy_ns.add(t0.elapsed().as_nanos() as u64);
             self.stats.publish(self.pipeline.counters());
             if polls % 64 == 0 {
@@ -252,11 +252,10 @@ impl Worker {
         self.stats.empty_polls.set(empty);
     }
 
-    /// One burst of `n` received packets: process, then send what is to be sent.
-    fn burst(&mut self, port: &mut dyn Port, n: usize) {
-        let now = self.now();
-        let snap = Arc::clone(&self.current.snapshot);
-        self.pipeline.process(&snap, now, &mut self.bufs[..n], &mut self.verdicts[..n]);
+    /// One burst of `n` received packets at `at`: process, then send what is to be sent.
+    fn burst(&mut self, port: &mut dyn Port, n: usize, at: Instant) {
+        let now = u64::try_from(at.duration_since(self.clock).as_nanos()).unwrap_or(u64::MAX);
+        self.pipeline.process(&self.current.snapshot, now, &mut self.bufs[..n], &mut self.verdicts[..n]);
         // Move what is to be sent to the front, in order.
         self.origin.clear();
         for i in 0..n {
