@@ -10,17 +10,19 @@ Usage: scripts/test.sh [--help]
 
 Runs, from the repository root:
   cargo fmt --all --check
-  cargo clippy --workspace --all-targets --locked -- -D warnings
-  cargo test --workspace --locked
+  cargo clippy --workspace --all-targets --locked -- -D warnings        (without DPDK's driver)
+  cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk -- -D warnings
+  cargo test --workspace --locked                                        (engine/dpdk-sys included)
+  cargo test --locked -p vipgate-control --features dpdk --test dpdk     (on DPDK's virtual devices)
   shellcheck -x over scripts/*.sh, fuzz/run.sh and .ci/run
   fuzz/run.sh (every fuzz target, VIPGATE_FUZZ_SECONDS each, default 10; installs
   cargo-fuzz with cargo when missing)
 
 System packages that are missing (shellcheck, C and C++ compilers, python3, jq, iproute2,
-procps, bird2)
-are installed with apt-get when run as root; otherwise the script names them and stops.
-The network tests create and remove their own namespaces, so they need root. Exits
-non-zero on the first failure.
+procps, bird2, and for the dpdk driver libdpdk-dev, dpdk-dev, clang and pkg-config) are
+installed with apt-get when run as root; otherwise the script names them and stops.
+The network tests create and remove their own namespaces, and DPDK's EAL wants root, so
+they need root (the dpdk tests say SKIPPED when not). Exits non-zero on the first failure.
 USAGE
 }
 
@@ -49,6 +51,11 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The tests signal the appliance with kill(1) (bash's builtin is no help to them).
 [[ -x /bin/kill || -x /usr/bin/kill ]] || missing+=(procps)
 command -v bird >/dev/null 2>&1 || missing+=(bird2)
+# The dpdk driver: DPDK 22.11's headers and libraries (pkg-config finds them), its
+# virtual devices' drivers, dpdk-testpmd for the benchmarks, and libclang for bindgen.
+pkg-config --exists libdpdk 2>/dev/null || missing+=(libdpdk-dev pkg-config)
+command -v dpdk-testpmd >/dev/null 2>&1 || missing+=(dpdk-dev)
+command -v clang >/dev/null 2>&1 || missing+=(clang)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then
         echo "scripts/test.sh: missing packages: ${missing[*]}; install them or run as root" >&2
@@ -71,12 +78,16 @@ cargo fmt --all --check
 
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk -- -D warnings
 
 echo "== shellcheck" >&2
 shellcheck -x scripts/*.sh fuzz/run.sh .ci/run
 
 echo "== cargo test" >&2
 cargo test --workspace --locked
+
+echo "== the dpdk driver on virtual devices" >&2
+cargo test --locked -p vipgate-control --features dpdk --test dpdk
 
 echo "== fuzz targets, ${VIPGATE_FUZZ_SECONDS:-10} s each" >&2
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

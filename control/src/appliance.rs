@@ -57,6 +57,11 @@ pub fn run(path: &Path) -> Result<String, String> {
     let (queues, host) = ports::open(&config)?;
     let workers = queues.len();
     let mut engine = Engine::start(config, queues, EngineOptions::default()).map_err(|e| e.to_string())?;
+    #[cfg(feature = "dpdk")]
+    if let PortHost::Dpdk(device) = &host {
+        let device = std::sync::Arc::clone(device);
+        engine.set_port_info(Box::new(move || ports::dpdk_info(&device)));
+    }
     log::info!(
         "running {} with {workers} worker(s); operator socket {}{}",
         path.display(),
@@ -92,6 +97,18 @@ pub fn run(path: &Path) -> Result<String, String> {
 
     let (stats, _) = engine.stop();
     let mut report = String::new();
+    #[cfg(feature = "dpdk")]
+    if let PortHost::Dpdk(device) = &host {
+        let link = device.link();
+        device.stop();
+        report.push_str(&format!(
+            "dpdk device {} ({}): link {}, {} mbufs free\n",
+            device.name,
+            device.driver,
+            if link.up { "up" } else { "down" },
+            device.mbufs_free()
+        ));
+    }
     if let PortHost::Pcap(threads) = host {
         let (read, written) = (
             threads.read.load(std::sync::atomic::Ordering::Relaxed),

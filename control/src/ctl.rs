@@ -167,14 +167,18 @@ pub fn stats_json(s: &Stats) -> Value {
             }));
         }
     }
-    json!({
+    let mut answer = json!({
         "ok": true,
         "generation": s.generation,
         "uptime_s": (s.uptime * 1000.0).round() / 1000.0,
         "counters": counters_json(&s.total),
         "workers": s.workers.iter().map(|w| json!({ "id": w.id, "counters": counters_json(&w.counters) })).collect::<Vec<_>>(),
         "vips": vips,
-    })
+    });
+    if let Some(port) = &s.port {
+        answer["port"] = port.clone();
+    }
+    answer
 }
 
 /// Finds a VIP by `udp://203.0.113.10:8000`, `203.0.113.10:8000/udp`, `203.0.113.10/tcp`,

@@ -35,6 +35,29 @@ pub enum PortHost {
     Synth,
     /// The capture threads.
     Pcap(PcapThreads),
+    /// The DPDK device.
+    #[cfg(feature = "dpdk")]
+    Dpdk(Arc<vipgate_engine::port::dpdk::DpdkDevice>),
+}
+
+/// What `ctl stats` shows of a DPDK device: its link, how it spreads flows, its mbufs and
+/// the device's own counters (xstats).
+#[cfg(feature = "dpdk")]
+pub fn dpdk_info(device: &vipgate_engine::port::dpdk::DpdkDevice) -> serde_json::Value {
+    let link = device.link();
+    let xstats: serde_json::Map<String, serde_json::Value> =
+        device.xstats().into_iter().map(|(k, v)| (k, serde_json::Value::from(v))).collect();
+    serde_json::json!({
+        "driver": "dpdk",
+        "device": device.name,
+        "device_driver": device.driver,
+        "link": { "up": link.up, "speed_mbps": link.speed_mbps, "full_duplex": link.full_duplex },
+        "queues": device.queues,
+        "software_rss": device.software_rss,
+        "share_full": device.share_full.load(Ordering::Relaxed),
+        "mbufs_free": device.mbufs_free(),
+        "xstats": xstats,
+    })
 }
 
 /// The threads of a pcap port.
@@ -142,8 +165,39 @@ pub fn open(config: &Config) -> Result<(Vec<Box<dyn Port>>, PortHost), String> {
             let threads = pcap_threads(host, input, port.output.clone())?;
             Ok((queues.into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect(), PortHost::Pcap(threads)))
         }
+        #[cfg(feature = "dpdk")]
+        Driver::Dpdk => {
+            use vipgate_engine::port::dpdk::{self, DpdkOptions};
+            let single = match port.queues {
+                None => false,
+                Some(1) => true,
+                Some(q) if q == workers => false,
+                Some(q) => {
+                    return Err(format!(
+                        "port \"{}\": queues = {q}: a dpdk port runs one queue per worker ({workers}), \
+                         or 1 to spread flows over the workers in software",
+                        port.name
+                    ))
+                }
+            };
+            let options = DpdkOptions {
+                name: port.name.clone(),
+                args: port.args.clone(),
+                workers,
+                single_queue: single,
+                mbufs: None,
+            };
+            let (device, queues) =
+                dpdk::open(&options).map_err(|e| format!("port \"{}\": {e}", port.name))?;
+            Ok((
+                queues.into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect(),
+                PortHost::Dpdk(Arc::new(device)),
+            ))
+        }
+        #[cfg(not(feature = "dpdk"))]
         Driver::Dpdk => Err(format!(
-            "port \"{}\": the dpdk driver is not in this build of vipgate (it needs the feature \"dpdk\")",
+            "port \"{}\": the dpdk driver is not in this build of vipgate (build it with \
+             `cargo build --release --features dpdk`; it needs libdpdk-dev, pkg-config and clang)",
             port.name
         )),
     }

@@ -238,6 +238,8 @@ pub struct Stats {
     pub workers: Vec<WorkerView>,
     /// Per (VIP, backend), in VIP order then backend order.
     pub traffic: Vec<BackendTraffic>,
+    /// The port's device, when its driver reports one.
+    pub port: Option<serde_json::Value>,
 }
 
 struct WorkerSlot {
@@ -279,7 +281,11 @@ pub struct Engine {
     reloads: u64,
     last_reload: Option<ReloadReport>,
     alarms: Vec<String>,
+    port_info: Option<PortInfo>,
 }
+
+/// What a port driver reports about its device (link, the device's own counters).
+pub type PortInfo = Box<dyn Fn() -> serde_json::Value + Send>;
 
 impl core::fmt::Debug for Engine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -367,7 +373,13 @@ impl Engine {
             reloads: 0,
             last_reload: None,
             alarms: Vec::new(),
+            port_info: None,
         })
+    }
+
+    /// Lets `stats` report the port's device (its link, its own counters).
+    pub fn set_port_info(&mut self, info: PortInfo) {
+        self.port_info = Some(info);
     }
 
     /// The running config (without the overrides).
@@ -632,6 +644,7 @@ impl Engine {
             total,
             workers,
             traffic,
+            port: self.port_info.as_ref().map(|f| f()),
         }
     }
 

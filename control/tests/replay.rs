@@ -7,62 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use etherparse as ep;
+use support::{example_config, json_number, read_capture, replayed, tmp, traffic, vipgate, write_capture};
 use vipgate_engine::port::pcap;
 
-const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
-
-fn vipgate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vipgate-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn example_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/example.toml")
-}
-
-fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    ep::PacketBuilder::ethernet2(CLIENT_MAC, OUR_MAC)
-        .ipv4(src, dst, 60)
-        .udp(sport, dport)
-        .write(&mut f, payload)
-        .unwrap();
-    f
-}
-
-fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
-    let mut f = Vec::new();
-    ep::PacketBuilder::ethernet2(CLIENT_MAC, OUR_MAC)
-        .ipv4(src, dst, 60)
-        .tcp(sport, dport, 1, 1024)
-        .ack(1)
-        .write(&mut f, b"hb")
-        .unwrap();
-    f
-}
-
-fn write_capture(path: &Path, frames: &[Vec<u8>]) {
-    let mut w = pcap::Writer::new(std::fs::File::create(path).unwrap()).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write(1_700_000_000_000_000_000 + i as u64 * 1_000_000, f).unwrap();
-    }
-    w.finish().unwrap();
-}
-
-fn read_capture(path: &Path) -> Vec<Vec<u8>> {
-    let mut r = pcap::Reader::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut out = Vec::new();
-    while let Some(rec) = r.next().unwrap() {
-        out.push(rec.data.to_vec());
-    }
-    out
-}
+mod support;
 
 /// (outer destination, inner source port) of a forwarded frame.
 fn outer_and_sport(frame: &[u8]) -> (Ipv4Addr, u16) {
@@ -77,37 +25,6 @@ fn outer_and_sport(frame: &[u8]) -> (Ipv4Addr, u16) {
     let (ip, l4) = ep::Ipv4Header::from_slice(inner).unwrap();
     assert_eq!(ip.destination, [203, 0, 113, 10]);
     (Ipv4Addr::from(outer.destination), u16::from_be_bytes([l4[0], l4[1]]))
-}
-
-/// A capture of 2G-gateway-like traffic: a few carrier addresses, many ports, heartbeats.
-fn traffic() -> Vec<Vec<u8>> {
-    let mut frames = Vec::new();
-    for round in 0..3 {
-        for gw in 1..=4u8 {
-            for port in 0..50u16 {
-                let sport = 20000 + port * 7 + u16::from(gw);
-                if (port + round) % 2 == 0 {
-                    frames.push(udp([198, 51, 100, 100 + gw], sport, [203, 0, 113, 10], 8000, b"heartbeat"));
-                } else {
-                    frames.push(tcp([198, 51, 100, 100 + gw], sport, [203, 0, 113, 10], 5222));
-                }
-            }
-        }
-    }
-    // Noise: no VIP in the subnet, outside every subnet, another host's MAC, garbage.
-    frames.push(udp([198, 51, 100, 9], 1, [203, 0, 113, 99], 53, b"x"));
-    frames.push(udp([198, 51, 100, 9], 1, [192, 0, 2, 99], 53, b"x"));
-    let mut other = udp([198, 51, 100, 9], 1, [203, 0, 113, 10], 8000, b"x");
-    other[5] = 0x77;
-    frames.push(other);
-    frames.push(vec![0xff; 10]);
-    frames
-}
-
-fn json_number(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len();
-    json[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
 }
 
 #[test]
@@ -347,21 +264,8 @@ fn run_with_a_pcap_port_sends_what_replay_writes() {
     let report = String::from_utf8(out.stdout).unwrap();
     assert!(report.contains(&format!("capture: {} frames read", frames.len())), "{report}");
 
-    let replayed = dir.join("replayed.pcap");
-    let r = vipgate(&[
-        "replay",
-        "--config",
-        example_config().to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        replayed.to_str().unwrap(),
-        "--workers",
-        "2",
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let mut sent = read_capture(&dir.join("out.pcap"));
-    let mut expected = read_capture(&replayed);
+    let mut expected = replayed(&dir, &input, 2);
     assert!(expected.len() >= 600, "{}", expected.len());
     sent.sort();
     expected.sort();

@@ -4,6 +4,13 @@
 //! and an end. Encapsulation prepends headers into the headroom before the start, so a
 //! packet is never copied to be tunnelled. Buffers are allocated once, when a port or a
 //! pool is created, and reused: nothing here allocates per packet.
+//!
+//! The memory is either the buffer's own (a heap block) or lent by a port driver: a DPDK
+//! mbuf's data room, used in place. A lent buffer gives its memory back to the driver when
+//! it is dropped, or hands it on (to a NIC's TX queue) with [`PacketBuf::take_foreign`].
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
 
 /// The room kept in front of a received packet, for encapsulation headers.
 pub const HEADROOM: usize = 128;
@@ -13,17 +20,74 @@ pub const HEADROOM: usize = 128;
 /// [`PacketBuf::with_capacity`].
 pub const DEFAULT_CAPACITY: usize = 2048;
 
+/// Gives lent memory back to its owner; called at most once per lending, from any thread.
+pub type Release = unsafe fn(NonNull<c_void>);
+
+/// Lent memory: the owner's handle for it and how to give it back.
+#[derive(Clone, Copy)]
+struct Lent {
+    handle: NonNull<c_void>,
+    release: Release,
+}
+
 /// A packet in a buffer with headroom.
-#[derive(Clone, PartialEq, Eq)]
 pub struct PacketBuf {
-    data: Box<[u8]>,
+    data: NonNull<u8>,
+    capacity: usize,
     start: usize,
     end: usize,
+    lent: Option<Lent>,
 }
+
+// SAFETY: a buffer is the only user of its memory (its own heap block, or memory lent to it
+// alone), and lent memory is given back through a `Release` that any thread may call
+// (`from_foreign`'s contract).
+unsafe impl Send for PacketBuf {}
+// SAFETY: shared references only read the bytes.
+unsafe impl Sync for PacketBuf {}
+
+impl Drop for PacketBuf {
+    fn drop(&mut self) {
+        match self.lent {
+            // SAFETY: the handle was lent to this buffer and has not been given back.
+            Some(lent) => unsafe { (lent.release)(lent.handle) },
+            None => {
+                // SAFETY: heap memory comes from `Box<[u8]>::into_raw` of `capacity` bytes.
+                drop(unsafe {
+                    Box::from_raw(core::ptr::slice_from_raw_parts_mut(self.data.as_ptr(), self.capacity))
+                });
+            }
+        }
+    }
+}
+
+impl Clone for PacketBuf {
+    /// A heap copy of the whole data area, with the same start and end.
+    fn clone(&self) -> PacketBuf {
+        let mut copy = PacketBuf::heap(self.capacity);
+        copy.whole_mut().copy_from_slice(self.whole());
+        copy.start = self.start;
+        copy.end = self.end;
+        copy
+    }
+}
+
+impl PartialEq for PacketBuf {
+    /// The same packet bytes behind the same headroom.
+    fn eq(&self, other: &PacketBuf) -> bool {
+        self.start == other.start && self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for PacketBuf {}
 
 impl core::fmt::Debug for PacketBuf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PacketBuf").field("headroom", &self.start).field("len", &self.len()).finish()
+        f.debug_struct("PacketBuf")
+            .field("headroom", &self.start)
+            .field("len", &self.len())
+            .field("lent", &self.lent.is_some())
+            .finish()
     }
 }
 
@@ -42,8 +106,80 @@ impl PacketBuf {
     /// An empty buffer of `capacity` bytes (at least `HEADROOM + 64`) with [`HEADROOM`]
     /// bytes of headroom.
     pub fn with_capacity(capacity: usize) -> PacketBuf {
-        let capacity = capacity.max(HEADROOM + 64);
-        PacketBuf { data: vec![0u8; capacity].into_boxed_slice(), start: HEADROOM, end: HEADROOM }
+        PacketBuf::heap(capacity.max(HEADROOM + 64))
+    }
+
+    /// A buffer with no memory at all: what a driver leaves in a slot whose packet it took.
+    /// Nothing fits in it; it costs no allocation.
+    pub fn empty() -> PacketBuf {
+        PacketBuf::heap(0)
+    }
+
+    fn heap(capacity: usize) -> PacketBuf {
+        let raw = Box::into_raw(vec![0u8; capacity].into_boxed_slice());
+        // SAFETY: `Box::into_raw` never returns null (a dangling, aligned pointer when empty).
+        let data = unsafe { NonNull::new_unchecked(raw.cast::<u8>()) };
+        let start = HEADROOM.min(capacity);
+        PacketBuf { data, capacity, start, end: start, lent: None }
+    }
+
+    /// A buffer over memory lent by a port driver: `capacity` bytes at `data`, the packet
+    /// at `start..end`. Dropping the buffer calls `release(handle)`;
+    /// [`take_foreign`](Self::take_foreign) hands the memory on instead.
+    ///
+    /// # Safety
+    /// `data` must be valid for reads and writes of `capacity` bytes, and used by nothing
+    /// else, until `release(handle)` is called or the memory is taken back with
+    /// `take_foreign`; `start <= end <= capacity`; `release` may be called from any thread.
+    #[inline]
+    pub unsafe fn from_foreign(
+        data: NonNull<u8>,
+        capacity: usize,
+        start: usize,
+        end: usize,
+        handle: NonNull<c_void>,
+        release: Release,
+    ) -> PacketBuf {
+        debug_assert!(start <= end && end <= capacity);
+        PacketBuf { data, capacity, start, end, lent: Some(Lent { handle, release }) }
+    }
+
+    /// Whether the memory is lent by a driver.
+    #[inline]
+    pub fn is_foreign(&self) -> bool {
+        self.lent.is_some()
+    }
+
+    /// The handle lent memory came with, which stays lent.
+    #[inline]
+    pub fn foreign_handle(&self) -> Option<NonNull<c_void>> {
+        self.lent.map(|l| l.handle)
+    }
+
+    /// Gives lent memory back to the caller without releasing it: returns the handle it
+    /// came with and the packet's start and length, and leaves this buffer
+    /// [`empty`](Self::empty). A heap buffer returns `None` and stays as it is.
+    #[inline]
+    pub fn take_foreign(&mut self) -> Option<(NonNull<c_void>, usize, usize)> {
+        let lent = self.lent.take()?;
+        let taken = (lent.handle, self.start, self.len());
+        self.data = NonNull::dangling();
+        self.capacity = 0;
+        self.start = 0;
+        self.end = 0;
+        Some(taken)
+    }
+
+    #[inline]
+    fn whole(&self) -> &[u8] {
+        // SAFETY: `data` is valid for `capacity` bytes while the buffer lives.
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.capacity) }
+    }
+
+    #[inline]
+    fn whole_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `whole`, and the buffer is its memory's only user.
+        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.capacity) }
     }
 
     /// A buffer holding a copy of `frame` after [`HEADROOM`] bytes (for tests and captures).
@@ -56,31 +192,34 @@ impl PacketBuf {
     /// Replaces the packet with a copy of `frame`, after [`HEADROOM`] bytes. Fails, keeping
     /// the buffer as it was, when the frame does not fit.
     pub fn set_frame(&mut self, frame: &[u8]) -> Result<(), TooLong> {
-        if HEADROOM + frame.len() > self.data.len() {
+        if HEADROOM + frame.len() > self.capacity {
             return Err(TooLong);
         }
         self.start = HEADROOM;
         self.end = HEADROOM + frame.len();
-        self.data[self.start..self.end].copy_from_slice(frame);
+        let (start, end) = (self.start, self.end);
+        self.whole_mut()[start..end].copy_from_slice(frame);
         Ok(())
     }
 
     /// Empties the buffer and restores the full headroom.
     pub fn clear(&mut self) {
-        self.start = HEADROOM;
-        self.end = HEADROOM;
+        self.start = HEADROOM.min(self.capacity);
+        self.end = self.start;
     }
 
     /// The packet's bytes.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        // SAFETY: `start <= end <= capacity` always holds, and the memory is valid.
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr().add(self.start), self.end - self.start) }
     }
 
     /// The packet's bytes, mutably.
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.data[self.start..self.end]
+        // SAFETY: as in `as_slice`, and the buffer is its memory's only user.
+        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr().add(self.start), self.end - self.start) }
     }
 
     /// The packet's length.
@@ -104,12 +243,12 @@ impl PacketBuf {
     /// Bytes free after the packet.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        self.data.len() - self.end
+        self.capacity - self.end
     }
 
     /// The whole data area's size.
     pub fn capacity(&self) -> usize {
-        self.data.len()
+        self.capacity
     }
 
     /// Grows the packet by `n` bytes at the front and returns the whole packet, or `None`
@@ -120,7 +259,7 @@ impl PacketBuf {
             return None;
         }
         self.start -= n;
-        Some(&mut self.data[self.start..self.end])
+        Some(self.as_mut_slice())
     }
 
     /// Drops `n` bytes from the front (at most the packet's length).
@@ -145,7 +284,7 @@ impl PacketBuf {
             return None;
         }
         self.end += n;
-        Some(&mut self.data[self.start..self.end])
+        Some(self.as_mut_slice())
     }
 }
 
@@ -181,5 +320,46 @@ mod tests {
         assert!(b.is_empty());
         let mut small = PacketBuf::with_capacity(0);
         assert_eq!(small.set_frame(&[0; 100]), Err(TooLong));
+        let mut none = PacketBuf::empty();
+        assert_eq!(none.set_frame(&[0]), Err(TooLong));
+        assert!(none.prepend(1).is_none() && none.is_empty() && none.take_foreign().is_none());
+    }
+
+    static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    unsafe fn release_block(handle: NonNull<c_void>) {
+        // SAFETY: the tests lend boxed 256-byte blocks.
+        drop(unsafe { Box::from_raw(handle.as_ptr().cast::<[u8; 256]>()) });
+        RELEASED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn lend() -> PacketBuf {
+        let block = Box::into_raw(Box::new([7u8; 256]));
+        let data = NonNull::new(block.cast::<u8>()).unwrap();
+        // SAFETY: the block is ours alone until released.
+        unsafe { PacketBuf::from_foreign(data, 256, 128, 138, data.cast(), release_block) }
+    }
+
+    #[test]
+    fn lent_memory_goes_back_once() {
+        let before = RELEASED.load(std::sync::atomic::Ordering::SeqCst);
+        let mut b = lend();
+        assert!(b.is_foreign());
+        assert_eq!((b.headroom(), b.len(), b.tailroom()), (128, 10, 118));
+        b.prepend(20).unwrap()[0] = 1;
+        let copy = b.clone();
+        assert!(!copy.is_foreign());
+        assert_eq!(copy, b);
+        drop(b);
+        assert_eq!(RELEASED.load(std::sync::atomic::Ordering::SeqCst), before + 1);
+
+        let mut c = lend();
+        let (handle, start, len) = c.take_foreign().unwrap();
+        assert_eq!((start, len), (128, 10));
+        assert!(!c.is_foreign() && c.capacity() == 0);
+        drop(c);
+        assert_eq!(RELEASED.load(std::sync::atomic::Ordering::SeqCst), before + 1, "taken, not released");
+        // SAFETY: handed back to us by take_foreign.
+        unsafe { release_block(handle) };
     }
 }

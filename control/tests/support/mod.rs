@@ -1,9 +1,12 @@
 //! What the tests that drive a running `vipgate` share. Each test file uses a part of it.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use etherparse as ep;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use vipgate_engine::port::pcap;
 
 /// Polls `cond` every 50 ms until it holds; fails the test after `secs` seconds.
 pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
@@ -20,4 +23,111 @@ pub fn ctl_json(socket: &Path, args: &[&str]) -> serde_json::Value {
     all.extend_from_slice(args);
     let out = Command::new(env!("CARGO_BIN_EXE_vipgate")).args(&all).output().unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
+}
+
+/// The port's MAC in the test configs.
+pub const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+/// The client side's MAC in the test captures.
+pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+
+pub fn vipgate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
+}
+
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vipgate-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/example.toml")
+}
+
+pub fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    ep::PacketBuilder::ethernet2(CLIENT_MAC, OUR_MAC)
+        .ipv4(src, dst, 60)
+        .udp(sport, dport)
+        .write(&mut f, payload)
+        .unwrap();
+    f
+}
+
+pub fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    ep::PacketBuilder::ethernet2(CLIENT_MAC, OUR_MAC)
+        .ipv4(src, dst, 60)
+        .tcp(sport, dport, 1, 1024)
+        .ack(1)
+        .write(&mut f, b"hb")
+        .unwrap();
+    f
+}
+
+pub fn write_capture(path: &Path, frames: &[Vec<u8>]) {
+    let mut w = pcap::Writer::new(std::fs::File::create(path).unwrap()).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write(1_700_000_000_000_000_000 + i as u64 * 1_000_000, f).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+pub fn read_capture(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = pcap::Reader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    while let Some(rec) = r.next().unwrap() {
+        out.push(rec.data.to_vec());
+    }
+    out
+}
+
+/// A capture of 2G-gateway-like traffic: a few carrier addresses, many ports, heartbeats.
+pub fn traffic() -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    for round in 0..3 {
+        for gw in 1..=4u8 {
+            for port in 0..50u16 {
+                let sport = 20000 + port * 7 + u16::from(gw);
+                if (port + round) % 2 == 0 {
+                    frames.push(udp([198, 51, 100, 100 + gw], sport, [203, 0, 113, 10], 8000, b"heartbeat"));
+                } else {
+                    frames.push(tcp([198, 51, 100, 100 + gw], sport, [203, 0, 113, 10], 5222));
+                }
+            }
+        }
+    }
+    // Noise: no VIP in the subnet, outside every subnet, another host's MAC, garbage.
+    frames.push(udp([198, 51, 100, 9], 1, [203, 0, 113, 99], 53, b"x"));
+    frames.push(udp([198, 51, 100, 9], 1, [192, 0, 2, 99], 53, b"x"));
+    let mut other = udp([198, 51, 100, 9], 1, [203, 0, 113, 10], 8000, b"x");
+    other[5] = 0x77;
+    frames.push(other);
+    frames.push(vec![0xff; 10]);
+    frames
+}
+
+pub fn json_number(json: &str, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    let at = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len();
+    json[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+/// `vipgate replay` of `input` on configs/example.toml with `workers` workers: the frames it
+/// writes (to `DIR/replayed.pcap`).
+pub fn replayed(dir: &Path, input: &Path, workers: usize) -> Vec<Vec<u8>> {
+    let out = dir.join("replayed.pcap");
+    let r = vipgate(&[
+        "replay",
+        "--config",
+        example_config().to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--workers",
+        &workers.to_string(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    read_capture(&out)
 }

@@ -8,12 +8,15 @@
 //! - [`memory`]: rings of preallocated buffers between a host (a test, the bench, a
 //!   capture feeder) and the workers;
 //! - [`pcap`]: read a capture, write one;
-//! - [`synth`]: generated 2G-gateway traffic, seeded and reproducible.
+//! - [`synth`]: generated 2G-gateway traffic, seeded and reproducible;
+//! - `dpdk` (feature `dpdk`): a NIC or DPDK virtual device, its mbufs used in place.
 //!
 //! The drivers sit outside the pipeline: the pipeline never does I/O.
 
 use crate::buf::PacketBuf;
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod memory;
 pub mod pcap;
 pub mod synth;

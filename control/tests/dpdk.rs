@@ -1,0 +1,341 @@
+//! The dpdk driver on DPDK's virtual devices, as an operator runs it: `vipgate run` with a
+//! `driver = "dpdk"` port. Built with the feature `dpdk` only; the tests need root (EAL)
+//! and say loudly when they are skipped.
+//!
+//! - net_pcap: a capture through the dpdk driver gives the frames `vipgate replay` gives;
+//! - net_pcap with two workers: the device has no RSS, flows are spread in software and
+//!   every flow lives on one worker;
+//! - net_af_packet on a veth pair between two network namespaces the test makes: a kernel
+//!   client sends TCP and UDP to the VIP, the peer's end sees them tunnelled to backends.
+#![cfg(feature = "dpdk")]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+mod support;
+use support::{
+    ctl_json, example_config, read_capture, replayed, tmp, traffic, vipgate, wait_for, write_capture, OUR_MAC,
+};
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+macro_rules! needs_root {
+    () => {
+        if !is_root() {
+            eprintln!("SKIPPED: the dpdk tests need root (DPDK's EAL); run them as root");
+            return;
+        }
+    };
+}
+
+/// configs/example.toml with a dpdk port on `args`, `workers` workers and its socket in
+/// `dir`, written to `DIR/vipgate.toml`.
+fn dpdk_config(dir: &Path, workers: usize, args: &[String], next_hop_mac: Option<&str>) -> PathBuf {
+    let example = std::fs::read_to_string(example_config()).unwrap();
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    let mut config = example
+        .replace("workers = 1", &format!("workers = {workers}\nidle_polls_before_sleep = 16"))
+        .replace("driver = \"memory\"", &format!("driver = \"dpdk\"\nargs = [{}]", args.join(", ")))
+        .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
+        .replace("metrics = \"127.0.0.1:9620\"\n", "");
+    if let Some(mac) = next_hop_mac {
+        config = config.replace("next_hop_mac = \"02:00:00:00:00:fe\"", &format!("next_hop_mac = \"{mac}\""));
+    }
+    assert!(config.contains("driver = \"dpdk\""));
+    let path = dir.join("vipgate.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// EAL without hugepages or PCI scan, its runtime files under a prefix of the test's own
+/// (`/var/run/dpdk/PREFIX`, removed by [`forget_prefix`]) so that tests run side by side.
+fn eal(tag: &str, vdev: Option<&str>, huge: bool) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if !huge {
+        args.extend(["--no-huge", "-m", "512"].map(String::from));
+    }
+    args.extend(["--no-pci".to_string(), format!("--file-prefix={}", prefix(tag))]);
+    if let Some(v) = vdev {
+        args.extend(["--vdev".to_string(), v.to_string()]);
+    }
+    args
+}
+
+fn prefix(tag: &str) -> String {
+    format!("vgtest{}{tag}", std::process::id())
+}
+
+fn forget_prefix(tag: &str) {
+    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix(tag)));
+}
+
+fn start(config: &Path, netns: Option<&str>) -> Child {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vipgate")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_vipgate")),
+    };
+    cmd.args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the socket; if the process died first, fails with what it said.
+fn wait_running(child: &mut Child, socket: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answers = || vipgate(&["ctl", "--socket", socket.to_str().unwrap(), "status"]).status.success();
+    while !(socket.exists() && answers()) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+            panic!("vipgate exited ({status}) before answering:\n{err}");
+        }
+        assert!(std::time::Instant::now() < deadline, "vipgate never answered on {}", socket.display());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn stop(child: Child) -> (String, String) {
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "vipgate run failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Runs the capture through a net_pcap device with `workers` workers; returns what the
+/// device wrote, the last `ctl stats` and `ctl flows` answers, and the run's log.
+fn through_net_pcap(
+    dir: &Path,
+    input: &Path,
+    frames: usize,
+    workers: usize,
+) -> (Vec<Vec<u8>>, Value, Value, String) {
+    let output = dir.join("out.pcap");
+    let vdev = format!("net_pcap0,rx_pcap={},tx_pcap={}", input.display(), output.display());
+    let tag = format!("pcap{workers}");
+    let config = dpdk_config(dir, workers, &eal(&tag, Some(&vdev), false), None);
+    let mut child = start(&config, None);
+    let socket = dir.join("ctl.sock");
+    wait_running(&mut child, &socket);
+    let mut stats = Value::Null;
+    wait_for("every frame of the capture received", 30, || {
+        stats = ctl_json(&socket, &["stats"]);
+        stats["counters"]["rx_packets"].as_u64() == Some(frames as u64)
+    });
+    let flows = ctl_json(&socket, &["flows"]);
+    let (report, log) = stop(child);
+    forget_prefix(&tag);
+    assert!(report.contains("dpdk device net_pcap0"), "{report}");
+    (read_capture(&output), stats, flows, log)
+}
+
+#[test]
+fn a_capture_through_net_pcap_comes_out_as_replay_writes_it() {
+    needs_root!();
+    let dir = tmp("dpdk-pcap");
+    let input = dir.join("in.pcap");
+    let frames = traffic();
+    write_capture(&input, &frames);
+    let (sent, stats, _, _) = through_net_pcap(&dir, &input, frames.len(), 1);
+    let expected = replayed(&dir, &input, 1);
+    assert!(expected.len() >= 600, "{}", expected.len());
+    // One worker, one queue: the same frames in the same order.
+    assert_eq!(sent.len(), expected.len());
+    assert!(sent == expected, "the dpdk driver and replay emit the same frames");
+    // Counters: every frame counted once, the device's own view beside them.
+    let c = &stats["counters"];
+    assert_eq!(c["forwarded"].as_u64(), Some(expected.len() as u64), "{c}");
+    assert_eq!(c["drop_tx_full"].as_u64(), Some(0), "{c}");
+    let port = &stats["port"];
+    assert_eq!(port["driver"], "dpdk", "{stats}");
+    assert_eq!(port["device"], "net_pcap0");
+    assert_eq!(port["xstats"]["rx_good_packets"].as_u64(), Some(frames.len() as u64), "{port}");
+    assert_eq!(port["xstats"]["tx_good_packets"].as_u64(), Some(expected.len() as u64), "{port}");
+    forget_prefix("nodev");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_workers_on_a_device_without_rss_keep_every_flow_on_one_worker() {
+    needs_root!();
+    let dir = tmp("dpdk-spread");
+    let input = dir.join("in.pcap");
+    let frames = traffic();
+    write_capture(&input, &frames);
+    let (mut sent, stats, flows, log) = through_net_pcap(&dir, &input, frames.len(), 2);
+    assert!(log.contains("flows spread over the 2 workers in software"), "{log}");
+    assert_eq!(stats["port"]["software_rss"], Value::Bool(true));
+    let mut expected = replayed(&dir, &input, 2);
+    sent.sort();
+    expected.sort();
+    assert!(
+        sent == expected,
+        "two workers emit the frames one does ({} against {})",
+        sent.len(),
+        expected.len()
+    );
+    // A flow split over two workers would sit in both flow tables.
+    let flows_in_capture: HashSet<(u8, u16)> = frames
+        .iter()
+        .filter(|f| f.len() > 37 && f[..6] == OUR_MAC && f[30..34] == [203, 0, 113, 10])
+        .map(|f| (f[23], u16::from_be_bytes([f[34], f[35]])))
+        .collect();
+    assert_eq!(flows["total"].as_u64(), Some(flows_in_capture.len() as u64), "{flows}");
+    let per_worker: Vec<u64> =
+        flows["workers"].as_array().unwrap().iter().map(|w| w["live"].as_u64().unwrap()).collect();
+    assert_eq!(per_worker.len(), 2);
+    assert!(per_worker.iter().all(|&n| n > 0), "both workers took flows: {per_worker:?}");
+    forget_prefix("nodev");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two namespaces joined by a veth pair; removed when dropped.
+struct Veth {
+    engine_ns: String,
+    client_ns: String,
+}
+
+impl Veth {
+    fn new(tag: &str) -> Veth {
+        let id = std::process::id() % 100_000;
+        let v = Veth { engine_ns: format!("vge{tag}{id}"), client_ns: format!("vgc{tag}{id}") };
+        let sh = |args: &str| {
+            let ok = Command::new("sh").args(["-c", args]).status().unwrap().success();
+            assert!(ok, "{args}");
+        };
+        sh(&format!("ip netns add {}", v.engine_ns));
+        sh(&format!("ip netns add {}", v.client_ns));
+        sh(&format!("ip link add vgd0 netns {} type veth peer name vgc0 netns {}", v.engine_ns, v.client_ns));
+        sh(&format!("ip -n {} link set vgd0 up && ip -n {} link set lo up", v.engine_ns, v.engine_ns));
+        sh(&format!(
+            "ip -n {ns} link set vgc0 address 02:00:00:00:00:c2 && ip -n {ns} link set vgc0 up && \
+             ip -n {ns} link set lo up && ip -n {ns} addr add 198.51.100.2/24 dev vgc0 && \
+             ip -n {ns} route add 203.0.113.0/24 via 198.51.100.1",
+            ns = v.client_ns
+        ));
+        v
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        for ns in [&self.engine_ns, &self.client_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
+    needs_root!();
+    let dir = tmp("dpdk-afpacket");
+    let veth = Veth::new("a");
+    let config = dpdk_config(
+        &dir,
+        1,
+        &eal("afp", Some("net_af_packet0,iface=vgd0"), false),
+        Some("02:00:00:00:00:c2"),
+    );
+    let mut child = start(&config, Some(&veth.engine_ns));
+    let socket = dir.join("ctl.sock");
+    wait_running(&mut child, &socket);
+
+    // The client: resolves 198.51.100.1 (answered by vipgate), sends UDP to the VIP from
+    // 40 ports and opens TCP connections to it (their SYNs), and captures on its own end.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tunnel_peer.py");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &veth.client_ns, "python3", script.to_str().unwrap()])
+        .args(["--iface", "vgc0", "--vip", "203.0.113.10", "--udp-port", "8000", "--tcp-port", "5222"])
+        .args(["--flows", "40", "--seconds", "4"])
+        .output()
+        .unwrap();
+    let stats = ctl_json(&socket, &["stats"]);
+    let (_, log) = stop(child);
+    forget_prefix("afp");
+    assert!(out.status.success(), "{}\n{log}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // UDP 8000 goes by IPIP to the active backends of the udp VIP (never to the draining
+    // one with a fresh flow); TCP by GUE to those of the tcp VIP.
+    let udp_backends: HashSet<&str> = ["192.0.2.11", "192.0.2.12"].into();
+    let tcp_backends: HashSet<&str> = ["192.0.2.21", "192.0.2.22"].into();
+    let packets = seen["tunnelled"].as_array().unwrap();
+    let mut udp_flows = HashSet::new();
+    let mut tcp_flows = HashSet::new();
+    for p in packets {
+        let backend = p["outer_dst"].as_str().unwrap();
+        assert_eq!(p["outer_src"], "198.51.100.1", "{p}");
+        assert_eq!(p["inner_dst"], "203.0.113.10", "{p}");
+        assert_eq!(p["inner_src"], "198.51.100.2", "{p}");
+        match (p["encap"].as_str().unwrap(), p["inner_proto"].as_u64().unwrap()) {
+            ("ipip", 17) => {
+                assert!(udp_backends.contains(backend), "{p}");
+                udp_flows.insert(p["inner_sport"].as_u64().unwrap());
+            }
+            ("gue", 6) => {
+                assert!(tcp_backends.contains(backend), "{p}");
+                tcp_flows.insert(p["inner_sport"].as_u64().unwrap());
+            }
+            other => panic!("unexpected {other:?}: {p}"),
+        }
+    }
+    assert_eq!(udp_flows.len(), 40, "every UDP flow came through: {seen}");
+    assert!(tcp_flows.len() >= 35, "the TCP SYNs came through: {} of 40\n{seen}", tcp_flows.len());
+    assert!(seen["arp_answered"].as_bool().unwrap(), "vipgate answered ARP for its address");
+    let c = &stats["counters"];
+    assert!(c["forwarded"].as_u64().unwrap() >= packets.len() as u64, "{c}");
+    assert!(c["arp_replies"].as_u64().unwrap() >= 1, "{c}");
+    assert_eq!(stats["port"]["device"], "net_af_packet0");
+    drop(veth);
+    forget_prefix("nodev");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn clear_errors_for_a_missing_device_and_missing_hugepages() {
+    needs_root!();
+    let dir = tmp("dpdk-errors");
+    // No device: a vdev-less EAL without PCI.
+    let config = dpdk_config(&dir, 1, &eal("nodev", None, false), None);
+    let out = vipgate(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port \"wan\": device not found"), "{err}");
+    assert!(err.contains("-a PCI_ADDRESS"), "{err}");
+
+    // Hugepages asked for (no --no-huge) where none are free.
+    let free: u64 = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("free_hugepages")).ok())
+                .filter_map(|s| s.trim().parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    if free == 0 {
+        let config = dpdk_config(&dir, 1, &eal("nohuge", Some("net_null0"), true), None);
+        let out = vipgate(&["run", "--config", config.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no free hugepages") && err.contains("hugepages.md"), "{err}");
+        assert!(err.contains("scripts/setup-hugepages.sh"), "{err}");
+    } else {
+        eprintln!("NOTE: {free} hugepages free here: the no-hugepages error was not exercised");
+    }
+    forget_prefix("nodev");
+    let _ = std::fs::remove_dir_all(&dir);
+}
