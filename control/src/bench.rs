@@ -233,6 +233,25 @@ enum Source {
 }
 
 impl Source {
+    /// The next frame of a 64b or syn source into `b`.
+    #[cfg(feature = "dpdk")]
+    fn write_one(&mut self, b: &mut PacketBuf) {
+        match self {
+            Source::Small { vips, flows, rng } => {
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 7;
+                *rng ^= *rng << 17;
+                let i = (((*rng >> 32) * u64::from(*flows)) >> 32) as u32;
+                write_small(b, i, *vips, false);
+            }
+            Source::Syn { vips, next } => {
+                write_small(b, *next, *vips, true);
+                *next = next.wrapping_add(1);
+            }
+            Source::Gateway(_) => unreachable!("the dpdk bench takes 64b and syn only"),
+        }
+    }
+
     fn load(&mut self, bufs: &mut [PacketBuf]) {
         match self {
             Source::Small { vips, flows, rng } => {
@@ -259,6 +278,72 @@ impl Source {
 }
 
 /// Runs one worker's share: warm-up, then the timed loop. `progress` counts packets.
+/// What a bench worker measures, burst by burst, until its time or packet count is done.
+struct Meter<'a> {
+    spec: &'a BenchSpec,
+    progress: &'a AtomicU64,
+    started: Instant,
+    hist: Histogram<u64>,
+    packets: u64,
+    engine_ns: u64,
+    load_ns: u64,
+    cycles: u64,
+    forwarded: u64,
+}
+
+impl<'a> Meter<'a> {
+    fn new(spec: &'a BenchSpec, progress: &'a AtomicU64) -> Meter<'a> {
+        Meter {
+            spec,
+            progress,
+            started: Instant::now(),
+            hist: Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
+            packets: 0,
+            engine_ns: 0,
+            load_ns: 0,
+            cycles: 0,
+            forwarded: 0,
+        }
+    }
+
+    fn done(&self) -> bool {
+        match self.spec.packets {
+            Some(limit) => self.packets >= limit,
+            None => {
+                self.packets % (BURST as u64 * 256) == 0
+                    && self.started.elapsed() >= Duration::from_secs_f64(self.spec.seconds)
+            }
+        }
+    }
+
+    /// A burst of `n` packets: loaded from `at[0]` to `at[1]`, in the engine until `at[2]`.
+    fn record(&mut self, at: [Instant; 3], cycles: u64, n: usize, forwarded: usize) {
+        let burst_ns = (at[2] - at[1]).as_nanos() as u64;
+        self.load_ns += (at[1] - at[0]).as_nanos() as u64;
+        self.engine_ns += burst_ns;
+        self.cycles += cycles;
+        self.packets += n as u64;
+        self.forwarded += forwarded as u64;
+        let _ = self.hist.record_n(burst_ns.max(1), n.max(1) as u64);
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn result(self) -> WorkerResult {
+        WorkerResult {
+            packets: self.packets,
+            engine_ns: self.engine_ns,
+            load_ns: self.load_ns,
+            engine_cycles: self.cycles,
+            forwarded: self.forwarded,
+            latency_ns: [
+                self.hist.value_at_quantile(0.5),
+                self.hist.value_at_quantile(0.99),
+                self.hist.value_at_quantile(0.999),
+            ],
+        }
+    }
+}
+
 fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &AtomicU64) -> WorkerResult {
     let per_worker_flows = (spec.flows / spec.workers as u32).max(1);
     let capacity = match spec.workload {
@@ -314,19 +399,9 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         }
         Workload::Syn => {}
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
-    let (mut packets, mut engine_ns, mut load_ns, mut cycles, mut forwarded) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut meter = Meter::new(spec, progress);
     let mut extra: Vec<PacketBuf> = Vec::with_capacity(2 * vipgate_engine::pipeline::MAX_BURST);
-    let started = Instant::now();
-    let deadline = Duration::from_secs_f64(spec.seconds);
-    loop {
-        if let Some(limit) = spec.packets {
-            if packets >= limit {
-                break;
-            }
-        } else if packets % (BURST as u64 * 256) == 0 && started.elapsed() >= deadline {
-            break;
-        }
+    while !meter.done() {
         let t0 = Instant::now();
         source.load(&mut bufs);
         let t1 = Instant::now();
@@ -340,27 +415,121 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         for b in extra.drain(..) {
             pipeline.recycle(b);
         }
-        let burst_ns = (t2 - t1).as_nanos() as u64;
-        load_ns += (t1 - t0).as_nanos() as u64;
-        engine_ns += burst_ns;
-        cycles += c1.wrapping_sub(c0);
-        packets += BURST as u64;
-        forwarded += verdicts.iter().filter(|v| **v == Verdict::Forward).count() as u64;
-        let _ = hist.record_n(burst_ns.max(1), BURST as u64);
-        progress.fetch_add(BURST as u64, Ordering::Relaxed);
+        let forwarded = verdicts.iter().filter(|v| **v == Verdict::Forward).count();
+        meter.record([t0, t1, t2], c1.wrapping_sub(c0), BURST, forwarded);
     }
-    WorkerResult {
-        packets,
-        engine_ns,
-        load_ns,
-        engine_cycles: cycles,
-        forwarded,
-        latency_ns: [
-            hist.value_at_quantile(0.5),
-            hist.value_at_quantile(0.99),
-            hist.value_at_quantile(0.999),
-        ],
+    meter.result()
+}
+
+/// Runs `spec` on a DPDK port's queue, one worker pinned to core 1 (where the machine has
+/// it): per burst, mbufs from the port's pool get the workload's frames (the stand-in for
+/// a device's receive: DPDK's net_null has no frames a VIP would take), the pipeline
+/// encapsulates them in place, and what it forwards goes to the device's TX (net_null
+/// frees it; a NIC sends it). `load_ns` is the receive stand-in, `engine_ns` the pipeline
+/// and TX.
+#[cfg(feature = "dpdk")]
+pub fn run_dpdk(
+    spec: &BenchSpec,
+    queue: &mut vipgate_engine::port::dpdk::DpdkQueue,
+    mut on_progress: impl FnMut(f64),
+) -> Result<Vec<WorkerResult>, String> {
+    if spec.workers != 1 {
+        return Err("--driver dpdk measures one worker (--workers 1)".into());
     }
+    if spec.workload == Workload::Gateway {
+        return Err("--driver dpdk takes the 64b and syn workloads".into());
+    }
+    if spec.flows == 0 || spec.flows > MAX_FLOWS || spec.vips == 0 || spec.backends == 0 {
+        return Err(format!("--flows 1..={MAX_FLOWS}, --vips and --backends at least 1"));
+    }
+    let snap = snapshot(spec.vips, spec.backends)?;
+    let progress = AtomicU64::new(0);
+    let core = core_affinity::get_core_ids().unwrap_or_default().get(1).copied();
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            if let Some(c) = core {
+                core_affinity::set_for_current(c);
+            }
+            run_dpdk_worker(spec, &snap, queue, &progress)
+        });
+        let started = Instant::now();
+        while !worker.is_finished() {
+            std::thread::sleep(Duration::from_millis(200));
+            let share = match spec.packets {
+                Some(p) => progress.load(Ordering::Relaxed) as f64 / (p as f64).max(1.0),
+                None => started.elapsed().as_secs_f64() / spec.seconds.max(1e-3),
+            };
+            on_progress(share.min(1.0));
+        }
+        worker.join().map_err(|_| "the bench worker panicked".to_string()).map(|r| vec![r])
+    })
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dpdk_worker(
+    spec: &BenchSpec,
+    snap: &Snapshot,
+    queue: &mut vipgate_engine::port::dpdk::DpdkQueue,
+    progress: &AtomicU64,
+) -> WorkerResult {
+    let flows = spec.flows;
+    let capacity =
+        if spec.workload == Workload::Syn { flows as usize } else { (2 * flows as usize).max(1024) };
+    let mut pipeline =
+        Pipeline::new(PipelineOptions { flow_capacity: capacity, ..PipelineOptions::default() });
+    let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::empty()).collect();
+    let mut verdicts = [Verdict::Forward; BURST];
+    let mut source = match spec.workload {
+        Workload::Syn => Source::Syn { vips: spec.vips, next: 0 },
+        _ => Source::Small { vips: spec.vips, flows, rng: 0x2545_f491_4f6c_dd1d },
+    };
+    let mut now: u64 = 1_000_000_000;
+    // Forwards what the pipeline says to forward, in order; returns how many the device took.
+    let send =
+        |bufs: &mut [PacketBuf], verdicts: &[Verdict], queue: &mut vipgate_engine::port::dpdk::DpdkQueue| {
+            let mut k = 0;
+            for (i, v) in verdicts.iter().enumerate().take(bufs.len()) {
+                if matches!(v, Verdict::Forward | Verdict::Reply) {
+                    bufs.swap(i, k);
+                    k += 1;
+                }
+            }
+            if k == 0 {
+                0
+            } else {
+                queue.tx_burst(&mut bufs[..k])
+            }
+        };
+    if spec.workload == Workload::Small {
+        for start in (0..flows).step_by(BURST) {
+            let n = (flows - start).min(BURST as u32) as usize;
+            let mut i = start;
+            let got = queue.rx_generated(&mut bufs[..n], |b| {
+                write_small(b, i, spec.vips, false);
+                i += 1;
+            });
+            pipeline.process(snap, now, &mut bufs[..got], &mut verdicts[..got]);
+            send(&mut bufs[..got], &verdicts[..got], queue);
+        }
+    }
+    let mut meter = Meter::new(spec, progress);
+    while !meter.done() {
+        let t0 = Instant::now();
+        let n = queue.rx_generated(&mut bufs, |b| source.write_one(b));
+        let t1 = Instant::now();
+        let c0 = tsc();
+        now += 2_000;
+        pipeline.process(snap, now, &mut bufs[..n], &mut verdicts[..n]);
+        let sent = send(&mut bufs[..n], &verdicts[..n], queue);
+        let c1 = tsc();
+        let t2 = Instant::now();
+        meter.record([t0, t1, t2], c1.wrapping_sub(c0), n, sent);
+        if n == 0 {
+            // The pool ran dry: a leak would end here rather than spin.
+            break;
+        }
+    }
+    meter.result()
 }
 
 /// Runs `spec`: one thread per worker, pinned from core 1 up when the machine has the
@@ -425,6 +594,7 @@ pub fn to_json(spec: &BenchSpec, results: &[WorkerResult]) -> Value {
             "ns_per_packet": (r.ns_per_packet() * 10.0).round() / 10.0,
             "cycles_per_packet": (r.cycles_per_packet() * 10.0).round() / 10.0,
             "load_ns_per_packet": (r.load_ns as f64 / r.packets.max(1) as f64 * 10.0).round() / 10.0,
+            "loop_mpps": (r.packets as f64 / (r.engine_ns + r.load_ns).max(1) as f64 * 1e6).round() / 1e3,
             "forwarded": r.forwarded,
             "latency_ns": { "p50": r.latency_ns[0], "p99": r.latency_ns[1], "p99.9": r.latency_ns[2] },
         })).collect::<Vec<_>>(),

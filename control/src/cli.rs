@@ -154,6 +154,18 @@ pub struct BenchArgs {
     /// A saved --json result: show each run's ratios against it.
     #[arg(long, value_name = "FILE")]
     pub compare: Option<PathBuf>,
+    /// memory (frames written into buffers of the engine's own) or dpdk (mbufs of a DPDK
+    /// port's pool, sent to its TX; one worker; 64b and syn; builds with --features dpdk).
+    #[arg(long, value_name = "DRIVER", default_value = "memory")]
+    pub driver: String,
+    /// DPDK's EAL arguments for --driver dpdk, as one string.
+    #[arg(
+        long,
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        default_value = "--no-huge -m 512 --no-pci --vdev net_null0 --file-prefix vipgate-bench"
+    )]
+    pub eal: String,
 }
 
 /// Arguments of `vipgate replay`.

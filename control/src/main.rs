@@ -322,13 +322,42 @@ fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
         },
         None => None,
     };
+    #[cfg(feature = "dpdk")]
+    let mut dpdk_queue = match args.driver.as_str() {
+        "memory" => None,
+        "dpdk" => {
+            use vipgate_engine::port::dpdk;
+            let options = dpdk::DpdkOptions {
+                name: "bench".into(),
+                args: args.eal.split_whitespace().map(String::from).collect(),
+                workers: 1,
+                single_queue: false,
+                mbufs: None,
+            };
+            match dpdk::open(&options) {
+                Ok((device, mut queues)) => Some((device, queues.remove(0))),
+                Err(e) => return fail(format!("--driver dpdk: {e}")),
+            }
+        }
+        other => return fail(format!("--driver {other}: memory or dpdk")),
+    };
+    #[cfg(not(feature = "dpdk"))]
+    match args.driver.as_str() {
+        "memory" => {}
+        "dpdk" => {
+            return fail(
+                "--driver dpdk: this build has no dpdk driver (cargo build --release --features dpdk)".into(),
+            )
+        }
+        other => return fail(format!("--driver {other}: memory or dpdk")),
+    }
     let show_progress = std::io::stderr().is_terminal() && (args.seconds > 3.0 || specs.len() > 1);
     let mut runs = Vec::new();
     if !args.json {
         println!("{}", bench::TABLE_HEADER);
     }
     for (i, spec) in specs.iter().enumerate() {
-        let result = bench::run(spec, |share| {
+        let progress = |share: f64| {
             if show_progress {
                 let done = (share * 30.0) as usize;
                 eprint!(
@@ -341,7 +370,14 @@ fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
                 );
                 let _ = std::io::stderr().flush();
             }
-        });
+        };
+        #[cfg(feature = "dpdk")]
+        let result = match dpdk_queue.as_mut() {
+            Some((_, queue)) => bench::run_dpdk(spec, queue, progress),
+            None => bench::run(spec, progress),
+        };
+        #[cfg(not(feature = "dpdk"))]
+        let result = bench::run(spec, progress);
         if show_progress {
             eprint!("\r{}\r", " ".repeat(60));
         }
@@ -349,7 +385,8 @@ fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
-        let run = bench::to_json(spec, &results);
+        let mut run = bench::to_json(spec, &results);
+        run["driver"] = serde_json::Value::from(args.driver.as_str());
         if !args.json {
             let b = baseline.as_ref().and_then(|b| bench::find_baseline(b, &run));
             for row in bench::to_rows(&run, b) {

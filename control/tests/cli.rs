@@ -150,3 +150,14 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A build without the dpdk driver says how to get one.
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn bench_on_dpdk_without_the_driver_says_how_to_build_it() {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_vipgate")).args(["bench", "--driver", "dpdk"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features dpdk"), "{err}");
+}

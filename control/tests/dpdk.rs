@@ -306,7 +306,7 @@ fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
 }
 
 #[test]
-fn clear_errors_for_a_missing_device_and_missing_hugepages() {
+fn clear_errors_for_a_missing_device_no_root_and_missing_hugepages() {
     needs_root!();
     let dir = tmp("dpdk-errors");
     // No device: a vdev-less EAL without PCI.
@@ -316,6 +316,22 @@ fn clear_errors_for_a_missing_device_and_missing_hugepages() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("port \"wan\": device not found"), "{err}");
     assert!(err.contains("-a PCI_ADDRESS"), "{err}");
+
+    // Not root: said before EAL is tried (the config is readable by everyone).
+    let world = std::env::temp_dir().join(format!("vipgate-dpdk-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&world).unwrap();
+    assert!(Command::new("chmod").args(["0777", world.to_str().unwrap()]).status().unwrap().success());
+    let config_nobody = dpdk_config(&world, 1, &eal("nobody", Some("net_null0"), false), None);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_vipgate")])
+        .args(["run", "--config", config_nobody.to_str().unwrap()])
+        .current_dir(&world)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&world);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the dpdk driver needs root"), "{err}");
 
     // Hugepages asked for (no --no-huge) where none are free.
     let free: u64 = std::fs::read_dir("/sys/kernel/mm/hugepages")
@@ -338,4 +354,67 @@ fn clear_errors_for_a_missing_device_and_missing_hugepages() {
     }
     forget_prefix("nodev");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// net_null offers RSS and several queues: two workers get a hardware queue each, and
+/// under a flood that never stops (net_null's frames are for no one: counted as
+/// `other_mac`) every packet is counted once and no mbuf goes missing.
+#[test]
+fn two_workers_get_a_queue_each_on_a_device_with_rss_and_lose_no_mbuf() {
+    needs_root!();
+    let dir = tmp("dpdk-null");
+    let config = dpdk_config(&dir, 2, &eal("null", Some("net_null0"), false), None);
+    let mut child = start(&config, None);
+    let socket = dir.join("ctl.sock");
+    wait_running(&mut child, &socket);
+    let first = ctl_json(&socket, &["stats"]);
+    let mut stats = Value::Null;
+    wait_for("a million packets", 30, || {
+        stats = ctl_json(&socket, &["stats"]);
+        stats["counters"]["rx_packets"].as_u64().unwrap_or(0) > 1_000_000
+    });
+    let (_, log) = stop(child);
+    forget_prefix("null");
+    assert!(log.contains("2 queues, RSS on IP/TCP/UDP"), "{log}");
+    let port = &stats["port"];
+    assert_eq!(port["queues"].as_u64(), Some(2), "{port}");
+    assert_eq!(port["software_rss"], Value::Bool(false));
+    for w in stats["workers"].as_array().unwrap() {
+        let c = &w["counters"];
+        assert!(c["rx_packets"].as_u64().unwrap() > 0, "worker {} polled its queue: {c}", w["id"]);
+        assert_eq!(c["rx_packets"], c["drop_other_mac"], "every packet counted: {c}");
+    }
+    // The pool does not drain: what is free stays what was free (give or take what the
+    // workers hold for a burst and their caches).
+    let (before, after) =
+        (first["port"]["mbufs_free"].as_u64().unwrap(), port["mbufs_free"].as_u64().unwrap());
+    assert!(
+        after + 2 * (256 + 2 * 32) >= before,
+        "mbufs free: {before} at start, {after} after a million packets"
+    );
+    assert_eq!(port["xstats"]["rx_mbuf_allocation_errors"].as_u64(), Some(0), "{port}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `vipgate bench --driver dpdk`: every packet a valid one to a VIP, all of them forwarded
+/// to the device's TX.
+#[test]
+fn the_bench_runs_on_the_dpdk_driver_and_forwards_every_packet() {
+    needs_root!();
+    let eal = format!("--eal=--no-huge -m 512 --no-pci --vdev net_null0 --file-prefix={}", prefix("bench"));
+    let out =
+        vipgate(&["bench", "--driver", "dpdk", "--flows", "1000", "--packets", "100000", "--json", &eal]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &v["runs"][0];
+    assert_eq!(run["driver"], "dpdk", "{v}");
+    let w = &run["workers"][0];
+    let packets = w["packets"].as_u64().unwrap();
+    assert!(packets >= 100_000, "{w}");
+    assert_eq!(w["forwarded"].as_u64(), Some(packets), "every packet forwarded and taken by TX: {w}");
+
+    let gateway = vipgate(&["bench", "--driver", "dpdk", "--workload", "gateway", &eal]);
+    assert_eq!(gateway.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gateway.stderr).contains("64b and syn"), "{gateway:?}");
+    forget_prefix("bench");
 }

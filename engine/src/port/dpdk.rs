@@ -421,7 +421,7 @@ pub fn open(options: &DpdkOptions) -> Result<(DpdkDevice, Vec<DpdkQueue>), DpdkE
         stopped: AtomicBool::new(false),
     };
     log::info!(
-        "port \"{}\": DPDK {} on {} ({}), socket {socket}, {mbufs} mbufs, {} free hugepages",
+        "port \"{}\": {} on {} ({}), socket {socket}, {mbufs} mbufs, {} free hugepages",
         options.name,
         // SAFETY: a static string.
         unsafe { CStr::from_ptr(sys::vg_version()) }.to_string_lossy(),
@@ -599,6 +599,32 @@ impl DpdkQueue {
             self.replace(&mut bufs[n], buf);
             n += 1;
         }
+        n
+    }
+}
+
+impl DpdkQueue {
+    /// The bench's stand-in for a device's receive: takes `bufs.len()` (at most a burst)
+    /// mbufs from the port's pool in bulk and has `write` put a frame in each, as a NIC
+    /// writes into the mbufs it was given. Returns how many it took (0 when the pool is
+    /// dry). What `bufs` held before is freed, as after [`Port::rx_burst`].
+    pub fn rx_generated(&mut self, bufs: &mut [PacketBuf], mut write: impl FnMut(&mut PacketBuf)) -> usize {
+        if !self.registered {
+            self.register();
+        }
+        let n = bufs.len().min(MAX_BURST);
+        // SAFETY: room for n pointers; a live pool.
+        if unsafe { sys::vg_pktmbuf_alloc_bulk(self.pool.0.as_ptr(), self.mbufs.as_mut_ptr(), n as u32) } != 0
+        {
+            return 0;
+        }
+        for (i, slot) in bufs[..n].iter_mut().enumerate() {
+            // SAFETY: a fresh mbuf from the pool.
+            let buf = unsafe { wrap(self.mbufs[i]) };
+            self.replace(slot, buf);
+            write(slot);
+        }
+        self.free_pending();
         n
     }
 }
