@@ -52,6 +52,7 @@ jq -rn --argjson a "$before" --argjson b "$after" --argjson s "$status" --argjso
     | ([$a.workers[] | select(.id == $w.id)][0].counters.rx_packets) as $r0
     | ([$b.workers[] | select(.id == $w.id)][0].counters.rx_packets) as $r1
     | "worker \($w.id): core \($w.core // "-")  generation \($w.generation)  busy \($w.busy_percent)%  \(mpps(($r1 - $r0) / $dt)) Mpps"),
+  (if $b.port then "port \($b.port.device) (\($b.port.device_driver)): link \(if $b.port.link.up then "up" else "DOWN" end) \($b.port.link.speed_mbps) Mb/s   queues \($b.port.queues)\(if $b.port.software_rss then " (software spread)" else "" end)   mbufs free \($b.port.mbufs_free)   missed \($b.port.xstats.rx_missed_errors // 0)   no mbuf \($b.port.xstats.rx_mbuf_allocation_errors // 0)" else empty end),
   (if ($s.overrides.drained | length) + ($s.overrides.weights | length) > 0
    then "overrides: drained \($s.overrides.drained | join(", "))  weights \($s.overrides.weights | tostring)"
    else "overrides: none" end),

@@ -21,6 +21,40 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// The port's device (the dpdk driver): its link and its own counters.
+fn render_port(out: &mut String, port: &serde_json::Value) {
+    let device = label(port["device"].as_str().unwrap_or("?"));
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_port_link_up 1 while the port's link is up.\n# TYPE vipgate_port_link_up gauge"
+    );
+    let up = port["link"]["up"].as_bool().unwrap_or(false);
+    let _ = writeln!(out, "vipgate_port_link_up{{device=\"{device}\"}} {}", u8::from(up));
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_port_mbufs_free mbufs free in the port's pool.\n# TYPE vipgate_port_mbufs_free gauge"
+    );
+    let _ = writeln!(
+        out,
+        "vipgate_port_mbufs_free{{device=\"{device}\"}} {}",
+        port["mbufs_free"].as_u64().unwrap_or(0)
+    );
+    if let Some(xstats) = port["xstats"].as_object() {
+        let _ = writeln!(
+            out,
+            "# HELP vipgate_port_xstat The device's own counters (DPDK xstats), by name.\n# TYPE vipgate_port_xstat counter"
+        );
+        for (name, value) in xstats {
+            let _ = writeln!(
+                out,
+                "vipgate_port_xstat{{device=\"{device}\",name=\"{}\"}} {}",
+                label(name),
+                value.as_u64().unwrap_or(0)
+            );
+        }
+    }
+}
+
 /// The exposition of `s`.
 pub fn render(s: &Stats) -> String {
     let mut out = String::new();
@@ -103,6 +137,9 @@ pub fn render(s: &Stats) -> String {
             t.weight
         );
     }
+    if let Some(port) = &s.port {
+        render_port(&mut out, port);
+    }
     out
 }
 
@@ -180,4 +217,28 @@ pub fn render_health(h: &crate::health::HealthState, alarms: &[String]) -> Strin
     let _ = writeln!(out, "# TYPE vipgate_alarms gauge");
     let _ = writeln!(out, "vipgate_alarms {}", alarms.len());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dpdk_port_shows_its_link_pool_and_xstats() {
+        let port = serde_json::json!({
+            "device": "0000:3b:00.0", "link": { "up": true, "speed_mbps": 10000 },
+            "mbufs_free": 8000, "xstats": { "rx_good_packets": 12, "rx_missed_errors": 3 },
+        });
+        let mut out = String::new();
+        render_port(&mut out, &port);
+        for line in [
+            "vipgate_port_link_up{device=\"0000:3b:00.0\"} 1",
+            "vipgate_port_mbufs_free{device=\"0000:3b:00.0\"} 8000",
+            "vipgate_port_xstat{device=\"0000:3b:00.0\",name=\"rx_good_packets\"} 12",
+            "vipgate_port_xstat{device=\"0000:3b:00.0\",name=\"rx_missed_errors\"} 3",
+            "# TYPE vipgate_port_xstat counter",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
+    }
 }

@@ -317,6 +317,17 @@ fn clear_errors_for_a_missing_device_no_root_and_missing_hugepages() {
     assert!(err.contains("port \"wan\": device not found"), "{err}");
     assert!(err.contains("-a PCI_ADDRESS"), "{err}");
 
+    // Too little memory for the pool (12 MB where two workers want ~20).
+    let mut small = eal("small", Some("net_null0"), false);
+    small[2] = "12".into();
+    let config = dpdk_config(&dir, 2, &small, None);
+    let out = vipgate(&["run", "--config", config.to_str().unwrap()]);
+    forget_prefix("small");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port \"wan\": too few mbufs: a pool of 8191 mbufs"), "{err}");
+    assert!(err.contains("raise -m"), "{err}");
+
     // Not root: said before EAL is tried (the config is readable by everyone).
     let world = std::env::temp_dir().join(format!("vipgate-dpdk-nobody-{}", std::process::id()));
     std::fs::create_dir_all(&world).unwrap();
@@ -373,6 +384,17 @@ fn two_workers_get_a_queue_each_on_a_device_with_rss_and_lose_no_mbuf() {
         stats = ctl_json(&socket, &["stats"]);
         stats["counters"]["rx_packets"].as_u64().unwrap_or(0) > 1_000_000
     });
+    // The operator's screen shows the device.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/status.sh");
+    let status = Command::new(script)
+        .args(["--config", config.to_str().unwrap(), "--interval", "0.2"])
+        .env("VIPGATE", env!("CARGO_BIN_EXE_vipgate"))
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{screen}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(screen.contains("port net_null0 (net_null): link up"), "{screen}");
+    assert!(screen.contains("queues 2   mbufs free"), "{screen}");
     let (_, log) = stop(child);
     forget_prefix("null");
     assert!(log.contains("2 queues, RSS on IP/TCP/UDP"), "{log}");
