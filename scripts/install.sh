@@ -39,7 +39,7 @@ while (($# > 0)); do
         *) echo "install.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-[[ -x "$binary" ]] || { echo "install.sh: no binary at $binary: cargo build --release first, or give --binary" >&2; exit 1; }
+[[ -x "$binary" ]] || { echo "install.sh: no binary at $binary: cargo build --release first (with --features dpdk for NICs), or give --binary" >&2; exit 1; }
 
 run() {
     if ((dry_run)); then echo "would: $*"; else "$@"; fi
