@@ -39,6 +39,17 @@ fn render_port(out: &mut String, port: &serde_json::Value) {
         "vipgate_port_mbufs_free{{device=\"{device}\"}} {}",
         port["mbufs_free"].as_u64().unwrap_or(0)
     );
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_port_dropped_total Frames the driver freed before the engine saw them: chained (longer than an mbuf), share_full (a worker's software-spread share was full).\n# TYPE vipgate_port_dropped_total counter"
+    );
+    for (reason, key) in [("chained", "chained_dropped"), ("share_full", "share_full")] {
+        let _ = writeln!(
+            out,
+            "vipgate_port_dropped_total{{device=\"{device}\",reason=\"{reason}\"}} {}",
+            port[key].as_u64().unwrap_or(0)
+        );
+    }
     if let Some(xstats) = port["xstats"].as_object() {
         let _ = writeln!(
             out,
@@ -227,13 +238,15 @@ mod tests {
     fn a_dpdk_port_shows_its_link_pool_and_xstats() {
         let port = serde_json::json!({
             "device": "0000:3b:00.0", "link": { "up": true, "speed_mbps": 10000 },
-            "mbufs_free": 8000, "xstats": { "rx_good_packets": 12, "rx_missed_errors": 3 },
+            "mbufs_free": 8000, "chained_dropped": 2, "xstats": { "rx_good_packets": 12, "rx_missed_errors": 3 },
         });
         let mut out = String::new();
         render_port(&mut out, &port);
         for line in [
             "vipgate_port_link_up{device=\"0000:3b:00.0\"} 1",
             "vipgate_port_mbufs_free{device=\"0000:3b:00.0\"} 8000",
+            "vipgate_port_dropped_total{device=\"0000:3b:00.0\",reason=\"chained\"} 2",
+            "vipgate_port_dropped_total{device=\"0000:3b:00.0\",reason=\"share_full\"} 0",
             "vipgate_port_xstat{device=\"0000:3b:00.0\",name=\"rx_good_packets\"} 12",
             "vipgate_port_xstat{device=\"0000:3b:00.0\",name=\"rx_missed_errors\"} 3",
             "# TYPE vipgate_port_xstat counter",

@@ -55,6 +55,7 @@ pub fn dpdk_info(device: &vipgate_engine::port::dpdk::DpdkDevice) -> serde_json:
         "queues": device.queues,
         "software_rss": device.software_rss,
         "share_full": device.share_full.load(Ordering::Relaxed),
+        "chained_dropped": device.chained.load(Ordering::Relaxed),
         "mbufs_free": device.mbufs_free(),
         "xstats": xstats,
     })

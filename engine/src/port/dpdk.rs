@@ -189,6 +189,9 @@ pub struct DpdkDevice {
     pub software_rss: bool,
     /// Packets the software spread could not hand to a full share (freed).
     pub share_full: Arc<AtomicU64>,
+    /// Frames received in more than one mbuf (longer than a buffer's 2 048 bytes): freed,
+    /// never forwarded in part.
+    pub chained: Arc<AtomicU64>,
     pool: Pool,
     stopped: AtomicBool,
 }
@@ -385,6 +388,7 @@ pub fn open(options: &DpdkOptions) -> Result<(DpdkDevice, Vec<DpdkQueue>), DpdkE
         }
     }
     let share_full = Arc::new(AtomicU64::new(0));
+    let chained = Arc::new(AtomicU64::new(0));
     let spread = (!hardware_rss).then(|| {
         Arc::new(Spread {
             shares: (0..workers).map(|_| ArrayQueue::new(SHARE_DEPTH)).collect(),
@@ -402,6 +406,7 @@ pub fn open(options: &DpdkOptions) -> Result<(DpdkDevice, Vec<DpdkQueue>), DpdkE
             pool,
             spread: spread.clone(),
             tx_lock: tx_shared.clone(),
+            chained: Arc::clone(&chained),
             registered: false,
             mbufs: [core::ptr::null_mut(); MAX_BURST],
             out: [core::ptr::null_mut(); MAX_BURST],
@@ -417,6 +422,7 @@ pub fn open(options: &DpdkOptions) -> Result<(DpdkDevice, Vec<DpdkQueue>), DpdkE
         queues: rx_queues,
         software_rss: !hardware_rss,
         share_full,
+        chained: Arc::clone(&chained),
         pool,
         stopped: AtomicBool::new(false),
     };
@@ -483,6 +489,7 @@ pub struct DpdkQueue {
     pool: Pool,
     spread: Option<Arc<Spread>>,
     tx_lock: Option<Arc<AtomicBool>>,
+    chained: Arc<AtomicU64>,
     registered: bool,
     mbufs: [*mut sys::rte_mbuf; MAX_BURST],
     out: [*mut sys::rte_mbuf; MAX_BURST],
@@ -521,7 +528,6 @@ unsafe fn wrap(m: *mut sys::rte_mbuf) -> PacketBuf {
     unsafe {
         let mb = &*m;
         let start = usize::from(mb.data_off);
-        // A chained mbuf shows only its first segment: the pipeline sees a short packet.
         let end = (start + usize::from(mb.data_len)).min(usize::from(mb.buf_len));
         PacketBuf::from_foreign(
             NonNull::new_unchecked(mb.buf_addr.cast::<u8>()),
@@ -570,11 +576,27 @@ impl DpdkQueue {
         *slot = new;
     }
 
+    /// Polls the device for up to `max` packets into `self.mbufs[..n]` and returns `n`.
+    /// A frame that came in several mbufs is freed and counted, never forwarded in part.
     fn poll_device(&mut self, max: usize) -> usize {
         // SAFETY: this thread polls this RX queue alone (own queue, or the spread's lock).
-        unsafe {
+        let got = unsafe {
             usize::from(sys::vg_rx_burst(self.port, self.rx_queue, self.mbufs.as_mut_ptr(), max as u16))
+        };
+        let mut n = 0;
+        for i in 0..got {
+            let m = self.mbufs[i];
+            // SAFETY: a fresh mbuf from the device.
+            if unsafe { (*m).nb_segs } != 1 {
+                // SAFETY: ours; this frees the whole chain.
+                unsafe { sys::vg_pktmbuf_free(m) };
+                self.chained.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.mbufs[n] = m;
+            n += 1;
         }
+        n
     }
 
     fn rx_spread(&mut self, spread: &Spread, bufs: &mut [PacketBuf]) -> usize {
