@@ -6,17 +6,23 @@
 //!
 //! # Layout and cost
 //!
-//! Entries are 64 bytes, one cache line each (the figure the design aims for): the key
-//! (both addresses as 16 bytes, ports, protocol: 40 bytes), the backend's fingerprint
-//! (its stable identity, 8 bytes), the last time the flow was seen (8 bytes) and its
-//! timeout class. The table holds `capacity` rounded up to a power of two entries, in
-//! aligned windows of [`WINDOW`] entries. A key may live in either of two windows, chosen
-//! by independent bits of its hash: a new key goes to the window with more room, and when
-//! both are full one flow of theirs moves to its own other window if that has room (one
-//! step of cuckoo displacement). With that, a table three quarters full still has room for
-//! nearly every new flow (tested), where one window of eight consecutive entries overflows
-//! at half load already. A table of 1 048 576 entries takes 64 MiB; size it at least a
-//! third above the live flows expected.
+//! Entries are 32 bytes, two to a cache line: a 64-bit check of the key (a second keyed
+//! hash of it, independent of the one that places it), the window of the key's other home,
+//! the backend's fingerprint (its stable identity, 8 bytes), the last time the flow was
+//! seen (8 bytes), and a caller's hint with the timeout class. The key itself is not kept:
+//! an entry is a key's when its check matches and it sits in one of the key's two windows
+//! with the other one recorded, about 84 bits of agreement, so that a stranger matching
+//! by chance takes longer than the universe has lasted at line rate (and the caller checks
+//! that the backend belongs to the packet's VIP). The table holds `capacity` rounded up to
+//! a power of two entries, in aligned windows of [`WINDOW`] entries (two cache lines). A
+//! key may live in either of two windows, chosen by independent bits of its hash: a new
+//! key goes to the window with more room, and when both are full one flow of theirs moves
+//! to its own other window if that has room (one step of cuckoo displacement). With that,
+//! a table three quarters full still has room for nearly every new flow (tested), where
+//! one window of eight consecutive entries overflows at half load already. A table of
+//! 1 048 576 entries takes 32 MiB; size it at least a third above the live flows expected.
+//! A lookup touches four cache lines (both windows), which [`FlowTable::prefetch`] asks
+//! for ahead of time.
 //!
 //! # Time and eviction
 //!
@@ -43,7 +49,7 @@ pub const WINDOW: usize = 4;
 ///
 /// Kept as five 64-bit words (both addresses as 128-bit values, IPv4 as IPv4-mapped IPv6,
 /// then ports, protocol and family), so that comparing and hashing a key are a handful of
-/// word operations. A key of family 0 marks an empty entry.
+/// word operations.
 // `eq` below is the derived relation (all words equal), only faster: Hash stays consistent.
 #[allow(clippy::derived_hash_with_manual_eq)]
 #[derive(Debug, Clone, Copy, Eq, Hash, Default)]
@@ -136,10 +142,6 @@ impl FlowKey {
     pub fn protocol(&self) -> u8 {
         (self.w[4] >> 32) as u8
     }
-
-    fn is_empty(&self) -> bool {
-        self.family() == 0
-    }
 }
 
 #[inline]
@@ -169,17 +171,48 @@ pub enum TimeoutClass {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(64))]
+#[repr(C, align(32))]
 struct Entry {
-    key: FlowKey,
+    /// The key's check ([`FlowTable::check`]); 0 marks a free entry.
+    check: u64,
     backend: u64,
     last_seen: u64,
-    /// A hint for the caller (the backend's index in the snapshot that last resolved it).
-    hint: u32,
-    class: TimeoutClass,
+    /// The key's other window (its start / [`WINDOW`]).
+    partner: u32,
+    /// The caller's hint (30 bits), and the timeout class in the top two.
+    hint_class: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Entry>() == 64);
+const _: () = assert!(core::mem::size_of::<Entry>() == 32);
+
+/// The hint bits an entry keeps.
+pub const HINT_MASK: u32 = (1 << 30) - 1;
+
+impl Entry {
+    #[inline]
+    fn class(&self) -> TimeoutClass {
+        match self.hint_class >> 30 {
+            0 => TimeoutClass::Tcp,
+            2 => TimeoutClass::Closing,
+            _ => TimeoutClass::Udp,
+        }
+    }
+
+    #[inline]
+    fn set_class(&mut self, class: TimeoutClass) {
+        self.hint_class = (self.hint_class & HINT_MASK) | (class as u32) << 30;
+    }
+
+    #[inline]
+    fn hint(&self) -> u32 {
+        self.hint_class & HINT_MASK
+    }
+
+    #[inline]
+    fn is_free(&self, now: u64, timeouts: &IdleTimeouts) -> bool {
+        self.check == 0 || now.saturating_sub(self.last_seen) >= timeouts.0[self.class() as usize]
+    }
+}
 
 /// Idle timeouts by class, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +243,8 @@ pub struct FlowTable {
     entries: Box<[Entry]>,
     mask: usize,
     keys: (u64, u64),
+    /// Keys of the check hash, derived from `keys`.
+    check_keys: (u64, u64),
     /// How often displacement failed lately (0..=[`PRESSURE_MAX`]). Each attempt costs a
     /// cache miss per flow it tries to move; in a table full of live flows (a flood of new
     /// flows) every attempt fails, so past [`PRESSURE_SKIP`] only one insert in
@@ -245,11 +280,22 @@ impl FlowTable {
     pub fn with_keys(capacity: usize, keys: (u64, u64)) -> FlowTable {
         let n = capacity.max(WINDOW).next_power_of_two();
         let mut entries: Vec<Entry> = Vec::with_capacity(n);
-        // Ask for huge pages before the first touch: at a million flows the table is 64 MiB,
+        // Ask for huge pages before the first touch: at a million flows the table is 32 MiB,
         // and with 4 KiB pages nearly every lookup would also miss the TLB.
         advise_huge_pages(entries.as_mut_ptr().cast(), n * core::mem::size_of::<Entry>());
         entries.resize(n, Entry::default());
-        FlowTable { entries: entries.into_boxed_slice(), mask: n - 1, keys, pressure: 0, inserts: 0 }
+        let check_keys = (
+            mum(keys.0 ^ 0x243f_6a88_85a3_08d3, keys.1 ^ 0x1319_8a2e_0370_7344),
+            mum(keys.1 ^ 0xa409_3822_299f_31d0, keys.0 ^ 0x082e_fa98_ec4e_6c89),
+        );
+        FlowTable {
+            entries: entries.into_boxed_slice(),
+            mask: n - 1,
+            keys,
+            check_keys,
+            pressure: 0,
+            inserts: 0,
+        }
     }
 
     /// How many entries the table has.
@@ -274,6 +320,16 @@ impl FlowTable {
         mum(h ^ e ^ k1, k0 ^ 0x9e37_79b9_7f4a_7c15)
     }
 
+    /// The key's check: a second keyed hash, independent of [`hash`](Self::hash), never 0.
+    #[inline]
+    fn check(&self, key: &FlowKey) -> u64 {
+        let [a, b, c, d, e] = key.w;
+        let (k0, k1) = self.check_keys;
+        let h =
+            if a == 0 && c == 0 { mum(d ^ k0, b ^ k1) } else { mum(c ^ k0, d ^ k1) ^ mum(a ^ k1, b ^ k0) };
+        mum(h ^ e ^ k0, k1 ^ 0xc2b2_ae3d_27d4_eb4f) | 1
+    }
+
     /// The starts of `hash`'s two windows (aligned to [`WINDOW`] entries): where a flow
     /// with this hash may live.
     #[inline]
@@ -283,8 +339,7 @@ impl FlowTable {
     }
 
     fn is_free(&self, i: usize, now: u64, timeouts: &IdleTimeouts) -> bool {
-        let e = &self.entries[i];
-        e.key.is_empty() || now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize]
+        self.entries[i].is_free(now, timeouts)
     }
 
     /// Makes room in window `home` by moving one of its flows to that flow's other window,
@@ -292,26 +347,25 @@ impl FlowTable {
     fn displace(&mut self, home: usize, now: u64, timeouts: &IdleTimeouts) -> Option<usize> {
         for k in 0..WINDOW {
             let i = home + k;
-            let h = self.hash(&self.entries[i].key);
-            let [a, b] = self.homes(h);
-            let other = if a == home { b } else { a };
-            if other == home {
+            let other = self.entries[i].partner as usize * WINDOW;
+            if other == home || other + WINDOW > self.entries.len() {
                 continue;
             }
             if let Some(j) = (other..other + WINDOW).find(|&j| self.is_free(j, now, timeouts)) {
-                self.entries[j] = self.entries[i];
+                self.entries[j] = Entry { partner: (home / WINDOW) as u32, ..self.entries[i] };
                 return Some(i);
             }
         }
         None
     }
 
-    /// Hints the CPU to fetch `hash`'s windows: every entry of both, one cache line each.
-    /// A lookup that misses reads all of them, and so does an insert.
+    /// Hints the CPU to fetch `hash`'s windows: both cache lines of each. A lookup that
+    /// misses reads all of them, and so does an insert.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
+        const PER_LINE: usize = 64 / core::mem::size_of::<Entry>();
         for home in self.homes(hash) {
-            for e in self.entries.get(home..home + WINDOW).unwrap_or_default() {
+            for e in self.entries.get(home..home + WINDOW).unwrap_or_default().iter().step_by(PER_LINE) {
                 prefetch_read(e);
             }
         }
@@ -343,17 +397,17 @@ impl FlowTable {
     ) -> Option<Hit> {
         let i = self.find(key, hash)?;
         let e = &mut self.entries[i];
-        if now.saturating_sub(e.last_seen) >= timeouts.0[e.class as usize] {
+        if now.saturating_sub(e.last_seen) >= timeouts.0[e.class() as usize] {
             return None;
         }
         e.last_seen = e.last_seen.max(now);
         if let Some(c) = class {
             // A closing flow stays closing.
-            if e.class != TimeoutClass::Closing {
-                e.class = c;
+            if e.class() != TimeoutClass::Closing {
+                e.set_class(c);
             }
         }
-        Some(Hit { backend: e.backend, hint: e.hint, slot: i })
+        Some(Hit { backend: e.backend, hint: e.hint(), slot: i })
     }
 
     /// Remembers that `key` goes to `backend`, replacing its old entry if it has one.
@@ -385,16 +439,18 @@ impl FlowTable {
         // The key's own entry if it has one; else a free entry in the window with more free
         // entries (the first window on a tie); else room made by moving a flow to its other
         // window; else the least recently seen flow of both windows is evicted.
+        let check = self.check(key);
         let mut own = None;
         let mut free: [(usize, Option<usize>); 2] = [(0, None); 2];
         let homes = self.homes(hash);
+        let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];
         for (w, home) in homes.into_iter().enumerate() {
             for i in home..home + WINDOW {
                 let e = &self.entries[i];
-                if e.key == *key {
-                    own = Some(i);
+                if e.check == check && e.partner == partners[w] {
+                    own = Some((i, w));
                 }
-                if self.is_free(i, now, timeouts) {
+                if e.is_free(now, timeouts) {
                     free[w].0 += 1;
                     free[w].1 = free[w].1.or(Some(i));
                 }
@@ -403,7 +459,15 @@ impl FlowTable {
                 }
             }
         }
-        let mut free = own.or(if free[1].0 > free[0].0 { free[1].1 } else { free[0].1.or(free[1].1) });
+        let in_window = |i: usize| {
+            if (homes[1]..homes[1] + WINDOW).contains(&i) && !(homes[0]..homes[0] + WINDOW).contains(&i) {
+                1
+            } else {
+                0
+            }
+        };
+        let mut free =
+            own.map(|(i, _)| i).or(if free[1].0 > free[0].0 { free[1].1 } else { free[0].1.or(free[1].1) });
         self.inserts = self.inserts.wrapping_add(1);
         if free.is_none() && (self.pressure < PRESSURE_SKIP || self.inserts % RETRY_EVERY == 0) {
             free = self.displace(homes[0], now, timeouts).or_else(|| self.displace(homes[1], now, timeouts));
@@ -416,17 +480,24 @@ impl FlowTable {
             Some(i) => (i, Inserted::Fresh),
             None => (oldest.1, Inserted::Evicted),
         };
-        self.entries[i] = Entry { key: *key, backend, last_seen: now, hint, class };
+        let w = own.map_or_else(|| in_window(i), |(_, w)| w);
+        let mut e =
+            Entry { check, backend, last_seen: now, partner: partners[w], hint_class: hint & HINT_MASK };
+        e.set_class(class);
+        self.entries[i] = e;
         result
     }
 
     /// Where `key` is, if it is in the table (live or not).
     #[inline]
     fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
-        for home in self.homes(hash) {
+        let check = self.check(key);
+        let homes = self.homes(hash);
+        let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];
+        for (home, partner) in homes.into_iter().zip(partners) {
             let window = self.entries.get(home..home + WINDOW)?;
             for (k, e) in window.iter().enumerate() {
-                if e.key == *key {
+                if e.check == check && e.partner == partner {
                     return Some(home + k);
                 }
             }
@@ -438,34 +509,22 @@ impl FlowTable {
     #[inline]
     pub fn set_hint(&mut self, slot: usize, hint: u32) {
         if let Some(e) = self.entries.get_mut(slot) {
-            e.hint = hint;
+            e.hint_class = (e.hint_class & !HINT_MASK) | (hint & HINT_MASK);
         }
     }
 
     /// Forgets `key`.
     pub fn remove(&mut self, key: &FlowKey, hash: u64) {
-        for i in self.candidates(hash) {
-            if self.entries[i].key == *key {
-                self.entries[i] = Entry::default();
-                return;
-            }
+        if let Some(i) = self.find(key, hash) {
+            self.entries[i] = Entry::default();
         }
     }
 
-    /// The entries a key may be in: its two windows.
-    #[inline]
-    fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> {
-        let [a, b] = self.homes(hash);
-        (a..a + WINDOW).chain(b..b + WINDOW)
-    }
-
-    /// Live flows per backend fingerprint, by a full scan (for the control side; slow).
-    pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = (&FlowKey, u64)> + '_ {
+    /// The backend fingerprint of every live flow, by a full scan (for the control side;
+    /// slow).
+    pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = u64> + '_ {
         let t = *timeouts;
-        self.entries
-            .iter()
-            .filter(move |e| !e.key.is_empty() && now.saturating_sub(e.last_seen) < t.0[e.class as usize])
-            .map(|e| (&e.key, e.backend))
+        self.entries.iter().filter(move |e| !e.is_free(now, &t)).map(|e| e.backend)
     }
 }
 
@@ -575,6 +634,29 @@ mod tests {
         // Once the others expire, inserting is fresh again.
         let k = key(200);
         assert_eq!(t.insert(&k, t.hash(&k), 1, 10_000, &T, TimeoutClass::Tcp), Inserted::Fresh);
+    }
+
+    #[test]
+    fn every_key_finds_its_own_entry_and_strangers_find_none() {
+        let forever = IdleTimeouts([u64::MAX / 2; 3]);
+        let mut t = FlowTable::with_keys(4096, (3, 4));
+        let keys: Vec<FlowKey> = (0..3000).map(key).collect();
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(t.insert(k, t.hash(k), n as u64, 1, &forever, TimeoutClass::Tcp), Inserted::Fresh);
+        }
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(t.lookup(k, t.hash(k), 2, &forever, None), Some(n as u64), "key {n}");
+        }
+        for i in 3000..20_000 {
+            let k = key(i);
+            assert_eq!(t.lookup(&k, t.hash(&k), 2, &forever, None), None, "stranger {i}");
+        }
+        assert_eq!(t.live(2, &forever).count(), 3000);
+        // An IPv6 key and its IPv4 look-alike are different flows.
+        let v6 =
+            FlowKey::new("2001:db8::1".parse().unwrap(), "2001:db8::10".parse().unwrap(), 6, 40000, 8000);
+        t.insert(&v6, t.hash(&v6), 9_999, 1, &forever, TimeoutClass::Tcp);
+        assert_eq!(t.lookup(&v6, t.hash(&v6), 2, &forever, None), Some(9_999));
     }
 
     #[test]

@@ -852,12 +852,13 @@ impl Pipeline {
         let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
         let class = if p.icmp_error { None } else { Some(p.class) };
         // The hint remembers the backend's index in the snapshot that resolved it last:
-        // (generation mod 2^16) << 16 | index. Within one snapshot it saves a map lookup.
-        let generation_tag = (snap.generation() as u32 & 0xffff) << 16;
+        // (generation mod 2^14) << 16 | index (the table keeps 30 bits). Within one snapshot it
+        // saves a map lookup.
+        let generation_tag = (snap.generation() as u32 & 0x3fff) << 16;
         let mut backend: Option<(u16, &PoolBackend)> = None;
         if let Some(hit) = self.flows.lookup_hinted(&p.key, p.hash, now, &timeouts, class) {
             let hinted_index = (hit.hint & 0xffff) as u16;
-            let hinted = (hit.hint & 0xffff_0000 == generation_tag)
+            let hinted = (hit.hint & 0x3fff_0000 == generation_tag)
                 .then(|| pool.backends().get(usize::from(hinted_index)))
                 .flatten()
                 .filter(|b| b.fingerprint == hit.backend);

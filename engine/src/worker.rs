@@ -313,7 +313,7 @@ impl Worker {
                 let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
                 let mut per_backend: hashbrown::HashMap<u64, u64> = hashbrown::HashMap::new();
                 let mut total = 0u64;
-                for (_, fingerprint) in self.pipeline.flows().live(self.now(), &timeouts) {
+                for fingerprint in self.pipeline.flows().live(self.now(), &timeouts) {
                     *per_backend.entry(fingerprint).or_default() += 1;
                     total += 1;
                 }
