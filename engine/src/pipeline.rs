@@ -1378,27 +1378,27 @@ fn write_outer_v4(
     l2[6..12].copy_from_slice(&mac.0);
     l2[12..14].copy_from_slice(&[0x08, 0x00]);
     let flags: u16 = if o.dont_frag { 0x4000 } else { 0 };
-    let ttl_proto = 64u16 << 8 | u16::from(o.protocol);
-    let words = [
-        0x4500 | u16::from(o.tos),
-        o.total_len,
-        o.ident,
-        flags,
-        ttl_proto,
-        0,
-        (o.src >> 16) as u16,
-        o.src as u16,
-        (o.dst >> 16) as u16,
-        o.dst as u16,
-    ];
-    let mut sum: u32 = words.iter().map(|&w| u32::from(w)).sum();
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[1] = o.tos;
+    h[2..4].copy_from_slice(&o.total_len.to_be_bytes());
+    h[4..6].copy_from_slice(&o.ident.to_be_bytes());
+    h[6..8].copy_from_slice(&flags.to_be_bytes());
+    h[8] = 64;
+    h[9] = o.protocol;
+    h[12..16].copy_from_slice(&o.src.to_be_bytes());
+    h[16..20].copy_from_slice(&o.dst.to_be_bytes());
+    // The one's complement sum in the machine's own byte order, five 32-bit words at a
+    // time: it comes out byte-swapped exactly as the words went in (RFC 1071, 2(B)), so
+    // it goes back in the same order.
+    let word = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let mut sum = word(0) + word(4) + word(8) + word(12) + word(16);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    let checksum = !(sum as u16);
-    for (i, w) in words.iter().enumerate() {
-        let w = if i == 5 { checksum } else { *w };
-        ip[2 * i..2 * i + 2].copy_from_slice(&w.to_be_bytes());
-    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    h[10..12].copy_from_slice(&(!(sum as u16)).to_ne_bytes());
+    *ip = h;
 }
 
 /// Where the IP packet sits in the frame, and what the outer header copies from it.
