@@ -496,3 +496,49 @@ fn a_frame_in_several_mbufs_is_dropped_whole_and_counted() {
     assert!(sent.iter().all(|f| f.len() < 200), "only the short frames went out");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The smallest tunnel MTU cuts every packet of a full burst in two: a whole TX burst of
+/// second fragments after the first ones, all of them sent.
+#[test]
+fn a_burst_whose_every_packet_is_fragmented_sends_every_fragment() {
+    needs_root!();
+    let dir = tmp("dpdk-frags");
+    let input = dir.join("in.pcap");
+    let frames: Vec<Vec<u8>> = (0..32u16)
+        .map(|i| {
+            let mut f = udp([198, 51, 100, 8], 6000 + i, [203, 0, 113, 10], 8000, &[0x33; 1800]);
+            // No DF, so the outer packet may be fragmented.
+            f[20] &= !0x40;
+            f[24..26].fill(0);
+            let sum = f[14..34].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+            let sum = (sum & 0xffff) + (sum >> 16);
+            f[24..26].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
+            f
+        })
+        .collect();
+    write_capture(&input, &frames);
+    let output = dir.join("out.pcap");
+    let vdev = format!("net_pcap0,rx_pcap={},tx_pcap={}", input.display(), output.display());
+    let config = dpdk_config(&dir, 1, &eal("frags", Some(&vdev), false), None);
+    let text = std::fs::read_to_string(&config).unwrap().replace("mtu = 1500", "mtu = 1280");
+    std::fs::write(&config, text).unwrap();
+    let mut child = start(&config, None);
+    let socket = dir.join("ctl.sock");
+    wait_running(&mut child, &socket);
+    let mut stats = Value::Null;
+    wait_for("the capture received", 30, || {
+        stats = ctl_json(&socket, &["stats"]);
+        stats["counters"]["rx_packets"].as_u64() == Some(32)
+    });
+    let _ = stop(child);
+    forget_prefix("frags");
+    let c = &stats["counters"];
+    assert_eq!(c["drop_tx_full"].as_u64(), Some(0), "{c}");
+    assert_eq!(c["forwarded"].as_u64(), Some(32), "{c}");
+    let sent = read_capture(&output);
+    // 1848 bytes of outer payload in pieces of at most 1256: two fragments a packet.
+    assert_eq!(c["outer_fragments"].as_u64(), Some(64), "{c}");
+    assert_eq!(sent.len(), 32 * 2, "every fragment sent");
+    assert!(sent.iter().all(|f| f.len() <= 14 + 1280), "each within the MTU");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -672,6 +672,23 @@ impl Port for DpdkQueue {
     }
 
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        // In bursts of at most MAX_BURST, until the device takes less than it was offered.
+        let mut sent = 0;
+        while sent < bufs.len() {
+            let offered = (bufs.len() - sent).min(MAX_BURST);
+            let took = self.tx_some(&mut bufs[sent..sent + offered]);
+            sent += took;
+            if took < offered {
+                break;
+            }
+        }
+        sent
+    }
+}
+
+impl DpdkQueue {
+    /// Sends up to [`MAX_BURST`] of `bufs`; returns how many the device took.
+    fn tx_some(&mut self, bufs: &mut [PacketBuf]) -> usize {
         let want = bufs.len().min(MAX_BURST);
         let mut n = 0;
         while n < want {
