@@ -39,6 +39,9 @@ command -v dpdk-testpmd >/dev/null || { echo "dpdk-compare.sh: dpdk-testpmd not 
 command -v jq >/dev/null || { echo "dpdk-compare.sh: jq not found" >&2; exit 1; }
 [[ -x "$vipgate" ]] || { echo "dpdk-compare.sh: $vipgate not found: cargo build --release -p vipgate-control --features dpdk" >&2; exit 1; }
 
+# EAL's runtime files of this run's prefix go when it ends.
+trap 'rm -rf "/var/run/dpdk/vgcmp$$"' EXIT
+
 # testpmd MODE EAL_MEMORY...: forwarded packets per second, both ports added, from the
 # last of its per-second statistics.
 testpmd() {

@@ -14,7 +14,7 @@ Runs, from the repository root:
   cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk -- -D warnings
   cargo test --workspace --locked                                        (engine/dpdk-sys included)
   cargo test --locked -p vipgate-control --features dpdk --test dpdk     (on DPDK's virtual devices)
-  shellcheck -x over scripts/*.sh, fuzz/run.sh and .ci/run
+  shellcheck -x over scripts/*.sh, benches/*.sh, fuzz/run.sh and .ci/run
   fuzz/run.sh (every fuzz target, VIPGATE_FUZZ_SECONDS each, default 10; installs
   cargo-fuzz with cargo when missing)
 
@@ -81,7 +81,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk -- -D warnings
 
 echo "== shellcheck" >&2
-shellcheck -x scripts/*.sh fuzz/run.sh .ci/run
+shellcheck -x scripts/*.sh benches/*.sh fuzz/run.sh .ci/run
 
 echo "== cargo test" >&2
 cargo test --workspace --locked
