@@ -544,12 +544,19 @@ impl Pipeline {
         }
     }
 
+    /// The fast path in line, the general one out of it.
+    #[inline(always)]
     fn classify(&mut self, snap: &Snapshot, buf: &mut PacketBuf) -> Step {
         if !self.general_path_only {
             if let Some(step) = self.classify_fast(snap, buf.as_slice()) {
                 return step;
             }
         }
+        self.classify_general(snap, buf)
+    }
+
+    #[inline(never)]
+    fn classify_general(&mut self, snap: &Snapshot, buf: &mut PacketBuf) -> Step {
         let frame = buf.as_slice();
         let l2 = match vlan::parse_l2(frame) {
             Ok(l2) => l2,
@@ -790,6 +797,7 @@ impl Pipeline {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn vip_step(
         &mut self,
         snap: &Snapshot,

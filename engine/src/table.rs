@@ -685,7 +685,7 @@ impl Snapshot {
 
     /// The VIP for a packet to `addr`, `protocol`, `port`: exact VIP:port:protocol first,
     /// then VIP:any-port, then the any-protocol VIP with this port, then with any port.
-    #[inline]
+    #[inline(always)]
     pub fn find_vip(&self, addr: IpAddr, protocol: IpProtocol, port: u16) -> Option<(u32, &Vip)> {
         let key = vip_key(addr, 0, 0);
         let rec = self.addr_records.get(self.addr_map.get(key)? as usize)?;
