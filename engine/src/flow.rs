@@ -189,13 +189,15 @@ const _: () = assert!(core::mem::size_of::<Entry>() == 32);
 pub const HINT_MASK: u32 = (1 << 30) - 1;
 
 impl Entry {
+    /// The entry's idle timeout: its class (the top two bits, 0..=2) indexes `timeouts`.
     #[inline]
-    fn class(&self) -> TimeoutClass {
-        match self.hint_class >> 30 {
-            0 => TimeoutClass::Tcp,
-            2 => TimeoutClass::Closing,
-            _ => TimeoutClass::Udp,
-        }
+    fn timeout(&self, timeouts: &IdleTimeouts) -> u64 {
+        timeouts.0[((self.hint_class >> 30) as usize).min(2)]
+    }
+
+    #[inline]
+    fn is_closing(&self) -> bool {
+        self.hint_class >> 30 == TimeoutClass::Closing as u32
     }
 
     #[inline]
@@ -210,7 +212,7 @@ impl Entry {
 
     #[inline]
     fn is_free(&self, now: u64, timeouts: &IdleTimeouts) -> bool {
-        self.check == 0 || now.saturating_sub(self.last_seen) >= timeouts.0[self.class() as usize]
+        self.check == 0 || now.saturating_sub(self.last_seen) >= self.timeout(timeouts)
     }
 }
 
@@ -400,13 +402,13 @@ impl FlowTable {
     ) -> Option<Hit> {
         let i = self.find(key, hash)?;
         let e = &mut self.entries[i];
-        if now.saturating_sub(e.last_seen) >= timeouts.0[e.class() as usize] {
+        if now.saturating_sub(e.last_seen) >= e.timeout(timeouts) {
             return None;
         }
         e.last_seen = e.last_seen.max(now);
         if let Some(c) = class {
             // A closing flow stays closing.
-            if e.class() != TimeoutClass::Closing {
+            if !e.is_closing() {
                 e.set_class(c);
             }
         }
