@@ -373,7 +373,7 @@ pub struct Pipeline {
     general_path_only: bool,
     /// The last `Reply` verdict is an ICMP "too big": count it as a `too_big` drop.
     reply_is_too_big: bool,
-    pending: Vec<Option<ToVip>>,
+    pending: Box<[Option<ToVip>; MAX_BURST]>,
     /// Outer fragments made by the last `process` call, to send after the burst, with the
     /// index (in that call's slice) of the packet whose first fragment stayed in place.
     extra: Vec<(usize, PacketBuf)>,
@@ -422,7 +422,7 @@ impl Pipeline {
             ip_ident: 0,
             general_path_only: options.general_path_only,
             reply_is_too_big: false,
-            pending: vec![None; MAX_BURST],
+            pending: Box::new([None; MAX_BURST]),
             extra: Vec::with_capacity(SPARE_BUFFERS),
             current: 0,
             slot: 0,
@@ -474,6 +474,8 @@ impl Pipeline {
     /// [`MAX_BURST`] is taken in pieces of that size).
     pub fn process(&mut self, snap: &Snapshot, now: u64, bufs: &mut [PacketBuf], verdicts: &mut [Verdict]) {
         let n = bufs.len().min(verdicts.len());
+        // Both of length n: indexes below n need no further bounds checks.
+        let (bufs, verdicts) = (&mut bufs[..n], &mut verdicts[..n]);
         for chunk_start in (0..n).step_by(MAX_BURST) {
             let end = (chunk_start + MAX_BURST).min(n);
             // Classify the burst and prefetch every flow-table window before touching any:
@@ -484,21 +486,21 @@ impl Pipeline {
                 self.slot = i - chunk_start;
                 match self.classify(snap, &mut bufs[i]) {
                     Step::Done(v) => {
-                        self.pending[self.slot] = None;
+                        self.pending[self.slot % MAX_BURST] = None;
                         verdicts[i] = v;
                     }
                     Step::Pending => {
-                        if let Some(p) = &self.pending[self.slot] {
+                        if let Some(p) = &self.pending[self.slot % MAX_BURST] {
                             self.flows.prefetch(p.hash);
                         }
                     }
                 }
             }
             for i in chunk_start..end {
-                if self.pending[i - chunk_start].is_some() {
+                if self.pending[(i - chunk_start) % MAX_BURST].is_some() {
                     self.current = i;
                     verdicts[i] = self.forward(snap, now, &mut bufs[i], i - chunk_start);
-                    self.pending[i - chunk_start] = None;
+                    self.pending[(i - chunk_start) % MAX_BURST] = None;
                 }
                 self.count(verdicts[i], &bufs[i]);
             }
@@ -832,7 +834,7 @@ impl Pipeline {
             _ => TimeoutClass::Udp,
         };
         let hash = self.flows.hash(&key);
-        self.pending[self.slot] = Some(ToVip {
+        self.pending[self.slot % MAX_BURST] = Some(ToVip {
             vip,
             hash,
             key,
@@ -850,7 +852,7 @@ impl Pipeline {
     }
 
     fn forward(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, slot: usize) -> Verdict {
-        let Some(p) = self.pending[slot] else {
+        let Some(p) = self.pending[slot % MAX_BURST] else {
             return Verdict::Drop(DropReason::Malformed);
         };
         let p = &p;
