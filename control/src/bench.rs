@@ -234,7 +234,6 @@ enum Source {
 
 impl Source {
     /// The next frame of a 64b or syn source into `b`.
-    #[cfg(feature = "dpdk")]
     fn write_one(&mut self, b: &mut PacketBuf) {
         match self {
             Source::Small { vips, flows, rng } => {
@@ -248,36 +247,24 @@ impl Source {
                 write_small(b, *next, *vips, true);
                 *next = next.wrapping_add(1);
             }
-            Source::Gateway(_) => unreachable!("the dpdk bench takes 64b and syn only"),
+            Source::Gateway(_) => {
+                unreachable!("the gateway mix comes from its synth queue a burst at a time")
+            }
         }
     }
 
     fn load(&mut self, bufs: &mut [PacketBuf]) {
-        match self {
-            Source::Small { vips, flows, rng } => {
-                for b in bufs.iter_mut() {
-                    *rng ^= *rng << 13;
-                    *rng ^= *rng >> 7;
-                    *rng ^= *rng << 17;
-                    let i = (((*rng >> 32) * u64::from(*flows)) >> 32) as u32;
-                    write_small(b, i, *vips, false);
-                }
-            }
-            Source::Syn { vips, next } => {
-                for b in bufs.iter_mut() {
-                    write_small(b, *next, *vips, true);
-                    *next = next.wrapping_add(1);
-                }
-            }
-            Source::Gateway(q) => {
-                let n = q.rx_burst(bufs);
-                debug_assert_eq!(n, bufs.len());
-            }
+        if let Source::Gateway(q) = self {
+            let n = q.rx_burst(bufs);
+            debug_assert_eq!(n, bufs.len());
+            return;
+        }
+        for b in bufs.iter_mut() {
+            self.write_one(b);
         }
     }
 }
 
-/// Runs one worker's share: warm-up, then the timed loop. `progress` counts packets.
 /// What a bench worker measures, burst by burst, until its time or packet count is done.
 struct Meter<'a> {
     spec: &'a BenchSpec,
@@ -344,6 +331,7 @@ impl<'a> Meter<'a> {
     }
 }
 
+/// Runs one worker's share: warm-up, then the timed loop. `progress` counts packets.
 fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &AtomicU64) -> WorkerResult {
     let per_worker_flows = (spec.flows / spec.workers as u32).max(1);
     let capacity = match spec.workload {

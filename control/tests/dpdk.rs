@@ -53,6 +53,16 @@ fn dpdk_config(dir: &Path, workers: usize, args: &[String], next_hop_mac: Option
     path
 }
 
+/// A UDP frame like `udp`'s but without DF, so that its tunnelled packet may be fragmented.
+fn udp_without_df(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = udp(src, sport, dst, dport, payload);
+    let (mut ip, _) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
+    ip.dont_fragment = false;
+    ip.header_checksum = ip.calc_header_checksum();
+    f[14..34].copy_from_slice(&ip.to_bytes());
+    f
+}
+
 /// EAL without hugepages or PCI scan, its runtime files under a prefix of the test's own
 /// (`/var/run/dpdk/PREFIX`, removed by [`forget_prefix`]) so that tests run side by side.
 fn eal(tag: &str, vdev: Option<&str>, huge: bool) -> Vec<String> {
@@ -170,12 +180,7 @@ fn a_capture_through_net_pcap_comes_out_as_replay_writes_it() {
     // pipeline's own, copied into mbufs for TX); with DF the client gets ICMP "too big".
     let big_df = udp([198, 51, 100, 7], 4001, [203, 0, 113, 10], 8000, &[0x5a; 1472]);
     assert_eq!(big_df[20] & 0x40, 0x40, "the builder sets DF");
-    let mut big = udp([198, 51, 100, 7], 4000, [203, 0, 113, 10], 8000, &[0x5a; 1472]);
-    big[20] &= !0x40;
-    big[24..26].fill(0);
-    let sum = big[14..34].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
-    let sum = (sum & 0xffff) + (sum >> 16);
-    big[24..26].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
+    let big = udp_without_df([198, 51, 100, 7], 4000, [203, 0, 113, 10], 8000, &[0x5a; 1472]);
     frames.extend([big, big_df]);
     write_capture(&input, &frames);
     let (sent, stats, _, _) = through_net_pcap(&dir, &input, frames.len(), 1);
@@ -203,7 +208,6 @@ fn a_capture_through_net_pcap_comes_out_as_replay_writes_it() {
     assert_eq!(port["device"], "net_pcap0");
     assert_eq!(port["xstats"]["rx_good_packets"].as_u64(), Some(frames.len() as u64), "{port}");
     assert_eq!(port["xstats"]["tx_good_packets"].as_u64(), Some(expected.len() as u64), "{port}");
-    forget_prefix("nodev");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -237,7 +241,6 @@ fn two_workers_on_a_device_without_rss_keep_every_flow_on_one_worker() {
         flows["workers"].as_array().unwrap().iter().map(|w| w["live"].as_u64().unwrap()).collect();
     assert_eq!(per_worker.len(), 2);
     assert!(per_worker.iter().all(|&n| n > 0), "both workers took flows: {per_worker:?}");
-    forget_prefix("nodev");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -339,7 +342,6 @@ fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
     assert!(c["arp_replies"].as_u64().unwrap() >= 1, "{c}");
     assert_eq!(stats["port"]["device"], "net_af_packet0");
     drop(veth);
-    forget_prefix("nodev");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -530,16 +532,7 @@ fn a_burst_whose_every_packet_is_fragmented_sends_every_fragment() {
     let dir = tmp("dpdk-frags");
     let input = dir.join("in.pcap");
     let frames: Vec<Vec<u8>> = (0..32u16)
-        .map(|i| {
-            let mut f = udp([198, 51, 100, 8], 6000 + i, [203, 0, 113, 10], 8000, &[0x33; 1800]);
-            // No DF, so the outer packet may be fragmented.
-            f[20] &= !0x40;
-            f[24..26].fill(0);
-            let sum = f[14..34].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
-            let sum = (sum & 0xffff) + (sum >> 16);
-            f[24..26].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
-            f
-        })
+        .map(|i| udp_without_df([198, 51, 100, 8], 6000 + i, [203, 0, 113, 10], 8000, &[0x33; 1800]))
         .collect();
     write_capture(&input, &frames);
     let output = dir.join("out.pcap");

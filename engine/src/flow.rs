@@ -323,8 +323,10 @@ impl FlowTable {
     }
 
     /// The key's check: a second keyed hash, independent of [`hash`](Self::hash), never 0.
+    /// An entry is the key's when its check matches and it sits in one of the key's windows
+    /// (see the module doc). Computed once per packet, with the hash.
     #[inline]
-    fn check(&self, key: &FlowKey) -> u64 {
+    pub fn check(&self, key: &FlowKey) -> u64 {
         let [a, b, c, d, e] = key.w;
         let (k0, k1) = self.check_keys;
         let h =
@@ -387,20 +389,21 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<u64> {
-        self.lookup_hinted(key, hash, now, timeouts, class).map(|h| h.backend)
+        self.lookup_hinted(self.check(key), hash, now, timeouts, class).map(|h| h.backend)
     }
 
-    /// [`lookup`](FlowTable::lookup), with the entry's hint and where it is.
+    /// [`lookup`](FlowTable::lookup) by the key's [`check`](Self::check) and hash, with the
+    /// entry's hint and where it is.
     #[inline]
     pub fn lookup_hinted(
         &mut self,
-        key: &FlowKey,
+        check: u64,
         hash: u64,
         now: u64,
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<Hit> {
-        let i = self.find(key, hash)?;
+        let i = self.find(check, hash)?;
         let e = &mut self.entries[i];
         if now.saturating_sub(e.last_seen) >= e.timeout(timeouts) {
             return None;
@@ -425,14 +428,15 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) -> Inserted {
-        self.insert_hinted(key, hash, backend, 0, now, timeouts, class)
+        self.insert_hinted(self.check(key), hash, backend, 0, now, timeouts, class)
     }
 
-    /// [`insert`](FlowTable::insert) with a hint for later lookups.
+    /// [`insert`](FlowTable::insert) by the key's [`check`](Self::check) and hash, with a
+    /// hint for later lookups.
     #[allow(clippy::too_many_arguments)]
     pub fn insert_hinted(
         &mut self,
-        key: &FlowKey,
+        check: u64,
         hash: u64,
         backend: u64,
         hint: u32,
@@ -444,7 +448,6 @@ impl FlowTable {
         // The key's own entry if it has one; else a free entry in the window with more free
         // entries (the first window on a tie); else room made by moving a flow to its other
         // window; else the least recently seen flow of both windows is evicted.
-        let check = self.check(key);
         let mut own = None;
         let mut free: [(usize, Option<usize>); 2] = [(0, None); 2];
         let homes = self.homes(hash);
@@ -493,10 +496,9 @@ impl FlowTable {
         result
     }
 
-    /// Where `key` is, if it is in the table (live or not).
+    /// Where the key with this check and hash is, if it is in the table (live or not).
     #[inline]
-    fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
-        let check = self.check(key);
+    fn find(&self, check: u64, hash: u64) -> Option<usize> {
         let homes = self.homes(hash);
         let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];
         for (home, partner) in homes.into_iter().zip(partners) {
@@ -520,7 +522,7 @@ impl FlowTable {
 
     /// Forgets `key`.
     pub fn remove(&mut self, key: &FlowKey, hash: u64) {
-        if let Some(i) = self.find(key, hash) {
+        if let Some(i) = self.find(self.check(key), hash) {
             self.entries[i] = Entry::default();
         }
     }

@@ -339,7 +339,9 @@ impl Default for PipelineOptions {
 struct ToVip {
     vip: u32,
     key: FlowKey,
+    /// The flow table's hash and check of the key.
     hash: u64,
+    check: u64,
     /// Offset of the IP header in the frame.
     l3: usize,
     /// Length of the IP packet (Total Length / 40 + Payload Length).
@@ -833,10 +835,11 @@ impl Pipeline {
             IpProtocol::Tcp => TimeoutClass::Tcp,
             _ => TimeoutClass::Udp,
         };
-        let hash = self.flows.hash(&key);
+        let (hash, check) = (self.flows.hash(&key), self.flows.check(&key));
         self.pending[self.slot % MAX_BURST] = Some(ToVip {
             vip,
             hash,
+            check,
             key,
             l3: frame.l3,
             ip_len: frame.ip_len,
@@ -866,7 +869,7 @@ impl Pipeline {
         // saves a map lookup.
         let generation_tag = (snap.generation() as u32 & 0x3fff) << 16;
         let mut backend: Option<(u16, &PoolBackend)> = None;
-        if let Some(hit) = self.flows.lookup_hinted(&p.key, p.hash, now, &timeouts, class) {
+        if let Some(hit) = self.flows.lookup_hinted(p.check, p.hash, now, &timeouts, class) {
             let hinted_index = (hit.hint & 0xffff) as u16;
             let hinted = (hit.hint & 0x3fff_0000 == generation_tag)
                 .then(|| pool.backends().get(usize::from(hinted_index)))
@@ -911,7 +914,7 @@ impl Pipeline {
                 if !p.icmp_error && !p.closing {
                     let hint = generation_tag | u32::from(i);
                     let r = self.flows.insert_hinted(
-                        &p.key,
+                        p.check,
                         p.hash,
                         b.fingerprint,
                         hint,

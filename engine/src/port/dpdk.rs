@@ -21,7 +21,7 @@ use core::ffi::{c_char, c_void, CStr};
 use core::ptr::NonNull;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::ArrayQueue;
 use vipgate_dpdk_sys as sys;
@@ -131,11 +131,11 @@ pub fn free_hugepages() -> u64 {
         .sum()
 }
 
-/// EAL starts once per process.
-static EAL: OnceLock<Mutex<Option<Result<(), DpdkError>>>> = OnceLock::new();
+/// EAL starts once per process: how that went.
+static EAL: Mutex<Option<Result<(), DpdkError>>> = Mutex::new(None);
 
 fn start_eal(args: &[String]) -> Result<(), DpdkError> {
-    let mut started = EAL.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner());
+    let mut started = EAL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = started.as_ref() {
         return r.clone();
     }
@@ -656,8 +656,11 @@ impl Port for DpdkQueue {
         if !self.registered {
             self.register();
         }
-        let n = if let Some(spread) = self.spread.clone() {
-            self.rx_spread(&spread, bufs)
+        // The spread is lent out for the call, not cloned: no reference count per burst.
+        let n = if let Some(spread) = self.spread.take() {
+            let n = self.rx_spread(&spread, bufs);
+            self.spread = Some(spread);
+            n
         } else {
             let n = self.poll_device(bufs.len().min(MAX_BURST));
             for (i, slot) in bufs[..n].iter_mut().enumerate() {
