@@ -276,6 +276,21 @@ impl PacketBuf {
         }
     }
 
+    /// Keeps bytes `from..from + len` of the packet and grows `header` bytes in front of
+    /// them, which it returns (to be written): one step for taking a frame's L2 header and
+    /// padding off and putting a tunnel's headers on. `None`, changing nothing, when the
+    /// packet is shorter or the room in front is short.
+    #[inline]
+    pub fn reframe(&mut self, from: usize, len: usize, header: usize) -> Option<&mut [u8]> {
+        if from + len > self.len() || header > self.start + from {
+            return None;
+        }
+        self.end = self.start + from + len;
+        self.start = self.start + from - header;
+        let start = self.start;
+        Some(&mut self.whole_mut()[start..start + header])
+    }
+
     /// Grows the packet by `n` bytes at the back and returns the whole packet, or `None`
     /// when the tailroom is short.
     #[inline]
@@ -323,6 +338,17 @@ mod tests {
         let mut none = PacketBuf::empty();
         assert_eq!(none.set_frame(&[0]), Err(TooLong));
         assert!(none.prepend(1).is_none() && none.is_empty() && none.take_foreign().is_none());
+    }
+
+    #[test]
+    fn reframe_cuts_and_grows_in_one_step() {
+        let mut b = PacketBuf::from_frame(&[1, 2, 3, 4, 5, 6]);
+        assert!(b.reframe(2, 5, 1).is_none(), "past the end");
+        assert!(b.reframe(2, 3, HEADROOM + 3).is_none(), "more than the room in front");
+        assert_eq!(b.as_slice(), &[1, 2, 3, 4, 5, 6], "unchanged when refused");
+        b.reframe(2, 3, 4).unwrap().copy_from_slice(&[9, 9, 9, 9]);
+        assert_eq!(b.as_slice(), &[9, 9, 9, 9, 3, 4, 5]);
+        assert_eq!(b.headroom(), HEADROOM - 2);
     }
 
     static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -9,7 +9,8 @@
 //! - [`wire`]: zero-copy header views and their plain `Repr` structs, and checksums.
 //! - [`maglev`]: the Maglev lookup table, and the stable hash functions it is built on.
 //! - [`table`]: the immutable forwarding snapshot; [`flow`]: a worker's flow table;
-//!   [`pipeline`]: from a burst of frames to verdicts.
+//!   [`pipeline`]: from a burst of frames to verdicts, with [`express`] the lane that most
+//!   packets take through it.
 //! - [`port`]: the port trait and drivers; [`worker`]: the poll loop of one core;
 //!   [`stats`]: counters the control thread reads without locks; [`spread`]: software RSS
 //!   over pipelines; [`buf`]: packet buffers with headroom.
@@ -18,6 +19,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod buf;
+pub mod express;
 pub mod flow;
 pub mod maglev;
 pub mod pipeline;

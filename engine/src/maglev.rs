@@ -128,7 +128,7 @@ pub fn hash64(seed: u64, bytes: &[u8]) -> u64 {
 pub fn flow_hash(seed: u64, src: IpAddr, dst: IpAddr, protocol: u8, src_port: u16, dst_port: u16) -> u32 {
     let h = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            fmix64(seed ^ K0 ^ (u64::from(u32::from(s)) << 32 | u64::from(u32::from(d))))
+            return flow_hash_v4(seed, u32::from(s), u32::from(d), protocol, src_port, dst_port);
         }
         (s, d) => {
             let s = to_v6_bits(s);
@@ -139,6 +139,14 @@ pub fn flow_hash(seed: u64, src: IpAddr, dst: IpAddr, protocol: u8, src_port: u1
             fmix64(h ^ d as u64)
         }
     };
+    let b = u64::from(src_port) << 32 | u64::from(dst_port) << 16 | u64::from(protocol);
+    (fmix64(h ^ b ^ K1) >> 32) as u32
+}
+
+/// [`flow_hash`] of an IPv4 5-tuple, addresses as host-order `u32`.
+#[inline]
+pub fn flow_hash_v4(seed: u64, src: u32, dst: u32, protocol: u8, src_port: u16, dst_port: u16) -> u32 {
+    let h = fmix64(seed ^ K0 ^ (u64::from(src) << 32 | u64::from(dst)));
     let b = u64::from(src_port) << 32 | u64::from(dst_port) << 16 | u64::from(protocol);
     (fmix64(h ^ b ^ K1) >> 32) as u32
 }

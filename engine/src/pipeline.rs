@@ -33,10 +33,11 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::flow::{FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
+use crate::express::{self, Express};
+use crate::flow::{FlowKey, FlowTable, Hit, IdleTimeouts, Inserted, TimeoutClass};
 use crate::maglev;
 use crate::stats::TrafficCounters;
-use crate::table::{BackendState, Encap, PoolBackend, Snapshot, Vip};
+use crate::table::{BackendState, Encap, Pool, PoolBackend, Snapshot, Vip};
 use crate::wire::{
     self, arp, checksum, ethernet, gre, gue, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vlan, EtherType,
     EthernetAddress, IpProtocol,
@@ -318,8 +319,8 @@ pub struct PipelineOptions {
     pub icmp_per_second: u64,
     /// ICMP messages in a burst, at most.
     pub icmp_burst: u64,
-    /// Take every packet through the general path, never the fixed-offset one (to check
-    /// that both reach the same verdicts and bytes).
+    /// Take every packet through the general path, never the express lane (to check that
+    /// both reach the same verdicts, bytes and counters).
     pub general_path_only: bool,
 }
 
@@ -376,6 +377,8 @@ pub struct Pipeline {
     /// The last `Reply` verdict is an ICMP "too big": count it as a `too_big` drop.
     reply_is_too_big: bool,
     pending: Box<[Option<ToVip>; MAX_BURST]>,
+    /// What the express lane learnt of each packet it took, by slot in the burst.
+    express: Box<[Express; MAX_BURST]>,
     /// Outer fragments made by the last `process` call, to send after the burst, with the
     /// index (in that call's slice) of the packet whose first fragment stayed in place.
     extra: Vec<(usize, PacketBuf)>,
@@ -425,6 +428,7 @@ impl Pipeline {
             general_path_only: options.general_path_only,
             reply_is_too_big: false,
             pending: Box::new([None; MAX_BURST]),
+            express: Box::new([Express::default(); MAX_BURST]),
             extra: Vec::with_capacity(SPARE_BUFFERS),
             current: 0,
             slot: 0,
@@ -478,35 +482,175 @@ impl Pipeline {
         let n = bufs.len().min(verdicts.len());
         // Both of length n: indexes below n need no further bounds checks.
         let (bufs, verdicts) = (&mut bufs[..n], &mut verdicts[..n]);
+        let mac = snap.interface().mac.0;
+        let mac = u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
+        let express = !self.general_path_only;
         for chunk_start in (0..n).step_by(MAX_BURST) {
             let end = (chunk_start + MAX_BURST).min(n);
+            // Which packets of the chunk the express lane took (bit per slot).
+            let mut lane = 0u64;
             // Classify the burst and prefetch every flow-table window before touching any:
             // past the cache, the lookups would otherwise wait on memory one at a time.
             for i in chunk_start..end {
+                let slot = i - chunk_start;
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += bufs[i].len() as u64;
-                self.slot = i - chunk_start;
-                match self.classify(snap, &mut bufs[i]) {
+                if express {
+                    if let Some(x) = express::classify(snap.v4_vips(), &self.flows, mac, bufs[i].as_slice()) {
+                        self.flows.prefetch(x.hash);
+                        self.express[slot % MAX_BURST] = x;
+                        lane |= 1 << slot;
+                        continue;
+                    }
+                }
+                self.slot = slot;
+                match self.classify_general(snap, &mut bufs[i]) {
                     Step::Done(v) => {
-                        self.pending[self.slot % MAX_BURST] = None;
+                        self.pending[slot % MAX_BURST] = None;
                         verdicts[i] = v;
                     }
                     Step::Pending => {
-                        if let Some(p) = &self.pending[self.slot % MAX_BURST] {
+                        if let Some(p) = &self.pending[slot % MAX_BURST] {
                             self.flows.prefetch(p.hash);
                         }
                     }
                 }
             }
             for i in chunk_start..end {
-                if self.pending[(i - chunk_start) % MAX_BURST].is_some() {
-                    self.current = i;
-                    verdicts[i] = self.forward(snap, now, &mut bufs[i], i - chunk_start);
-                    self.pending[(i - chunk_start) % MAX_BURST] = None;
+                let slot = i - chunk_start;
+                self.current = i;
+                if lane & 1 << slot != 0 {
+                    let x = self.express[slot % MAX_BURST];
+                    verdicts[i] = match self.express_forward(snap, now, &mut bufs[i], &x) {
+                        Some(v) => v,
+                        // Not the lane's to finish: the general path from the start.
+                        None => {
+                            self.slot = slot;
+                            match self.classify_general(snap, &mut bufs[i]) {
+                                Step::Done(v) => v,
+                                Step::Pending => self.forward(snap, now, &mut bufs[i], slot),
+                            }
+                        }
+                    };
+                } else if self.pending[slot % MAX_BURST].is_some() {
+                    verdicts[i] = self.forward(snap, now, &mut bufs[i], slot);
                 }
+                self.pending[slot % MAX_BURST] = None;
                 self.count(verdicts[i], &bufs[i]);
             }
         }
+    }
+
+    /// The express lane's second half: the flow, the backend, the tunnel. `None` (with
+    /// nothing changed but the flow's last-seen time) leaves the packet to the general path:
+    /// a packet too big for the tunnel, an IPv6 backend, a pool without backends.
+    #[inline(always)]
+    fn express_forward(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        buf: &mut PacketBuf,
+        x: &Express,
+    ) -> Option<Verdict> {
+        let vip = snap.vips().get(x.vip as usize)?;
+        let pool = snap.pools().get(vip.pool as usize)?;
+        let tunnel = snap.tunnel();
+        let source = tunnel.source_v4?;
+        let extra = match vip.encap {
+            Encap::Ipip => 0,
+            Encap::Gue => udp::HEADER_LEN + gue::BASE_HEADER_LEN,
+            Encap::Gre => gre::BASE_HEADER_LEN,
+        };
+        let ip_len = usize::from(x.ip_len);
+        let overhead = ipv4::HEADER_LEN + extra;
+        if ip_len + overhead > usize::from(tunnel.mtu) || buf.headroom() < overhead {
+            return None;
+        }
+        let t = snap.timeouts();
+        let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
+        let generation_tag = (snap.generation() as u32 & 0x3fff) << 16;
+        let mut moved = false;
+        let mut known = None;
+        if let Some(hit) = self.flows.lookup_hinted(x.check, x.hash, now, &timeouts, Some(x.class)) {
+            match hit_backend(&mut self.flows, pool, hit, generation_tag) {
+                Some(b) if b.1.state != BackendState::Down => known = Some(b),
+                _ => moved = true,
+            }
+        }
+        let f = buf.as_slice();
+        let h = f.first_chunk::<{ express::L4 + 4 }>()?;
+        let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+        let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let (tos, dont_frag, protocol) =
+            (h[express::L3 + 1], h[express::L3 + 6] & 0x40 != 0, h[express::L3 + 9]);
+        let flow_hash = || {
+            let (src, dst) = (be32(express::L3 + 12), be32(express::L3 + 16));
+            maglev::flow_hash_v4(
+                snap.hash_seed(),
+                src,
+                dst,
+                protocol,
+                be16(express::L4),
+                be16(express::L4 + 2),
+            )
+        };
+        let (index, backend, hash) = match known {
+            Some((i, b)) => (i, b, if vip.encap == Encap::Gue { flow_hash() } else { 0 }),
+            None => {
+                let hash = flow_hash();
+                let (i, b) = pool.pick(hash)?;
+                (i, b, hash)
+            }
+        };
+        let IpAddr::V4(dst) = backend.id.addr else {
+            return None;
+        };
+        // From here on the lane finishes the packet.
+        if moved {
+            self.counters.flow_moved += 1;
+        }
+        if known.is_some() {
+            self.counters.flow_hits += 1;
+        } else {
+            self.counters.flow_misses += 1;
+            // A RST or FIN of an unknown flow opens none.
+            if x.class != TimeoutClass::Closing {
+                let hint = generation_tag | u32::from(index);
+                self.remember(x.check, x.hash, backend.fingerprint, hint, now, &timeouts, x.class);
+            }
+        }
+        let (iface, encap) = (snap.interface(), vip.encap);
+        let out = buf.reframe(express::L3, ip_len, ethernet::HEADER_LEN + overhead)?;
+        let (l2, rest) = out.split_at_mut(ethernet::HEADER_LEN);
+        let (ip, rest) = rest.split_at_mut(ipv4::HEADER_LEN);
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let outer = OuterV4 {
+            src: u32::from(source),
+            dst: u32::from(dst),
+            protocol: match encap {
+                Encap::Ipip => IpProtocol::Ipv4.into(),
+                Encap::Gue => IpProtocol::Udp.into(),
+                Encap::Gre => IpProtocol::Gre.into(),
+            },
+            total_len: (overhead + ip_len) as u16,
+            tos,
+            ident: self.ip_ident,
+            dont_frag,
+        };
+        write_outer_v4(l2, ip, iface.mac, iface.next_hop_mac, &outer);
+        match encap {
+            Encap::Ipip => {}
+            Encap::Gre => gre::Repr { protocol: EtherType::Ipv4, checksum: false, key: None, sequence: None }
+                .emit(&mut rest[..gre::BASE_HEADER_LEN]),
+            Encap::Gue => write_gue(rest, IpProtocol::Ipv4, hash, tunnel.gue_port, ip_len, None),
+        }
+        let slot = vip.counter_base as usize + usize::from(index);
+        let len = buf.len();
+        self.traffic.count(slot, len);
+        if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
+            *t = (slot as u32, len as u32);
+        }
+        Some(Verdict::Forward)
     }
 
     /// Processes one packet.
@@ -548,17 +692,6 @@ impl Pipeline {
         }
     }
 
-    /// The fast path in line, the general one out of it.
-    #[inline(always)]
-    fn classify(&mut self, snap: &Snapshot, buf: &mut PacketBuf) -> Step {
-        if !self.general_path_only {
-            if let Some(step) = self.classify_fast(snap, buf.as_slice()) {
-                return step;
-            }
-        }
-        self.classify_general(snap, buf)
-    }
-
     #[inline(never)]
     fn classify_general(&mut self, snap: &Snapshot, buf: &mut PacketBuf) -> Step {
         let frame = buf.as_slice();
@@ -579,64 +712,6 @@ impl Pipeline {
             EtherType::Ipv6 => self.classify_v6(snap, buf, l3),
             _ => Step::Done(Verdict::Drop(DropReason::NotIp)),
         }
-    }
-
-    /// The common case, read at fixed offsets: an untagged Ethernet frame to our MAC with an
-    /// IPv4 header without options, not a fragment, TTL above 0, carrying a whole TCP or UDP
-    /// header. Anything else, or anything that fails a check here, returns `None` and takes
-    /// the general path, which reaches the same verdict for what this accepts (the tests
-    /// run both) and names the reason for what it does not.
-    #[inline]
-    fn classify_fast(&mut self, snap: &Snapshot, frame: &[u8]) -> Option<Step> {
-        const L3: usize = ethernet::HEADER_LEN;
-        const L4: usize = L3 + ipv4::HEADER_LEN;
-        let be16 = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
-        let be32 = |at: usize| u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
-        if frame.len() < L4 + udp::HEADER_LEN
-            || EthernetAddress::from_bytes(&frame[..6]) != snap.interface().mac
-            || be16(12) != 0x0800
-            || frame[L3] != 0x45
-        {
-            return None;
-        }
-        let ip_len = usize::from(be16(L3 + 2));
-        let flags_offset = be16(L3 + 6);
-        let (ttl, protocol) = (frame[L3 + 8], frame[L3 + 9]);
-        if ip_len < ipv4::HEADER_LEN || L3 + ip_len > frame.len() || flags_offset & 0x3fff != 0 || ttl == 0 {
-            return None;
-        }
-        let l4_len = ip_len - ipv4::HEADER_LEN;
-        let flags = match protocol {
-            6 => {
-                let doff = usize::from(frame.get(L4 + 12)? >> 4) * 4;
-                if l4_len < tcp::HEADER_LEN || doff < tcp::HEADER_LEN || doff > l4_len {
-                    return None;
-                }
-                Some(tcp::TcpFlags(frame[L4 + 13]))
-            }
-            17 => {
-                let len = usize::from(be16(L4 + 4));
-                if l4_len < udp::HEADER_LEN || len < udp::HEADER_LEN || len > l4_len {
-                    return None;
-                }
-                None
-            }
-            _ => return None,
-        };
-        let (src, dst) = (be32(L3 + 12), be32(L3 + 16));
-        let (sport, dport) = (be16(L4), be16(L4 + 2));
-        let key = FlowKey::new_v4(src, dst, protocol, sport, dport);
-        let frame_info = Frame {
-            l3: L3,
-            ip_len,
-            v6: false,
-            tos: frame[L3 + 1],
-            dont_frag: flags_offset & 0x4000 != 0,
-            fragment: false,
-            icmp_error: false,
-        };
-        let dst_ip = IpAddr::V4(std::net::Ipv4Addr::from(dst));
-        Some(self.vip_step(snap, dst_ip, IpProtocol::from(protocol), dport, key, frame_info, flags))
     }
 
     fn classify_v4(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize) -> Step {
@@ -870,18 +945,7 @@ impl Pipeline {
         let generation_tag = (snap.generation() as u32 & 0x3fff) << 16;
         let mut backend: Option<(u16, &PoolBackend)> = None;
         if let Some(hit) = self.flows.lookup_hinted(p.check, p.hash, now, &timeouts, class) {
-            let hinted_index = (hit.hint & 0xffff) as u16;
-            let hinted = (hit.hint & 0x3fff_0000 == generation_tag)
-                .then(|| pool.backends().get(usize::from(hinted_index)))
-                .flatten()
-                .filter(|b| b.fingerprint == hit.backend);
-            let found = match hinted {
-                Some(b) => Some((hinted_index, b)),
-                None => pool.by_fingerprint(hit.backend).inspect(|&(i, _)| {
-                    self.flows.set_hint(hit.slot, generation_tag | u32::from(i));
-                }),
-            };
-            match found {
+            match hit_backend(&mut self.flows, pool, hit, generation_tag) {
                 Some(b) if b.1.state != BackendState::Down => {
                     self.counters.flow_hits += 1;
                     backend = Some(b);
@@ -913,18 +977,7 @@ impl Pipeline {
                 // An ICMP error opens no flow; a RST or FIN of an unknown flow needs none.
                 if !p.icmp_error && !p.closing {
                     let hint = generation_tag | u32::from(i);
-                    let r = self.flows.insert_hinted(
-                        p.check,
-                        p.hash,
-                        b.fingerprint,
-                        hint,
-                        now,
-                        &timeouts,
-                        p.class,
-                    );
-                    if r == Inserted::Evicted {
-                        self.counters.flow_table_full += 1;
-                    }
+                    self.remember(p.check, p.hash, b.fingerprint, hint, now, &timeouts, p.class);
                 }
                 (i, *b)
             }
@@ -944,6 +997,25 @@ impl Pipeline {
             }
         }
         verdict
+    }
+
+    /// Remembers a new flow; counts `flow_table_full` when it took a live flow's place.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn remember(
+        &mut self,
+        check: u64,
+        hash: u64,
+        fingerprint: u64,
+        hint: u32,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: TimeoutClass,
+    ) {
+        if self.flows.insert_hinted(check, hash, fingerprint, hint, now, timeouts, class) == Inserted::Evicted
+        {
+            self.counters.flow_table_full += 1;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1053,22 +1125,16 @@ impl Pipeline {
                 sequence: None,
             }
             .emit(&mut rest[..gre::BASE_HEADER_LEN]),
-            Encap::Gue => {
-                gue::Repr::data(inner_proto).emit(&mut rest[udp::HEADER_LEN..]);
-                // The source port spreads flows over the backend's receive queues
-                // (RFC 8086, §3.2 style): the top 14 bits of the flow hash, in 49152..65535.
-                let src_port = 0xc000 | (flow_hash >> 18) as u16;
-                let udp_repr = udp::Repr {
-                    src_port,
-                    dst_port: tunnel.gue_port,
-                    payload_len: gue::BASE_HEADER_LEN + inner_len,
-                };
-                let mut datagram = udp::Packet::new_unchecked(&mut rest[..]);
-                // IPv4: no checksum (RFC 8086 §4.1.1 allows it); IPv6: a full one, which
-                // every receiver accepts (zero checksums there need RFC 6935 opt-in).
-                let ck = outer_v6.then_some((outer_src, backend.id.addr));
-                udp_repr.emit(&mut datagram, ck);
-            }
+            // IPv4: no UDP checksum (RFC 8086 §4.1.1 allows it); IPv6: a full one, which
+            // every receiver accepts (zero checksums there need RFC 6935 opt-in).
+            Encap::Gue => write_gue(
+                rest,
+                inner_proto,
+                flow_hash,
+                tunnel.gue_port,
+                inner_len,
+                outer_v6.then_some((outer_src, backend.id.addr)),
+            ),
         }
         if !outer_v6 && p.ip_len + overhead > mtu {
             return self.fragment_outer(buf, mtu);
@@ -1362,6 +1428,28 @@ impl Pipeline {
     }
 }
 
+/// The backend a flow-table hit names in `pool`: found by the hit's hint when the hint is of
+/// this snapshot (`generation_tag`, the generation mod 2^14 shifted left 16, over the
+/// backend's index), else by its fingerprint, correcting the hint. `None`: the pool no
+/// longer has it.
+#[inline(always)]
+fn hit_backend<'p>(
+    flows: &mut FlowTable,
+    pool: &'p Pool,
+    hit: Hit,
+    generation_tag: u32,
+) -> Option<(u16, &'p PoolBackend)> {
+    let hinted_index = (hit.hint & 0xffff) as u16;
+    match pool.backends().get(usize::from(hinted_index)) {
+        Some(b) if hit.hint & 0x3fff_0000 == generation_tag && b.fingerprint == hit.backend => {
+            Some((hinted_index, b))
+        }
+        _ => pool.by_fingerprint(hit.backend).inspect(|&(i, _)| {
+            flows.set_hint(hit.slot, generation_tag | u32::from(i));
+        }),
+    }
+}
+
 /// The variable fields of an outer IPv4 header (the rest is fixed: no options, TTL 64).
 struct OuterV4 {
     src: u32,
@@ -1412,6 +1500,28 @@ fn write_outer_v4(
     sum = (sum & 0xffff) + (sum >> 16);
     h[10..12].copy_from_slice(&(!(sum as u16)).to_ne_bytes());
     *ip = h;
+}
+
+/// Writes the UDP and GUE headers of a GUE tunnel at the start of `rest` (the rest of the
+/// datagram follows them), the UDP checksum over `checksum`'s addresses when given.
+#[inline]
+fn write_gue(
+    rest: &mut [u8],
+    inner: IpProtocol,
+    flow_hash: u32,
+    gue_port: u16,
+    inner_len: usize,
+    checksum: Option<(IpAddr, IpAddr)>,
+) {
+    gue::Repr::data(inner).emit(&mut rest[udp::HEADER_LEN..]);
+    // The source port spreads flows over the backend's receive queues (RFC 8086, §3.2
+    // style): the top 14 bits of the flow hash, in 49152..65535.
+    let udp_repr = udp::Repr {
+        src_port: 0xc000 | (flow_hash >> 18) as u16,
+        dst_port: gue_port,
+        payload_len: gue::BASE_HEADER_LEN + inner_len,
+    };
+    udp_repr.emit(&mut udp::Packet::new_unchecked(rest), checksum);
 }
 
 /// Where the IP packet sits in the frame, and what the outer header copies from it.

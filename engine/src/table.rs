@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 
+use crate::express::V4Vips;
 use crate::maglev::{self, BackendId, MaglevError, Ring};
 use crate::wire::{EthernetAddress, IpProtocol};
 
@@ -438,6 +439,8 @@ pub struct Snapshot {
     pool_specs: Vec<Vec<BackendSpec>>,
     table_size: u32,
     traffic_slots: usize,
+    /// The IPv4 VIPs as the express lane looks them up.
+    v4_vips: V4Vips,
 }
 
 impl Snapshot {
@@ -576,7 +579,7 @@ impl Snapshot {
         let addr_map =
             VipTable::new(&addr_index.into_iter().map(|(bits, r)| (VipKey(bits, 0), r)).collect::<Vec<_>>());
         let vip_addrs = vips.iter().map(|v| v.addr).collect();
-        Ok(Snapshot {
+        let mut snap = Snapshot {
             generation: spec.generation,
             hash_seed: spec.hash_seed,
             tunnel: spec.tunnel,
@@ -594,7 +597,10 @@ impl Snapshot {
             pool_specs,
             table_size: spec.table_size,
             traffic_slots,
-        })
+            v4_vips: V4Vips::empty(),
+        };
+        snap.v4_vips = V4Vips::build(&snap);
+        Ok(snap)
     }
 
     /// The heap memory the snapshot holds, in bytes (hash tables counted at their
@@ -624,6 +630,7 @@ impl Snapshot {
             + map(&self.fragment_map)
             + self.vip_addrs.capacity() * (size_of::<IpAddr>() + 1)
             + self.vips.capacity() * size_of::<Vip>()
+            + self.v4_vips.heap_bytes()
             + pools
     }
 
@@ -656,6 +663,12 @@ impl Snapshot {
     /// Our port.
     pub fn interface(&self) -> &Interface {
         &self.interface
+    }
+
+    /// The IPv4 VIPs as the express lane looks them up.
+    #[inline]
+    pub fn v4_vips(&self) -> &V4Vips {
+        &self.v4_vips
     }
 
     /// The VIPs, in config order.
@@ -871,6 +884,47 @@ mod tests {
                     }],
                 })
                 .collect(),
+        }
+    }
+
+    /// Every address, kind and port that matters answers as `find_vip` does: the ports
+    /// VIPs name, their neighbours, and the ends of the range.
+    #[test]
+    fn the_express_lookup_answers_as_find_vip_does() {
+        use VipProtocol::*;
+        let configs: Vec<Vec<(&str, Option<u16>, VipProtocol)>> = vec![
+            vec![
+                ("203.0.113.10", Some(80), Tcp),
+                ("203.0.113.10", None, Tcp),
+                ("203.0.113.10", Some(53), Any),
+                ("203.0.113.10", None, Any),
+                ("203.0.113.11", Some(53), Udp),
+                ("203.0.113.12", None, Udp),
+                ("203.0.113.13", Some(0), Tcp),
+                ("203.0.113.13", Some(65535), Any),
+                ("203.0.113.14", None, Any),
+                ("2001:db8::10", None, Udp),
+            ],
+            (0..200u16)
+                .map(|p| ("203.0.113.20", Some(1000 + p), if p % 3 == 0 { Any } else { Udp }))
+                .collect(),
+            vec![],
+        ];
+        for config in configs {
+            let snap = Snapshot::build(&spec(config.clone())).unwrap();
+            let vips = snap.v4_vips();
+            for host in [9u8, 10, 11, 12, 13, 14, 20, 21] {
+                let addr = Ipv4Addr::new(203, 0, 113, host);
+                let mut ports =
+                    vec![0u16, 1, 52, 53, 54, 79, 80, 81, 999, 1000, 1001, 1199, 1200, 65534, 65535];
+                ports.extend(config.iter().filter_map(|v| v.1));
+                for port in ports {
+                    for (udp, protocol) in [(false, IpProtocol::Tcp), (true, IpProtocol::Udp)] {
+                        let want = snap.find_vip(IpAddr::V4(addr), protocol, port).map(|(i, _)| i);
+                        assert_eq!(vips.find(u32::from(addr), udp, port), want, "{addr} {protocol:?} {port}");
+                    }
+                }
+            }
         }
     }
 

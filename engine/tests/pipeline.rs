@@ -1038,6 +1038,105 @@ proptest! {
     }
 }
 
+/// A packet of the burst test: which flow, TCP flags, DF, payload size.
+#[derive(Debug, Clone)]
+struct BurstPacket {
+    flow: usize,
+    fin_or_rst: u8,
+    dont_frag: bool,
+    payload: usize,
+}
+
+fn burst_frame(p: &BurstPacket) -> Vec<u8> {
+    // Flows to every kind of IPv4 VIP: UDP:8000 over IPIP, TCP any port over GUE, any
+    // protocol over GRE, TCP to a VIP whose backend is IPv6, and a few that are no VIP's.
+    const FLOWS: [([u8; 4], bool, u16); 6] = [
+        ([203, 0, 113, 10], false, 8000),
+        ([203, 0, 113, 10], true, 443),
+        ([203, 0, 113, 20], true, 80),
+        ([203, 0, 113, 20], false, 53),
+        ([203, 0, 113, 30], true, 22),
+        ([203, 0, 113, 10], false, 9),
+    ];
+    let (dst, tcp, dport) = FLOWS[p.flow % FLOWS.len()];
+    let src = [198, 51, 100, 7 + (p.flow / FLOWS.len()) as u8];
+    let sport = 40000 + p.flow as u16;
+    let mut ip4 = ep::Ipv4Header::new(0, 60, ep::IpNumber::UDP, src, dst).unwrap();
+    ip4.dont_fragment = p.dont_frag;
+    let payload = vec![0x5a; p.payload];
+    let mut f = Vec::new();
+    let b = eth().ip(ep::IpHeaders::Ipv4(ip4, Default::default()));
+    if tcp {
+        let t = b.tcp(sport, dport, 1, 1024).ack(7);
+        let t = match p.fin_or_rst % 4 {
+            1 => t.fin(),
+            2 => t.rst(),
+            _ => t,
+        };
+        t.write(&mut f, &payload).unwrap();
+    } else {
+        b.udp(sport, dport).write(&mut f, &payload).unwrap();
+    }
+    f
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Over bursts of many flows (repeated within a burst and across bursts, new and
+    /// known, closing, too big, to an IPv6 backend), with a backend going down between
+    /// bursts, the express lane and the general path give the same verdicts, bytes and
+    /// counters.
+    #[test]
+    fn express_and_general_paths_agree_over_bursts(
+        bursts in proptest::collection::vec(
+            proptest::collection::vec(
+                (0usize..24, any::<u8>(), any::<bool>(), prop_oneof![Just(0usize), Just(10), 1400usize..1480]),
+                1..48,
+            ),
+            1..4,
+        ),
+        down_after in 0usize..4,
+    ) {
+        let mut s = spec();
+        s.vips.push(vip(
+            "203.0.113.30",
+            None,
+            VipProtocol::Tcp,
+            Encap::Ipip,
+            vec![backend("2001:db8:1::31", 1, BackendState::Active)],
+        ));
+        let up = Snapshot::build(&s).unwrap();
+        s.generation = 2;
+        s.vips[0].backends[0].state = BackendState::Down;
+        let down = Snapshot::build(&s).unwrap();
+        let general = PipelineOptions { general_path_only: true, ..PipelineOptions::default() };
+        let mut fast = pipeline();
+        let mut slow = Pipeline::with_flow_table(FlowTable::with_keys(4096, (7, 9)), general);
+        for (n, burst) in bursts.iter().enumerate() {
+            let snap = if n >= down_after { &down } else { &up };
+            let frames: Vec<Vec<u8>> = burst
+                .iter()
+                .map(|&(flow, fin_or_rst, dont_frag, payload)| {
+                    burst_frame(&BurstPacket { flow, fin_or_rst, dont_frag, payload })
+                })
+                .collect();
+            let now = SECOND * (1 + n as u64);
+            let mut outs = Vec::new();
+            for p in [&mut fast, &mut slow] {
+                let mut bufs: Vec<PacketBuf> = frames.iter().map(|f| PacketBuf::from_frame(f)).collect();
+                let mut verdicts = vec![Verdict::Forward; bufs.len()];
+                p.process(snap, now, &mut bufs, &mut verdicts);
+                let extra: Vec<(usize, Vec<u8>)> = p.take_extra().map(|(i, b)| (i, b.as_slice().to_vec())).collect();
+                let bytes: Vec<Vec<u8>> = bufs.iter().map(|b| b.as_slice().to_vec()).collect();
+                outs.push((verdicts, bytes, extra));
+            }
+            prop_assert_eq!(&outs[0], &outs[1], "burst {}", n);
+            prop_assert_eq!(fast.counters(), slow.counters(), "burst {}", n);
+        }
+    }
+}
+
 #[test]
 fn jumbo_mtu_fragments_fit_their_buffers() {
     let mut s = spec();

@@ -1,0 +1,259 @@
+//! The express lane: what the pipeline does for the packet that nearly all traffic is, an
+//! untagged IPv4 TCP or UDP packet to one of our VIPs, with as few instructions as it
+//! takes.
+//!
+//! The lane reads the frame at fixed offsets and answers the VIP from [`V4Vips`], a table
+//! that has already resolved the order of [`Snapshot::find_vip`] for every IPv4 VIP
+//! address. Whatever the lane does not take (another frame, an option, a fragment, a
+//! packet too big for the tunnel, an IPv6 backend) goes to the general path, which
+//! reaches the same verdict, bytes and counters for what the lane takes: the tests run
+//! both on the same traffic.
+
+use std::net::IpAddr;
+
+use crate::flow::{FlowTable, TimeoutClass};
+use crate::table::{Snapshot, VipProtocol};
+use crate::wire::IpProtocol;
+
+/// The VIPs of IPv4 addresses, for TCP and UDP, with the lookup order of
+/// [`Snapshot::find_vip`] resolved in advance: one probe by address answers a packet to an
+/// address whose VIPs take any port, and one more by port where some take single ports.
+#[derive(Debug, Clone)]
+pub struct V4Vips {
+    addrs: Box<[AddrSlot]>,
+    ports: Box<[PortSlot]>,
+    addr_mask: usize,
+    port_mask: usize,
+}
+
+/// An address's answers without a port: per kind (TCP, UDP), the VIP that takes the
+/// packet when no single-port VIP does, and whether single-port VIPs need a probe.
+#[derive(Debug, Clone, Copy)]
+struct AddrSlot {
+    /// `addr | 1 << 32`; 0 marks an empty slot.
+    key: u64,
+    any_port: [u32; 2],
+    /// Bit `kind`: some VIP of this address takes single ports of that kind.
+    by_port: u32,
+}
+
+/// A (address, kind, port) that some single-port VIP names, and the VIP that takes it.
+#[derive(Debug, Clone, Copy)]
+struct PortSlot {
+    /// [`port_key`]; 0 marks an empty slot.
+    key: u64,
+    vip: u32,
+}
+
+const NONE: u32 = u32::MAX;
+const EMPTY_ADDR: AddrSlot = AddrSlot { key: 0, any_port: [NONE; 2], by_port: 0 };
+
+#[inline(always)]
+fn port_key(addr: u32, kind: usize, port: u16) -> u64 {
+    1 << 63 | (kind as u64) << 48 | u64::from(port) << 32 | u64::from(addr)
+}
+
+#[inline(always)]
+fn home(key: u64, mask: usize) -> usize {
+    // Keys come from the config, not from packets: a multiplicative hash will do.
+    (key ^ key >> 29).wrapping_mul(0x9e37_79b9_7f4a_7c15) as usize >> 20 & mask
+}
+
+/// Slots for `n` keys at most a quarter full, so that a probe nearly always ends at its
+/// first slot and always at an empty one.
+fn slots_for(n: usize) -> usize {
+    (n * 4).max(8).next_power_of_two()
+}
+
+impl V4Vips {
+    /// No VIPs.
+    pub fn empty() -> V4Vips {
+        V4Vips {
+            addrs: vec![EMPTY_ADDR; 8].into_boxed_slice(),
+            ports: vec![PortSlot { key: 0, vip: NONE }; 8].into_boxed_slice(),
+            addr_mask: 7,
+            port_mask: 7,
+        }
+    }
+
+    /// The IPv4 VIPs of `snap`, resolved with `snap`'s own lookup.
+    pub fn build(snap: &Snapshot) -> V4Vips {
+        let mut addresses: Vec<u32> = snap
+            .vips()
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) => Some(u32::from(a)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let mut port_entries: Vec<(u64, u32)> = Vec::new();
+        let mut addr_entries: Vec<AddrSlot> = Vec::new();
+        for &a in &addresses {
+            let mut slot = AddrSlot { key: 1 << 32 | u64::from(a), ..EMPTY_ADDR };
+            for (kind, (protocol, vip_protocol)) in
+                [(IpProtocol::Tcp, VipProtocol::Tcp), (IpProtocol::Udp, VipProtocol::Udp)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let here = || {
+                    snap.vips().iter().filter(move |v| {
+                        v.addr == IpAddr::V4(a.into())
+                            && (v.protocol == vip_protocol || v.protocol == VipProtocol::Any)
+                    })
+                };
+                let mut ports: Vec<u16> = here().filter_map(|v| v.port).collect();
+                ports.sort_unstable();
+                ports.dedup();
+                // A port no single-port VIP names gets the answer of any such port.
+                let unnamed = (0..=u16::MAX).find(|p| ports.binary_search(p).is_err());
+                let find = |port: u16| snap.find_vip(IpAddr::V4(a.into()), protocol, port).map(|(i, _)| i);
+                slot.any_port[kind] = unnamed.and_then(find).unwrap_or(NONE);
+                if !ports.is_empty() {
+                    slot.by_port |= 1 << kind;
+                }
+                for p in ports {
+                    port_entries.push((port_key(a, kind, p), find(p).unwrap_or(NONE)));
+                }
+            }
+            addr_entries.push(slot);
+        }
+        let n = slots_for(addr_entries.len());
+        let mut addrs = vec![EMPTY_ADDR; n].into_boxed_slice();
+        for s in addr_entries {
+            let mut i = home(s.key, n - 1);
+            while addrs[i].key != 0 {
+                i = (i + 1) & (n - 1);
+            }
+            addrs[i] = s;
+        }
+        let m = slots_for(port_entries.len());
+        let mut ports = vec![PortSlot { key: 0, vip: NONE }; m].into_boxed_slice();
+        for (key, vip) in port_entries {
+            let mut i = home(key, m - 1);
+            while ports[i].key != 0 {
+                i = (i + 1) & (m - 1);
+            }
+            ports[i] = PortSlot { key, vip };
+        }
+        V4Vips { addrs, ports, addr_mask: n - 1, port_mask: m - 1 }
+    }
+
+    /// The VIP (its index in [`Snapshot::vips`]) of a packet to `addr:port` over TCP
+    /// (`udp` false) or UDP: what [`Snapshot::find_vip`] answers.
+    #[inline(always)]
+    pub fn find(&self, addr: u32, udp: bool, port: u16) -> Option<u32> {
+        let kind = usize::from(udp);
+        let key = 1 << 32 | u64::from(addr);
+        let mut i = home(key, self.addr_mask);
+        let slot = loop {
+            let s = self.addrs.get(i)?;
+            if s.key == key {
+                break s;
+            }
+            if s.key == 0 {
+                return None;
+            }
+            i = (i + 1) & self.addr_mask;
+        };
+        if slot.by_port & (1 << kind) != 0 {
+            let key = port_key(addr, kind, port);
+            let mut j = home(key, self.port_mask);
+            loop {
+                let p = self.ports.get(j)?;
+                if p.key == key {
+                    return (p.vip != NONE).then_some(p.vip);
+                }
+                if p.key == 0 {
+                    break;
+                }
+                j = (j + 1) & self.port_mask;
+            }
+        }
+        let v = slot.any_port[kind];
+        (v != NONE).then_some(v)
+    }
+
+    /// The memory the tables take, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        core::mem::size_of_val(&*self.addrs) + core::mem::size_of_val(&*self.ports)
+    }
+}
+
+/// What the lane learns of a packet before its flow-table windows arrive from memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Express {
+    /// The flow table's hash and check of the 5-tuple.
+    pub(crate) hash: u64,
+    pub(crate) check: u64,
+    /// The VIP's index.
+    pub(crate) vip: u32,
+    /// Length of the IP packet.
+    pub(crate) ip_len: u16,
+    pub(crate) class: TimeoutClass,
+}
+
+/// Offsets in the frame: Ethernet, then a 20-byte IPv4 header.
+pub(crate) const L3: usize = 14;
+pub(crate) const L4: usize = L3 + 20;
+
+/// Reads a frame at fixed offsets: an untagged Ethernet frame to `mac` (its six bytes,
+/// little-endian, in a word) with an IPv4 header without options, not a fragment, TTL
+/// above 0, carrying a whole TCP or UDP header, to a VIP. Anything else is `None`.
+#[inline(always)]
+pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> Option<Express> {
+    let h = f.first_chunk::<{ L4 + 8 }>()?;
+    let word = |at: usize| {
+        u64::from_le_bytes([
+            h[at],
+            h[at + 1],
+            h[at + 2],
+            h[at + 3],
+            h[at + 4],
+            h[at + 5],
+            h[at + 6],
+            h[at + 7],
+        ])
+    };
+    let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    // Destination MAC; EtherType 0x0800 and version 4 with a 20-byte header.
+    if (word(0) ^ mac) & 0xffff_ffff_ffff != 0 || word(8) >> 32 & 0x00ff_ffff != 0x45_0008 {
+        return None;
+    }
+    let ip_len = usize::from(be16(L3 + 2));
+    let (flags_offset, ttl, protocol) = (be16(L3 + 6), h[L3 + 8], h[L3 + 9]);
+    if ip_len < 20 || L3 + ip_len > f.len() || flags_offset & 0x3fff != 0 || ttl == 0 {
+        return None;
+    }
+    let l4_len = ip_len - 20;
+    let class = match protocol {
+        6 => {
+            // A whole TCP header: 20 bytes at least, and as long as its data offset says.
+            let doff = usize::from(*f.get(L4 + 12)? >> 4) * 4;
+            if l4_len < 20 || doff < 20 || doff > l4_len {
+                return None;
+            }
+            // FIN or RST.
+            if f[L4 + 13] & 0x05 != 0 {
+                TimeoutClass::Closing
+            } else {
+                TimeoutClass::Tcp
+            }
+        }
+        17 => {
+            let len = usize::from(be16(L4 + 4));
+            if l4_len < 8 || len < 8 || len > l4_len {
+                return None;
+            }
+            TimeoutClass::Udp
+        }
+        _ => return None,
+    };
+    let (src, dst) = (be32(L3 + 12), be32(L3 + 16));
+    let (sport, dport) = (be16(L4), be16(L4 + 2));
+    let vip = vips.find(dst, protocol == 17, dport)?;
+    let (hash, check) = flows.hash_check_v4(src, dst, protocol, sport, dport);
+    Some(Express { hash, check, vip, ip_len: ip_len as u16, class })
+}
