@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use vipgate_engine::buf::PacketBuf;
 use vipgate_engine::maglev::BackendId;
 use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
+use vipgate_engine::stats::TrafficCounters;
 use vipgate_engine::table::{
     BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
     VipSpec,
@@ -126,6 +127,11 @@ impl Workload {
         let frames: Vec<Vec<u8>> = (0..flows).map(frame).collect();
         let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
         let mut verdicts = vec![Verdict::Forward; BURST];
+        // Per-(VIP, backend) counters, as a worker keeps them.
+        pipeline.set_traffic(std::sync::Arc::new(TrafficCounters::new(
+            snapshot.generation(),
+            snapshot.traffic_slots(),
+        )));
         // Warm the table: every flow once.
         for chunk in frames.chunks(BURST) {
             for (b, f) in bufs.iter_mut().zip(chunk) {

@@ -331,6 +331,17 @@ impl<'a> Meter<'a> {
     }
 }
 
+/// A pipeline as a worker has one: its flow table, and per-(VIP, backend) counters.
+fn bench_pipeline(capacity: usize, snap: &Snapshot) -> Pipeline {
+    let mut pipeline =
+        Pipeline::new(PipelineOptions { flow_capacity: capacity, ..PipelineOptions::default() });
+    pipeline.set_traffic(std::sync::Arc::new(vipgate_engine::stats::TrafficCounters::new(
+        snap.generation(),
+        snap.traffic_slots(),
+    )));
+    pipeline
+}
+
 /// Runs one worker's share: warm-up, then the timed loop. `progress` counts packets.
 fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &AtomicU64) -> WorkerResult {
     let per_worker_flows = (spec.flows / spec.workers as u32).max(1);
@@ -338,8 +349,7 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         Workload::Syn => per_worker_flows as usize,
         _ => (2 * per_worker_flows as usize).max(1024),
     };
-    let mut pipeline =
-        Pipeline::new(PipelineOptions { flow_capacity: capacity, ..PipelineOptions::default() });
+    let mut pipeline = bench_pipeline(capacity, snap);
     let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
     let mut verdicts = vec![Verdict::Forward; BURST];
     let base = worker as u32 * per_worker_flows;
@@ -463,8 +473,7 @@ fn run_dpdk_worker(
     let flows = spec.flows;
     let capacity =
         if spec.workload == Workload::Syn { flows as usize } else { (2 * flows as usize).max(1024) };
-    let mut pipeline =
-        Pipeline::new(PipelineOptions { flow_capacity: capacity, ..PipelineOptions::default() });
+    let mut pipeline = bench_pipeline(capacity, snap);
     let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::empty()).collect();
     let mut verdicts = [Verdict::Forward; BURST];
     let mut source = match spec.workload {

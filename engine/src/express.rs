@@ -11,9 +11,158 @@
 
 use std::net::IpAddr;
 
-use crate::flow::{FlowTable, TimeoutClass};
-use crate::table::{Snapshot, VipProtocol};
-use crate::wire::IpProtocol;
+use crate::flow::{FlowTable, IdleTimeouts, TimeoutClass};
+use crate::table::{BackendState, Encap, Snapshot, VipProtocol};
+use crate::wire::{ethernet, gre, gue, ipv4, udp, EtherType, IpProtocol};
+
+/// Everything the lane reads of a snapshot, built with it: the VIP lookup, per VIP what
+/// its tunnel costs, and per (VIP, backend) the outer headers ready to copy.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    pub(crate) vips: V4Vips,
+    /// By VIP index.
+    pub(crate) vip: Box<[LaneVip]>,
+    /// By traffic slot: (VIP, backend) as in [`Snapshot::traffic_slots`].
+    pub(crate) outer: Box<[Outer]>,
+    pub(crate) mtu: usize,
+    pub(crate) timeouts: IdleTimeouts,
+    /// The snapshot's generation mod 2^14, shifted left 16 (see the flow hint).
+    pub(crate) generation_tag: u32,
+}
+
+/// What the lane needs of a VIP.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LaneVip {
+    pub(crate) pool: u32,
+    /// Where its backends' outer headers and traffic counters start.
+    pub(crate) counter_base: u32,
+    pub(crate) backends: u32,
+    /// What the tunnel adds after the Ethernet header: 20 (IPIP), 24 (GRE), 32 (GUE).
+    pub(crate) overhead: u32,
+}
+
+/// One backend's outer headers for one VIP: Ethernet, IPv4 and the GRE or UDP and GUE
+/// headers, with the fields that change per packet (IPv4 DSCP/ECN, total length,
+/// identification, DF, checksum; UDP source port and length) zero.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Outer {
+    pub(crate) header: [u8; OUTER_MAX],
+    pub(crate) fingerprint: u64,
+    /// The one's complement sum of the IPv4 header's fixed 16-bit words, not folded.
+    pub(crate) sum: u32,
+    /// The header's length: 34 (IPIP), 38 (GRE), 46 (GUE), or 0 where the lane does not
+    /// take the backend (an IPv6 backend, or no IPv4 tunnel source).
+    pub(crate) len: u8,
+    pub(crate) down: bool,
+}
+
+/// Ethernet, IPv4, UDP and GUE.
+pub(crate) const OUTER_MAX: usize =
+    ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN + gue::BASE_HEADER_LEN;
+
+const NOT_OURS: Outer = Outer { header: [0; OUTER_MAX], fingerprint: 0, sum: 0, len: 0, down: true };
+
+impl Lane {
+    /// An empty lane.
+    pub fn empty() -> Lane {
+        Lane {
+            vips: V4Vips::empty(),
+            vip: Box::new([]),
+            outer: Box::new([]),
+            mtu: 0,
+            timeouts: IdleTimeouts([0; 3]),
+            generation_tag: 0,
+        }
+    }
+
+    /// The lane of `snap`.
+    pub fn build(snap: &Snapshot) -> Lane {
+        let tunnel = snap.tunnel();
+        let iface = snap.interface();
+        let mut outer = vec![NOT_OURS; snap.traffic_slots()];
+        let mut vip = Vec::with_capacity(snap.vips().len());
+        for v in snap.vips() {
+            let pool = &snap.pools()[v.pool as usize];
+            let (protocol, extra) = match v.encap {
+                Encap::Ipip => (IpProtocol::Ipv4, 0),
+                Encap::Gre => (IpProtocol::Gre, gre::BASE_HEADER_LEN),
+                Encap::Gue => (IpProtocol::Udp, udp::HEADER_LEN + gue::BASE_HEADER_LEN),
+            };
+            vip.push(LaneVip {
+                pool: v.pool,
+                counter_base: v.counter_base,
+                backends: pool.backends().len() as u32,
+                overhead: (ipv4::HEADER_LEN + extra) as u32,
+            });
+            for (i, b) in pool.backends().iter().enumerate() {
+                let (IpAddr::V4(dst), Some(src)) = (b.id.addr, tunnel.source_v4) else {
+                    continue;
+                };
+                let mut h = [0u8; OUTER_MAX];
+                ethernet::Repr {
+                    src_addr: iface.mac,
+                    dst_addr: iface.next_hop_mac,
+                    ethertype: EtherType::Ipv4,
+                }
+                .emit(&mut ethernet::Frame::new_unchecked(&mut h[..ethernet::HEADER_LEN]));
+                let ip = &mut h[ethernet::HEADER_LEN..];
+                ip[0] = 0x45;
+                ip[8] = 64;
+                ip[9] = protocol.into();
+                ip[12..16].copy_from_slice(&src.octets());
+                ip[16..20].copy_from_slice(&dst.octets());
+                let rest = &mut ip[ipv4::HEADER_LEN..];
+                match v.encap {
+                    Encap::Ipip => {}
+                    Encap::Gre => {
+                        gre::Repr { protocol: EtherType::Ipv4, checksum: false, key: None, sequence: None }
+                            .emit(&mut rest[..gre::BASE_HEADER_LEN])
+                    }
+                    Encap::Gue => {
+                        rest[2..4].copy_from_slice(&tunnel.gue_port.to_be_bytes());
+                        gue::Repr::data(IpProtocol::Ipv4).emit(&mut rest[udp::HEADER_LEN..]);
+                    }
+                }
+                let words = |a: [u8; 4]| {
+                    u32::from(u16::from_be_bytes([a[0], a[1]])) + u32::from(u16::from_be_bytes([a[2], a[3]]))
+                };
+                let sum = 0x4500
+                    + (64 << 8 | u32::from(u8::from(protocol)))
+                    + words(src.octets())
+                    + words(dst.octets());
+                if let Some(o) = outer.get_mut(v.counter_base as usize + i) {
+                    *o = Outer {
+                        header: h,
+                        fingerprint: b.fingerprint,
+                        sum,
+                        len: (ethernet::HEADER_LEN + ipv4::HEADER_LEN + extra) as u8,
+                        down: b.state == BackendState::Down,
+                    };
+                }
+            }
+        }
+        let t = snap.timeouts();
+        Lane {
+            vips: V4Vips::build(snap),
+            vip: vip.into_boxed_slice(),
+            outer: outer.into_boxed_slice(),
+            mtu: usize::from(tunnel.mtu),
+            timeouts: IdleTimeouts([t.tcp, t.udp, t.closing]),
+            generation_tag: (snap.generation() as u32 & 0x3fff) << 16,
+        }
+    }
+
+    /// The VIP lookup.
+    pub fn vips(&self) -> &V4Vips {
+        &self.vips
+    }
+
+    /// The memory the lane takes, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.vips.heap_bytes() + core::mem::size_of_val(&*self.vip) + core::mem::size_of_val(&*self.outer)
+    }
+}
 
 /// The VIPs of IPv4 addresses, for TCP and UDP, with the lookup order of
 /// [`Snapshot::find_vip`] resolved in advance: one probe by address answers a packet to an

@@ -413,7 +413,7 @@ impl FlowTable {
 
     /// [`lookup`](FlowTable::lookup) by the key's [`check`](Self::check) and hash, with the
     /// entry's hint and where it is.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_hinted(
         &mut self,
         check: u64,
@@ -516,7 +516,7 @@ impl FlowTable {
     }
 
     /// Where the key with this check and hash is, if it is in the table (live or not).
-    #[inline]
+    #[inline(always)]
     fn find(&self, check: u64, hash: u64) -> Option<usize> {
         let homes = self.homes(hash);
         let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];

@@ -491,12 +491,14 @@ impl Pipeline {
             let mut lane = 0u64;
             // Classify the burst and prefetch every flow-table window before touching any:
             // past the cache, the lookups would otherwise wait on memory one at a time.
+            let mut rx_bytes = 0;
             for i in chunk_start..end {
                 let slot = i - chunk_start;
-                self.counters.rx_packets += 1;
-                self.counters.rx_bytes += bufs[i].len() as u64;
+                rx_bytes += bufs[i].len() as u64;
                 if express {
-                    if let Some(x) = express::classify(snap.v4_vips(), &self.flows, mac, bufs[i].as_slice()) {
+                    if let Some(x) =
+                        express::classify(&snap.lane().vips, &self.flows, mac, bufs[i].as_slice())
+                    {
                         self.flows.prefetch(x.hash);
                         self.express[slot % MAX_BURST] = x;
                         lane |= 1 << slot;
@@ -516,21 +518,26 @@ impl Pipeline {
                     }
                 }
             }
+            self.counters.rx_packets += (end - chunk_start) as u64;
+            self.counters.rx_bytes += rx_bytes;
+            // What the express lane forwards is counted here, the rest by `count`.
+            let (mut forwarded, mut forwarded_bytes) = (0, 0);
             for i in chunk_start..end {
                 let slot = i - chunk_start;
                 self.current = i;
                 if lane & 1 << slot != 0 {
                     let x = self.express[slot % MAX_BURST];
-                    verdicts[i] = match self.express_forward(snap, now, &mut bufs[i], &x) {
-                        Some(v) => v,
-                        // Not the lane's to finish: the general path from the start.
-                        None => {
-                            self.slot = slot;
-                            match self.classify_general(snap, &mut bufs[i]) {
-                                Step::Done(v) => v,
-                                Step::Pending => self.forward(snap, now, &mut bufs[i], slot),
-                            }
-                        }
+                    if self.express_forward(snap, now, &mut bufs[i], &x).is_some() {
+                        verdicts[i] = Verdict::Forward;
+                        forwarded += 1;
+                        forwarded_bytes += bufs[i].len() as u64;
+                        continue;
+                    }
+                    // Not the lane's to finish: the general path from the start.
+                    self.slot = slot;
+                    verdicts[i] = match self.classify_general(snap, &mut bufs[i]) {
+                        Step::Done(v) => v,
+                        Step::Pending => self.forward(snap, now, &mut bufs[i], slot),
                     };
                 } else if self.pending[slot % MAX_BURST].is_some() {
                     verdicts[i] = self.forward(snap, now, &mut bufs[i], slot);
@@ -538,53 +545,55 @@ impl Pipeline {
                 self.pending[slot % MAX_BURST] = None;
                 self.count(verdicts[i], &bufs[i]);
             }
+            self.counters.forwarded += forwarded;
+            self.counters.forwarded_bytes += forwarded_bytes;
         }
     }
 
-    /// The express lane's second half: the flow, the backend, the tunnel. `None` (with
-    /// nothing changed but the flow's last-seen time) leaves the packet to the general path:
-    /// a packet too big for the tunnel, an IPv6 backend, a pool without backends.
+    /// The express lane's second half: the flow, the backend, the tunnel; `Some` when the
+    /// packet is forwarded (the caller counts it). `None` (with nothing changed but the
+    /// flow's last-seen time) leaves the packet to the general path: a packet too big for
+    /// the tunnel, an IPv6 backend, a pool without backends.
     #[inline(always)]
-    fn express_forward(
-        &mut self,
-        snap: &Snapshot,
-        now: u64,
-        buf: &mut PacketBuf,
-        x: &Express,
-    ) -> Option<Verdict> {
-        let vip = snap.vips().get(x.vip as usize)?;
-        let pool = snap.pools().get(vip.pool as usize)?;
-        let tunnel = snap.tunnel();
-        let source = tunnel.source_v4?;
-        let extra = match vip.encap {
-            Encap::Ipip => 0,
-            Encap::Gue => udp::HEADER_LEN + gue::BASE_HEADER_LEN,
-            Encap::Gre => gre::BASE_HEADER_LEN,
-        };
+    fn express_forward(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, x: &Express) -> Option<()> {
+        let lane = snap.lane();
+        let v = *lane.vip.get(x.vip as usize)?;
         let ip_len = usize::from(x.ip_len);
-        let overhead = ipv4::HEADER_LEN + extra;
-        if ip_len + overhead > usize::from(tunnel.mtu) || buf.headroom() < overhead {
+        if ip_len + v.overhead as usize > lane.mtu || buf.headroom() < v.overhead as usize {
             return None;
         }
-        let t = snap.timeouts();
-        let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
-        let generation_tag = (snap.generation() as u32 & 0x3fff) << 16;
+        let base = v.counter_base as usize;
         let mut moved = false;
-        let mut known = None;
-        if let Some(hit) = self.flows.lookup_hinted(x.check, x.hash, now, &timeouts, Some(x.class)) {
-            match hit_backend(&mut self.flows, pool, hit, generation_tag) {
-                Some(b) if b.1.state != BackendState::Down => known = Some(b),
+        let mut known: Option<(usize, &express::Outer)> = None;
+        if let Some(hit) = self.flows.lookup_hinted(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
+            let index = (hit.hint & 0xffff) as usize;
+            let hinted = if hit.hint & 0x3fff_0000 == lane.generation_tag && index < v.backends as usize {
+                lane.outer.get(base + index).filter(|o| o.fingerprint == hit.backend).map(|o| (index, o))
+            } else {
+                None
+            };
+            let found = match hinted {
+                Some(found) => Some(found),
+                // The hint is of another snapshot: find the backend by its identity.
+                None => {
+                    let pool = snap.pools().get(v.pool as usize)?;
+                    pool.by_fingerprint(hit.backend).and_then(|(i, _)| {
+                        self.flows.set_hint(hit.slot, lane.generation_tag | u32::from(i));
+                        Some((usize::from(i), lane.outer.get(base + usize::from(i))?))
+                    })
+                }
+            };
+            match found {
+                Some((i, o)) if !o.down => known = Some((i, o)),
                 _ => moved = true,
             }
         }
-        let f = buf.as_slice();
-        let h = f.first_chunk::<{ express::L4 + 4 }>()?;
+        let h = buf.as_slice().first_chunk::<{ express::L4 + 4 }>()?;
         let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
         let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-        let (tos, dont_frag, protocol) =
-            (h[express::L3 + 1], h[express::L3 + 6] & 0x40 != 0, h[express::L3 + 9]);
+        let (tos, dont_frag) = (h[express::L3 + 1], h[express::L3 + 6] & 0x40);
         let flow_hash = || {
-            let (src, dst) = (be32(express::L3 + 12), be32(express::L3 + 16));
+            let (src, dst, protocol) = (be32(express::L3 + 12), be32(express::L3 + 16), h[express::L3 + 9]);
             maglev::flow_hash_v4(
                 snap.hash_seed(),
                 src,
@@ -594,17 +603,17 @@ impl Pipeline {
                 be16(express::L4 + 2),
             )
         };
-        let (index, backend, hash) = match known {
-            Some((i, b)) => (i, b, if vip.encap == Encap::Gue { flow_hash() } else { 0 }),
+        let (index, outer, hash) = match known {
+            Some((i, o)) => (i, o, if usize::from(o.len) == express::OUTER_MAX { flow_hash() } else { 0 }),
             None => {
                 let hash = flow_hash();
-                let (i, b) = pool.pick(hash)?;
-                (i, b, hash)
+                let (i, _) = snap.pools().get(v.pool as usize)?.pick(hash)?;
+                (usize::from(i), lane.outer.get(base + usize::from(i))?, hash)
             }
         };
-        let IpAddr::V4(dst) = backend.id.addr else {
+        if outer.len == 0 {
             return None;
-        };
+        }
         // From here on the lane finishes the packet.
         if moved {
             self.counters.flow_moved += 1;
@@ -615,42 +624,50 @@ impl Pipeline {
             self.counters.flow_misses += 1;
             // A RST or FIN of an unknown flow opens none.
             if x.class != TimeoutClass::Closing {
-                let hint = generation_tag | u32::from(index);
-                self.remember(x.check, x.hash, backend.fingerprint, hint, now, &timeouts, x.class);
+                let hint = lane.generation_tag | index as u32;
+                self.remember(x.check, x.hash, outer.fingerprint, hint, now, &lane.timeouts, x.class);
             }
         }
-        let (iface, encap) = (snap.interface(), vip.encap);
-        let out = buf.reframe(express::L3, ip_len, ethernet::HEADER_LEN + overhead)?;
-        let (l2, rest) = out.split_at_mut(ethernet::HEADER_LEN);
-        let (ip, rest) = rest.split_at_mut(ipv4::HEADER_LEN);
-        self.ip_ident = self.ip_ident.wrapping_add(1);
-        let outer = OuterV4 {
-            src: u32::from(source),
-            dst: u32::from(dst),
-            protocol: match encap {
-                Encap::Ipip => IpProtocol::Ipv4.into(),
-                Encap::Gue => IpProtocol::Udp.into(),
-                Encap::Gre => IpProtocol::Gre.into(),
-            },
-            total_len: (overhead + ip_len) as u16,
-            tos,
-            ident: self.ip_ident,
-            dont_frag,
-        };
-        write_outer_v4(l2, ip, iface.mac, iface.next_hop_mac, &outer);
-        match encap {
-            Encap::Ipip => {}
-            Encap::Gre => gre::Repr { protocol: EtherType::Ipv4, checksum: false, key: None, sequence: None }
-                .emit(&mut rest[..gre::BASE_HEADER_LEN]),
-            Encap::Gue => write_gue(rest, IpProtocol::Ipv4, hash, tunnel.gue_port, ip_len, None),
+        let out = buf.reframe(express::L3, ip_len, usize::from(outer.len))?;
+        // Copies of fixed sizes, a few moves each.
+        fn put<const N: usize>(out: &mut [u8], header: &[u8; express::OUTER_MAX]) -> Option<()> {
+            *<&mut [u8; N]>::try_from(out).ok()? = *header.first_chunk::<N>()?;
+            Some(())
         }
-        let slot = vip.counter_base as usize + usize::from(index);
+        match out.len() {
+            34 => put::<34>(out, &outer.header)?,
+            38 => put::<38>(out, &outer.header)?,
+            _ => put::<{ express::OUTER_MAX }>(out, &outer.header)?,
+        }
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let total_len = (out.len() - ethernet::HEADER_LEN + ip_len) as u16;
+        let ip = out.get_mut(ethernet::HEADER_LEN..)?.first_chunk_mut::<{ ipv4::HEADER_LEN }>()?;
+        ip[1] = tos;
+        ip[2..4].copy_from_slice(&total_len.to_be_bytes());
+        ip[4..6].copy_from_slice(&self.ip_ident.to_be_bytes());
+        ip[6] = dont_frag;
+        let mut sum = outer.sum
+            + u32::from(tos)
+            + u32::from(total_len)
+            + u32::from(self.ip_ident)
+            + (u32::from(dont_frag) << 8);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        if let Some(udp) = out.get_mut(ethernet::HEADER_LEN + ipv4::HEADER_LEN..express::OUTER_MAX) {
+            // GUE: the source port spreads flows over the backend's receive queues (as in
+            // `write_gue`), the length covers GUE's header and the inner packet.
+            udp[0..2].copy_from_slice(&(0xc000 | (hash >> 18) as u16).to_be_bytes());
+            udp[4..6]
+                .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
+        }
+        let slot = base + index;
         let len = buf.len();
         self.traffic.count(slot, len);
         if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
             *t = (slot as u32, len as u32);
         }
-        Some(Verdict::Forward)
+        Some(())
     }
 
     /// Processes one packet.

@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 
-use crate::express::V4Vips;
+use crate::express::Lane;
 use crate::maglev::{self, BackendId, MaglevError, Ring};
 use crate::wire::{EthernetAddress, IpProtocol};
 
@@ -439,8 +439,8 @@ pub struct Snapshot {
     pool_specs: Vec<Vec<BackendSpec>>,
     table_size: u32,
     traffic_slots: usize,
-    /// The IPv4 VIPs as the express lane looks them up.
-    v4_vips: V4Vips,
+    /// What the express lane reads.
+    lane: Lane,
 }
 
 impl Snapshot {
@@ -597,9 +597,9 @@ impl Snapshot {
             pool_specs,
             table_size: spec.table_size,
             traffic_slots,
-            v4_vips: V4Vips::empty(),
+            lane: Lane::empty(),
         };
-        snap.v4_vips = V4Vips::build(&snap);
+        snap.lane = Lane::build(&snap);
         Ok(snap)
     }
 
@@ -630,7 +630,7 @@ impl Snapshot {
             + map(&self.fragment_map)
             + self.vip_addrs.capacity() * (size_of::<IpAddr>() + 1)
             + self.vips.capacity() * size_of::<Vip>()
-            + self.v4_vips.heap_bytes()
+            + self.lane.heap_bytes()
             + pools
     }
 
@@ -665,10 +665,10 @@ impl Snapshot {
         &self.interface
     }
 
-    /// The IPv4 VIPs as the express lane looks them up.
+    /// What the express lane reads.
     #[inline]
-    pub fn v4_vips(&self) -> &V4Vips {
-        &self.v4_vips
+    pub fn lane(&self) -> &Lane {
+        &self.lane
     }
 
     /// The VIPs, in config order.
@@ -912,7 +912,7 @@ mod tests {
         ];
         for config in configs {
             let snap = Snapshot::build(&spec(config.clone())).unwrap();
-            let vips = snap.v4_vips();
+            let vips = snap.lane().vips();
             for host in [9u8, 10, 11, 12, 13, 14, 20, 21] {
                 let addr = Ipv4Addr::new(203, 0, 113, host);
                 let mut ports =
