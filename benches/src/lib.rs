@@ -62,7 +62,7 @@ pub fn snapshot() -> Snapshot {
 /// TCP (ACK) to port 5222; sources are spread over 256 carrier-gateway addresses with
 /// many ports each, destinations over the 8 VIP addresses.
 pub fn frame(i: u32) -> Vec<u8> {
-    let udp = i % 4 == 0;
+    let udp = i.is_multiple_of(4);
     let vip = (i / 4 % 8) as u8;
     let src = Ipv4Addr::from(0xc633_6400 | (i >> 16 & 0xff));
     let sport = (i & 0xffff) as u16;

@@ -197,7 +197,7 @@ pub const MAX_FLOWS: u32 = 200 * 64_000;
 fn write_small(buf: &mut PacketBuf, i: u32, vips: u32, syn: bool) {
     let v = i.wrapping_mul(0x9e37_79b9) % vips;
     let (dst, dport) = vip_of(v);
-    let udp = v % 2 == 0;
+    let udp = v.is_multiple_of(2);
     let src = Ipv4Addr::new(198, 51, 100, (i % 200) as u8);
     let sport = (1024 + (i / 200) % 64_000) as u16;
     let mut f = [0u8; 60];
@@ -297,7 +297,7 @@ impl<'a> Meter<'a> {
         match self.spec.packets {
             Some(limit) => self.packets >= limit,
             None => {
-                self.packets % (BURST as u64 * 256) == 0
+                self.packets.is_multiple_of(BURST as u64 * 256)
                     && self.started.elapsed() >= Duration::from_secs_f64(self.spec.seconds)
             }
         }

@@ -83,7 +83,7 @@ fn config_text(i: u64, capacity: usize) -> String {
         .enumerate()
         .map(|(k, a)| format!("{{ address = \"{a}\", weight = 10, state = \"{}\" }}", state(k)))
         .collect();
-    let tcp_second = if i % 2 == 0 { "active" } else { "draining" };
+    let tcp_second = if i.is_multiple_of(2) { "active" } else { "draining" };
     format!(
         r#"[engine]
 workers = 2
@@ -134,7 +134,7 @@ fn down_in(i: u64, backend: IpAddr) -> bool {
     ROTATING
         .iter()
         .position(|a| a.parse::<IpAddr>().ok() == Some(backend))
-        .is_some_and(|k| (k as u64 + i) % 4 == 0)
+        .is_some_and(|k| (k as u64 + i).is_multiple_of(4))
 }
 
 type Flow = (IpAddr, IpAddr, u8, u16, u16);

@@ -341,6 +341,10 @@ pub(crate) struct Express {
     /// Length of the IP packet.
     pub(crate) ip_len: u16,
     pub(crate) class: TimeoutClass,
+    /// DSCP/ECN, copied to the outer header.
+    pub(crate) tos: u8,
+    /// The DF bit where it sits in its byte (0x40 or 0), copied to the outer header.
+    pub(crate) dont_frag: u8,
 }
 
 /// Offsets in the frame: Ethernet, then a 20-byte IPv4 header.
@@ -404,5 +408,6 @@ pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> 
     let (sport, dport) = (be16(L4), be16(L4 + 2));
     let vip = vips.find(dst, protocol == 17, dport)?;
     let (hash, check) = flows.hash_check_v4(src, dst, protocol, sport, dport);
-    Some(Express { hash, check, vip, ip_len: ip_len as u16, class })
+    let (tos, dont_frag) = (h[L3 + 1], h[L3 + 6] & 0x40);
+    Some(Express { hash, check, vip, ip_len: ip_len as u16, class, tos, dont_frag })
 }

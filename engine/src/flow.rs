@@ -463,29 +463,25 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) -> Inserted {
-        let mut oldest = (u64::MAX, 0usize);
         // The key's own entry if it has one; else a free entry in the window with more free
         // entries (the first window on a tie); else room made by moving a flow to its other
         // window; else the least recently seen flow of both windows is evicted.
-        let mut own = None;
-        let mut free: [(usize, Option<usize>); 2] = [(0, None); 2];
         let homes = self.homes(hash);
         let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];
-        for (w, home) in homes.into_iter().enumerate() {
-            for i in home..home + WINDOW {
-                let e = &self.entries[i];
-                if e.check == check && e.partner == partners[w] {
-                    own = Some((i, w));
-                }
-                if e.is_free(now, timeouts) {
-                    free[w].0 += 1;
-                    free[w].1 = free[w].1.or(Some(i));
-                }
-                if e.last_seen < oldest.0 {
-                    oldest = (e.last_seen, i);
-                }
-            }
-        }
+        let (Some(first), Some(second)) = (self.window(homes[0]), self.window(homes[1])) else {
+            return Inserted::Fresh;
+        };
+        let scans = [
+            Scan::of(first, check, partners[0], now, timeouts),
+            Scan::of(second, check, partners[1], now, timeouts),
+        ];
+        let own = scans[1].own.map(|k| (homes[1] + k, 1)).or(scans[0].own.map(|k| (homes[0] + k, 0)));
+        let oldest = if scans[1].oldest.0 < scans[0].oldest.0 {
+            homes[1] + scans[1].oldest.1
+        } else {
+            homes[0] + scans[0].oldest.1
+        };
+        let free_at = |w: usize| scans[w].free.map(|k| homes[w] + k);
         let in_window = |i: usize| {
             if (homes[1]..homes[1] + WINDOW).contains(&i) && !(homes[0]..homes[0] + WINDOW).contains(&i) {
                 1
@@ -493,10 +489,13 @@ impl FlowTable {
                 0
             }
         };
-        let mut free =
-            own.map(|(i, _)| i).or(if free[1].0 > free[0].0 { free[1].1 } else { free[0].1.or(free[1].1) });
+        let mut free = own.map(|(i, _)| i).or(if scans[1].free_count > scans[0].free_count {
+            free_at(1)
+        } else {
+            free_at(0).or(free_at(1))
+        });
         self.inserts = self.inserts.wrapping_add(1);
-        if free.is_none() && (self.pressure < PRESSURE_SKIP || self.inserts % RETRY_EVERY == 0) {
+        if free.is_none() && (self.pressure < PRESSURE_SKIP || self.inserts.is_multiple_of(RETRY_EVERY)) {
             free = self.displace(homes[0], now, timeouts).or_else(|| self.displace(homes[1], now, timeouts));
             self.pressure = match free {
                 Some(_) => self.pressure.saturating_sub(2),
@@ -505,7 +504,7 @@ impl FlowTable {
         }
         let (i, result) = match free {
             Some(i) => (i, Inserted::Fresh),
-            None => (oldest.1, Inserted::Evicted),
+            None => (oldest, Inserted::Evicted),
         };
         let w = own.map_or_else(|| in_window(i), |(_, w)| w);
         let mut e =
@@ -515,14 +514,19 @@ impl FlowTable {
         result
     }
 
+    /// The window that starts at entry `home` (a multiple of [`WINDOW`]): one bounds check
+    /// for its entries.
+    #[inline(always)]
+    fn window(&self, home: usize) -> Option<&[Entry; WINDOW]> {
+        self.entries.as_chunks::<WINDOW>().0.get(home / WINDOW)
+    }
+
     /// Where the key with this check and hash is, if it is in the table (live or not).
     #[inline(always)]
     fn find(&self, check: u64, hash: u64) -> Option<usize> {
-        let homes = self.homes(hash);
-        let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];
-        for (home, partner) in homes.into_iter().zip(partners) {
-            let window = self.entries.get(home..home + WINDOW)?;
-            for (k, e) in window.iter().enumerate() {
+        let [h0, h1] = self.homes(hash);
+        for (home, partner) in [(h0, (h1 / WINDOW) as u32), (h1, (h0 / WINDOW) as u32)] {
+            for (k, e) in self.window(home)?.iter().enumerate() {
                 if e.check == check && e.partner == partner {
                     return Some(home + k);
                 }
@@ -551,6 +555,37 @@ impl FlowTable {
     pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = u64> + '_ {
         let t = *timeouts;
         self.entries.iter().filter(move |e| !e.is_free(now, &t)).map(|e| e.backend)
+    }
+}
+
+/// What an insert needs to know of one window, found in one pass over it.
+struct Scan {
+    /// The key's entry.
+    own: Option<usize>,
+    /// The first free (or expired) entry, and how many there are.
+    free: Option<usize>,
+    free_count: u32,
+    /// The least recently seen entry: its time and place.
+    oldest: (u64, usize),
+}
+
+impl Scan {
+    #[inline(always)]
+    fn of(window: &[Entry; WINDOW], check: u64, partner: u32, now: u64, timeouts: &IdleTimeouts) -> Scan {
+        let mut scan = Scan { own: None, free: None, free_count: 0, oldest: (u64::MAX, 0) };
+        for (k, e) in window.iter().enumerate() {
+            if e.check == check && e.partner == partner {
+                scan.own = Some(k);
+            }
+            if e.is_free(now, timeouts) {
+                scan.free_count += 1;
+                scan.free = scan.free.or(Some(k));
+            }
+            if e.last_seen < scan.oldest.0 {
+                scan.oldest = (e.last_seen, k);
+            }
+        }
+        scan
     }
 }
 

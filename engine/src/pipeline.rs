@@ -588,25 +588,22 @@ impl Pipeline {
                 _ => moved = true,
             }
         }
-        let h = buf.as_slice().first_chunk::<{ express::L4 + 4 }>()?;
-        let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-        let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-        let (tos, dont_frag) = (h[express::L3 + 1], h[express::L3 + 6] & 0x40);
-        let flow_hash = || {
+        let (tos, dont_frag) = (x.tos, x.dont_frag);
+        // The Maglev hash: for a new flow, and for GUE's source port.
+        let flow_hash = |buf: &PacketBuf| {
+            let h = buf.as_slice().first_chunk::<{ express::L4 + 4 }>()?;
+            let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+            let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
             let (src, dst, protocol) = (be32(express::L3 + 12), be32(express::L3 + 16), h[express::L3 + 9]);
-            maglev::flow_hash_v4(
-                snap.hash_seed(),
-                src,
-                dst,
-                protocol,
-                be16(express::L4),
-                be16(express::L4 + 2),
-            )
+            let (sport, dport) = (be16(express::L4), be16(express::L4 + 2));
+            Some(maglev::flow_hash_v4(snap.hash_seed(), src, dst, protocol, sport, dport))
         };
         let (index, outer, hash) = match known {
-            Some((i, o)) => (i, o, if usize::from(o.len) == express::OUTER_MAX { flow_hash() } else { 0 }),
+            Some((i, o)) => {
+                (i, o, if usize::from(o.len) == express::OUTER_MAX { flow_hash(buf)? } else { 0 })
+            }
             None => {
-                let hash = flow_hash();
+                let hash = flow_hash(buf)?;
                 let (i, _) = snap.pools().get(v.pool as usize)?.pick(hash)?;
                 (usize::from(i), lane.outer.get(base + usize::from(i))?, hash)
             }

@@ -219,7 +219,7 @@ impl Worker {
             if n == 0 {
                 empty += 1;
                 empty_run += 1;
-                if polls % 64 == 0 {
+                if polls.is_multiple_of(64) {
                     self.publish_loop(started, polls, empty);
                 }
                 if self.options.idle_polls_before_sleep > 0
@@ -238,7 +238,7 @@ impl Worker {
             self.burst(port, n, t0);
             self.stats.busy_ns.add(t0.elapsed().as_nanos() as u64);
             self.stats.publish(self.pipeline.counters());
-            if polls % 64 == 0 {
+            if polls.is_multiple_of(64) {
                 self.publish_loop(started, polls, empty);
             }
         }
