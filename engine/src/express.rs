@@ -16,13 +16,15 @@ use crate::table::{BackendState, Encap, Snapshot, VipProtocol};
 use crate::wire::{ethernet, gre, gue, ipv4, udp, EtherType, IpProtocol};
 
 /// Everything the lane reads of a snapshot, built with it: the VIP lookup, per VIP what
-/// its tunnel costs, and per (VIP, backend) the outer headers ready to copy.
+/// its tunnel costs, and per (pool, encapsulation, backend) the outer headers ready to
+/// copy (VIPs that share a pool and a tunnel share them: a thousand VIP:port pairs on one
+/// pool cost one set).
 #[derive(Debug, Clone)]
 pub struct Lane {
     pub(crate) vips: V4Vips,
     /// By VIP index.
     pub(crate) vip: Box<[LaneVip]>,
-    /// By traffic slot: (VIP, backend) as in [`Snapshot::traffic_slots`].
+    /// By (pool, encapsulation), then backend: see [`LaneVip::outer_base`].
     pub(crate) outer: Box<[Outer]>,
     pub(crate) mtu: usize,
     pub(crate) timeouts: IdleTimeouts,
@@ -34,8 +36,10 @@ pub struct Lane {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LaneVip {
     pub(crate) pool: u32,
-    /// Where its backends' outer headers and traffic counters start.
+    /// Where its backends' traffic counters start.
     pub(crate) counter_base: u32,
+    /// Where its backends' outer headers start in [`Lane::outer`].
+    pub(crate) outer_base: u32,
     pub(crate) backends: u32,
     /// What the tunnel adds after the Ethernet header: 20 (IPIP), 24 (GRE), 32 (GUE).
     pub(crate) overhead: u32,
@@ -80,7 +84,8 @@ impl Lane {
     pub fn build(snap: &Snapshot) -> Lane {
         let tunnel = snap.tunnel();
         let iface = snap.interface();
-        let mut outer = vec![NOT_OURS; snap.traffic_slots()];
+        let mut outer: Vec<Outer> = Vec::new();
+        let mut groups: std::collections::HashMap<(u32, Encap), u32> = std::collections::HashMap::new();
         let mut vip = Vec::with_capacity(snap.vips().len());
         for v in snap.vips() {
             let pool = &snap.pools()[v.pool as usize];
@@ -89,12 +94,22 @@ impl Lane {
                 Encap::Gre => (IpProtocol::Gre, gre::BASE_HEADER_LEN),
                 Encap::Gue => (IpProtocol::Udp, udp::HEADER_LEN + gue::BASE_HEADER_LEN),
             };
+            let (outer_base, new_group) = match groups.get(&(v.pool, v.encap)) {
+                Some(&base) => (base, false),
+                None => (outer.len() as u32, true),
+            };
             vip.push(LaneVip {
                 pool: v.pool,
                 counter_base: v.counter_base,
+                outer_base,
                 backends: pool.backends().len() as u32,
                 overhead: (ipv4::HEADER_LEN + extra) as u32,
             });
+            if !new_group {
+                continue;
+            }
+            groups.insert((v.pool, v.encap), outer_base);
+            outer.resize(outer.len() + pool.backends().len(), NOT_OURS);
             for (i, b) in pool.backends().iter().enumerate() {
                 let (IpAddr::V4(dst), Some(src)) = (b.id.addr, tunnel.source_v4) else {
                     continue;
@@ -131,7 +146,7 @@ impl Lane {
                     + (64 << 8 | u32::from(u8::from(protocol)))
                     + words(src.octets())
                     + words(dst.octets());
-                if let Some(o) = outer.get_mut(v.counter_base as usize + i) {
+                if let Some(o) = outer.get_mut(outer_base as usize + i) {
                     *o = Outer {
                         header: h,
                         fingerprint: b.fingerprint,

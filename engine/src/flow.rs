@@ -392,8 +392,8 @@ impl FlowTable {
             // Windows are in the table (masked, aligned starts); a prefetch reads nothing
             // anyway, so the address need not even be valid.
             let window = base.wrapping_add(home);
-            prefetch_ptr(window);
-            prefetch_ptr(window.wrapping_add(PER_LINE));
+            crate::prefetch(window);
+            crate::prefetch(window.wrapping_add(PER_LINE));
         }
     }
 
@@ -617,18 +617,6 @@ fn advise_huge_pages(_ptr: *mut u8, _len: usize) {}
 fn mum(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
     (r as u64) ^ ((r >> 64) as u64)
-}
-
-/// Hints the CPU to fetch the cache line at `p`.
-#[inline(always)]
-fn prefetch_ptr<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint with no effect on memory; any address is allowed.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(test)]

@@ -29,3 +29,15 @@ pub mod stats;
 pub mod table;
 pub mod wire;
 pub mod worker;
+
+/// Hints the CPU to fetch the cache line at `p` (a hint only: any address will do).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint with no effect on memory; any address is allowed.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

@@ -547,6 +547,14 @@ impl Pipeline {
             }
             self.counters.forwarded += forwarded;
             self.counters.forwarded_bytes += forwarded_bytes;
+            // Per (VIP, backend), at the end of the chunk: the counters were prefetched as
+            // each packet was forwarded.
+            for (i, verdict) in verdicts[chunk_start..end].iter().enumerate() {
+                if *verdict == Verdict::Forward {
+                    let (slot, bytes) = self.burst_traffic[(chunk_start + i) % MAX_BURST];
+                    self.traffic.count(slot as usize, bytes as usize);
+                }
+            }
         }
     }
 
@@ -562,7 +570,7 @@ impl Pipeline {
         if ip_len + v.overhead as usize > lane.mtu || buf.headroom() < v.overhead as usize {
             return None;
         }
-        let base = v.counter_base as usize;
+        let base = v.outer_base as usize;
         let mut moved = false;
         let mut known: Option<(usize, &express::Outer)> = None;
         if let Some(hit) = self.flows.lookup_hinted(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
@@ -658,11 +666,10 @@ impl Pipeline {
             udp[4..6]
                 .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
         }
-        let slot = base + index;
-        let len = buf.len();
-        self.traffic.count(slot, len);
+        let slot = v.counter_base as usize + index;
+        self.traffic.prefetch(slot);
         if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
-            *t = (slot as u32, len as u32);
+            *t = (slot as u32, buf.len() as u32);
         }
         Some(())
     }
@@ -1005,7 +1012,7 @@ impl Pipeline {
         let verdict = self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash);
         if verdict == Verdict::Forward {
             let slot = vip.counter_base as usize + usize::from(index);
-            self.traffic.count(slot, buf.len());
+            self.traffic.prefetch(slot);
             if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
                 *t = (slot as u32, buf.len() as u32);
             }
