@@ -12,6 +12,16 @@
 //! panic, allocate or loop without bound: parsing goes through the checked views of
 //! [`crate::wire`], and every write is into the buffer's own headroom.
 //!
+//! # Two passes, two paths
+//! A burst is taken in two passes: the first classifies every packet and prefetches its
+//! flow-table windows, the second (by then the windows are on their way from memory)
+//! looks the flows up and encapsulates. The packet nearly all traffic is, an untagged
+//! IPv4 TCP or UDP packet to a VIP with an IPv4 backend, takes the express lane
+//! ([`crate::express`]): fixed offsets, a VIP lookup resolved in advance, outer headers
+//! made with the snapshot. Everything else takes the general path below, and so does a
+//! lane packet the lane cannot finish (too big for the tunnel, an IPv6 backend); both
+//! reach the same verdicts, bytes and counters (the tests run both).
+//!
 //! # Order of the checks
 //! 1. L2: unicast to our MAC, broadcast, or IPv6 multicast (neighbour discovery) only;
 //!    one VLAN tag at most.
