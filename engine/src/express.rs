@@ -392,19 +392,21 @@ pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> 
     }
     let ip_len = usize::from(be16(L3 + 2));
     let (flags_offset, ttl, protocol) = (be16(L3 + 6), h[L3 + 8], h[L3 + 9]);
-    if ip_len < 20 || L3 + ip_len > f.len() || flags_offset & 0x3fff != 0 || ttl == 0 {
+    if L3 + ip_len > f.len() || flags_offset & 0x3fff != 0 || ttl == 0 {
         return None;
     }
-    let l4_len = ip_len - 20;
+    // Each protocol's header whole, and the IP packet at least as long (so `ip_len - 20`
+    // is evaluated only past the check that it is long enough).
     let class = match protocol {
         6 => {
-            // A whole TCP header: 20 bytes at least, and as long as its data offset says.
-            let doff = usize::from(*f.get(L4 + 12)? >> 4) * 4;
-            if l4_len < 20 || doff < 20 || doff > l4_len {
+            let t = f.first_chunk::<{ L4 + 20 }>()?;
+            // 20 bytes at least, and as long as its data offset says.
+            let doff = usize::from(t[L4 + 12] >> 4) * 4;
+            if ip_len < 40 || doff < 20 || doff > ip_len - 20 {
                 return None;
             }
             // FIN or RST.
-            if f[L4 + 13] & 0x05 != 0 {
+            if t[L4 + 13] & 0x05 != 0 {
                 TimeoutClass::Closing
             } else {
                 TimeoutClass::Tcp
@@ -412,7 +414,7 @@ pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> 
         }
         17 => {
             let len = usize::from(be16(L4 + 4));
-            if l4_len < 8 || len < 8 || len > l4_len {
+            if ip_len < 28 || len < 8 || len > ip_len - 20 {
                 return None;
             }
             TimeoutClass::Udp

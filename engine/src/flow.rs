@@ -247,6 +247,9 @@ pub struct FlowTable {
     keys: (u64, u64),
     /// Keys of the check hash, derived from `keys`.
     check_keys: (u64, u64),
+    /// The keys of [`hash_check_v4`](Self::hash_check_v4), with the constant bits of an
+    /// IPv4 key folded in.
+    v4_keys: [u64; 8],
     /// How often displacement failed lately (0..=[`PRESSURE_MAX`]). Each attempt costs a
     /// cache miss per flow it tries to move; in a table full of live flows (a flood of new
     /// flows) every attempt fails, so past [`PRESSURE_SKIP`] only one insert in
@@ -290,11 +293,23 @@ impl FlowTable {
             mum(keys.0 ^ 0x243f_6a88_85a3_08d3, keys.1 ^ 0x1319_8a2e_0370_7344),
             mum(keys.1 ^ 0xa409_3822_299f_31d0, keys.0 ^ 0x082e_fa98_ec4e_6c89),
         );
+        let family = last_word(0, 0, 0, 4);
+        let v4_keys = [
+            keys.0 ^ V4_MAPPED,
+            keys.1 ^ V4_MAPPED,
+            keys.1 ^ family,
+            keys.0 ^ 0x9e37_79b9_7f4a_7c15,
+            check_keys.0 ^ V4_MAPPED,
+            check_keys.1 ^ V4_MAPPED,
+            check_keys.0 ^ family,
+            check_keys.1 ^ 0xc2b2_ae3d_27d4_eb4f,
+        ];
         FlowTable {
             entries: entries.into_boxed_slice(),
             mask: n - 1,
             keys,
             check_keys,
+            v4_keys,
             pressure: 0,
             inserts: 0,
         }
@@ -345,11 +360,13 @@ impl FlowTable {
         src_port: u16,
         dst_port: u16,
     ) -> (u64, u64) {
-        let (b, d) = (V4_MAPPED | u64::from(src), V4_MAPPED | u64::from(dst));
-        let e = last_word(protocol, src_port, dst_port, 4);
-        let ((k0, k1), (c0, c1)) = (self.keys, self.check_keys);
-        let hash = mum(mum(b ^ k0, d ^ k1) ^ e ^ k1, k0 ^ 0x9e37_79b9_7f4a_7c15);
-        let check = mum(mum(d ^ c0, b ^ c1) ^ e ^ c0, c1 ^ 0xc2b2_ae3d_27d4_eb4f) | 1;
+        // As `hash` and `check` of the IPv4-mapped key, with the key's constant bits (the
+        // mapping, the family) folded into the keys beforehand: they enter by xor.
+        let (s, d) = (u64::from(src), u64::from(dst));
+        let e = last_word(protocol, src_port, dst_port, 0);
+        let [h0, h1, h2, h3, c0, c1, c2, c3] = self.v4_keys;
+        let hash = mum(mum(s ^ h0, d ^ h1) ^ e ^ h2, h3);
+        let check = mum(mum(d ^ c0, s ^ c1) ^ e ^ c2, c3) | 1;
         (hash, check)
     }
 
