@@ -242,32 +242,28 @@ impl V4Vips {
 
     /// The IPv4 VIPs of `snap`, resolved with `snap`'s own lookup.
     pub fn build(snap: &Snapshot) -> V4Vips {
-        let mut addresses: Vec<u32> = snap
-            .vips()
-            .iter()
-            .filter_map(|v| match v.addr {
-                IpAddr::V4(a) => Some(u32::from(a)),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        addresses.sort_unstable();
-        addresses.dedup();
+        // The IPv4 VIPs by address: (protocol, port) of each.
+        let mut by_addr: std::collections::BTreeMap<u32, Vec<(VipProtocol, Option<u16>)>> =
+            std::collections::BTreeMap::new();
+        for v in snap.vips() {
+            if let IpAddr::V4(a) = v.addr {
+                by_addr.entry(u32::from(a)).or_default().push((v.protocol, v.port));
+            }
+        }
         let mut port_entries: Vec<(u64, u32)> = Vec::new();
         let mut addr_entries: Vec<AddrSlot> = Vec::new();
-        for &a in &addresses {
+        for (&a, here) in &by_addr {
             let mut slot = AddrSlot { key: 1 << 32 | u64::from(a), ..EMPTY_ADDR };
             for (kind, (protocol, vip_protocol)) in
                 [(IpProtocol::Tcp, VipProtocol::Tcp), (IpProtocol::Udp, VipProtocol::Udp)]
                     .into_iter()
                     .enumerate()
             {
-                let here = || {
-                    snap.vips().iter().filter(move |v| {
-                        v.addr == IpAddr::V4(a.into())
-                            && (v.protocol == vip_protocol || v.protocol == VipProtocol::Any)
-                    })
-                };
-                let mut ports: Vec<u16> = here().filter_map(|v| v.port).collect();
+                let mut ports: Vec<u16> = here
+                    .iter()
+                    .filter(|(p, _)| *p == vip_protocol || *p == VipProtocol::Any)
+                    .filter_map(|&(_, port)| port)
+                    .collect();
                 ports.sort_unstable();
                 ports.dedup();
                 // A port no single-port VIP names gets the answer of any such port.
