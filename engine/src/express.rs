@@ -45,7 +45,7 @@ pub(crate) struct LaneVip {
     pub(crate) overhead: u32,
 }
 
-/// One backend's outer headers for one VIP: Ethernet, IPv4 and the GRE or UDP and GUE
+/// One backend's outer headers for one (pool, encapsulation): Ethernet, IPv4 and the GRE or UDP and GUE
 /// headers, with the fields that change per packet (IPv4 DSCP/ECN, total length,
 /// identification, DF, checksum; UDP source port and length) zero.
 #[derive(Debug, Clone, Copy)]

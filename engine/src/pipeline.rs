@@ -643,6 +643,9 @@ impl Pipeline {
                 self.remember(x.check, x.hash, outer.fingerprint, hint, now, &lane.timeouts, x.class);
             }
         }
+        // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
+        // of this function that the headroom holds the tunnel's headers, and the header
+        // sizes below are the three the lane makes.
         let out = buf.reframe(express::L3, ip_len, usize::from(outer.len))?;
         // Copies of fixed sizes, a few moves each.
         fn put<const N: usize>(out: &mut [u8], header: &[u8; express::OUTER_MAX]) -> Option<()> {
