@@ -282,7 +282,7 @@ impl PacketBuf {
     /// packet is shorter or the room in front is short.
     #[inline]
     pub fn reframe(&mut self, from: usize, len: usize, header: usize) -> Option<&mut [u8]> {
-        if from + len > self.len() || header > self.start + from {
+        if from.saturating_add(len) > self.len() || header > self.start + from {
             return None;
         }
         self.end = self.start + from + len;

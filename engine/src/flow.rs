@@ -485,6 +485,7 @@ impl FlowTable {
         // window; else the least recently seen flow of both windows is evicted.
         let homes = self.homes(hash);
         let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];
+        // Homes are masked into the table, so both windows exist.
         let (Some(first), Some(second)) = (self.window(homes[0]), self.window(homes[1])) else {
             return Inserted::Fresh;
         };
