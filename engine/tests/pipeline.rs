@@ -1001,10 +1001,10 @@ fn encapsulation_table_exact_bytes() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// The fixed-offset path for plain IPv4 TCP/UDP and the general path reach the same
+    /// The express lane for plain IPv4 TCP/UDP and the general path reach the same
     /// verdict, the same bytes and the same counters, on valid and damaged frames alike.
     #[test]
-    fn fast_and_general_paths_agree(
+    fn express_and_general_paths_agree_per_packet(
         tcp in any::<bool>(),
         vip_host in prop_oneof![Just(10u8), Just(20), Just(99)],
         dport in prop_oneof![Just(8000u16), Just(443), any::<u16>()],
