@@ -402,6 +402,9 @@ pub struct Pipeline {
     /// Per packet of the last burst (modulo [`MAX_BURST`]), the traffic slot and bytes it
     /// was counted in, to take back what the port refuses.
     burst_traffic: [(u32, u32); MAX_BURST],
+    /// The traffic counters are too many to stay in the cache: count them at the end of
+    /// each chunk (see `count_traffic`).
+    defer_traffic: bool,
 }
 
 impl core::fmt::Debug for Pipeline {
@@ -409,6 +412,10 @@ impl core::fmt::Debug for Pipeline {
         f.debug_struct("Pipeline").field("flows", &self.flows).field("counters", &self.counters).finish()
     }
 }
+
+/// Above this many (VIP, backend) traffic counters (16 bytes each: 256 KiB), they are
+/// counted at the end of each chunk rather than as each packet is forwarded.
+const DEFER_TRAFFIC_SLOTS: usize = 16 * 1024;
 
 /// How many spare buffers a pipeline keeps for outer fragments.
 const SPARE_BUFFERS: usize = 2 * MAX_BURST;
@@ -446,6 +453,7 @@ impl Pipeline {
             spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::with_capacity(SPARE_CAPACITY)).collect(),
             traffic: Arc::new(TrafficCounters::new(0, 0)),
             burst_traffic: [(u32::MAX, 0); MAX_BURST],
+            defer_traffic: false,
         }
     }
 
@@ -458,7 +466,25 @@ impl Pipeline {
     /// `traffic` from now on (sized for it: [`Snapshot::traffic_slots`]), and returns the
     /// counters used so far. Counters of another size than the snapshot's count nothing.
     pub fn set_traffic(&mut self, traffic: Arc<TrafficCounters>) -> Arc<TrafficCounters> {
+        self.defer_traffic = traffic.len() > DEFER_TRAFFIC_SLOTS;
         std::mem::replace(&mut self.traffic, traffic)
+    }
+
+    /// Counts a forwarded packet in its (VIP, backend) slot and remembers the slot for
+    /// [`count_tx_full`](Pipeline::count_tx_full). A small set of counters stays in the
+    /// cache and is counted at once; a large one (thousands of VIPs) would make every
+    /// count a cache miss, so its counter is prefetched now and counted at the end of the
+    /// chunk.
+    #[inline(always)]
+    fn count_traffic(&mut self, slot: usize, bytes: usize) {
+        if self.defer_traffic {
+            self.traffic.prefetch(slot);
+        } else {
+            self.traffic.count(slot, bytes);
+        }
+        if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
+            *t = (slot as u32, bytes as u32);
+        }
     }
 
     /// The per-(VIP, backend) counters in use.
@@ -557,12 +583,14 @@ impl Pipeline {
             }
             self.counters.forwarded += forwarded;
             self.counters.forwarded_bytes += forwarded_bytes;
-            // Per (VIP, backend), at the end of the chunk: the counters were prefetched as
-            // each packet was forwarded.
-            for (i, verdict) in verdicts[chunk_start..end].iter().enumerate() {
-                if *verdict == Verdict::Forward {
-                    let (slot, bytes) = self.burst_traffic[(chunk_start + i) % MAX_BURST];
-                    self.traffic.count(slot as usize, bytes as usize);
+            // Large counter sets are counted at the end of the chunk: each counter was
+            // prefetched as its packet was forwarded (see `count_traffic`).
+            if self.defer_traffic {
+                for (i, verdict) in verdicts[chunk_start..end].iter().enumerate() {
+                    if *verdict == Verdict::Forward {
+                        let (slot, bytes) = self.burst_traffic[(chunk_start + i) % MAX_BURST];
+                        self.traffic.count(slot as usize, bytes as usize);
+                    }
                 }
             }
         }
@@ -680,10 +708,7 @@ impl Pipeline {
                 .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
         }
         let slot = v.counter_base as usize + index;
-        self.traffic.prefetch(slot);
-        if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
-            *t = (slot as u32, buf.len() as u32);
-        }
+        self.count_traffic(slot, buf.len());
         Some(())
     }
 
@@ -1025,10 +1050,7 @@ impl Pipeline {
         let verdict = self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash);
         if verdict == Verdict::Forward {
             let slot = vip.counter_base as usize + usize::from(index);
-            self.traffic.prefetch(slot);
-            if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
-                *t = (slot as u32, buf.len() as u32);
-            }
+            self.count_traffic(slot, buf.len());
         }
         verdict
     }

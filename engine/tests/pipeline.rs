@@ -1137,6 +1137,41 @@ proptest! {
     }
 }
 
+/// Thousands of VIPs make the per-(VIP, backend) counters too large for the cache, and the
+/// pipeline counts them at the end of each chunk instead of as each packet is forwarded:
+/// the counts come out the same, and a packet the port refuses is taken back the same.
+#[test]
+fn large_traffic_counter_sets_count_the_same() {
+    use std::sync::Arc;
+    use vipgate_engine::stats::TrafficCounters;
+    let snap = Snapshot::build(&spec()).unwrap();
+    let frames: Vec<Vec<u8>> = (0..40u16)
+        .map(|i| match i % 3 {
+            0 => udp4([198, 51, 100, 7], [203, 0, 113, 10], 40000 + i, 8000, b"x"),
+            1 => tcp4([198, 51, 100, 8], [203, 0, 113, 10], 40000 + i, 443, b"yy"),
+            _ => udp4([198, 51, 100, 9], [203, 0, 113, 20], 40000 + i, 53, b"zzz"),
+        })
+        .collect();
+    let mut results = Vec::new();
+    for slots in [snap.traffic_slots(), 20_000] {
+        let mut p = pipeline();
+        let counters = Arc::new(TrafficCounters::new(snap.generation(), slots));
+        p.set_traffic(counters.clone());
+        for round in 0..2u64 {
+            let mut bufs: Vec<PacketBuf> = frames.iter().map(|f| PacketBuf::from_frame(f)).collect();
+            let mut verdicts = vec![Verdict::Forward; bufs.len()];
+            p.process(&snap, SECOND * (1 + round), &mut bufs, &mut verdicts);
+            assert!(verdicts.iter().all(|v| *v == Verdict::Forward));
+        }
+        // The port refused the last burst's third packet.
+        p.count_tx_full(2, Verdict::Forward);
+        let seen: Vec<(u64, u64)> = (0..snap.traffic_slots()).map(|s| counters.get(s)).collect();
+        assert_eq!(seen.iter().map(|c| c.0).sum::<u64>(), 79, "{slots} slots");
+        results.push(seen);
+    }
+    assert_eq!(results[0], results[1]);
+}
+
 #[test]
 fn jumbo_mtu_fragments_fit_their_buffers() {
     let mut s = spec();
