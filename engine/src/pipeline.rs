@@ -476,13 +476,13 @@ impl Pipeline {
     /// count a cache miss, so its counter is prefetched now and counted at the end of the
     /// chunk.
     #[inline(always)]
-    fn count_traffic(&mut self, slot: usize, bytes: usize) {
+    fn count_traffic(&mut self, slot: usize, bytes: usize, at: usize) {
         if self.defer_traffic {
             self.traffic.prefetch(slot);
         } else {
             self.traffic.count(slot, bytes);
         }
-        if let Some(t) = self.burst_traffic.get_mut(self.current % MAX_BURST) {
+        if let Some(t) = self.burst_traffic.get_mut(at % MAX_BURST) {
             *t = (slot as u32, bytes as u32);
         }
     }
@@ -560,22 +560,23 @@ impl Pipeline {
             let (mut forwarded, mut forwarded_bytes) = (0, 0);
             for i in chunk_start..end {
                 let slot = i - chunk_start;
-                self.current = i;
                 if lane & 1 << slot != 0 {
                     let x = self.express[slot % MAX_BURST];
-                    if self.express_forward(snap, now, &mut bufs[i], &x).is_some() {
+                    if let Some(len) = self.express_forward(snap, now, &mut bufs[i], &x, i) {
                         verdicts[i] = Verdict::Forward;
                         forwarded += 1;
-                        forwarded_bytes += bufs[i].len() as u64;
+                        forwarded_bytes += len as u64;
                         continue;
                     }
                     // Not the lane's to finish: the general path from the start.
                     self.slot = slot;
+                    self.current = i;
                     verdicts[i] = match self.classify_general(snap, &mut bufs[i]) {
                         Step::Done(v) => v,
                         Step::Pending => self.forward(snap, now, &mut bufs[i], slot),
                     };
                 } else if self.pending[slot % MAX_BURST].is_some() {
+                    self.current = i;
                     verdicts[i] = self.forward(snap, now, &mut bufs[i], slot);
                 }
                 self.pending[slot % MAX_BURST] = None;
@@ -596,12 +597,19 @@ impl Pipeline {
         }
     }
 
-    /// The express lane's second half: the flow, the backend, the tunnel; `Some` when the
-    /// packet is forwarded (the caller counts it). `None` (with nothing changed but the
-    /// flow's last-seen time) leaves the packet to the general path: a packet too big for
-    /// the tunnel, an IPv6 backend, a pool without backends.
+    /// The express lane's second half: the flow, the backend, the tunnel; `Some(length)` when
+    /// packet `at` (its index in the burst) is forwarded (the caller counts it). `None` (with
+    /// nothing changed but the flow's last-seen time) leaves the packet to the general path:
+    /// a packet too big for the tunnel, an IPv6 backend, a pool without backends.
     #[inline(always)]
-    fn express_forward(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, x: &Express) -> Option<()> {
+    fn express_forward(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        buf: &mut PacketBuf,
+        x: &Express,
+        at: usize,
+    ) -> Option<usize> {
         let lane = snap.lane();
         let v = *lane.vip.get(x.vip as usize)?;
         let ip_len = usize::from(x.ip_len);
@@ -708,8 +716,9 @@ impl Pipeline {
                 .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
         }
         let slot = v.counter_base as usize + index;
-        self.count_traffic(slot, buf.len());
-        Some(())
+        let len = usize::from(outer.len) + ip_len;
+        self.count_traffic(slot, len, at);
+        Some(len)
     }
 
     /// Processes one packet.
@@ -1050,7 +1059,7 @@ impl Pipeline {
         let verdict = self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash);
         if verdict == Verdict::Forward {
             let slot = vip.counter_base as usize + usize::from(index);
-            self.count_traffic(slot, buf.len());
+            self.count_traffic(slot, buf.len(), self.current);
         }
         verdict
     }
