@@ -12,8 +12,9 @@
 use std::net::IpAddr;
 
 use crate::flow::{FlowTable, IdleTimeouts, TimeoutClass};
+use crate::pipeline::{write_gue, write_outer_v4, OuterV4};
 use crate::table::{BackendState, Encap, Snapshot, VipProtocol};
-use crate::wire::{ethernet, gre, gue, ipv4, udp, EtherType, IpProtocol};
+use crate::wire::{checksum, ethernet, gre, gue, ipv4, udp, EtherType, IpProtocol};
 
 /// Everything the lane reads of a snapshot, built with it: the VIP lookup, per VIP what
 /// its tunnel costs, and per (pool, encapsulation, backend) the outer headers ready to
@@ -45,15 +46,16 @@ pub(crate) struct LaneVip {
     pub(crate) overhead: u32,
 }
 
-/// One backend's outer headers for one (pool, encapsulation): Ethernet, IPv4 and the GRE or UDP and GUE
-/// headers, with the fields that change per packet (IPv4 DSCP/ECN, total length,
-/// identification, DF, checksum; UDP source port and length) zero.
+/// One backend's outer headers for one (pool, encapsulation): Ethernet, IPv4 and the GRE
+/// or UDP and GUE headers, as the general path writes them, with the fields that change
+/// per packet (IPv4 DSCP/ECN, total length, identification, DF, checksum; UDP source port
+/// and length) written over for each packet.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct Outer {
     pub(crate) header: [u8; OUTER_MAX],
     pub(crate) fingerprint: u64,
-    /// The one's complement sum of the IPv4 header's fixed 16-bit words, not folded.
+    /// The one's complement sum of the IPv4 header's fixed 16-bit words.
     pub(crate) sum: u32,
     /// The header's length: 34 (IPIP), 38 (GRE), 46 (GUE), or 0 where the lane does not
     /// take the backend (an IPv6 backend, or no IPv4 tunnel source).
@@ -114,38 +116,30 @@ impl Lane {
                 let (IpAddr::V4(dst), Some(src)) = (b.id.addr, tunnel.source_v4) else {
                     continue;
                 };
+                // The general path's own writers, with this packet's fields left for later.
                 let mut h = [0u8; OUTER_MAX];
-                ethernet::Repr {
-                    src_addr: iface.mac,
-                    dst_addr: iface.next_hop_mac,
-                    ethertype: EtherType::Ipv4,
-                }
-                .emit(&mut ethernet::Frame::new_unchecked(&mut h[..ethernet::HEADER_LEN]));
-                let ip = &mut h[ethernet::HEADER_LEN..];
-                ip[0] = 0x45;
-                ip[8] = 64;
-                ip[9] = protocol.into();
-                ip[12..16].copy_from_slice(&src.octets());
-                ip[16..20].copy_from_slice(&dst.octets());
-                let rest = &mut ip[ipv4::HEADER_LEN..];
+                let (l2, rest) = h.split_at_mut(ethernet::HEADER_LEN);
+                let (ip, rest) = rest.split_at_mut(ipv4::HEADER_LEN);
+                let fixed = OuterV4 {
+                    src: u32::from(src),
+                    dst: u32::from(dst),
+                    protocol: protocol.into(),
+                    total_len: 0,
+                    tos: 0,
+                    ident: 0,
+                    dont_frag: false,
+                };
+                write_outer_v4(l2, ip, iface.mac, iface.next_hop_mac, &fixed);
+                ip[10..12].fill(0);
+                let sum = u32::from(checksum::data(ip));
                 match v.encap {
                     Encap::Ipip => {}
                     Encap::Gre => {
                         gre::Repr { protocol: EtherType::Ipv4, checksum: false, key: None, sequence: None }
                             .emit(&mut rest[..gre::BASE_HEADER_LEN])
                     }
-                    Encap::Gue => {
-                        rest[2..4].copy_from_slice(&tunnel.gue_port.to_be_bytes());
-                        gue::Repr::data(IpProtocol::Ipv4).emit(&mut rest[udp::HEADER_LEN..]);
-                    }
+                    Encap::Gue => write_gue(rest, IpProtocol::Ipv4, 0, tunnel.gue_port, 0, None),
                 }
-                let words = |a: [u8; 4]| {
-                    u32::from(u16::from_be_bytes([a[0], a[1]])) + u32::from(u16::from_be_bytes([a[2], a[3]]))
-                };
-                let sum = 0x4500
-                    + (64 << 8 | u32::from(u8::from(protocol)))
-                    + words(src.octets())
-                    + words(dst.octets());
                 if let Some(o) = outer.get_mut(outer_base as usize + i) {
                     *o = Outer {
                         header: h,

@@ -709,9 +709,9 @@ impl Pipeline {
         sum = (sum & 0xffff) + (sum >> 16);
         ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
         if let Some(udp) = out.get_mut(ethernet::HEADER_LEN + ipv4::HEADER_LEN..express::OUTER_MAX) {
-            // GUE: the source port spreads flows over the backend's receive queues (as in
-            // `write_gue`), the length covers GUE's header and the inner packet.
-            udp[0..2].copy_from_slice(&(0xc000 | (hash >> 18) as u16).to_be_bytes());
+            // GUE: the source port from the flow, the length covering GUE's header and the
+            // inner packet.
+            udp[0..2].copy_from_slice(&gue_source_port(hash).to_be_bytes());
             udp[4..6]
                 .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
         }
@@ -1004,13 +1004,11 @@ impl Pipeline {
         let p = &p;
         let vip = &snap.vips()[p.vip as usize];
         let pool = &snap.pools()[vip.pool as usize];
-        let t = snap.timeouts();
-        let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
+        let timeouts = *snap.idle_timeouts();
         let class = if p.icmp_error { None } else { Some(p.class) };
-        // The hint remembers the backend's index in the snapshot that resolved it last:
-        // (generation mod 2^14) << 16 | index (the table keeps 30 bits). Within one snapshot it
-        // saves a map lookup.
-        let generation_tag = (snap.generation() as u32 & 0x3fff) << 16;
+        // The hint remembers the backend's index in the snapshot that resolved it last (see
+        // `Snapshot::hint_tag`). Within one snapshot it saves a map lookup.
+        let generation_tag = snap.hint_tag();
         let mut backend: Option<(u16, &PoolBackend)> = None;
         if let Some(hit) = self.flows.lookup_hinted(p.check, p.hash, now, &timeouts, class) {
             match hit_backend(&mut self.flows, pool, hit, generation_tag) {
@@ -1516,21 +1514,21 @@ fn hit_backend<'p>(
 }
 
 /// The variable fields of an outer IPv4 header (the rest is fixed: no options, TTL 64).
-struct OuterV4 {
-    src: u32,
-    dst: u32,
-    protocol: u8,
-    total_len: u16,
-    tos: u8,
-    ident: u16,
-    dont_frag: bool,
+pub(crate) struct OuterV4 {
+    pub(crate) src: u32,
+    pub(crate) dst: u32,
+    pub(crate) protocol: u8,
+    pub(crate) total_len: u16,
+    pub(crate) tos: u8,
+    pub(crate) ident: u16,
+    pub(crate) dont_frag: bool,
 }
 
 /// Writes the outer Ethernet and IPv4 headers at fixed offsets, with the header checksum
 /// summed from the fields directly (RFC 1071) instead of re-reading the bytes: the hot path
 /// of every IPv4 tunnel.
 #[inline]
-fn write_outer_v4(
+pub(crate) fn write_outer_v4(
     l2: &mut [u8],
     ip: &mut [u8],
     mac: EthernetAddress,
@@ -1570,7 +1568,7 @@ fn write_outer_v4(
 /// Writes the UDP and GUE headers of a GUE tunnel at the start of `rest` (the rest of the
 /// datagram follows them), the UDP checksum over `checksum`'s addresses when given.
 #[inline]
-fn write_gue(
+pub(crate) fn write_gue(
     rest: &mut [u8],
     inner: IpProtocol,
     flow_hash: u32,
@@ -1579,14 +1577,19 @@ fn write_gue(
     checksum: Option<(IpAddr, IpAddr)>,
 ) {
     gue::Repr::data(inner).emit(&mut rest[udp::HEADER_LEN..]);
-    // The source port spreads flows over the backend's receive queues (RFC 8086, §3.2
-    // style): the top 14 bits of the flow hash, in 49152..65535.
     let udp_repr = udp::Repr {
-        src_port: 0xc000 | (flow_hash >> 18) as u16,
+        src_port: gue_source_port(flow_hash),
         dst_port: gue_port,
         payload_len: gue::BASE_HEADER_LEN + inner_len,
     };
     udp_repr.emit(&mut udp::Packet::new_unchecked(rest), checksum);
+}
+
+/// GUE's UDP source port for a flow: it spreads flows over the backend's receive queues
+/// (RFC 8086, §3.2 style): the top 14 bits of the flow's Maglev hash, in 49152..65535.
+#[inline(always)]
+pub(crate) fn gue_source_port(flow_hash: u32) -> u16 {
+    0xc000 | (flow_hash >> 18) as u16
 }
 
 /// Where the IP packet sits in the frame, and what the outer header copies from it.

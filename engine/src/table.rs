@@ -665,6 +665,19 @@ impl Snapshot {
         &self.interface
     }
 
+    /// The flow table's idle timeouts by class.
+    #[inline]
+    pub fn idle_timeouts(&self) -> &crate::flow::IdleTimeouts {
+        &self.lane.timeouts
+    }
+
+    /// What a flow entry's hint carries of the snapshot that wrote it: (generation mod
+    /// 2^14) << 16, beside the backend's index in its pool (the table keeps 30 bits).
+    #[inline]
+    pub fn hint_tag(&self) -> u32 {
+        self.lane.generation_tag
+    }
+
     /// What the express lane reads.
     #[inline]
     pub fn lane(&self) -> &Lane {

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::buf::PacketBuf;
-use crate::flow::IdleTimeouts;
 use crate::pipeline::{Counters, Pipeline, PipelineOptions, Verdict};
 use crate::port::Port;
 use crate::stats::{TrafficCounters, WorkerStats};
@@ -309,8 +308,7 @@ impl Worker {
                 self.stats.last_swap_ns.set(t0.elapsed().as_nanos() as u64);
             }
             Command::CountFlows(reply) => {
-                let t = self.current.snapshot.timeouts();
-                let timeouts = IdleTimeouts([t.tcp, t.udp, t.closing]);
+                let timeouts = *self.current.snapshot.idle_timeouts();
                 let mut per_backend: hashbrown::HashMap<u64, u64> = hashbrown::HashMap::new();
                 let mut total = 0u64;
                 for fingerprint in self.pipeline.flows().live(self.now(), &timeouts) {
