@@ -265,9 +265,8 @@ fn flows_json(engine: &mut Engine) -> Value {
     let counts = engine.flows(Duration::from_secs(10));
     let mut per_backend: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for c in &counts {
-        for &(fp, n) in &c.per_backend {
-            let name = engine.backend_name(fp).unwrap_or_else(|| format!("(removed {fp:016x})"));
-            *per_backend.entry(name).or_default() += n;
+        for &(number, n) in &c.per_backend {
+            *per_backend.entry(engine.backend_name(number)).or_default() += n;
         }
     }
     json!({

@@ -700,12 +700,16 @@ impl Engine {
         out
     }
 
-    /// The backend whose fingerprint is `fingerprint` in the running snapshot.
-    pub fn backend_name(&self, fingerprint: u64) -> Option<String> {
-        self.snapshot
-            .pools()
-            .iter()
-            .find_map(|p| p.by_fingerprint(fingerprint).map(|(_, b)| b.id.to_string()))
+    /// The name of backend `number` ([`PoolBackend::number`]), with " (removed)" when the
+    /// running snapshot no longer has it.
+    pub fn backend_name(&self, number: u32) -> String {
+        match self.snapshot.pools().iter().find_map(|p| p.by_number(number)) {
+            Some((_, b)) => b.id.to_string(),
+            None => match vipgate_engine::table::backend_of_number(number) {
+                Some(id) => format!("{id} (removed)"),
+                None => format!("backend #{number} (unknown)"),
+            },
+        }
     }
 
     /// Stops every worker, waits for them, and returns the final counters.

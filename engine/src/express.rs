@@ -54,7 +54,8 @@ pub(crate) struct LaneVip {
 #[repr(C, align(64))]
 pub(crate) struct Outer {
     pub(crate) header: [u8; OUTER_MAX],
-    pub(crate) fingerprint: u64,
+    /// The backend's number.
+    pub(crate) number: u32,
     /// The one's complement sum of the IPv4 header's fixed 16-bit words.
     pub(crate) sum: u32,
     /// The header's length: 34 (IPIP), 38 (GRE), 46 (GUE), or 0 where the lane does not
@@ -67,7 +68,7 @@ pub(crate) struct Outer {
 pub(crate) const OUTER_MAX: usize =
     ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN + gue::BASE_HEADER_LEN;
 
-const NOT_OURS: Outer = Outer { header: [0; OUTER_MAX], fingerprint: 0, sum: 0, len: 0, down: true };
+const NOT_OURS: Outer = Outer { header: [0; OUTER_MAX], number: 0, sum: 0, len: 0, down: true };
 
 impl Lane {
     /// An empty lane.
@@ -143,7 +144,7 @@ impl Lane {
                 if let Some(o) = outer.get_mut(outer_base as usize + i) {
                     *o = Outer {
                         header: h,
-                        fingerprint: b.fingerprint,
+                        number: b.number,
                         sum,
                         len: (ethernet::HEADER_LEN + ipv4::HEADER_LEN + extra) as u8,
                         down: b.state == BackendState::Down,

@@ -8,7 +8,7 @@
 //!
 //! Entries are 32 bytes, two to a cache line: a 64-bit check of the key (a second keyed
 //! hash of it, independent of the one that places it), the window of the key's other home,
-//! the backend's fingerprint (its stable identity, 8 bytes), the last time the flow was
+//! the backend's number (its identity, the same in every snapshot), the last time the flow was
 //! seen (8 bytes), and a caller's hint with the timeout class. The key itself is not kept:
 //! an entry is a key's when its check matches and it sits in one of the key's two windows
 //! with the other one recorded, about 84 bits of agreement, so that a stranger matching
@@ -175,8 +175,9 @@ pub enum TimeoutClass {
 struct Entry {
     /// The key's check ([`FlowTable::check`]); 0 marks a free entry.
     check: u64,
-    backend: u64,
     last_seen: u64,
+    /// The backend's number.
+    backend: u32,
     /// The key's other window (its start / [`WINDOW`]).
     partner: u32,
     /// The caller's hint (30 bits), and the timeout class in the top two.
@@ -234,8 +235,8 @@ impl IdleTimeouts {
 /// A flow found by [`FlowTable::lookup_hinted`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
-    /// The backend's fingerprint.
-    pub backend: u64,
+    /// The backend's number.
+    pub backend: u32,
     /// The hint stored with it.
     pub hint: u32,
     /// Where the entry is, for [`FlowTable::set_hint`].
@@ -425,7 +426,7 @@ impl FlowTable {
         }
     }
 
-    /// The backend fingerprint of a live flow, refreshing its last-seen time and (when
+    /// The backend number of a live flow, refreshing its last-seen time and (when
     /// `class` is not `None`) its class. Expired entries are not returned.
     #[inline]
     pub fn lookup(
@@ -435,7 +436,7 @@ impl FlowTable {
         now: u64,
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
-    ) -> Option<u64> {
+    ) -> Option<u32> {
         self.lookup_hinted(self.check(key), hash, now, timeouts, class).map(|h| h.backend)
     }
 
@@ -470,7 +471,7 @@ impl FlowTable {
         &mut self,
         key: &FlowKey,
         hash: u64,
-        backend: u64,
+        backend: u32,
         now: u64,
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
@@ -485,7 +486,7 @@ impl FlowTable {
         &mut self,
         check: u64,
         hash: u64,
-        backend: u64,
+        backend: u32,
         hint: u32,
         now: u64,
         timeouts: &IdleTimeouts,
@@ -579,9 +580,9 @@ impl FlowTable {
         }
     }
 
-    /// The backend fingerprint of every live flow, by a full scan (for the control side;
+    /// The backend number of every live flow, by a full scan (for the control side;
     /// slow).
-    pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = u64> + '_ {
+    pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = u32> + '_ {
         let t = *timeouts;
         self.entries.iter().filter(move |e| !e.is_free(now, &t)).map(|e| e.backend)
     }
@@ -694,10 +695,7 @@ mod tests {
         for i in 0..4 {
             let k = key(i);
             let h = t.hash(&k);
-            assert_eq!(
-                t.insert(&k, h, u64::from(i), 100 + u64::from(i), &T, TimeoutClass::Tcp),
-                Inserted::Fresh
-            );
+            assert_eq!(t.insert(&k, h, i, 100 + u64::from(i), &T, TimeoutClass::Tcp), Inserted::Fresh);
         }
         let k = key(100);
         let h = t.hash(&k);
@@ -707,7 +705,7 @@ mod tests {
         assert_eq!(t.lookup(&k0, t.hash(&k0), 111, &T, None), None);
         for i in 1..4 {
             let k = key(i);
-            assert_eq!(t.lookup(&k, t.hash(&k), 111, &T, None), Some(u64::from(i)));
+            assert_eq!(t.lookup(&k, t.hash(&k), 111, &T, None), Some(i));
         }
         // Once the others expire, inserting is fresh again.
         let k = key(200);
@@ -720,10 +718,10 @@ mod tests {
         let mut t = FlowTable::with_keys(4096, (3, 4));
         let keys: Vec<FlowKey> = (0..3000).map(key).collect();
         for (n, k) in keys.iter().enumerate() {
-            assert_eq!(t.insert(k, t.hash(k), n as u64, 1, &forever, TimeoutClass::Tcp), Inserted::Fresh);
+            assert_eq!(t.insert(k, t.hash(k), n as u32, 1, &forever, TimeoutClass::Tcp), Inserted::Fresh);
         }
         for (n, k) in keys.iter().enumerate() {
-            assert_eq!(t.lookup(k, t.hash(k), 2, &forever, None), Some(n as u64), "key {n}");
+            assert_eq!(t.lookup(k, t.hash(k), 2, &forever, None), Some(n as u32), "key {n}");
         }
         for i in 3000..20_000 {
             let k = key(i);

@@ -622,7 +622,7 @@ impl Pipeline {
         if let Some(hit) = self.flows.lookup_hinted(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
             let index = (hit.hint & 0xffff) as usize;
             let hinted = if hit.hint & 0x3fff_0000 == lane.generation_tag && index < v.backends as usize {
-                lane.outer.get(base + index).filter(|o| o.fingerprint == hit.backend).map(|o| (index, o))
+                lane.outer.get(base + index).filter(|o| o.number == hit.backend).map(|o| (index, o))
             } else {
                 None
             };
@@ -631,7 +631,7 @@ impl Pipeline {
                 // The hint is of another snapshot: find the backend by its identity.
                 None => {
                     let pool = snap.pools().get(v.pool as usize)?;
-                    pool.by_fingerprint(hit.backend).and_then(|(i, _)| {
+                    pool.by_number(hit.backend).and_then(|(i, _)| {
                         self.flows.set_hint(hit.slot, lane.generation_tag | u32::from(i));
                         Some((usize::from(i), lane.outer.get(base + usize::from(i))?))
                     })
@@ -676,7 +676,7 @@ impl Pipeline {
             // A RST or FIN of an unknown flow opens none.
             if x.class != TimeoutClass::Closing {
                 let hint = lane.generation_tag | index as u32;
-                self.remember(x.check, x.hash, outer.fingerprint, hint, now, &lane.timeouts, x.class);
+                self.remember(x.check, x.hash, outer.number, hint, now, &lane.timeouts, x.class);
             }
         }
         // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
@@ -1043,7 +1043,7 @@ impl Pipeline {
                 // An ICMP error opens no flow; a RST or FIN of an unknown flow needs none.
                 if !p.icmp_error && !p.closing {
                     let hint = generation_tag | u32::from(i);
-                    self.remember(p.check, p.hash, b.fingerprint, hint, now, &timeouts, p.class);
+                    self.remember(p.check, p.hash, b.number, hint, now, &timeouts, p.class);
                 }
                 (i, *b)
             }
@@ -1069,14 +1069,13 @@ impl Pipeline {
         &mut self,
         check: u64,
         hash: u64,
-        fingerprint: u64,
+        backend: u32,
         hint: u32,
         now: u64,
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) {
-        if self.flows.insert_hinted(check, hash, fingerprint, hint, now, timeouts, class) == Inserted::Evicted
-        {
+        if self.flows.insert_hinted(check, hash, backend, hint, now, timeouts, class) == Inserted::Evicted {
             self.counters.flow_table_full += 1;
         }
     }
@@ -1493,7 +1492,7 @@ impl Pipeline {
 
 /// The backend a flow-table hit names in `pool`: found by the hit's hint when the hint is of
 /// this snapshot (`generation_tag`, the generation mod 2^14 shifted left 16, over the
-/// backend's index), else by its fingerprint, correcting the hint. `None`: the pool no
+/// backend's index), else by its number, correcting the hint. `None`: the pool no
 /// longer has it.
 #[inline(always)]
 fn hit_backend<'p>(
@@ -1504,10 +1503,10 @@ fn hit_backend<'p>(
 ) -> Option<(u16, &'p PoolBackend)> {
     let hinted_index = (hit.hint & 0xffff) as u16;
     match pool.backends().get(usize::from(hinted_index)) {
-        Some(b) if hit.hint & 0x3fff_0000 == generation_tag && b.fingerprint == hit.backend => {
+        Some(b) if hit.hint & 0x3fff_0000 == generation_tag && b.number == hit.backend => {
             Some((hinted_index, b))
         }
-        _ => pool.by_fingerprint(hit.backend).inspect(|&(i, _)| {
+        _ => pool.by_number(hit.backend).inspect(|&(i, _)| {
             flows.set_hint(hit.slot, generation_tag | u32::from(i));
         }),
     }

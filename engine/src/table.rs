@@ -86,9 +86,9 @@ pub struct PoolBackend {
     pub weight: u32,
     /// State.
     pub state: BackendState,
-    /// `maglev::hash64(0, identity)`: what the flow table remembers, stable across
-    /// snapshots.
-    pub fingerprint: u64,
+    /// The identity's number ([`backend_number`]): what the flow table remembers, the same
+    /// in every snapshot.
+    pub number: u32,
 }
 
 /// A set of backends and its Maglev ring.
@@ -96,7 +96,7 @@ pub struct PoolBackend {
 pub struct Pool {
     backends: Box<[PoolBackend]>,
     ring: Option<Ring>,
-    by_fingerprint: FastMap<u64, u16>,
+    by_number: FastMap<u32, u16>,
 }
 
 impl Pool {
@@ -110,10 +110,10 @@ impl Pool {
         self.ring.as_ref()
     }
 
-    /// The backend with this fingerprint, if the pool has it.
+    /// The backend with this [number](PoolBackend::number), if the pool has it.
     #[inline]
-    pub fn by_fingerprint(&self, fingerprint: u64) -> Option<(u16, &PoolBackend)> {
-        let &i = self.by_fingerprint.get(&fingerprint)?;
+    pub fn by_number(&self, number: u32) -> Option<(u16, &PoolBackend)> {
+        let &i = self.by_number.get(&number)?;
         Some((i, &self.backends[usize::from(i)]))
     }
 
@@ -242,9 +242,10 @@ pub enum TableError {
     /// A ring was not built (a builder thread failed).
     #[error("the Maglev rings could not all be built")]
     Incomplete,
-    /// Two backends of one pool hash to the same fingerprint (never seen in practice).
-    #[error("backends {0} and {1} share a fingerprint")]
-    FingerprintClash(BackendId, BackendId),
+    /// Every backend number is taken: more distinct backends than a `u32` counts have
+    /// been configured since the process started.
+    #[error("more than {} distinct backends were configured since vipgate started", u32::MAX)]
+    TooManyBackends,
 }
 
 /// A prefix table: per distinct prefix length, a hash set of masked prefixes.
@@ -308,7 +309,7 @@ fn vip_key(addr: IpAddr, protocol: u8, port: u16) -> VipKey {
     VipKey(bits, u32::from(protocol) << 16 | u32::from(port))
 }
 
-/// A fast hasher for maps keyed by the config (VIPs, fingerprints): their keys are not
+/// A fast hasher for maps keyed by the config (VIPs, backend numbers): their keys are not
 /// chosen by whoever sends packets, so they need no per-process key, only speed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConfigHasher(u64);
@@ -526,7 +527,7 @@ impl Snapshot {
         let build = |(p, name): &(usize, String)| {
             build_pool(&pool_specs[*p], spec.hash_seed, spec.table_size).map_err(|e| match e {
                 PoolError::Maglev(source) => TableError::Maglev { vip: name.clone(), source },
-                PoolError::Clash(a, b) => TableError::FingerprintClash(a, b),
+                PoolError::Numbers => TableError::TooManyBackends,
             })
         };
         let threads = threads.clamp(1, to_build.len().max(1));
@@ -617,7 +618,7 @@ impl Snapshot {
             .map(|p| {
                 size_of::<Pool>()
                     + core::mem::size_of_val(&*p.backends)
-                    + map(&p.by_fingerprint)
+                    + map(&p.by_number)
                     + p.ring.as_ref().map_or(0, |r| {
                         core::mem::size_of_val(r.slots()) + core::mem::size_of_val(r.backends())
                     })
@@ -819,7 +820,41 @@ fn fragment_vips(vips: &[Vip]) -> HashMap<(IpAddr, u8), u32> {
 
 enum PoolError {
     Maglev(MaglevError),
-    Clash(BackendId, BackendId),
+    Numbers,
+}
+
+/// Every backend identity numbered so far, both ways.
+#[derive(Default)]
+struct Numbers {
+    by_id: FastMap<BackendId, u32>,
+    ids: Vec<BackendId>,
+}
+
+fn numbers() -> std::sync::MutexGuard<'static, Numbers> {
+    static NUMBERS: std::sync::LazyLock<std::sync::Mutex<Numbers>> =
+        std::sync::LazyLock::new(Default::default);
+    // A poisoned lock still holds a consistent registry: entries are only added whole.
+    NUMBERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The number of a backend identity: the same for the life of the process, in every
+/// snapshot, and never given to another identity. A flow remembers its backend by number:
+/// four bytes that survive any swap. `None` once every `u32` is taken. The registry keeps
+/// every identity it was asked about (about 40 bytes each) until the process ends.
+pub fn backend_number(id: &BackendId) -> Option<u32> {
+    let mut numbers = numbers();
+    if let Some(&n) = numbers.by_id.get(id) {
+        return Some(n);
+    }
+    let n = u32::try_from(numbers.ids.len()).ok()?;
+    numbers.by_id.insert(*id, n);
+    numbers.ids.push(*id);
+    Some(n)
+}
+
+/// The identity numbered `number`, in a snapshot or not any more.
+pub fn backend_of_number(number: u32) -> Option<BackendId> {
+    numbers().ids.get(number as usize).copied()
 }
 
 fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, PoolError> {
@@ -840,23 +875,13 @@ fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, P
     let mut backends: Vec<PoolBackend> = set
         .iter()
         .map(|b| {
-            let (k, len) = b.id.key();
-            PoolBackend {
-                id: b.id,
-                weight: b.weight,
-                state: b.state,
-                fingerprint: maglev::hash64(0, &k[..len]),
-            }
+            let number = backend_number(&b.id).ok_or(PoolError::Numbers)?;
+            Ok(PoolBackend { id: b.id, weight: b.weight, state: b.state, number })
         })
-        .collect();
+        .collect::<Result<_, PoolError>>()?;
     backends.sort_by_key(|b| b.id);
-    let mut by_fingerprint = FastMap::default();
-    for (i, b) in backends.iter().enumerate() {
-        if let Some(prev) = by_fingerprint.insert(b.fingerprint, i as u16) {
-            return Err(PoolError::Clash(backends[usize::from(prev)].id, b.id));
-        }
-    }
-    Ok(Pool { backends: backends.into_boxed_slice(), ring, by_fingerprint })
+    let by_number = backends.iter().enumerate().map(|(i, b)| (b.number, i as u16)).collect();
+    Ok(Pool { backends: backends.into_boxed_slice(), ring, by_number })
 }
 
 #[cfg(test)]
@@ -1041,5 +1066,33 @@ mod tests {
         reseeded.hash_seed ^= 1;
         let other = Snapshot::build_from(&reseeded, Some(&old)).unwrap();
         assert_ne!(ring(&other, 0), ring(&old, 0));
+    }
+
+    #[test]
+    fn a_backend_keeps_its_number_in_every_snapshot_and_no_other_takes_it() {
+        use VipProtocol::*;
+        let sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.11", Some(443), Tcp)]);
+        let a = Snapshot::build(&sp).unwrap();
+        let mut changed = sp.clone();
+        let other = |last: u8| BackendSpec {
+            id: BackendId::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))),
+            weight: 1,
+            state: BackendState::Active,
+        };
+        changed.vips[0].backends.insert(0, other(200));
+        changed.vips[1].backends = vec![other(201)];
+        let b = Snapshot::build(&changed).unwrap();
+        let numbers = |s: &Snapshot| -> Vec<(BackendId, u32)> {
+            s.pools().iter().flat_map(|p| p.backends().iter().map(|b| (b.id, b.number))).collect()
+        };
+        let (na, nb) = (numbers(&a), numbers(&b));
+        let kept = nb.iter().filter(|(id, n)| na.iter().any(|(i, m)| i == id && m == n)).count();
+        assert_eq!(kept, 1, "192.0.2.1, in both, kept its number");
+        for (id, n) in na.iter().chain(&nb) {
+            assert_eq!(backend_of_number(*n), Some(*id));
+            assert!(na.iter().chain(&nb).all(|(i, m)| (i == id) == (m == n)), "one number per identity");
+            let pool = b.pools().iter().find(|p| p.by_number(*n).is_some());
+            assert_eq!(pool.is_some(), nb.iter().any(|(i, _)| i == id), "{id} found by number where present");
+        }
     }
 }

@@ -50,7 +50,7 @@ impl Update {
 pub enum Command {
     /// Run this snapshot from the next burst on; acknowledge with the old one.
     Update(Update),
-    /// Count the live flows per backend fingerprint and send the answer back.
+    /// Count the live flows per backend number and send the answer back.
     CountFlows(Sender<FlowCount>),
 }
 
@@ -70,8 +70,8 @@ pub struct Ack {
 pub struct FlowCount {
     /// Which worker.
     pub worker: usize,
-    /// Flows per backend fingerprint ([`crate::table::PoolBackend::fingerprint`]).
-    pub per_backend: Vec<(u64, u64)>,
+    /// Flows per backend number ([`crate::table::PoolBackend::number`]).
+    pub per_backend: Vec<(u32, u64)>,
     /// All live flows.
     pub total: u64,
     /// The flow table's capacity.
@@ -309,10 +309,10 @@ impl Worker {
             }
             Command::CountFlows(reply) => {
                 let timeouts = *self.current.snapshot.idle_timeouts();
-                let mut per_backend: hashbrown::HashMap<u64, u64> = hashbrown::HashMap::new();
+                let mut per_backend: hashbrown::HashMap<u32, u64> = hashbrown::HashMap::new();
                 let mut total = 0u64;
-                for fingerprint in self.pipeline.flows().live(self.now(), &timeouts) {
-                    *per_backend.entry(fingerprint).or_default() += 1;
+                for number in self.pipeline.flows().live(self.now(), &timeouts) {
+                    *per_backend.entry(number).or_default() += 1;
                     total += 1;
                 }
                 self.stats.live_flows.set(total);

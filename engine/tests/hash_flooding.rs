@@ -33,10 +33,10 @@ fn crafted_collisions_under_a_known_key_spread_under_the_process_key() {
     let timeouts = IdleTimeouts([u64::MAX; 3]);
     for (n, k) in crafted.iter().enumerate() {
         let h = table.hash(k);
-        let r = table.insert(k, h, n as u64, 1, &timeouts, TimeoutClass::Tcp);
+        let r = table.insert(k, h, n as u32, 1, &timeouts, TimeoutClass::Tcp);
         assert_eq!(r, Inserted::Fresh, "flow {n} found room without evicting another");
     }
     for (n, k) in crafted.iter().enumerate() {
-        assert_eq!(table.lookup(k, table.hash(k), 2, &timeouts, None), Some(n as u64));
+        assert_eq!(table.lookup(k, table.hash(k), 2, &timeouts, None), Some(n as u32));
     }
 }
