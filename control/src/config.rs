@@ -402,6 +402,12 @@ pub struct ControlConfig {
 /// The default operator socket.
 pub const DEFAULT_SOCKET: &str = "/run/vipgate/ctl.sock";
 
+/// The longest idle timeout: 26 days, within what the flow table's clock keeps
+/// ([`vipgate_engine::flow::IdleTimeouts::MAX`]).
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(26 * 86400);
+
+const _: () = assert!(26 * 86400 * 1_000_000_000 <= vipgate_engine::flow::IdleTimeouts::MAX);
+
 /// Parses a duration: a number followed by `ms`, `s`, `m`, `h` or `d` (`"90s"`, `"15m"`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -643,6 +649,10 @@ impl Config {
             Some(s) => match parse_duration(s.get_ref()) {
                 Ok(d) if d.is_zero() => {
                     r.at(s.span(), format!("{what} must be longer than 0"));
+                    Duration::from_secs(default)
+                }
+                Ok(d) if d > MAX_IDLE_TIMEOUT => {
+                    r.at(s.span(), format!("{what} must be at most 26d"));
                     Duration::from_secs(default)
                 }
                 Ok(d) => d,

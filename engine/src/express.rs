@@ -29,8 +29,11 @@ pub struct Lane {
     pub(crate) outer: Box<[Outer]>,
     pub(crate) mtu: usize,
     pub(crate) timeouts: IdleTimeouts,
-    /// The snapshot's generation mod 2^14, shifted left 16 (see the flow hint).
-    pub(crate) generation_tag: u32,
+    /// Where each backend number is in each pool, for pools whose numbers are close
+    /// together: see [`LaneVip::number_lo`].
+    direct: Box<[u32]>,
+    /// The same for the other pools.
+    numbers: Numbers,
 }
 
 /// What the lane needs of a VIP.
@@ -41,9 +44,19 @@ pub(crate) struct LaneVip {
     pub(crate) counter_base: u32,
     /// Where its backends' outer headers start in [`Lane::outer`].
     pub(crate) outer_base: u32,
-    pub(crate) backends: u32,
     /// What the tunnel adds after the Ethernet header: 20 (IPIP), 24 (GRE), 32 (GUE).
     pub(crate) overhead: u32,
+    /// The pool's backend numbers, when they lie close together (as a config's do when
+    /// first read): number `lo + j` for `j < span` is at `direct[direct_base + j]` (its
+    /// index + 1, or 0 when the pool does not have it), and no other number is in the pool.
+    pub(crate) number_lo: u32,
+    pub(crate) number_span: u32,
+    pub(crate) direct_base: u32,
+    /// Number `lo + j` is the backend of index `j` (a new config's pools: see
+    /// `Snapshot::build_with`), so no table need be read.
+    pub(crate) in_order: bool,
+    /// Otherwise its numbers are in [`Lane::numbers`].
+    pub(crate) hashed: bool,
 }
 
 /// One backend's outer headers for one (pool, encapsulation): Ethernet, IPv4 and the GRE
@@ -78,8 +91,9 @@ impl Lane {
             vip: Box::new([]),
             outer: Box::new([]),
             mtu: 0,
-            timeouts: IdleTimeouts([0; 3]),
-            generation_tag: 0,
+            timeouts: IdleTimeouts::new(0, 0, 0),
+            direct: Box::new([]),
+            numbers: Numbers::build(&[], |_| true),
         }
     }
 
@@ -90,6 +104,29 @@ impl Lane {
         let mut outer: Vec<Outer> = Vec::new();
         let mut groups: std::collections::HashMap<(u32, Encap), u32> = std::collections::HashMap::new();
         let mut vip = Vec::with_capacity(snap.vips().len());
+        // Per pool: its numbers directly (lo, span, where) or hashed (None).
+        let mut direct: Vec<u32> = Vec::new();
+        let mut hashed: Vec<&crate::table::Pool> = Vec::new();
+        let placed: Vec<Option<(u32, u32, u32, bool)>> = snap
+            .pools()
+            .iter()
+            .map(|p| {
+                let numbers = p.backends().iter().map(|b| b.number);
+                let (lo, hi) = (numbers.clone().min().unwrap_or(0), numbers.max().unwrap_or(0));
+                let span = (hi - lo) as usize + 1;
+                if span > 2 * p.backends().len() + 64 {
+                    hashed.push(p);
+                    return None;
+                }
+                let base = direct.len();
+                direct.resize(base + span, 0);
+                for (i, b) in p.backends().iter().enumerate() {
+                    direct[base + (b.number - lo) as usize] = i as u32 + 1;
+                }
+                let in_order = p.backends().iter().enumerate().all(|(i, b)| b.number - lo == i as u32);
+                Some((lo, span as u32, base as u32, in_order))
+            })
+            .collect();
         for v in snap.vips() {
             let pool = &snap.pools()[v.pool as usize];
             let (protocol, extra) = match v.encap {
@@ -101,12 +138,18 @@ impl Lane {
                 Some(&base) => (base, false),
                 None => (outer.len() as u32, true),
             };
+            let numbers = placed[v.pool as usize];
+            let (number_lo, number_span, direct_base, in_order) = numbers.unwrap_or((0, 0, 0, false));
             vip.push(LaneVip {
                 pool: v.pool,
                 counter_base: v.counter_base,
                 outer_base,
-                backends: pool.backends().len() as u32,
                 overhead: (ipv4::HEADER_LEN + extra) as u32,
+                number_lo,
+                number_span,
+                direct_base,
+                in_order,
+                hashed: numbers.is_none(),
             });
             if !new_group {
                 continue;
@@ -158,9 +201,28 @@ impl Lane {
             vip: vip.into_boxed_slice(),
             outer: outer.into_boxed_slice(),
             mtu: usize::from(tunnel.mtu),
-            timeouts: IdleTimeouts([t.tcp, t.udp, t.closing]),
-            generation_tag: (snap.generation() as u32 & 0x3fff) << 16,
+            timeouts: IdleTimeouts::new(t.tcp, t.udp, t.closing),
+            direct: direct.into_boxed_slice(),
+            numbers: Numbers::build(snap.pools(), |p| placed[p].is_none()),
         }
+    }
+
+    /// The index in the pool of VIP `vip` of the backend numbered `number` (what a flow
+    /// remembers), if the pool has it.
+    #[inline(always)]
+    pub(crate) fn backend_index(&self, v: &LaneVip, number: u32) -> Option<usize> {
+        let j = number.wrapping_sub(v.number_lo);
+        if j < v.number_span {
+            if v.in_order {
+                return Some(j as usize);
+            }
+            let i = *self.direct.get(v.direct_base as usize + j as usize)?;
+            return (i != 0).then(|| i as usize - 1);
+        }
+        if v.hashed {
+            return self.numbers.find(v.pool, number);
+        }
+        None
     }
 
     /// The VIP lookup.
@@ -170,7 +232,67 @@ impl Lane {
 
     /// The memory the lane takes, in bytes.
     pub fn heap_bytes(&self) -> usize {
-        self.vips.heap_bytes() + core::mem::size_of_val(&*self.vip) + core::mem::size_of_val(&*self.outer)
+        self.vips.heap_bytes()
+            + core::mem::size_of_val(&*self.vip)
+            + core::mem::size_of_val(&*self.outer)
+            + core::mem::size_of_val(&*self.direct)
+            + core::mem::size_of_val(&*self.numbers.slots)
+    }
+}
+
+/// (pool, backend number) → the backend's index in the pool, for pools whose numbers are
+/// too far apart to index directly: one probe nearly always.
+#[derive(Debug, Clone)]
+struct Numbers {
+    slots: Box<[NumberSlot]>,
+    mask: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NumberSlot {
+    /// [`number_key`]; 0 marks an empty slot.
+    key: u64,
+    index: u32,
+}
+
+#[inline(always)]
+fn number_key(pool: u32, number: u32) -> u64 {
+    (u64::from(pool) + 1) << 32 | u64::from(number)
+}
+
+impl Numbers {
+    fn build(pools: &[crate::table::Pool], take: impl Fn(usize) -> bool) -> Numbers {
+        let n = slots_for(
+            pools.iter().enumerate().filter(|&(p, _)| take(p)).map(|(_, p)| p.backends().len()).sum(),
+        );
+        let mut slots = vec![NumberSlot { key: 0, index: 0 }; n].into_boxed_slice();
+        for (p, pool) in pools.iter().enumerate().filter(|&(p, _)| take(p)) {
+            for (i, b) in pool.backends().iter().enumerate() {
+                let key = number_key(p as u32, b.number);
+                let mut j = home(key, n - 1);
+                while slots[j].key != 0 {
+                    j = (j + 1) & (n - 1);
+                }
+                slots[j] = NumberSlot { key, index: i as u32 };
+            }
+        }
+        Numbers { slots, mask: n - 1 }
+    }
+
+    #[inline(always)]
+    fn find(&self, pool: u32, number: u32) -> Option<usize> {
+        let key = number_key(pool, number);
+        let mut j = home(key, self.mask);
+        loop {
+            let s = self.slots.get(j)?;
+            if s.key == key {
+                return Some(s.index as usize);
+            }
+            if s.key == 0 {
+                return None;
+            }
+            j = (j + 1) & self.mask;
+        }
     }
 }
 

@@ -6,31 +6,36 @@
 //!
 //! # Layout and cost
 //!
-//! Entries are 32 bytes, two to a cache line: a 64-bit check of the key (a second keyed
-//! hash of it, independent of the one that places it), the window of the key's other home,
-//! the backend's number (its identity, the same in every snapshot), the last time the flow was
-//! seen (8 bytes), and a caller's hint with the timeout class. The key itself is not kept:
-//! an entry is a key's when its check matches and it sits in one of the key's two windows
-//! with the other one recorded, about 84 bits of agreement, so that a stranger matching
-//! by chance takes longer than the universe has lasted at line rate (and the caller checks
-//! that the backend belongs to the packet's VIP). The table holds `capacity` rounded up to
-//! a power of two entries, in aligned windows of [`WINDOW`] entries (two cache lines). A
-//! key may live in either of two windows, chosen by independent bits of its hash: a new
-//! key goes to the window with more room, and when both are full one flow of theirs moves
-//! to its own other window if that has room (one step of cuckoo displacement). With that,
-//! a table three quarters full still has room for nearly every new flow (tested), where
-//! one window of eight consecutive entries overflows at half load already. A table of
-//! 1 048 576 entries takes 32 MiB; size it at least a third above the live flows expected.
-//! A lookup touches four cache lines (both windows), which [`FlowTable::prefetch`] asks
-//! for ahead of time.
+//! Entries are 16 bytes, four to a cache line: a 64-bit check of the key (a second keyed
+//! hash of it, independent of the one that places it), the last time the flow was seen
+//! (32 bits of a millisecond clock, below), and the backend's number (its identity, the
+//! same in every snapshot: [`crate::table::backend_number`]) with the timeout class in its
+//! top two bits. The key itself is not kept: an entry is a key's when its 64-bit check
+//! matches, so that a stranger matching by chance takes thousands of years at line rate
+//! (and the caller checks that the backend belongs to the packet's VIP). The table holds
+//! `capacity` rounded up to a power of two entries, in aligned windows of [`WINDOW`]
+//! entries, one cache line each. A key may live in either of two windows: the first from
+//! its hash, the other that window with bits of its check xor-ed in (as in a cuckoo
+//! filter), so that an entry's other home is known from the entry alone. A new key goes to
+//! the window with more room, and when both are full one flow of theirs moves to its own
+//! other window if that has room (one step of cuckoo displacement). With that, a table
+//! three quarters full still has room for nearly every new flow (tested), where one window
+//! of eight consecutive entries overflows at half load already. A table of 1 048 576
+//! entries takes 16 MiB; size it at least a third above the live flows expected. A lookup
+//! touches two cache lines (both windows), which [`FlowTable::prefetch`] asks for ahead of
+//! time.
 //!
 //! # Time and eviction
 //!
-//! The caller passes the time in with every call; the table reads no clock. An entry is
-//! live while `now - last_seen` is below its class's idle timeout (TCP, UDP, or the short
-//! one after a FIN or RST). Inserting reuses an expired entry like a free one; with no
-//! room at all, it evicts the least recently seen flow of the key's two windows and says so
-//! (the caller counts `flow_table_full`).
+//! The caller passes the time in with every call, in nanoseconds; the table reads no
+//! clock. It keeps time in ticks of 2^20 ns (about a millisecond) in 32 bits, wrapping: an
+//! entry is live while the ticks since it was last seen are below its class's idle timeout
+//! (TCP, UDP, or the short one after a FIN or RST), rounded up to ticks; so a flow expires
+//! within a tick of its timeout. Timeouts are kept up to [`IdleTimeouts::MAX`] (about 26
+//! days); time that goes backwards (a capture out of order) counts as no time. Inserting
+//! reuses an expired entry like a free one; with no room at all, it evicts the least
+//! recently seen flow of the key's two windows and says so (the caller counts
+//! `flow_table_full`).
 //!
 //! # Hashing
 //!
@@ -171,76 +176,110 @@ pub enum TimeoutClass {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(32))]
+#[repr(C)]
 struct Entry {
     /// The key's check ([`FlowTable::check`]); 0 marks a free entry.
     check: u64,
-    last_seen: u64,
-    /// The backend's number.
-    backend: u32,
-    /// The key's other window (its start / [`WINDOW`]).
-    partner: u32,
-    /// The caller's hint (30 bits), and the timeout class in the top two.
-    hint_class: u32,
+    /// When the flow was last seen, in [`ticks`] (wrapping).
+    seen: u32,
+    /// The backend's number, with the timeout class in the top two bits.
+    backend_class: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Entry>() == 32);
+const _: () = assert!(core::mem::size_of::<Entry>() == 16);
 
-/// The hint bits an entry keeps.
-pub const HINT_MASK: u32 = (1 << 30) - 1;
+/// One cache line of entries: where a key may live (in one of two).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Window([Entry; WINDOW]);
+
+const _: () = assert!(core::mem::size_of::<Window>() == 64);
+
+/// The largest backend number an entry holds: numbers take 30 bits of it, the timeout
+/// class the other two.
+pub const MAX_BACKEND: u32 = (1 << 30) - 1;
+
+/// The table's clock: nanoseconds / 2^20, a tick of about a millisecond, in 32 bits.
+#[inline(always)]
+pub fn ticks(now: u64) -> u32 {
+    (now >> TICK_SHIFT) as u32
+}
+
+const TICK_SHIFT: u32 = 20;
+
+/// How long ago, in ticks, an entry seen at tick `seen` was seen at tick `now`. Time that
+/// went backwards (a capture out of order) counts as 0.
+#[inline(always)]
+fn age(now: u32, seen: u32) -> u32 {
+    let d = now.wrapping_sub(seen);
+    if (d as i32) < 0 {
+        0
+    } else {
+        d
+    }
+}
 
 impl Entry {
-    /// The entry's idle timeout: its class (the top two bits, 0..=2) indexes `timeouts`.
-    #[inline]
-    fn timeout(&self, timeouts: &IdleTimeouts) -> u64 {
-        timeouts.0[((self.hint_class >> 30) as usize).min(2)]
+    #[inline(always)]
+    fn class_bits(&self) -> u32 {
+        self.backend_class >> 30
     }
 
-    #[inline]
-    fn is_closing(&self) -> bool {
-        self.hint_class >> 30 == TimeoutClass::Closing as u32
+    #[inline(always)]
+    fn backend(&self) -> u32 {
+        self.backend_class & MAX_BACKEND
     }
 
-    #[inline]
-    fn set_class(&mut self, class: TimeoutClass) {
-        self.hint_class = (self.hint_class & HINT_MASK) | (class as u32) << 30;
-    }
-
-    #[inline]
-    fn hint(&self) -> u32 {
-        self.hint_class & HINT_MASK
-    }
-
-    #[inline]
-    fn is_free(&self, now: u64, timeouts: &IdleTimeouts) -> bool {
+    /// Free, or expired at tick `now`.
+    #[inline(always)]
+    fn is_free(&self, now: u32, timeouts: &IdleTimeouts) -> bool {
         // An entry younger than the shortest timeout is live whatever its class: one
         // comparison for nearly every live flow, the class's own timeout for the rest.
-        let age = now.saturating_sub(self.last_seen);
-        self.check == 0 || (age >= timeouts.shortest() && age >= self.timeout(timeouts))
+        let age = age(now, self.seen);
+        self.check == 0 || (age >= timeouts.shortest && age >= timeouts.of(self.class_bits()))
     }
 }
 
-/// Idle timeouts by class, in nanoseconds.
+/// Idle timeouts by class, in [`ticks`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdleTimeouts(pub [u64; 3]);
+pub struct IdleTimeouts {
+    /// By class (TCP, UDP, closing, and closing again: two bits index it).
+    ticks: [u32; 4],
+    shortest: u32,
+}
 
 impl IdleTimeouts {
-    /// The shortest of the three.
-    #[inline(always)]
-    fn shortest(&self) -> u64 {
-        self.0[0].min(self.0[1]).min(self.0[2])
-    }
-}
+    /// The longest idle timeout the table keeps, in nanoseconds (2^31 − 1 ticks, about 26
+    /// days); longer ones are cut to it.
+    pub const MAX: u64 = ((1 << 31) - 1) << TICK_SHIFT;
 
-/// A flow found by [`FlowTable::lookup_hinted`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
-    /// The backend's number.
-    pub backend: u32,
-    /// The hint stored with it.
-    pub hint: u32,
-    /// Where the entry is, for [`FlowTable::set_hint`].
-    pub slot: usize,
+    /// Timeouts for TCP, UDP and closing TCP flows, in nanoseconds, kept to the tick: a
+    /// flow expires after an idle time within a tick of its timeout, never at 0.
+    pub const fn new(tcp: u64, udp: u64, closing: u64) -> IdleTimeouts {
+        const fn t(ns: u64) -> u32 {
+            let ns = if ns > IdleTimeouts::MAX { IdleTimeouts::MAX } else { ns };
+            let ticks = ns.div_ceil(1 << TICK_SHIFT) as u32;
+            if ticks == 0 {
+                1
+            } else {
+                ticks
+            }
+        }
+        let ticks = [t(tcp), t(udp), t(closing), t(closing)];
+        let mut shortest = ticks[0];
+        if ticks[1] < shortest {
+            shortest = ticks[1];
+        }
+        if ticks[2] < shortest {
+            shortest = ticks[2];
+        }
+        IdleTimeouts { ticks, shortest }
+    }
+
+    #[inline(always)]
+    fn of(&self, class_bits: u32) -> u32 {
+        self.ticks[(class_bits & 3) as usize]
+    }
 }
 
 /// What [`FlowTable::insert`] did.
@@ -254,7 +293,8 @@ pub enum Inserted {
 
 /// The per-worker flow table.
 pub struct FlowTable {
-    entries: Box<[Entry]>,
+    windows: Box<[Window]>,
+    /// Window count − 1.
     mask: usize,
     keys: (u64, u64),
     /// Keys of the check hash, derived from `keys`.
@@ -276,7 +316,7 @@ const RETRY_EVERY: u32 = 64;
 
 impl core::fmt::Debug for FlowTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FlowTable").field("entries", &self.entries.len()).finish()
+        f.debug_struct("FlowTable").field("entries", &self.capacity()).finish()
     }
 }
 
@@ -295,12 +335,12 @@ impl FlowTable {
 
     /// A table with fixed hash keys, for tests that need the same layout twice.
     pub fn with_keys(capacity: usize, keys: (u64, u64)) -> FlowTable {
-        let n = capacity.max(WINDOW).next_power_of_two();
-        let mut entries: Vec<Entry> = Vec::with_capacity(n);
-        // Ask for huge pages before the first touch: at a million flows the table is 32 MiB,
+        let n = capacity.max(WINDOW).next_power_of_two() / WINDOW;
+        let mut windows: Vec<Window> = Vec::with_capacity(n);
+        // Ask for huge pages before the first touch: at a million flows the table is 16 MiB,
         // and with 4 KiB pages nearly every lookup would also miss the TLB.
-        advise_huge_pages(entries.as_mut_ptr().cast(), n * core::mem::size_of::<Entry>());
-        entries.resize(n, Entry::default());
+        advise_huge_pages(windows.as_mut_ptr().cast(), n * core::mem::size_of::<Window>());
+        windows.resize(n, Window::default());
         let check_keys = (
             mum(keys.0 ^ 0x243f_6a88_85a3_08d3, keys.1 ^ 0x1319_8a2e_0370_7344),
             mum(keys.1 ^ 0xa409_3822_299f_31d0, keys.0 ^ 0x082e_fa98_ec4e_6c89),
@@ -317,7 +357,7 @@ impl FlowTable {
             check_keys.1 ^ 0xc2b2_ae3d_27d4_eb4f,
         ];
         FlowTable {
-            entries: entries.into_boxed_slice(),
+            windows: windows.into_boxed_slice(),
             mask: n - 1,
             keys,
             check_keys,
@@ -329,7 +369,7 @@ impl FlowTable {
 
     /// How many entries the table has.
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.windows.len() * WINDOW
     }
 
     /// The keyed hash of a flow key (see the module doc).
@@ -382,52 +422,59 @@ impl FlowTable {
         (hash, check)
     }
 
-    /// The starts of `hash`'s two windows (aligned to [`WINDOW`] entries): where a flow
-    /// with this hash may live.
-    #[inline]
-    pub fn homes(&self, hash: u64) -> [usize; 2] {
-        let align = !(WINDOW - 1);
-        [hash as usize & self.mask & align, (hash >> 32) as usize & self.mask & align]
+    /// The key's first window (an index of windows), from its hash alone.
+    #[inline(always)]
+    pub fn home(&self, hash: u64) -> usize {
+        hash as usize & self.mask
     }
 
-    fn is_free(&self, i: usize, now: u64, timeouts: &IdleTimeouts) -> bool {
-        self.entries[i].is_free(now, timeouts)
+    /// The other window of an entry with this check in window `window`: the two windows of
+    /// a key differ by bits of its check, so that an entry's other home is known from the
+    /// entry alone (and may be the same window).
+    #[inline(always)]
+    fn other(&self, window: usize, check: u64) -> usize {
+        window ^ ((check >> 32) as usize & self.mask)
     }
 
-    /// Makes room in window `home` by moving one of its flows to that flow's other window,
-    /// if that has a free entry (one step of cuckoo displacement). Returns the freed entry.
-    fn displace(&mut self, home: usize, now: u64, timeouts: &IdleTimeouts) -> Option<usize> {
+    /// Both windows of a key with this hash and check.
+    #[inline(always)]
+    pub fn homes(&self, hash: u64, check: u64) -> [usize; 2] {
+        let first = self.home(hash);
+        [first, self.other(first, check)]
+    }
+
+    /// Makes room in window `w` by moving one of its flows to that flow's other window, if
+    /// that has a free entry (one step of cuckoo displacement). Returns the freed entry.
+    fn displace(&mut self, w: usize, now: u32, timeouts: &IdleTimeouts) -> Option<(usize, usize)> {
         for k in 0..WINDOW {
-            let i = home + k;
-            let other = self.entries[i].partner as usize * WINDOW;
-            if other == home || other + WINDOW > self.entries.len() {
+            let e = self.windows.get(w)?.0[k];
+            let other = self.other(w, e.check);
+            if other == w {
                 continue;
             }
-            if let Some(j) = (other..other + WINDOW).find(|&j| self.is_free(j, now, timeouts)) {
-                self.entries[j] = Entry { partner: (home / WINDOW) as u32, ..self.entries[i] };
-                return Some(i);
+            let to = self.windows.get_mut(other)?;
+            if let Some(free) = to.0.iter_mut().find(|f| f.is_free(now, timeouts)) {
+                *free = e;
+                return Some((w, k));
             }
         }
         None
     }
 
-    /// Hints the CPU to fetch `hash`'s windows: both cache lines of each. A lookup that
-    /// misses reads all of them, and so does an insert.
-    #[inline]
-    pub fn prefetch(&self, hash: u64) {
-        const PER_LINE: usize = 64 / core::mem::size_of::<Entry>();
-        let base = self.entries.as_ptr();
-        for home in self.homes(hash) {
-            // Windows are in the table (masked, aligned starts); a prefetch reads nothing
-            // anyway, so the address need not even be valid.
-            let window = base.wrapping_add(home);
-            crate::prefetch(window);
-            crate::prefetch(window.wrapping_add(PER_LINE));
+    /// Hints the CPU to fetch the windows of a key with this hash and check: a lookup that
+    /// misses reads both, and so does an insert.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64, check: u64) {
+        let base = self.windows.as_ptr();
+        for w in self.homes(hash, check) {
+            // Windows are in the table (masked); a prefetch reads nothing anyway, so the
+            // address need not even be valid.
+            crate::prefetch(base.wrapping_add(w));
         }
     }
 
-    /// The backend number of a live flow, refreshing its last-seen time and (when
-    /// `class` is not `None`) its class. Expired entries are not returned.
+    /// The backend number of a live flow, refreshing its last-seen time and (when `class`
+    /// is not `None`) its class. Expired entries are not returned.
     #[inline]
     pub fn lookup(
         &mut self,
@@ -437,36 +484,39 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<u32> {
-        self.lookup_hinted(self.check(key), hash, now, timeouts, class).map(|h| h.backend)
+        self.lookup_check(self.check(key), hash, now, timeouts, class)
     }
 
-    /// [`lookup`](FlowTable::lookup) by the key's [`check`](Self::check) and hash, with the
-    /// entry's hint and where it is.
+    /// [`lookup`](FlowTable::lookup) by the key's [`check`](Self::check) and hash.
     #[inline(always)]
-    pub fn lookup_hinted(
+    pub fn lookup_check(
         &mut self,
         check: u64,
         hash: u64,
         now: u64,
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
-    ) -> Option<Hit> {
-        let i = self.find(check, hash)?;
-        let e = &mut self.entries[i];
-        if now.saturating_sub(e.last_seen) >= e.timeout(timeouts) {
+    ) -> Option<u32> {
+        let (w, k) = self.find(check, hash)?;
+        let e = self.windows.get_mut(w)?.0.get_mut(k)?;
+        let now = ticks(now);
+        let age = age(now, e.seen);
+        if age >= timeouts.of(e.class_bits()) {
             return None;
         }
-        e.last_seen = e.last_seen.max(now);
+        // Never back in time.
+        e.seen = e.seen.wrapping_add(age);
         if let Some(c) = class {
             // A closing flow stays closing.
-            if !e.is_closing() {
-                e.set_class(c);
+            if e.class_bits() != TimeoutClass::Closing as u32 {
+                e.backend_class = e.backend() | (c as u32) << 30;
             }
         }
-        Some(Hit { backend: e.backend, hint: e.hint(), slot: i })
+        Some(e.backend())
     }
 
-    /// Remembers that `key` goes to `backend`, replacing its old entry if it has one.
+    /// Remembers that `key` goes to `backend` (a number up to [`MAX_BACKEND`]), replacing
+    /// its old entry if it has one.
     pub fn insert(
         &mut self,
         key: &FlowKey,
@@ -476,18 +526,15 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) -> Inserted {
-        self.insert_hinted(self.check(key), hash, backend, 0, now, timeouts, class)
+        self.insert_check(self.check(key), hash, backend, now, timeouts, class)
     }
 
-    /// [`insert`](FlowTable::insert) by the key's [`check`](Self::check) and hash, with a
-    /// hint for later lookups.
-    #[allow(clippy::too_many_arguments)]
-    pub fn insert_hinted(
+    /// [`insert`](FlowTable::insert) by the key's [`check`](Self::check) and hash.
+    pub fn insert_check(
         &mut self,
         check: u64,
         hash: u64,
         backend: u32,
-        hint: u32,
         now: u64,
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
@@ -495,31 +542,21 @@ impl FlowTable {
         // The key's own entry if it has one; else a free entry in the window with more free
         // entries (the first window on a tie); else room made by moving a flow to its other
         // window; else the least recently seen flow of both windows is evicted.
-        let homes = self.homes(hash);
-        let partners = [(homes[1] / WINDOW) as u32, (homes[0] / WINDOW) as u32];
+        let now = ticks(now);
+        let homes = self.homes(hash, check);
         // Homes are masked into the table, so both windows exist.
-        let (Some(first), Some(second)) = (self.window(homes[0]), self.window(homes[1])) else {
+        let (Some(first), Some(second)) = (self.windows.get(homes[0]), self.windows.get(homes[1])) else {
             return Inserted::Fresh;
         };
-        let scans = [
-            Scan::of(first, check, partners[0], now, timeouts),
-            Scan::of(second, check, partners[1], now, timeouts),
-        ];
-        let own = scans[1].own.map(|k| (homes[1] + k, 1)).or(scans[0].own.map(|k| (homes[0] + k, 0)));
-        let oldest = if scans[1].oldest.0 < scans[0].oldest.0 {
-            homes[1] + scans[1].oldest.1
+        let scans = [Scan::of(first, check, now, timeouts), Scan::of(second, check, now, timeouts)];
+        let own = scans[1].own.map(|k| (homes[1], k)).or(scans[0].own.map(|k| (homes[0], k)));
+        let oldest = if scans[1].oldest.0 > scans[0].oldest.0 {
+            (homes[1], scans[1].oldest.1)
         } else {
-            homes[0] + scans[0].oldest.1
+            (homes[0], scans[0].oldest.1)
         };
-        let free_at = |w: usize| scans[w].free.map(|k| homes[w] + k);
-        let in_window = |i: usize| {
-            if (homes[1]..homes[1] + WINDOW).contains(&i) && !(homes[0]..homes[0] + WINDOW).contains(&i) {
-                1
-            } else {
-                0
-            }
-        };
-        let mut free = own.map(|(i, _)| i).or(if scans[1].free_count > scans[0].free_count {
+        let free_at = |w: usize| scans[w].free.map(|k| (homes[w], k));
+        let mut free = own.or(if scans[1].free_count > scans[0].free_count {
             free_at(1)
         } else {
             free_at(0).or(free_at(1))
@@ -532,59 +569,41 @@ impl FlowTable {
                 None => (self.pressure + 1).min(PRESSURE_MAX),
             };
         }
-        let (i, result) = match free {
-            Some(i) => (i, Inserted::Fresh),
+        let ((w, k), result) = match free {
+            Some(at) => (at, Inserted::Fresh),
             None => (oldest, Inserted::Evicted),
         };
-        let w = own.map_or_else(|| in_window(i), |(_, w)| w);
-        let mut e =
-            Entry { check, backend, last_seen: now, partner: partners[w], hint_class: hint & HINT_MASK };
-        e.set_class(class);
-        self.entries[i] = e;
+        if let Some(e) = self.windows.get_mut(w).and_then(|win| win.0.get_mut(k)) {
+            *e = Entry { check, seen: now, backend_class: (backend & MAX_BACKEND) | (class as u32) << 30 };
+        }
         result
     }
 
-    /// The window that starts at entry `home` (a multiple of [`WINDOW`]): one bounds check
-    /// for its entries.
+    /// Where the key with this check and hash is (window, entry), if it is in the table
+    /// (live or not).
     #[inline(always)]
-    fn window(&self, home: usize) -> Option<&[Entry; WINDOW]> {
-        self.entries.as_chunks::<WINDOW>().0.get(home / WINDOW)
-    }
-
-    /// Where the key with this check and hash is, if it is in the table (live or not).
-    #[inline(always)]
-    fn find(&self, check: u64, hash: u64) -> Option<usize> {
-        let [h0, h1] = self.homes(hash);
-        for (home, partner) in [(h0, (h1 / WINDOW) as u32), (h1, (h0 / WINDOW) as u32)] {
-            for (k, e) in self.window(home)?.iter().enumerate() {
-                if e.check == check && e.partner == partner {
-                    return Some(home + k);
+    fn find(&self, check: u64, hash: u64) -> Option<(usize, usize)> {
+        for w in self.homes(hash, check) {
+            for (k, e) in self.windows.get(w)?.0.iter().enumerate() {
+                if e.check == check {
+                    return Some((w, k));
                 }
             }
         }
         None
     }
 
-    /// Sets the hint of the entry at `slot` (from a [`Hit`]).
-    #[inline]
-    pub fn set_hint(&mut self, slot: usize, hint: u32) {
-        if let Some(e) = self.entries.get_mut(slot) {
-            e.hint_class = (e.hint_class & !HINT_MASK) | (hint & HINT_MASK);
-        }
-    }
-
     /// Forgets `key`.
     pub fn remove(&mut self, key: &FlowKey, hash: u64) {
-        if let Some(i) = self.find(self.check(key), hash) {
-            self.entries[i] = Entry::default();
+        if let Some((w, k)) = self.find(self.check(key), hash) {
+            self.windows[w].0[k] = Entry::default();
         }
     }
 
-    /// The backend number of every live flow, by a full scan (for the control side;
-    /// slow).
+    /// The backend number of every live flow, by a full scan (for the control side; slow).
     pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = u32> + '_ {
-        let t = *timeouts;
-        self.entries.iter().filter(move |e| !e.is_free(now, &t)).map(|e| e.backend)
+        let (t, now) = (*timeouts, ticks(now));
+        self.windows.iter().flat_map(|w| w.0.iter()).filter(move |e| !e.is_free(now, &t)).map(|e| e.backend())
     }
 }
 
@@ -595,24 +614,25 @@ struct Scan {
     /// The first free (or expired) entry, and how many there are.
     free: Option<usize>,
     free_count: u32,
-    /// The least recently seen entry: its time and place.
-    oldest: (u64, usize),
+    /// The least recently seen entry: its age and place.
+    oldest: (u32, usize),
 }
 
 impl Scan {
     #[inline(always)]
-    fn of(window: &[Entry; WINDOW], check: u64, partner: u32, now: u64, timeouts: &IdleTimeouts) -> Scan {
-        let mut scan = Scan { own: None, free: None, free_count: 0, oldest: (u64::MAX, 0) };
-        for (k, e) in window.iter().enumerate() {
-            if e.check == check && e.partner == partner {
+    fn of(window: &Window, check: u64, now: u32, timeouts: &IdleTimeouts) -> Scan {
+        let mut scan = Scan { own: None, free: None, free_count: 0, oldest: (0, 0) };
+        for (k, e) in window.0.iter().enumerate() {
+            if e.check == check {
                 scan.own = Some(k);
             }
             if e.is_free(now, timeouts) {
                 scan.free_count += 1;
                 scan.free = scan.free.or(Some(k));
             }
-            if e.last_seen < scan.oldest.0 {
-                scan.oldest = (e.last_seen, k);
+            let age = age(now, e.seen);
+            if age > scan.oldest.0 || k == 0 {
+                scan.oldest = (age, k);
             }
         }
         scan
@@ -654,7 +674,9 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    const T: IdleTimeouts = IdleTimeouts([100, 50, 10]);
+    /// One tick of the table's clock, in nanoseconds.
+    const TICK: u64 = 1 << TICK_SHIFT;
+    const T: IdleTimeouts = IdleTimeouts::new(100 * TICK, 50 * TICK, 10 * TICK);
 
     fn key(i: u32) -> FlowKey {
         FlowKey::new(
@@ -672,20 +694,44 @@ mod tests {
         let k = key(1);
         let h = t.hash(&k);
         assert_eq!(t.lookup(&k, h, 0, &T, None), None);
-        assert_eq!(t.insert(&k, h, 77, 1000, &T, TimeoutClass::Tcp), Inserted::Fresh);
-        assert_eq!(t.lookup(&k, h, 1050, &T, None), Some(77));
-        // Seen at 1050: alive until 1150.
-        assert_eq!(t.lookup(&k, h, 1149, &T, None), Some(77));
-        assert_eq!(t.lookup(&k, h, 1249, &T, None), None);
+        assert_eq!(t.insert(&k, h, 77, 1000 * TICK, &T, TimeoutClass::Tcp), Inserted::Fresh);
+        assert_eq!(t.lookup(&k, h, 1050 * TICK, &T, None), Some(77));
+        // Seen at 1050: alive until 1150, to the tick.
+        assert_eq!(t.lookup(&k, h, 1149 * TICK, &T, None), Some(77));
+        assert_eq!(t.lookup(&k, h, 1249 * TICK, &T, None), None);
         // FIN shortens the life.
-        t.insert(&k, h, 77, 2000, &T, TimeoutClass::Tcp);
-        assert_eq!(t.lookup(&k, h, 2001, &T, Some(TimeoutClass::Closing)), Some(77));
-        assert_eq!(t.lookup(&k, h, 2005, &T, Some(TimeoutClass::Tcp)), Some(77));
-        assert_eq!(t.lookup(&k, h, 2016, &T, None), None);
+        t.insert(&k, h, 77, 2000 * TICK, &T, TimeoutClass::Tcp);
+        assert_eq!(t.lookup(&k, h, 2001 * TICK, &T, Some(TimeoutClass::Closing)), Some(77));
+        assert_eq!(t.lookup(&k, h, 2005 * TICK, &T, Some(TimeoutClass::Tcp)), Some(77));
+        assert_eq!(t.lookup(&k, h, 2016 * TICK, &T, None), None);
         assert_eq!(k.src_addr(), IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
-        t.insert(&k, h, 5, 3000, &T, TimeoutClass::Udp);
+        t.insert(&k, h, 5, 3000 * TICK, &T, TimeoutClass::Udp);
         t.remove(&k, h);
-        assert_eq!(t.lookup(&k, h, 3000, &T, None), None);
+        assert_eq!(t.lookup(&k, h, 3000 * TICK, &T, None), None);
+    }
+
+    #[test]
+    fn timeouts_are_kept_to_the_tick_and_time_going_back_keeps_a_flow() {
+        // 2.5 ticks of UDP timeout: three ticks of the table's clock.
+        let t3 = IdleTimeouts::new(TICK * 5 / 2, TICK * 5 / 2, TICK * 5 / 2);
+        let mut t = FlowTable::with_keys(64, (1, 2));
+        let k = key(7);
+        let h = t.hash(&k);
+        let start = 1_000 * TICK + TICK / 2;
+        t.insert(&k, h, 9, start, &t3, TimeoutClass::Udp);
+        assert_eq!(t.lookup(&k, h, start + 2 * TICK, &t3, None), Some(9), "2 ticks idle");
+        // An earlier time (a capture out of order) neither expires it nor moves it back.
+        assert_eq!(t.lookup(&k, h, start - 500 * TICK, &t3, None), Some(9));
+        assert_eq!(t.lookup(&k, h, start + 4 * TICK + TICK / 4, &t3, None), Some(9), "2 ticks idle again");
+        assert_eq!(t.lookup(&k, h, start + 7 * TICK + TICK / 4, &t3, None), None, "3 ticks idle");
+        // Nanosecond times far from 0 (a capture's Unix time) wrap the clock harmlessly.
+        let unix = 1_790_000_000_000_000_000;
+        t.insert(&k, h, 10, unix, &t3, TimeoutClass::Udp);
+        assert_eq!(t.lookup(&k, h, unix + TICK, &t3, None), Some(10));
+        assert_eq!(t.lookup(&k, h, unix + 10 * TICK, &t3, None), None);
+        // A timeout of 0 still keeps a flow for its own tick; one past the maximum is cut.
+        assert_eq!(IdleTimeouts::new(0, 0, 0).ticks, [1; 4]);
+        assert_eq!(IdleTimeouts::new(u64::MAX, 0, 0).ticks[0], (1 << 31) - 1);
     }
 
     #[test]
@@ -695,26 +741,29 @@ mod tests {
         for i in 0..4 {
             let k = key(i);
             let h = t.hash(&k);
-            assert_eq!(t.insert(&k, h, i, 100 + u64::from(i), &T, TimeoutClass::Tcp), Inserted::Fresh);
+            assert_eq!(
+                t.insert(&k, h, i, (100 + u64::from(i)) * TICK, &T, TimeoutClass::Tcp),
+                Inserted::Fresh
+            );
         }
         let k = key(100);
         let h = t.hash(&k);
-        assert_eq!(t.insert(&k, h, 100, 110, &T, TimeoutClass::Tcp), Inserted::Evicted);
+        assert_eq!(t.insert(&k, h, 100, 110 * TICK, &T, TimeoutClass::Tcp), Inserted::Evicted);
         // key(0) was seen least recently.
         let k0 = key(0);
-        assert_eq!(t.lookup(&k0, t.hash(&k0), 111, &T, None), None);
+        assert_eq!(t.lookup(&k0, t.hash(&k0), 111 * TICK, &T, None), None);
         for i in 1..4 {
             let k = key(i);
-            assert_eq!(t.lookup(&k, t.hash(&k), 111, &T, None), Some(i));
+            assert_eq!(t.lookup(&k, t.hash(&k), 111 * TICK, &T, None), Some(i));
         }
         // Once the others expire, inserting is fresh again.
         let k = key(200);
-        assert_eq!(t.insert(&k, t.hash(&k), 1, 10_000, &T, TimeoutClass::Tcp), Inserted::Fresh);
+        assert_eq!(t.insert(&k, t.hash(&k), 1, 10_000 * TICK, &T, TimeoutClass::Tcp), Inserted::Fresh);
     }
 
     #[test]
     fn every_key_finds_its_own_entry_and_strangers_find_none() {
-        let forever = IdleTimeouts([u64::MAX / 2; 3]);
+        let forever = IdleTimeouts::new(u64::MAX, u64::MAX, u64::MAX);
         let mut t = FlowTable::with_keys(4096, (3, 4));
         let keys: Vec<FlowKey> = (0..3000).map(key).collect();
         for (n, k) in keys.iter().enumerate() {
@@ -765,7 +814,7 @@ mod load_tests {
     use std::net::Ipv4Addr;
 
     fn evictions(entries: usize, flows: u32, keys: (u64, u64)) -> usize {
-        let t_ = IdleTimeouts([u64::MAX / 2; 3]);
+        let t_ = IdleTimeouts::new(u64::MAX, u64::MAX, u64::MAX);
         let mut t = FlowTable::with_keys(entries, keys);
         let mut evicted = 0;
         for i in 0..flows {

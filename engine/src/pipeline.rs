@@ -44,10 +44,10 @@ use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::express::{self, Express};
-use crate::flow::{FlowKey, FlowTable, Hit, IdleTimeouts, Inserted, TimeoutClass};
+use crate::flow::{FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
 use crate::maglev;
 use crate::stats::TrafficCounters;
-use crate::table::{BackendState, Encap, Pool, PoolBackend, Snapshot, Vip};
+use crate::table::{BackendState, Encap, PoolBackend, Snapshot, Vip};
 use crate::wire::{
     self, arp, checksum, ethernet, gre, gue, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vlan, EtherType,
     EthernetAddress, IpProtocol,
@@ -535,7 +535,7 @@ impl Pipeline {
                     if let Some(x) =
                         express::classify(&snap.lane().vips, &self.flows, mac, bufs[i].as_slice())
                     {
-                        self.flows.prefetch(x.hash);
+                        self.flows.prefetch(x.hash, x.check);
                         self.express[slot % MAX_BURST] = x;
                         lane |= 1 << slot;
                         continue;
@@ -549,7 +549,7 @@ impl Pipeline {
                     }
                     Step::Pending => {
                         if let Some(p) = &self.pending[slot % MAX_BURST] {
-                            self.flows.prefetch(p.hash);
+                            self.flows.prefetch(p.hash, p.check);
                         }
                     }
                 }
@@ -619,26 +619,10 @@ impl Pipeline {
         let base = v.outer_base as usize;
         let mut moved = false;
         let mut known: Option<(usize, &express::Outer)> = None;
-        if let Some(hit) = self.flows.lookup_hinted(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
-            let index = (hit.hint & 0xffff) as usize;
-            let hinted = if hit.hint & 0x3fff_0000 == lane.generation_tag && index < v.backends as usize {
-                lane.outer.get(base + index).filter(|o| o.number == hit.backend).map(|o| (index, o))
-            } else {
-                None
-            };
-            let found = match hinted {
-                Some(found) => Some(found),
-                // The hint is of another snapshot: find the backend by its identity.
-                None => {
-                    let pool = snap.pools().get(v.pool as usize)?;
-                    pool.by_number(hit.backend).and_then(|(i, _)| {
-                        self.flows.set_hint(hit.slot, lane.generation_tag | u32::from(i));
-                        Some((usize::from(i), lane.outer.get(base + usize::from(i))?))
-                    })
-                }
-            };
-            match found {
+        if let Some(number) = self.flows.lookup_check(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
+            match lane.backend_index(&v, number).and_then(|i| Some((i, lane.outer.get(base + i)?))) {
                 Some((i, o)) if !o.down => known = Some((i, o)),
+                // Down, or no longer in the pool.
                 _ => moved = true,
             }
         }
@@ -675,8 +659,7 @@ impl Pipeline {
             self.counters.flow_misses += 1;
             // A RST or FIN of an unknown flow opens none.
             if x.class != TimeoutClass::Closing {
-                let hint = lane.generation_tag | index as u32;
-                self.remember(x.check, x.hash, outer.number, hint, now, &lane.timeouts, x.class);
+                self.remember(x.check, x.hash, outer.number, now, &lane.timeouts, x.class);
             }
         }
         // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
@@ -1006,12 +989,15 @@ impl Pipeline {
         let pool = &snap.pools()[vip.pool as usize];
         let timeouts = *snap.idle_timeouts();
         let class = if p.icmp_error { None } else { Some(p.class) };
-        // The hint remembers the backend's index in the snapshot that resolved it last (see
-        // `Snapshot::hint_tag`). Within one snapshot it saves a map lookup.
-        let generation_tag = snap.hint_tag();
         let mut backend: Option<(u16, &PoolBackend)> = None;
-        if let Some(hit) = self.flows.lookup_hinted(p.check, p.hash, now, &timeouts, class) {
-            match hit_backend(&mut self.flows, pool, hit, generation_tag) {
+        if let Some(number) = self.flows.lookup_check(p.check, p.hash, now, &timeouts, class) {
+            let lane = snap.lane();
+            let found =
+                lane.vip.get(p.vip as usize).and_then(|v| lane.backend_index(v, number)).and_then(|i| {
+                    let b = pool.backends().get(i)?;
+                    Some((i as u16, b))
+                });
+            match found {
                 Some(b) if b.1.state != BackendState::Down => {
                     self.counters.flow_hits += 1;
                     backend = Some(b);
@@ -1042,8 +1028,7 @@ impl Pipeline {
                 };
                 // An ICMP error opens no flow; a RST or FIN of an unknown flow needs none.
                 if !p.icmp_error && !p.closing {
-                    let hint = generation_tag | u32::from(i);
-                    self.remember(p.check, p.hash, b.number, hint, now, &timeouts, p.class);
+                    self.remember(p.check, p.hash, b.number, now, &timeouts, p.class);
                 }
                 (i, *b)
             }
@@ -1070,12 +1055,11 @@ impl Pipeline {
         check: u64,
         hash: u64,
         backend: u32,
-        hint: u32,
         now: u64,
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) {
-        if self.flows.insert_hinted(check, hash, backend, hint, now, timeouts, class) == Inserted::Evicted {
+        if self.flows.insert_check(check, hash, backend, now, timeouts, class) == Inserted::Evicted {
             self.counters.flow_table_full += 1;
         }
     }
@@ -1487,28 +1471,6 @@ impl Pipeline {
         advert.emit(&mut icmpv6::Packet::new_unchecked(&mut frame[start..start + len]), target_addr, dst_ip);
         self.counters.nd_replies += 1;
         Verdict::Reply
-    }
-}
-
-/// The backend a flow-table hit names in `pool`: found by the hit's hint when the hint is of
-/// this snapshot (`generation_tag`, the generation mod 2^14 shifted left 16, over the
-/// backend's index), else by its number, correcting the hint. `None`: the pool no
-/// longer has it.
-#[inline(always)]
-fn hit_backend<'p>(
-    flows: &mut FlowTable,
-    pool: &'p Pool,
-    hit: Hit,
-    generation_tag: u32,
-) -> Option<(u16, &'p PoolBackend)> {
-    let hinted_index = (hit.hint & 0xffff) as u16;
-    match pool.backends().get(usize::from(hinted_index)) {
-        Some(b) if hit.hint & 0x3fff_0000 == generation_tag && b.number == hit.backend => {
-            Some((hinted_index, b))
-        }
-        _ => pool.by_number(hit.backend).inspect(|&(i, _)| {
-            flows.set_hint(hit.slot, generation_tag | u32::from(i));
-        }),
     }
 }
 

@@ -242,9 +242,9 @@ pub enum TableError {
     /// A ring was not built (a builder thread failed).
     #[error("the Maglev rings could not all be built")]
     Incomplete,
-    /// Every backend number is taken: more distinct backends than a `u32` counts have
-    /// been configured since the process started.
-    #[error("more than {} distinct backends were configured since vipgate started", u32::MAX)]
+    /// Every backend number is taken: more distinct backends than the flow table can name
+    /// have been configured since the process started.
+    #[error("more than {} distinct backends were configured since vipgate started", crate::flow::MAX_BACKEND + 1)]
     TooManyBackends,
 }
 
@@ -523,6 +523,16 @@ impl Snapshot {
                 counter_base,
             });
         }
+        // Number the backends here, before any builder thread, each pool's in its own
+        // (identity) order: a config's new pools get their numbers in a row, in the order of
+        // their indexes, which the express lane turns back into indexes without a lookup.
+        for set in &pool_specs {
+            let mut ids: Vec<BackendId> = set.iter().map(|b| b.id).collect();
+            ids.sort_unstable();
+            for id in &ids {
+                backend_number(id).ok_or(TableError::TooManyBackends)?;
+            }
+        }
         // Build the new rings, on several threads when there are several to build.
         let build = |(p, name): &(usize, String)| {
             build_pool(&pool_specs[*p], spec.hash_seed, spec.table_size).map_err(|e| match e {
@@ -670,13 +680,6 @@ impl Snapshot {
     #[inline]
     pub fn idle_timeouts(&self) -> &crate::flow::IdleTimeouts {
         &self.lane.timeouts
-    }
-
-    /// What a flow entry's hint carries of the snapshot that wrote it: (generation mod
-    /// 2^14) << 16, beside the backend's index in its pool (the table keeps 30 bits).
-    #[inline]
-    pub fn hint_tag(&self) -> u32 {
-        self.lane.generation_tag
     }
 
     /// What the express lane reads.
@@ -839,14 +842,15 @@ fn numbers() -> std::sync::MutexGuard<'static, Numbers> {
 
 /// The number of a backend identity: the same for the life of the process, in every
 /// snapshot, and never given to another identity. A flow remembers its backend by number:
-/// four bytes that survive any swap. `None` once every `u32` is taken. The registry keeps
-/// every identity it was asked about (about 40 bytes each) until the process ends.
+/// 30 bits that survive any swap. `None` once every number up to
+/// [`crate::flow::MAX_BACKEND`] is taken. The registry keeps every identity it was asked
+/// about (about 40 bytes each) until the process ends.
 pub fn backend_number(id: &BackendId) -> Option<u32> {
     let mut numbers = numbers();
     if let Some(&n) = numbers.by_id.get(id) {
         return Some(n);
     }
-    let n = u32::try_from(numbers.ids.len()).ok()?;
+    let n = u32::try_from(numbers.ids.len()).ok().filter(|&n| n <= crate::flow::MAX_BACKEND)?;
     numbers.by_id.insert(*id, n);
     numbers.ids.push(*id);
     Some(n)
@@ -1093,6 +1097,52 @@ mod tests {
             assert!(na.iter().chain(&nb).all(|(i, m)| (i == id) == (m == n)), "one number per identity");
             let pool = b.pools().iter().find(|p| p.by_number(*n).is_some());
             assert_eq!(pool.is_some(), nb.iter().any(|(i, _)| i == id), "{id} found by number where present");
+        }
+    }
+
+    #[test]
+    fn the_lane_finds_every_backend_by_number_near_or_far() {
+        use VipProtocol::*;
+        let mut sp = spec(vec![
+            ("203.0.113.10", Some(80), Tcp),
+            ("203.0.113.11", Some(443), Tcp),
+            ("203.0.113.12", Some(443), Tcp),
+        ]);
+        let backend = |last: u16| BackendSpec {
+            id: BackendId::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xfe, 0, 0, 0, 0, last))),
+            weight: 1,
+            state: BackendState::Active,
+        };
+        // VIP 0: backends numbered as one config reads them; VIP 1: one numbered hundreds
+        // of numbers before the others, so that its pool's numbers are looked up hashed.
+        sp.vips[0].backends = (1..=20).map(backend).collect();
+        let far = backend(1000);
+        backend_number(&far.id).unwrap();
+        for n in 2000..2300 {
+            backend_number(&backend(n).id).unwrap();
+        }
+        sp.vips[1].backends = std::iter::once(far).chain((3000..3010).map(backend)).collect();
+        // VIP 2: numbered close together, but against the pool's order.
+        for n in (400..410).rev() {
+            backend_number(&backend(n).id).unwrap();
+        }
+        sp.vips[2].backends = (400..410).map(backend).collect();
+        let snap = Snapshot::build(&sp).unwrap();
+        let lane = snap.lane();
+        assert!(lane.vip[1].hashed);
+        assert!(!lane.vip[2].in_order);
+        for (i, v) in snap.vips().iter().enumerate() {
+            let pool = &snap.pools()[v.pool as usize];
+            for (k, b) in pool.backends().iter().enumerate() {
+                assert_eq!(lane.backend_index(&lane.vip[i], b.number), Some(k), "VIP {i}, {}", b.id);
+            }
+            // Not the other pools' backends, nor a number never given.
+            for other in snap.pools().iter().filter(|&o| !std::ptr::eq(o, pool)) {
+                for b in other.backends() {
+                    assert_eq!(lane.backend_index(&lane.vip[i], b.number), None, "VIP {i}, {}", b.id);
+                }
+            }
+            assert_eq!(lane.backend_index(&lane.vip[i], crate::flow::MAX_BACKEND), None);
         }
     }
 }
