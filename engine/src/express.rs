@@ -301,10 +301,15 @@ impl Numbers {
 /// address whose VIPs take any port, and one more by port where some take single ports.
 #[derive(Debug, Clone)]
 pub struct V4Vips {
+    /// By address, open addressing (`addr_mask`); or, when `span` is not 0, the slot of
+    /// address `lo + i` at `addrs[i]` for every `i < span` (VIPs close together, as a
+    /// VIP subnet's are: no hashing and no probing).
     addrs: Box<[AddrSlot]>,
     ports: Box<[PortSlot]>,
     addr_mask: usize,
     port_mask: usize,
+    lo: u32,
+    span: u32,
 }
 
 /// An address's answers without a port: per kind (TCP, UDP), the VIP that takes the
@@ -354,6 +359,8 @@ impl V4Vips {
             ports: vec![PortSlot { key: 0, vip: NONE }; 8].into_boxed_slice(),
             addr_mask: 7,
             port_mask: 7,
+            lo: 0,
+            span: 0,
         }
     }
 
@@ -396,9 +403,18 @@ impl V4Vips {
             }
             addr_entries.push(slot);
         }
-        let n = slots_for(addr_entries.len());
+        // Addresses close together (at most 4 slots an address, 64 more): direct.
+        let (lo, hi) =
+            (by_addr.keys().next().copied().unwrap_or(0), by_addr.keys().last().copied().unwrap_or(0));
+        let span = u64::from(hi - lo) + 1;
+        let direct = !addr_entries.is_empty() && span <= 4 * addr_entries.len() as u64 + 64;
+        let n = if direct { span as usize } else { slots_for(addr_entries.len()) };
         let mut addrs = vec![EMPTY_ADDR; n].into_boxed_slice();
         for s in addr_entries {
+            if direct {
+                addrs[(s.key as u32 - lo) as usize] = s;
+                continue;
+            }
             let mut i = home(s.key, n - 1);
             while addrs[i].key != 0 {
                 i = (i + 1) & (n - 1);
@@ -414,7 +430,8 @@ impl V4Vips {
             }
             ports[i] = PortSlot { key, vip };
         }
-        V4Vips { addrs, ports, addr_mask: n - 1, port_mask: m - 1 }
+        let (lo, span) = if direct { (lo, span as u32) } else { (0, 0) };
+        V4Vips { addrs, ports, addr_mask: n - 1, port_mask: m - 1, lo, span }
     }
 
     /// The VIP (its index in [`Snapshot::vips`]) of a packet to `addr:port` over TCP
@@ -423,16 +440,25 @@ impl V4Vips {
     pub fn find(&self, addr: u32, udp: bool, port: u16) -> Option<u32> {
         let kind = usize::from(udp);
         let key = 1 << 32 | u64::from(addr);
-        let mut i = home(key, self.addr_mask);
-        let slot = loop {
-            let s = self.addrs.get(i)?;
-            if s.key == key {
-                break s;
-            }
-            if s.key == 0 {
+        let slot = if self.span != 0 {
+            // Addresses in the range without VIPs have empty slots, whose key is 0.
+            let s = self.addrs.get(addr.wrapping_sub(self.lo) as usize)?;
+            if s.key != key {
                 return None;
             }
-            i = (i + 1) & self.addr_mask;
+            s
+        } else {
+            let mut i = home(key, self.addr_mask);
+            loop {
+                let s = self.addrs.get(i)?;
+                if s.key == key {
+                    break s;
+                }
+                if s.key == 0 {
+                    return None;
+                }
+                i = (i + 1) & self.addr_mask;
+            }
         };
         if slot.by_port & (1 << kind) != 0 {
             let key = port_key(addr, kind, port);
@@ -455,6 +481,12 @@ impl V4Vips {
     /// The memory the tables take, in bytes.
     pub fn heap_bytes(&self) -> usize {
         core::mem::size_of_val(&*self.addrs) + core::mem::size_of_val(&*self.ports)
+    }
+
+    /// Whether addresses index the table directly.
+    #[cfg(test)]
+    pub(crate) fn is_direct(&self) -> bool {
+        self.span != 0
     }
 }
 

@@ -497,8 +497,7 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<u32> {
-        let (w, k) = self.find(check, hash)?;
-        let e = self.windows.get_mut(w)?.0.get_mut(k)?;
+        let e = self.find_mut(check, hash)?;
         let now = ticks(now);
         let age = age(now, e.seen);
         if age >= timeouts.of(e.class_bits()) {
@@ -591,6 +590,16 @@ impl FlowTable {
             }
         }
         None
+    }
+
+    /// The key's entry, as [`find`](Self::find) finds it.
+    #[inline(always)]
+    fn find_mut(&mut self, check: u64, hash: u64) -> Option<&mut Entry> {
+        let [w0, w1] = self.homes(hash, check);
+        if let Some(i) = self.windows.get(w0)?.0.iter().position(|e| e.check == check) {
+            return self.windows.get_mut(w0)?.0.get_mut(i);
+        }
+        self.windows.get_mut(w1)?.0.iter_mut().find(|e| e.check == check)
     }
 
     /// Forgets `key`.

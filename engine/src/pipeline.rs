@@ -611,7 +611,7 @@ impl Pipeline {
         at: usize,
     ) -> Option<usize> {
         let lane = snap.lane();
-        let v = *lane.vip.get(x.vip as usize)?;
+        let v = lane.vip.get(x.vip as usize)?;
         let ip_len = usize::from(x.ip_len);
         if ip_len + v.overhead as usize > lane.mtu || buf.headroom() < v.overhead as usize {
             return None;
@@ -620,7 +620,7 @@ impl Pipeline {
         let mut moved = false;
         let mut known: Option<(usize, &express::Outer)> = None;
         if let Some(number) = self.flows.lookup_check(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
-            match lane.backend_index(&v, number).and_then(|i| Some((i, lane.outer.get(base + i)?))) {
+            match lane.backend_index(v, number).and_then(|i| Some((i, lane.outer.get(base + i)?))) {
                 Some((i, o)) if !o.down => known = Some((i, o)),
                 // Down, or no longer in the pool.
                 _ => moved = true,
@@ -676,17 +676,18 @@ impl Pipeline {
             38 => put::<38>(out, &outer.header)?,
             _ => put::<{ express::OUTER_MAX }>(out, &outer.header)?,
         }
-        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let ident = self.ip_ident.wrapping_add(1);
+        self.ip_ident = ident;
         let total_len = (out.len() - ethernet::HEADER_LEN + ip_len) as u16;
         let ip = out.get_mut(ethernet::HEADER_LEN..)?.first_chunk_mut::<{ ipv4::HEADER_LEN }>()?;
         ip[1] = tos;
         ip[2..4].copy_from_slice(&total_len.to_be_bytes());
-        ip[4..6].copy_from_slice(&self.ip_ident.to_be_bytes());
+        ip[4..6].copy_from_slice(&ident.to_be_bytes());
         ip[6] = dont_frag;
         let mut sum = outer.sum
             + u32::from(tos)
             + u32::from(total_len)
-            + u32::from(self.ip_ident)
+            + u32::from(ident)
             + (u32::from(dont_frag) << 8);
         sum = (sum & 0xffff) + (sum >> 16);
         sum = (sum & 0xffff) + (sum >> 16);

@@ -950,12 +950,15 @@ mod tests {
             (0..200u16)
                 .map(|p| ("203.0.113.20", Some(1000 + p), if p % 3 == 0 { Any } else { Udp }))
                 .collect(),
+            // Too far apart to index directly: hashed.
+            vec![("203.0.113.1", None, Tcp), ("203.0.113.250", Some(80), Udp)],
             vec![],
         ];
-        for config in configs {
+        for (n, config) in configs.into_iter().enumerate() {
             let snap = Snapshot::build(&spec(config.clone())).unwrap();
             let vips = snap.lane().vips();
-            for host in [9u8, 10, 11, 12, 13, 14, 20, 21] {
+            assert_eq!(vips.is_direct(), n < 2, "config {n}");
+            for host in [0u8, 1, 2, 9, 10, 11, 12, 13, 14, 20, 21, 249, 250, 251, 255] {
                 let addr = Ipv4Addr::new(203, 0, 113, host);
                 let mut ports =
                     vec![0u16, 1, 52, 53, 54, 79, 80, 81, 999, 1000, 1001, 1199, 1200, 65534, 65535];
