@@ -199,6 +199,18 @@ struct Window([Entry; WINDOW]);
 
 const _: () = assert!(core::mem::size_of::<Window>() == 64);
 
+impl Window {
+    /// Which entries are free or expired at tick `now`: bit `k` for entry `k`.
+    #[inline(always)]
+    fn free(&self, now: u32, timeouts: &IdleTimeouts) -> u32 {
+        let mut free = 0;
+        for (k, e) in self.0.iter().enumerate() {
+            free |= u32::from(e.is_free(now, timeouts)) << k;
+        }
+        free
+    }
+}
+
 /// The largest backend number an entry holds: numbers take 30 bits of it, the timeout
 /// class the other two.
 pub const MAX_BACKEND: u32 = (1 << 30) - 1;
@@ -237,10 +249,8 @@ impl Entry {
     /// Free, or expired at tick `now`.
     #[inline(always)]
     fn is_free(&self, now: u32, timeouts: &IdleTimeouts) -> bool {
-        // An entry younger than the shortest timeout is live whatever its class: one
-        // comparison for nearly every live flow, the class's own timeout for the rest.
-        let age = age(now, self.seen);
-        self.check == 0 || (age >= timeouts.shortest && age >= timeouts.of(self.class_bits()))
+        // Without short-circuits: the four entries of a window are tested side by side.
+        (self.check == 0) | (age(now, self.seen) >= timeouts.of(self.class_bits()))
     }
 }
 
@@ -249,7 +259,6 @@ impl Entry {
 pub struct IdleTimeouts {
     /// By class (TCP, UDP, closing, and closing again: two bits index it).
     ticks: [u32; 4],
-    shortest: u32,
 }
 
 impl IdleTimeouts {
@@ -269,15 +278,7 @@ impl IdleTimeouts {
                 ticks
             }
         }
-        let ticks = [t(tcp), t(udp), t(closing), t(closing)];
-        let mut shortest = ticks[0];
-        if ticks[1] < shortest {
-            shortest = ticks[1];
-        }
-        if ticks[2] < shortest {
-            shortest = ticks[2];
-        }
-        IdleTimeouts { ticks, shortest }
+        IdleTimeouts { ticks: [t(tcp), t(udp), t(closing), t(closing)] }
     }
 
     #[inline(always)]
@@ -546,36 +547,48 @@ impl FlowTable {
         // the second (see the module doc); else room made by moving a flow to its other
         // window; else the least recently seen flow of both windows is evicted.
         let now = ticks(now);
-        let homes = self.homes(hash, check);
-        // Homes are masked into the table, so both windows exist.
-        let (Some(first), Some(second)) = (self.windows.get(homes[0]), self.windows.get(homes[1])) else {
-            return Inserted::Fresh;
-        };
-        let scans = [Scan::of(first, check, now, timeouts), Scan::of(second, check, now, timeouts)];
-        let own = scans[1].own.map(|k| (homes[1], k)).or(scans[0].own.map(|k| (homes[0], k)));
-        let oldest = if scans[1].oldest.0 > scans[0].oldest.0 {
-            (homes[1], scans[1].oldest.1)
-        } else {
-            (homes[0], scans[0].oldest.1)
-        };
-        let free_at = |w: usize| scans[w].free.map(|k| (homes[w], k));
-        let mut free = own.or(free_at(0)).or(free_at(1));
+        let entry = Entry { check, seen: now, backend_class: (backend & MAX_BACKEND) | (class as u32) << 30 };
+        let [w0, w1] = self.homes(hash, check);
+        let mut at = self.find(check, hash);
+        for w in [w0, w1] {
+            if at.is_some() {
+                break;
+            }
+            let free = self.windows.get(w).map_or(0, |win| win.free(now, timeouts));
+            if free != 0 {
+                at = Some((w, free.trailing_zeros() as usize));
+            }
+        }
         self.inserts = self.inserts.wrapping_add(1);
-        if free.is_none() && (self.pressure < PRESSURE_SKIP || self.inserts.is_multiple_of(RETRY_EVERY)) {
-            free = self.displace(homes[0], now, timeouts).or_else(|| self.displace(homes[1], now, timeouts));
-            self.pressure = match free {
+        if at.is_none() && (self.pressure < PRESSURE_SKIP || self.inserts.is_multiple_of(RETRY_EVERY)) {
+            at = self.displace(w0, now, timeouts).or_else(|| self.displace(w1, now, timeouts));
+            self.pressure = match at {
                 Some(_) => self.pressure.saturating_sub(2),
                 None => (self.pressure + 1).min(PRESSURE_MAX),
             };
         }
-        let ((w, k), result) = match free {
+        let ((w, k), result) = match at {
             Some(at) => (at, Inserted::Fresh),
-            None => (oldest, Inserted::Evicted),
+            None => (self.oldest([w0, w1], now), Inserted::Evicted),
         };
         if let Some(e) = self.windows.get_mut(w).and_then(|win| win.0.get_mut(k)) {
-            *e = Entry { check, seen: now, backend_class: (backend & MAX_BACKEND) | (class as u32) << 30 };
+            *e = entry;
         }
         result
+    }
+
+    /// The least recently seen entry of two windows (the first of the oldest).
+    fn oldest(&self, windows: [usize; 2], now: u32) -> (usize, usize) {
+        let mut oldest = (windows[0], 0);
+        let mut age_of_oldest = 0;
+        for w in windows {
+            for (k, e) in self.windows.get(w).map_or(&[][..], |win| &win.0).iter().enumerate() {
+                let older = age(now, e.seen) > age_of_oldest;
+                age_of_oldest = core::hint::select_unpredictable(older, age(now, e.seen), age_of_oldest);
+                oldest = core::hint::select_unpredictable(older, (w, k), oldest);
+            }
+        }
+        oldest
     }
 
     /// Where the key with this check and hash is (window, entry), if it is in the table
@@ -614,36 +627,6 @@ impl FlowTable {
     pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = u32> + '_ {
         let (t, now) = (*timeouts, ticks(now));
         self.windows.iter().flat_map(|w| w.0.iter()).filter(move |e| !e.is_free(now, &t)).map(|e| e.backend())
-    }
-}
-
-/// What an insert needs to know of one window, found in one pass over it.
-struct Scan {
-    /// The key's entry.
-    own: Option<usize>,
-    /// The first free (or expired) entry.
-    free: Option<usize>,
-    /// The least recently seen entry: its age and place.
-    oldest: (u32, usize),
-}
-
-impl Scan {
-    #[inline(always)]
-    fn of(window: &Window, check: u64, now: u32, timeouts: &IdleTimeouts) -> Scan {
-        let mut scan = Scan { own: None, free: None, oldest: (0, 0) };
-        for (k, e) in window.0.iter().enumerate() {
-            if e.check == check {
-                scan.own = Some(k);
-            }
-            if e.is_free(now, timeouts) {
-                scan.free = scan.free.or(Some(k));
-            }
-            let age = age(now, e.seen);
-            if age > scan.oldest.0 || k == 0 {
-                scan.oldest = (age, k);
-            }
-        }
-        scan
     }
 }
 
