@@ -25,14 +25,13 @@ pub struct Lane {
     pub(crate) vips: V4Vips,
     /// By VIP index.
     pub(crate) vip: Box<[LaneVip]>,
-    /// By (pool, encapsulation), then backend: see [`LaneVip::outer_base`].
+    /// By (pool, encapsulation), then backend number or index: see
+    /// [`LaneVip::number_lo`].
     pub(crate) outer: Box<[Outer]>,
     pub(crate) mtu: usize,
     pub(crate) timeouts: IdleTimeouts,
-    /// Where each backend number is in each pool, for pools whose numbers are close
-    /// together: see [`LaneVip::number_lo`].
-    direct: Box<[u32]>,
-    /// The same for the other pools.
+    /// Where each backend number is in each pool whose numbers are too far apart to lay
+    /// its outer headers out by number.
     numbers: Numbers,
 }
 
@@ -46,16 +45,14 @@ pub(crate) struct LaneVip {
     pub(crate) outer_base: u32,
     /// What the tunnel adds after the Ethernet header: 20 (IPIP), 24 (GRE), 32 (GUE).
     pub(crate) overhead: u32,
-    /// The pool's backend numbers, when they lie close together (as a config's do when
-    /// first read): number `lo + j` for `j < span` is at `direct[direct_base + j]` (its
-    /// index + 1, or 0 when the pool does not have it), and no other number is in the pool.
+    /// Where the pool's backends are in its outer headers: backend number `lo + j` at
+    /// `outer_base + j` for every `j < span` (holes where the pool has no such number),
+    /// when the pool's numbers lie close together (a config's do when first read, and stay
+    /// within a few times the pool's size through most reloads): a flow's number finds its
+    /// headers, and in them the backend's index, in one read. Otherwise (`hashed`) by
+    /// index, with [`Lane::numbers`] to turn a number into an index.
     pub(crate) number_lo: u32,
     pub(crate) number_span: u32,
-    pub(crate) direct_base: u32,
-    /// Number `lo + j` is the backend of index `j` (a new config's pools: see
-    /// `Snapshot::build_with`), so no table need be read.
-    pub(crate) in_order: bool,
-    /// Otherwise its numbers are in [`Lane::numbers`].
     pub(crate) hashed: bool,
 }
 
@@ -75,13 +72,16 @@ pub(crate) struct Outer {
     /// take the backend (an IPv6 backend, or no IPv4 tunnel source).
     pub(crate) len: u8,
     pub(crate) down: bool,
+    /// The backend's index in its pool.
+    pub(crate) index: u16,
 }
 
 /// Ethernet, IPv4, UDP and GUE.
 pub(crate) const OUTER_MAX: usize =
     ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN + gue::BASE_HEADER_LEN;
 
-const NOT_OURS: Outer = Outer { header: [0; OUTER_MAX], number: 0, sum: 0, len: 0, down: true };
+/// A hole: no backend has this place (a number is at most [`crate::flow::MAX_BACKEND`]).
+const HOLE: Outer = Outer { header: [0; OUTER_MAX], number: u32::MAX, sum: 0, len: 0, down: true, index: 0 };
 
 impl Lane {
     /// An empty lane.
@@ -92,7 +92,6 @@ impl Lane {
             outer: Box::new([]),
             mtu: 0,
             timeouts: IdleTimeouts::new(0, 0, 0),
-            direct: Box::new([]),
             numbers: Numbers::build(&[], |_| true),
         }
     }
@@ -104,27 +103,16 @@ impl Lane {
         let mut outer: Vec<Outer> = Vec::new();
         let mut groups: std::collections::HashMap<(u32, Encap), u32> = std::collections::HashMap::new();
         let mut vip = Vec::with_capacity(snap.vips().len());
-        // Per pool: its numbers directly (lo, span, where) or hashed (None).
-        let mut direct: Vec<u32> = Vec::new();
-        let mut hashed: Vec<&crate::table::Pool> = Vec::new();
-        let placed: Vec<Option<(u32, u32, u32, bool)>> = snap
+        // Per pool: the range of its numbers, when they are close enough to lay its outer
+        // headers out by number (see `LaneVip::number_lo`).
+        let by_number: Vec<Option<(u32, u32)>> = snap
             .pools()
             .iter()
             .map(|p| {
                 let numbers = p.backends().iter().map(|b| b.number);
                 let (lo, hi) = (numbers.clone().min().unwrap_or(0), numbers.max().unwrap_or(0));
                 let span = (hi - lo) as usize + 1;
-                if span > 2 * p.backends().len() + 64 {
-                    hashed.push(p);
-                    return None;
-                }
-                let base = direct.len();
-                direct.resize(base + span, 0);
-                for (i, b) in p.backends().iter().enumerate() {
-                    direct[base + (b.number - lo) as usize] = i as u32 + 1;
-                }
-                let in_order = p.backends().iter().enumerate().all(|(i, b)| b.number - lo == i as u32);
-                Some((lo, span as u32, base as u32, in_order))
+                (span <= 4 * p.backends().len() + 256).then_some((lo, span as u32))
             })
             .collect();
         for v in snap.vips() {
@@ -138,8 +126,8 @@ impl Lane {
                 Some(&base) => (base, false),
                 None => (outer.len() as u32, true),
             };
-            let numbers = placed[v.pool as usize];
-            let (number_lo, number_span, direct_base, in_order) = numbers.unwrap_or((0, 0, 0, false));
+            let layout = by_number[v.pool as usize];
+            let (number_lo, number_span) = layout.unwrap_or((0, pool.backends().len() as u32));
             vip.push(LaneVip {
                 pool: v.pool,
                 counter_base: v.counter_base,
@@ -147,16 +135,21 @@ impl Lane {
                 overhead: (ipv4::HEADER_LEN + extra) as u32,
                 number_lo,
                 number_span,
-                direct_base,
-                in_order,
-                hashed: numbers.is_none(),
+                hashed: layout.is_none(),
             });
             if !new_group {
                 continue;
             }
             groups.insert((v.pool, v.encap), outer_base);
-            outer.resize(outer.len() + pool.backends().len(), NOT_OURS);
+            outer.resize(outer.len() + number_span as usize, HOLE);
             for (i, b) in pool.backends().iter().enumerate() {
+                let at =
+                    outer_base as usize + if layout.is_some() { (b.number - number_lo) as usize } else { i };
+                let Some(o) = outer.get_mut(at) else {
+                    continue;
+                };
+                // The lane does not take it, but the general path finds it here.
+                *o = Outer { number: b.number, index: i as u16, ..HOLE };
                 let (IpAddr::V4(dst), Some(src)) = (b.id.addr, tunnel.source_v4) else {
                     continue;
                 };
@@ -184,13 +177,14 @@ impl Lane {
                     }
                     Encap::Gue => write_gue(rest, IpProtocol::Ipv4, 0, tunnel.gue_port, 0, None),
                 }
-                if let Some(o) = outer.get_mut(outer_base as usize + i) {
+                if let Some(o) = outer.get_mut(at) {
                     *o = Outer {
                         header: h,
                         number: b.number,
                         sum,
                         len: (ethernet::HEADER_LEN + ipv4::HEADER_LEN + extra) as u8,
                         down: b.state == BackendState::Down,
+                        index: i as u16,
                     };
                 }
             }
@@ -202,27 +196,40 @@ impl Lane {
             outer: outer.into_boxed_slice(),
             mtu: usize::from(tunnel.mtu),
             timeouts: IdleTimeouts::new(t.tcp, t.udp, t.closing),
-            direct: direct.into_boxed_slice(),
-            numbers: Numbers::build(snap.pools(), |p| placed[p].is_none()),
+            numbers: Numbers::build(snap.pools(), |p| by_number[p].is_none()),
         }
     }
 
-    /// The index in the pool of VIP `vip` of the backend numbered `number` (what a flow
-    /// remembers), if the pool has it.
+    /// The outer headers of the backend numbered `number` (what a flow remembers) in the
+    /// pool of VIP `v`, with its index there, if the pool has it.
     #[inline(always)]
-    pub(crate) fn backend_index(&self, v: &LaneVip, number: u32) -> Option<usize> {
-        let j = number.wrapping_sub(v.number_lo);
-        if j < v.number_span {
-            if v.in_order {
-                return Some(j as usize);
+    pub(crate) fn outer_of_number(&self, v: &LaneVip, number: u32) -> Option<&Outer> {
+        let at = if v.hashed {
+            self.numbers.find(v.pool, number)?
+        } else {
+            let j = number.wrapping_sub(v.number_lo);
+            if j >= v.number_span {
+                return None;
             }
-            let i = *self.direct.get(v.direct_base as usize + j as usize)?;
-            return (i != 0).then(|| i as usize - 1);
-        }
-        if v.hashed {
-            return self.numbers.find(v.pool, number);
-        }
-        None
+            j as usize
+        };
+        self.outer.get(v.outer_base as usize + at).filter(|o| o.number == number)
+    }
+
+    /// The outer headers of backend `index` (Maglev's pick) of `pool`, the pool of VIP `v`.
+    #[inline(always)]
+    pub(crate) fn outer_of_index(
+        &self,
+        v: &LaneVip,
+        pool: &crate::table::Pool,
+        index: usize,
+    ) -> Option<&Outer> {
+        let at = if v.hashed {
+            index
+        } else {
+            pool.backends().get(index)?.number.wrapping_sub(v.number_lo) as usize
+        };
+        self.outer.get(v.outer_base as usize + at)
     }
 
     /// The VIP lookup.
@@ -235,7 +242,6 @@ impl Lane {
         self.vips.heap_bytes()
             + core::mem::size_of_val(&*self.vip)
             + core::mem::size_of_val(&*self.outer)
-            + core::mem::size_of_val(&*self.direct)
             + core::mem::size_of_val(&*self.numbers.slots)
     }
 }

@@ -616,12 +616,11 @@ impl Pipeline {
         if ip_len + v.overhead as usize > lane.mtu || buf.headroom() < v.overhead as usize {
             return None;
         }
-        let base = v.outer_base as usize;
         let mut moved = false;
         let mut known: Option<(usize, &express::Outer)> = None;
         if let Some(number) = self.flows.lookup_check(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
-            match lane.backend_index(v, number).and_then(|i| Some((i, lane.outer.get(base + i)?))) {
-                Some((i, o)) if !o.down => known = Some((i, o)),
+            match lane.outer_of_number(v, number) {
+                Some(o) if !o.down => known = Some((usize::from(o.index), o)),
                 // Down, or no longer in the pool.
                 _ => moved = true,
             }
@@ -642,8 +641,9 @@ impl Pipeline {
             }
             None => {
                 let hash = flow_hash(buf)?;
-                let (i, _) = snap.pools().get(v.pool as usize)?.pick(hash)?;
-                (usize::from(i), lane.outer.get(base + usize::from(i))?, hash)
+                let pool = snap.pools().get(v.pool as usize)?;
+                let (i, _) = pool.pick(hash)?;
+                (usize::from(i), lane.outer_of_index(v, pool, usize::from(i))?, hash)
             }
         };
         if outer.len == 0 {
@@ -994,7 +994,8 @@ impl Pipeline {
         if let Some(number) = self.flows.lookup_check(p.check, p.hash, now, &timeouts, class) {
             let lane = snap.lane();
             let found =
-                lane.vip.get(p.vip as usize).and_then(|v| lane.backend_index(v, number)).and_then(|i| {
+                lane.vip.get(p.vip as usize).and_then(|v| lane.outer_of_number(v, number)).and_then(|o| {
+                    let i = usize::from(o.index);
                     let b = pool.backends().get(i)?;
                     Some((i as u16, b))
                 });

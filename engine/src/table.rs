@@ -1121,7 +1121,7 @@ mod tests {
         sp.vips[0].backends = (1..=20).map(backend).collect();
         let far = backend(1000);
         backend_number(&far.id).unwrap();
-        for n in 2000..2300 {
+        for n in 2000..2600 {
             backend_number(&backend(n).id).unwrap();
         }
         sp.vips[1].backends = std::iter::once(far).chain((3000..3010).map(backend)).collect();
@@ -1133,19 +1133,22 @@ mod tests {
         let snap = Snapshot::build(&sp).unwrap();
         let lane = snap.lane();
         assert!(lane.vip[1].hashed);
-        assert!(!lane.vip[2].in_order);
+        assert!(!lane.vip[2].hashed, "laid out by number, against its order");
         for (i, v) in snap.vips().iter().enumerate() {
             let pool = &snap.pools()[v.pool as usize];
             for (k, b) in pool.backends().iter().enumerate() {
-                assert_eq!(lane.backend_index(&lane.vip[i], b.number), Some(k), "VIP {i}, {}", b.id);
+                let index = lane.outer_of_number(&lane.vip[i], b.number).map(|o| usize::from(o.index));
+                assert_eq!(index, Some(k), "VIP {i}, {}", b.id);
+                let by_index = lane.outer_of_index(&lane.vip[i], pool, k).map(|o| o.number);
+                assert_eq!(by_index, Some(b.number), "VIP {i}, {}", b.id);
             }
             // Not the other pools' backends, nor a number never given.
             for other in snap.pools().iter().filter(|&o| !std::ptr::eq(o, pool)) {
                 for b in other.backends() {
-                    assert_eq!(lane.backend_index(&lane.vip[i], b.number), None, "VIP {i}, {}", b.id);
+                    assert!(lane.outer_of_number(&lane.vip[i], b.number).is_none(), "VIP {i}, {}", b.id);
                 }
             }
-            assert_eq!(lane.backend_index(&lane.vip[i], crate::flow::MAX_BACKEND), None);
+            assert!(lane.outer_of_number(&lane.vip[i], crate::flow::MAX_BACKEND).is_none());
         }
     }
 }
