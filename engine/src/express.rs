@@ -50,7 +50,8 @@ pub(crate) struct LaneVip {
     /// when the pool's numbers lie close together (a config's do when first read, and stay
     /// within a few times the pool's size through most reloads): a flow's number finds its
     /// headers, and in them the backend's index, in one read. Otherwise (`hashed`) by
-    /// index, with [`Lane::numbers`] to turn a number into an index.
+    /// index, with the pool's map in [`Lane::numbers`] (starting at `number_lo`, mask
+    /// `number_span`) to turn a number into an index.
     pub(crate) number_lo: u32,
     pub(crate) number_span: u32,
     pub(crate) hashed: bool,
@@ -92,7 +93,7 @@ impl Lane {
             outer: Box::new([]),
             mtu: 0,
             timeouts: IdleTimeouts::new(0, 0, 0),
-            numbers: Numbers::build(&[], |_| true),
+            numbers: Numbers::build(&[], |_| true).0,
         }
     }
 
@@ -115,6 +116,7 @@ impl Lane {
                 (span <= 4 * p.backends().len() + 256).then_some((lo, span as u32))
             })
             .collect();
+        let (numbers, maps) = Numbers::build(snap.pools(), |p| by_number[p].is_none());
         for v in snap.vips() {
             let pool = &snap.pools()[v.pool as usize];
             let (protocol, extra) = match v.encap {
@@ -127,7 +129,7 @@ impl Lane {
                 None => (outer.len() as u32, true),
             };
             let layout = by_number[v.pool as usize];
-            let (number_lo, number_span) = layout.unwrap_or((0, pool.backends().len() as u32));
+            let (number_lo, number_span) = layout.unwrap_or(maps[v.pool as usize]);
             vip.push(LaneVip {
                 pool: v.pool,
                 counter_base: v.counter_base,
@@ -141,7 +143,7 @@ impl Lane {
                 continue;
             }
             groups.insert((v.pool, v.encap), outer_base);
-            outer.resize(outer.len() + number_span as usize, HOLE);
+            outer.resize(outer.len() + layout.map_or(pool.backends().len(), |(_, span)| span as usize), HOLE);
             for (i, b) in pool.backends().iter().enumerate() {
                 let at =
                     outer_base as usize + if layout.is_some() { (b.number - number_lo) as usize } else { i };
@@ -196,7 +198,7 @@ impl Lane {
             outer: outer.into_boxed_slice(),
             mtu: usize::from(tunnel.mtu),
             timeouts: IdleTimeouts::new(t.tcp, t.udp, t.closing),
-            numbers: Numbers::build(snap.pools(), |p| by_number[p].is_none()),
+            numbers,
         }
     }
 
@@ -205,7 +207,7 @@ impl Lane {
     #[inline(always)]
     pub(crate) fn outer_of_number(&self, v: &LaneVip, number: u32) -> Option<&Outer> {
         let at = if v.hashed {
-            self.numbers.find(v.pool, number)?
+            self.numbers.find(v.number_lo, v.number_span, number)?
         } else {
             let j = number.wrapping_sub(v.number_lo);
             if j >= v.number_span {
@@ -246,58 +248,62 @@ impl Lane {
     }
 }
 
-/// (pool, backend number) → the backend's index in the pool, for pools whose numbers are
-/// too far apart to index directly: one probe nearly always.
+/// Backend number → index in the pool, for each pool whose numbers are too far apart to lay
+/// its outer headers out by number: a map of its own per pool, open addressing, at most half
+/// full, eight bytes a slot (one probe nearly always).
 #[derive(Debug, Clone)]
 struct Numbers {
     slots: Box<[NumberSlot]>,
-    mask: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct NumberSlot {
-    /// [`number_key`]; 0 marks an empty slot.
-    key: u64,
+    /// `u32::MAX` marks an empty slot (a number is at most [`crate::flow::MAX_BACKEND`]).
+    number: u32,
     index: u32,
 }
 
-#[inline(always)]
-fn number_key(pool: u32, number: u32) -> u64 {
-    (u64::from(pool) + 1) << 32 | u64::from(number)
-}
+const NO_NUMBER: NumberSlot = NumberSlot { number: u32::MAX, index: 0 };
 
 impl Numbers {
-    fn build(pools: &[crate::table::Pool], take: impl Fn(usize) -> bool) -> Numbers {
-        let n = slots_for(
-            pools.iter().enumerate().filter(|&(p, _)| take(p)).map(|(_, p)| p.backends().len()).sum(),
-        );
-        let mut slots = vec![NumberSlot { key: 0, index: 0 }; n].into_boxed_slice();
-        for (p, pool) in pools.iter().enumerate().filter(|&(p, _)| take(p)) {
+    /// The maps of the pools `take` says, and per pool where its map starts and its mask
+    /// ((0, 0) for the others).
+    fn build(pools: &[crate::table::Pool], take: impl Fn(usize) -> bool) -> (Numbers, Vec<(u32, u32)>) {
+        let mut slots: Vec<NumberSlot> = Vec::new();
+        let mut maps = Vec::with_capacity(pools.len());
+        for (p, pool) in pools.iter().enumerate() {
+            if !take(p) {
+                maps.push((0, 0));
+                continue;
+            }
+            let (base, n) = (slots.len(), (2 * pool.backends().len()).next_power_of_two());
+            slots.resize(base + n, NO_NUMBER);
             for (i, b) in pool.backends().iter().enumerate() {
-                let key = number_key(p as u32, b.number);
-                let mut j = home(key, n - 1);
-                while slots[j].key != 0 {
+                let mut j = home(u64::from(b.number), n - 1);
+                while slots[base + j].number != u32::MAX {
                     j = (j + 1) & (n - 1);
                 }
-                slots[j] = NumberSlot { key, index: i as u32 };
+                slots[base + j] = NumberSlot { number: b.number, index: i as u32 };
             }
+            maps.push((base as u32, (n - 1) as u32));
         }
-        Numbers { slots, mask: n - 1 }
+        (Numbers { slots: slots.into_boxed_slice() }, maps)
     }
 
+    /// The index of `number` in the pool whose map starts at `base` with mask `mask`.
     #[inline(always)]
-    fn find(&self, pool: u32, number: u32) -> Option<usize> {
-        let key = number_key(pool, number);
-        let mut j = home(key, self.mask);
+    fn find(&self, base: u32, mask: u32, number: u32) -> Option<usize> {
+        let (base, mask) = (base as usize, mask as usize);
+        let mut j = home(u64::from(number), mask);
         loop {
-            let s = self.slots.get(j)?;
-            if s.key == key {
+            let s = self.slots.get(base + j)?;
+            if s.number == number {
                 return Some(s.index as usize);
             }
-            if s.key == 0 {
+            if s.number == u32::MAX {
                 return None;
             }
-            j = (j + 1) & self.mask;
+            j = (j + 1) & mask;
         }
     }
 }
