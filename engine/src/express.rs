@@ -519,6 +519,16 @@ pub(crate) struct Express {
     pub(crate) dont_frag: u8,
 }
 
+/// The Maglev hash (with the snapshot's `seed`) of a frame [`classify`] took.
+#[inline(always)]
+pub(crate) fn maglev_hash(seed: u64, f: &[u8]) -> Option<u32> {
+    let h = f.first_chunk::<{ L4 + 4 }>()?;
+    let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let (src, dst, protocol) = (be32(L3 + 12), be32(L3 + 16), h[L3 + 9]);
+    Some(crate::maglev::flow_hash_v4(seed, src, dst, protocol, be16(L4), be16(L4 + 2)))
+}
+
 /// Offsets in the frame: Ethernet, then a 20-byte IPv4 header.
 pub(crate) const L3: usize = 14;
 pub(crate) const L4: usize = L3 + 20;

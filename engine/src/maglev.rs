@@ -336,6 +336,12 @@ impl Ring {
         ((u128::from(low) * u128::from(self.size)) >> 64) as usize
     }
 
+    /// Hints the CPU to fetch the slot of `hash`, for a [`lookup`](Ring::lookup) soon.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u32) {
+        crate::prefetch(self.slots.as_ptr().wrapping_add(self.slot_of(hash)));
+    }
+
     /// The index (into [`Ring::backends`]) of the backend that owns `hash`:
     /// `ring[hash mod M]`.
     #[inline(always)]

@@ -405,6 +405,12 @@ pub struct Pipeline {
     /// The traffic counters are too many to stay in the cache: count them at the end of
     /// each chunk (see `count_traffic`).
     defer_traffic: bool,
+    /// New flows were a quarter of the last chunk or more: after the first pass, each
+    /// express packet's Maglev hash is computed, into `maglev`, and its ring slot fetched
+    /// (see `process`).
+    prefetch_rings: bool,
+    /// The Maglev hashes of the chunk's express packets, by slot, when `prefetch_rings`.
+    maglev: Box<[u32; MAX_BURST]>,
 }
 
 impl core::fmt::Debug for Pipeline {
@@ -454,6 +460,8 @@ impl Pipeline {
             traffic: Arc::new(TrafficCounters::new(0, 0)),
             burst_traffic: [(u32::MAX, 0); MAX_BURST],
             defer_traffic: false,
+            prefetch_rings: false,
+            maglev: Box::new([0; MAX_BURST]),
         }
     }
 
@@ -523,6 +531,7 @@ impl Pipeline {
         let express = !self.general_path_only;
         for chunk_start in (0..n).step_by(MAX_BURST) {
             let end = (chunk_start + MAX_BURST).min(n);
+            let misses = self.counters.flow_misses;
             // Which packets of the chunk the express lane took (bit per slot).
             let mut lane = 0u64;
             // Classify the burst and prefetch every flow-table window before touching any:
@@ -556,6 +565,12 @@ impl Pipeline {
             }
             self.counters.rx_packets += (end - chunk_start) as u64;
             self.counters.rx_bytes += rx_bytes;
+            // While new flows are many (a flood of them, a cut-over), their Maglev ring slots
+            // are fetched a pass ahead too: a ring is 128 KiB at the default size, read at
+            // random. A loop of its own, so that the usual case carries none of it.
+            if self.prefetch_rings {
+                self.prefetch_ring_slots(snap, &bufs[chunk_start..end], lane);
+            }
             // What the express lane forwards is counted here, the rest by `count`.
             let (mut forwarded, mut forwarded_bytes) = (0, 0);
             for i in chunk_start..end {
@@ -584,6 +599,7 @@ impl Pipeline {
             }
             self.counters.forwarded += forwarded;
             self.counters.forwarded_bytes += forwarded_bytes;
+            self.prefetch_rings = (self.counters.flow_misses - misses) * 4 >= (end - chunk_start) as u64;
             // Large counter sets are counted at the end of the chunk: each counter was
             // prefetched as its packet was forwarded (see `count_traffic`).
             if self.defer_traffic {
@@ -593,6 +609,24 @@ impl Pipeline {
                         self.traffic.count(slot as usize, bytes as usize);
                     }
                 }
+            }
+        }
+    }
+
+    /// The Maglev hash of each packet of the chunk `bufs` the express lane took (bit per slot
+    /// in `lane`), into `maglev`, and a prefetch of its ring slot.
+    #[inline(never)]
+    fn prefetch_ring_slots(&mut self, snap: &Snapshot, bufs: &[PacketBuf], lane: u64) {
+        for (slot, buf) in bufs.iter().enumerate().take(MAX_BURST) {
+            if lane & 1 << slot == 0 {
+                continue;
+            }
+            let hash = express::maglev_hash(snap.hash_seed(), buf.as_slice()).unwrap_or(0);
+            self.maglev[slot % MAX_BURST] = hash;
+            let x = &self.express[slot % MAX_BURST];
+            let v = snap.lane().vip.get(x.vip as usize);
+            if let Some(ring) = v.and_then(|v| snap.pools().get(v.pool as usize)?.ring()) {
+                ring.prefetch(hash);
             }
         }
     }
@@ -627,20 +661,22 @@ impl Pipeline {
         }
         let (tos, dont_frag) = (x.tos, x.dont_frag);
         // The Maglev hash: for a new flow, and for GUE's source port.
-        let flow_hash = |buf: &PacketBuf| {
-            let h = buf.as_slice().first_chunk::<{ express::L4 + 4 }>()?;
-            let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-            let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-            let (src, dst, protocol) = (be32(express::L3 + 12), be32(express::L3 + 16), h[express::L3 + 9]);
-            let (sport, dport) = (be16(express::L4), be16(express::L4 + 2));
-            Some(maglev::flow_hash_v4(snap.hash_seed(), src, dst, protocol, sport, dport))
-        };
+        // (computed after the first pass while new flows are many).
+        let flow_hash = |buf: &PacketBuf| express::maglev_hash(snap.hash_seed(), buf.as_slice());
         let (index, outer, hash) = match known {
-            Some((i, o)) => {
-                (i, o, if usize::from(o.len) == express::OUTER_MAX { flow_hash(buf)? } else { 0 })
-            }
+            Some((i, o)) => (
+                i,
+                o,
+                if usize::from(o.len) != express::OUTER_MAX {
+                    0
+                } else if self.prefetch_rings {
+                    self.maglev[at % MAX_BURST]
+                } else {
+                    flow_hash(buf)?
+                },
+            ),
             None => {
-                let hash = flow_hash(buf)?;
+                let hash = if self.prefetch_rings { self.maglev[at % MAX_BURST] } else { flow_hash(buf)? };
                 let pool = snap.pools().get(v.pool as usize)?;
                 let (i, _) = pool.pick(hash)?;
                 (usize::from(i), lane.outer_of_index(v, pool, usize::from(i))?, hash)

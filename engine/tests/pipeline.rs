@@ -1137,6 +1137,40 @@ proptest! {
     }
 }
 
+/// A flood of new flows (every packet of four bursts a new flow, to every kind of VIP) turns
+/// on the first pass's Maglev hash and ring prefetch after the first burst: the verdicts,
+/// bytes and counters stay the general path's, GUE's source port included.
+#[test]
+fn a_flood_of_new_flows_is_forwarded_as_the_general_path_forwards_it() {
+    let snap = Snapshot::build(&spec()).unwrap();
+    let general = PipelineOptions { general_path_only: true, ..PipelineOptions::default() };
+    let mut fast = pipeline();
+    let mut slow = Pipeline::with_flow_table(FlowTable::with_keys(4096, (7, 9)), general);
+    for burst in 0..4usize {
+        let frames: Vec<Vec<u8>> = (0..32)
+            .map(|i| {
+                burst_frame(&BurstPacket {
+                    flow: burst * 32 + i,
+                    fin_or_rst: 0,
+                    dont_frag: true,
+                    payload: 10,
+                })
+            })
+            .collect();
+        let mut outs = Vec::new();
+        for p in [&mut fast, &mut slow] {
+            let mut bufs: Vec<PacketBuf> = frames.iter().map(|f| PacketBuf::from_frame(f)).collect();
+            let mut verdicts = vec![Verdict::Forward; bufs.len()];
+            p.process(&snap, SECOND, &mut bufs, &mut verdicts);
+            outs.push((verdicts, bufs.iter().map(|b| b.as_slice().to_vec()).collect::<Vec<_>>()));
+        }
+        assert_eq!(outs[0], outs[1], "burst {burst}");
+        assert_eq!(fast.counters(), slow.counters(), "burst {burst}");
+        assert!(outs[0].0.iter().filter(|v| **v == Verdict::Forward).count() >= 20, "burst {burst}");
+    }
+    assert!(fast.counters().flow_misses >= 80, "{}", fast.counters().flow_misses);
+}
+
 /// Thousands of VIPs make the per-(VIP, backend) counters too large for the cache, and the
 /// pipeline counts them at the end of each chunk instead of as each packet is forwarded:
 /// the counts come out the same, and a packet the port refuses is taken back the same.
