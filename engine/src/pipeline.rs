@@ -20,7 +20,10 @@
 //! ([`crate::express`]): fixed offsets, a VIP lookup resolved in advance, outer headers
 //! made with the snapshot. Everything else takes the general path below, and so does a
 //! lane packet the lane cannot finish (too big for the tunnel, an IPv6 backend); both
-//! reach the same verdicts, bytes and counters (the tests run both).
+//! reach the same verdicts, bytes and counters (the tests run both). While new flows are a
+//! quarter of a chunk or more (a flood, a cut-over), the lane's packets also get their
+//! Maglev hash and a prefetch of their ring slot between the passes: a new flow's ring
+//! read would otherwise wait on memory.
 //!
 //! # Order of the checks
 //! 1. L2: unicast to our MAC, broadcast, or IPv6 multicast (neighbour discovery) only;
