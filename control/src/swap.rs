@@ -703,13 +703,7 @@ impl Engine {
     /// The name of backend `number` ([`PoolBackend::number`]), with " (removed)" when the
     /// running snapshot no longer has it.
     pub fn backend_name(&self, number: u32) -> String {
-        match self.snapshot.pools().iter().find_map(|p| p.by_number(number)) {
-            Some((_, b)) => b.id.to_string(),
-            None => match vipgate_engine::table::backend_of_number(number) {
-                Some(id) => format!("{id} (removed)"),
-                None => format!("backend #{number} (unknown)"),
-            },
-        }
+        self.snapshot.backend_name(number)
     }
 
     /// Stops every worker, waits for them, and returns the final counters.

@@ -682,6 +682,18 @@ impl Snapshot {
         &self.lane.timeouts
     }
 
+    /// The name of backend `number` ([`PoolBackend::number`]): its identity, with
+    /// " (removed)" when no pool of this snapshot has it (flows may still remember it).
+    pub fn backend_name(&self, number: u32) -> String {
+        match self.pools.iter().find_map(|p| p.by_number(number)) {
+            Some((_, b)) => b.id.to_string(),
+            None => match backend_of_number(number) {
+                Some(id) => format!("{id} (removed)"),
+                None => format!("backend #{number} (unknown)"),
+            },
+        }
+    }
+
     /// What the express lane reads.
     #[inline]
     pub fn lane(&self) -> &Lane {
@@ -1150,5 +1162,23 @@ mod tests {
             }
             assert!(lane.outer_of_number(&lane.vip[i], crate::flow::MAX_BACKEND).is_none());
         }
+    }
+
+    #[test]
+    fn a_backend_is_named_by_number_even_once_removed() {
+        use VipProtocol::*;
+        let sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.11", Some(443), Tcp)]);
+        let old = Snapshot::build(&sp).unwrap();
+        let number = |s: &Snapshot, v: usize| s.pools()[s.vips()[v].pool as usize].backends()[0].number;
+        let (kept, gone) = (number(&old, 0), number(&old, 1));
+        let mut changed = sp.clone();
+        changed.vips.truncate(1);
+        let new = Snapshot::build(&changed).unwrap();
+        assert_eq!(new.backend_name(kept), "192.0.2.1");
+        assert_eq!(new.backend_name(gone), "192.0.2.2 (removed)");
+        assert_eq!(
+            new.backend_name(crate::flow::MAX_BACKEND),
+            format!("backend #{} (unknown)", crate::flow::MAX_BACKEND)
+        );
     }
 }
