@@ -402,9 +402,9 @@ pub struct Pipeline {
     spare: Vec<PacketBuf>,
     /// Packets and bytes forwarded per (VIP, backend) of the snapshot in use.
     traffic: Arc<TrafficCounters>,
-    /// Per packet of the last burst (modulo [`MAX_BURST`]), the traffic slot and bytes it
-    /// was counted in, to take back what the port refuses.
-    burst_traffic: [(u32, u32); MAX_BURST],
+    /// Per packet of the last `process` call (its index there, below [`TX_RECORDS`]), the
+    /// traffic slot and bytes it was counted in, to take back what the port refuses.
+    burst_traffic: Box<[(u32, u32); TX_RECORDS]>,
     /// The traffic counters are too many to stay in the cache: count them at the end of
     /// each chunk (see `count_traffic`).
     defer_traffic: bool,
@@ -425,6 +425,11 @@ impl core::fmt::Debug for Pipeline {
 /// Above this many (VIP, backend) traffic counters (16 bytes each: 256 KiB), they are
 /// counted at the end of each chunk rather than as each packet is forwarded.
 const DEFER_TRAFFIC_SLOTS: usize = 16 * 1024;
+
+/// The longest burst whose every packet [`Pipeline::count_tx_full`] can take out of its
+/// (VIP, backend) traffic: the largest `burst` the config allows. A packet past it is
+/// counted, and taken back from the totals only.
+pub const TX_RECORDS: usize = 256;
 
 /// How many spare buffers a pipeline keeps for outer fragments.
 const SPARE_BUFFERS: usize = 2 * MAX_BURST;
@@ -461,7 +466,7 @@ impl Pipeline {
             // Outer fragments are at most one MTU; the config allows jumbo MTUs up to 9216.
             spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::with_capacity(SPARE_CAPACITY)).collect(),
             traffic: Arc::new(TrafficCounters::new(0, 0)),
-            burst_traffic: [(u32::MAX, 0); MAX_BURST],
+            burst_traffic: Box::new([(u32::MAX, 0); TX_RECORDS]),
             defer_traffic: false,
             prefetch_rings: false,
             maglev: Box::new([0; MAX_BURST]),
@@ -488,13 +493,17 @@ impl Pipeline {
     /// chunk.
     #[inline(always)]
     fn count_traffic(&mut self, slot: usize, bytes: usize, at: usize) {
-        if self.defer_traffic {
-            self.traffic.prefetch(slot);
-        } else {
-            self.traffic.count(slot, bytes);
-        }
-        if let Some(t) = self.burst_traffic.get_mut(at % MAX_BURST) {
-            *t = (slot as u32, bytes as u32);
+        match self.burst_traffic.get_mut(at) {
+            Some(t) => {
+                *t = (slot as u32, bytes as u32);
+                if self.defer_traffic {
+                    self.traffic.prefetch(slot);
+                } else {
+                    self.traffic.count(slot, bytes);
+                }
+            }
+            // Past the records (a burst longer than any the config allows): at once.
+            None => self.traffic.count(slot, bytes),
         }
     }
 
@@ -606,10 +615,15 @@ impl Pipeline {
             // Large counter sets are counted at the end of the chunk: each counter was
             // prefetched as its packet was forwarded (see `count_traffic`).
             if self.defer_traffic {
-                for (i, verdict) in verdicts[chunk_start..end].iter().enumerate() {
-                    if *verdict == Verdict::Forward {
-                        let (slot, bytes) = self.burst_traffic[(chunk_start + i) % MAX_BURST];
-                        self.traffic.count(slot as usize, bytes as usize);
+                // (Packets past the records were counted at once.)
+                let recorded = chunk_start..end.min(TX_RECORDS);
+                if let (Some(verdicts), Some(records)) =
+                    (verdicts.get(recorded.clone()), self.burst_traffic.get(recorded))
+                {
+                    for (verdict, &(slot, bytes)) in verdicts.iter().zip(records) {
+                        if *verdict == Verdict::Forward {
+                            self.traffic.count(slot as usize, bytes as usize);
+                        }
                     }
                 }
             }
@@ -753,7 +767,7 @@ impl Pipeline {
 
     /// Counts packet `index` of the last burst, which the port refused to send, as
     /// `tx_full` instead of as forwarded or replied (and takes it out of its VIP's and
-    /// backend's traffic).
+    /// backend's traffic, for the first [`TX_RECORDS`] packets of a burst).
     pub fn count_tx_full(&mut self, index: usize, verdict: Verdict) {
         match verdict {
             Verdict::Forward => {

@@ -1137,6 +1137,41 @@ proptest! {
     }
 }
 
+/// A burst longer than the pipeline's chunk (100 packets, the config allows 256): a packet
+/// the port refuses is taken out of its own VIP's traffic, whichever chunk it was in, and
+/// with counters counted at once or at the end of each chunk.
+#[test]
+fn a_refused_packet_of_a_long_burst_is_taken_out_of_its_own_vips_traffic() {
+    use std::sync::Arc;
+    use vipgate_engine::stats::TrafficCounters;
+    let snap = Snapshot::build(&spec()).unwrap();
+    // Packets 0..64 to the UDP VIP (VIP 0), 64..100 to the TCP one (VIP 1).
+    let frames: Vec<Vec<u8>> = (0..100u16)
+        .map(|i| match i {
+            0..64 => udp4([198, 51, 100, 7], [203, 0, 113, 10], 40000 + i, 8000, b"x"),
+            _ => tcp4([198, 51, 100, 8], [203, 0, 113, 10], 40000 + i, 443, b"yy"),
+        })
+        .collect();
+    for slots in [snap.traffic_slots(), 20_000] {
+        let mut p = pipeline();
+        let counters = Arc::new(TrafficCounters::new(snap.generation(), slots));
+        p.set_traffic(counters.clone());
+        let mut bufs: Vec<PacketBuf> = frames.iter().map(|f| PacketBuf::from_frame(f)).collect();
+        let mut verdicts = vec![Verdict::Forward; bufs.len()];
+        p.process(&snap, SECOND, &mut bufs, &mut verdicts);
+        assert!(verdicts.iter().all(|v| *v == Verdict::Forward), "{slots} slots");
+        p.count_tx_full(6, Verdict::Forward);
+        p.count_tx_full(70, Verdict::Forward);
+        let packets = |v: usize| {
+            let base = snap.vips()[v].counter_base as usize;
+            let n = snap.pools()[snap.vips()[v].pool as usize].backends().len();
+            (base..base + n).map(|s| counters.get(s).0).sum::<u64>()
+        };
+        assert_eq!((packets(0), packets(1)), (63, 35), "{slots} slots");
+        assert_eq!(p.counters().forwarded, 98);
+    }
+}
+
 /// A flood of new flows (every packet of four bursts a new flow, to every kind of VIP) turns
 /// on the first pass's Maglev hash and ring prefetch after the first burst: the verdicts,
 /// bytes and counters stay the general path's, GUE's source port included.
