@@ -1103,7 +1103,6 @@ impl Pipeline {
     }
 
     /// Remembers a new flow; counts `flow_table_full` when it took a live flow's place.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn remember(
         &mut self,

@@ -840,13 +840,13 @@ enum PoolError {
 
 /// Every backend identity numbered so far, both ways.
 #[derive(Default)]
-struct Numbers {
+struct NumberRegistry {
     by_id: FastMap<BackendId, u32>,
     ids: Vec<BackendId>,
 }
 
-fn numbers() -> std::sync::MutexGuard<'static, Numbers> {
-    static NUMBERS: std::sync::LazyLock<std::sync::Mutex<Numbers>> =
+fn registry() -> std::sync::MutexGuard<'static, NumberRegistry> {
+    static NUMBERS: std::sync::LazyLock<std::sync::Mutex<NumberRegistry>> =
         std::sync::LazyLock::new(Default::default);
     // A poisoned lock still holds a consistent registry: entries are only added whole.
     NUMBERS.lock().unwrap_or_else(|e| e.into_inner())
@@ -858,7 +858,7 @@ fn numbers() -> std::sync::MutexGuard<'static, Numbers> {
 /// [`crate::flow::MAX_BACKEND`] is taken. The registry keeps every identity it was asked
 /// about (about 40 bytes each) until the process ends.
 pub fn backend_number(id: &BackendId) -> Option<u32> {
-    let mut numbers = numbers();
+    let mut numbers = registry();
     if let Some(&n) = numbers.by_id.get(id) {
         return Some(n);
     }
@@ -870,7 +870,7 @@ pub fn backend_number(id: &BackendId) -> Option<u32> {
 
 /// The identity numbered `number`, in a snapshot or not any more.
 pub fn backend_of_number(number: u32) -> Option<BackendId> {
-    numbers().ids.get(number as usize).copied()
+    registry().ids.get(number as usize).copied()
 }
 
 fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, PoolError> {
