@@ -277,18 +277,26 @@ impl PacketBuf {
     }
 
     /// Keeps bytes `from..from + len` of the packet and grows `header` bytes in front of
-    /// them, which it returns (to be written): one step for taking a frame's L2 header and
-    /// padding off and putting a tunnel's headers on. `None`, changing nothing, when the
-    /// packet is shorter or the room in front is short.
+    /// them: one step for taking a frame's L2 header and padding off and putting a tunnel's
+    /// headers on. Returns the `N` bytes that end where the kept bytes begin, to be written:
+    /// the new header is their last `header` bytes, the rest lies in the headroom, outside
+    /// the packet (so that headers of several sizes are written with one copy of `N`
+    /// bytes). `None`, changing nothing, when the packet is shorter, `header` is more than
+    /// `N`, or the room in front of the kept bytes is short of `N`.
     #[inline]
-    pub fn reframe(&mut self, from: usize, len: usize, header: usize) -> Option<&mut [u8]> {
-        if from.saturating_add(len) > self.len() || header > self.start + from {
+    pub fn reframe<const N: usize>(
+        &mut self,
+        from: usize,
+        len: usize,
+        header: usize,
+    ) -> Option<&mut [u8; N]> {
+        let at = self.start + from;
+        if from.saturating_add(len) > self.len() || header > N || at < N {
             return None;
         }
-        self.end = self.start + from + len;
-        self.start = self.start + from - header;
-        let start = self.start;
-        Some(&mut self.whole_mut()[start..start + header])
+        self.end = at + len;
+        self.start = at - header;
+        self.whole_mut().get_mut(at - N..at)?.try_into().ok()
     }
 
     /// Grows the packet by `n` bytes at the back and returns the whole packet, or `None`
@@ -343,10 +351,13 @@ mod tests {
     #[test]
     fn reframe_cuts_and_grows_in_one_step() {
         let mut b = PacketBuf::from_frame(&[1, 2, 3, 4, 5, 6]);
-        assert!(b.reframe(2, 5, 1).is_none(), "past the end");
-        assert!(b.reframe(2, 3, HEADROOM + 3).is_none(), "more than the room in front");
+        assert!(b.reframe::<4>(2, 5, 1).is_none(), "past the end");
+        assert!(b.reframe::<{ HEADROOM + 3 }>(2, 3, 1).is_none(), "more than the room in front");
+        assert!(b.reframe::<4>(2, 3, 5).is_none(), "a header longer than the block");
         assert_eq!(b.as_slice(), &[1, 2, 3, 4, 5, 6], "unchanged when refused");
-        b.reframe(2, 3, 4).unwrap().copy_from_slice(&[9, 9, 9, 9]);
+        // A 4-byte header written with a 6-byte block: its first two bytes land in the
+        // headroom, outside the packet.
+        *b.reframe::<6>(2, 3, 4).unwrap() = [7, 7, 9, 9, 9, 9];
         assert_eq!(b.as_slice(), &[9, 9, 9, 9, 3, 4, 5]);
         assert_eq!(b.headroom(), HEADROOM - 2);
     }

@@ -35,8 +35,9 @@ pub struct Lane {
     numbers: Numbers,
 }
 
-/// What the lane needs of a VIP.
+/// What the lane needs of a VIP (32 bytes, so that finding one is a shift).
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
 pub(crate) struct LaneVip {
     pub(crate) pool: u32,
     /// Where its backends' traffic counters start.
@@ -64,7 +65,10 @@ pub(crate) struct LaneVip {
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct Outer {
-    pub(crate) header: [u8; OUTER_MAX],
+    /// The headers, at the end of the block (its first `BLOCK - len` bytes are zero): the
+    /// whole block is copied in front of the inner packet, whatever the tunnel (see
+    /// [`crate::buf::PacketBuf::reframe`]).
+    pub(crate) header: [u8; BLOCK],
     /// The backend's number.
     pub(crate) number: u32,
     /// The one's complement sum of the IPv4 header's fixed 16-bit words.
@@ -81,8 +85,12 @@ pub(crate) struct Outer {
 pub(crate) const OUTER_MAX: usize =
     ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN + gue::BASE_HEADER_LEN;
 
+/// The block that [`Outer::header`] keeps the headers in: the longest, rounded up to 16
+/// bytes. The lane takes a packet only with this much room in front of its IP header.
+pub(crate) const BLOCK: usize = OUTER_MAX.next_multiple_of(16);
+
 /// A hole: no backend has this place (a number is at most [`crate::flow::MAX_BACKEND`]).
-const HOLE: Outer = Outer { header: [0; OUTER_MAX], number: u32::MAX, sum: 0, len: 0, down: true, index: 0 };
+const HOLE: Outer = Outer { header: [0; BLOCK], number: u32::MAX, sum: 0, len: 0, down: true, index: 0 };
 
 impl Lane {
     /// An empty lane.
@@ -179,12 +187,15 @@ impl Lane {
                     }
                     Encap::Gue => write_gue(rest, IpProtocol::Ipv4, 0, tunnel.gue_port, 0, None),
                 }
+                let len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + extra;
+                let mut header = [0u8; BLOCK];
+                header[BLOCK - len..].copy_from_slice(&h[..len]);
                 if let Some(o) = outer.get_mut(at) {
                     *o = Outer {
-                        header: h,
+                        header,
                         number: b.number,
                         sum,
-                        len: (ethernet::HEADER_LEN + ipv4::HEADER_LEN + extra) as u8,
+                        len: len as u8,
                         down: b.state == BackendState::Down,
                         index: i as u16,
                     };
@@ -325,14 +336,13 @@ pub struct V4Vips {
 }
 
 /// An address's answers without a port: per kind (TCP, UDP), the VIP that takes the
-/// packet when no single-port VIP does, and whether single-port VIPs need a probe.
+/// packet when no single-port VIP does, with [`BY_PORT`] set when single-port VIPs need
+/// a probe first.
 #[derive(Debug, Clone, Copy)]
 struct AddrSlot {
     /// `addr | 1 << 32`; 0 marks an empty slot.
     key: u64,
     any_port: [u32; 2],
-    /// Bit `kind`: some VIP of this address takes single ports of that kind.
-    by_port: u32,
 }
 
 /// A (address, kind, port) that some single-port VIP names, and the VIP that takes it.
@@ -343,8 +353,11 @@ struct PortSlot {
     vip: u32,
 }
 
-const NONE: u32 = u32::MAX;
-const EMPTY_ADDR: AddrSlot = AddrSlot { key: 0, any_port: [NONE; 2], by_port: 0 };
+/// No VIP (a snapshot has far fewer than 2^31).
+const NONE: u32 = u32::MAX >> 1;
+/// In [`AddrSlot::any_port`]: some VIP of the address takes single ports of that kind.
+const BY_PORT: u32 = 1 << 31;
+const EMPTY_ADDR: AddrSlot = AddrSlot { key: 0, any_port: [NONE; 2] };
 
 #[inline(always)]
 fn port_key(addr: u32, kind: usize, port: u16) -> u64 {
@@ -407,7 +420,7 @@ impl V4Vips {
                 let find = |port: u16| snap.find_vip(IpAddr::V4(a.into()), protocol, port).map(|(i, _)| i);
                 slot.any_port[kind] = unnamed.and_then(find).unwrap_or(NONE);
                 if !ports.is_empty() {
-                    slot.by_port |= 1 << kind;
+                    slot.any_port[kind] |= BY_PORT;
                 }
                 for p in ports {
                     port_entries.push((port_key(a, kind, p), find(p).unwrap_or(NONE)));
@@ -472,7 +485,8 @@ impl V4Vips {
                 i = (i + 1) & self.addr_mask;
             }
         };
-        if slot.by_port & (1 << kind) != 0 {
+        let any_port = slot.any_port[kind];
+        if any_port & BY_PORT != 0 {
             let key = port_key(addr, kind, port);
             let mut j = home(key, self.port_mask);
             loop {
@@ -486,7 +500,7 @@ impl V4Vips {
                 j = (j + 1) & self.port_mask;
             }
         }
-        let v = slot.any_port[kind];
+        let v = any_port & !BY_PORT;
         (v != NONE).then_some(v)
     }
 
@@ -535,45 +549,37 @@ pub(crate) const L4: usize = L3 + 20;
 
 /// Reads a frame at fixed offsets: an untagged Ethernet frame to `mac` (its six bytes,
 /// little-endian, in a word) with an IPv4 header without options, not a fragment, TTL
-/// above 0, carrying a whole TCP or UDP header, to a VIP. Anything else is `None`.
+/// above 0, carrying a whole TCP or UDP header, to a VIP. Anything else is `None`, and so
+/// is a frame shorter than 54 bytes (a TCP header's worth: any frame off the wire, at least
+/// 60 bytes, has it).
 #[inline(always)]
 pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> Option<Express> {
-    let h = f.first_chunk::<{ L4 + 8 }>()?;
-    let word = |at: usize| {
-        u64::from_le_bytes([
-            h[at],
-            h[at + 1],
-            h[at + 2],
-            h[at + 3],
-            h[at + 4],
-            h[at + 5],
-            h[at + 6],
-            h[at + 7],
-        ])
-    };
+    let h = f.first_chunk::<{ L4 + 20 }>()?;
+    let word = |at: usize| u64::from_le_bytes(*h[at..].first_chunk::<8>().unwrap_or(&[0; 8]));
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
     let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
     // Destination MAC; EtherType 0x0800 and version 4 with a 20-byte header.
     if (word(0) ^ mac) & 0xffff_ffff_ffff != 0 || word(8) >> 32 & 0x00ff_ffff != 0x45_0008 {
         return None;
     }
-    let ip_len = usize::from(be16(L3 + 2));
-    let (flags_offset, ttl, protocol) = (be16(L3 + 6), h[L3 + 8], h[L3 + 9]);
-    if L3 + ip_len > f.len() || flags_offset & 0x3fff != 0 || ttl == 0 {
+    // Total length, identification, flags and fragment offset, TTL, protocol.
+    let w = word(L3 + 2);
+    let ip_len = usize::from((w as u16).swap_bytes());
+    // Neither MF nor an offset; a TTL.
+    if L3 + ip_len > f.len() || w & 0x0000_ff3f_0000_0000 != 0 || w & 0x00ff_0000_0000_0000 == 0 {
         return None;
     }
-    // Each protocol's header whole, and the IP packet at least as long (so `ip_len - 20`
-    // is evaluated only past the check that it is long enough).
+    let protocol = (w >> 56) as u8;
+    // Each protocol's header whole, and the IP packet at least as long.
     let class = match protocol {
         6 => {
-            let t = f.first_chunk::<{ L4 + 20 }>()?;
             // 20 bytes at least, and as long as its data offset says.
-            let doff = usize::from(t[L4 + 12] >> 4) * 4;
-            if ip_len < 40 || doff < 20 || doff > ip_len - 20 {
+            let doff = usize::from(h[L4 + 12] >> 4) * 4;
+            if doff < 20 || 20 + doff > ip_len {
                 return None;
             }
             // FIN or RST.
-            if t[L4 + 13] & 0x05 != 0 {
+            if h[L4 + 13] & 0x05 != 0 {
                 TimeoutClass::Closing
             } else {
                 TimeoutClass::Tcp
@@ -581,7 +587,7 @@ pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> 
         }
         17 => {
             let len = usize::from(be16(L4 + 4));
-            if ip_len < 28 || len < 8 || len > ip_len - 20 {
+            if len < 8 || 20 + len > ip_len {
                 return None;
             }
             TimeoutClass::Udp

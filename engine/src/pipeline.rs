@@ -664,7 +664,8 @@ impl Pipeline {
         let lane = snap.lane();
         let v = lane.vip.get(x.vip as usize)?;
         let ip_len = usize::from(x.ip_len);
-        if ip_len + v.overhead as usize > lane.mtu || buf.headroom() < v.overhead as usize {
+        // The tunnel's headers are written as one block in front of the IP header.
+        if ip_len + v.overhead as usize > lane.mtu || buf.headroom() + express::L3 < express::BLOCK {
             return None;
         }
         let mut moved = false;
@@ -716,23 +717,16 @@ impl Pipeline {
             }
         }
         // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
-        // of this function that the headroom holds the tunnel's headers, and the header
-        // sizes below are the three the lane makes.
-        let out = buf.reframe(express::L3, ip_len, usize::from(outer.len))?;
-        // Copies of fixed sizes, a few moves each.
-        fn put<const N: usize>(out: &mut [u8], header: &[u8; express::OUTER_MAX]) -> Option<()> {
-            *<&mut [u8; N]>::try_from(out).ok()? = *header.first_chunk::<N>()?;
-            Some(())
-        }
-        match out.len() {
-            34 => put::<34>(out, &outer.header)?,
-            38 => put::<38>(out, &outer.header)?,
-            _ => put::<{ express::OUTER_MAX }>(out, &outer.header)?,
-        }
+        // of this function that the headroom holds the block.
+        let len = usize::from(outer.len);
+        let block = buf.reframe::<{ express::BLOCK }>(express::L3, ip_len, len)?;
+        *block = outer.header;
         let ident = self.ip_ident.wrapping_add(1);
         self.ip_ident = ident;
-        let total_len = (out.len() - ethernet::HEADER_LEN + ip_len) as u16;
-        let ip = out.get_mut(ethernet::HEADER_LEN..)?.first_chunk_mut::<{ ipv4::HEADER_LEN }>()?;
+        let total_len = (len - ethernet::HEADER_LEN + ip_len) as u16;
+        let ip = block
+            .get_mut(express::BLOCK - len + ethernet::HEADER_LEN..)?
+            .first_chunk_mut::<{ ipv4::HEADER_LEN }>()?;
         ip[1] = tos;
         ip[2..4].copy_from_slice(&total_len.to_be_bytes());
         ip[4..6].copy_from_slice(&ident.to_be_bytes());
@@ -745,15 +739,18 @@ impl Pipeline {
         sum = (sum & 0xffff) + (sum >> 16);
         sum = (sum & 0xffff) + (sum >> 16);
         ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        if let Some(udp) = out.get_mut(ethernet::HEADER_LEN + ipv4::HEADER_LEN..express::OUTER_MAX) {
+        if len == express::OUTER_MAX {
             // GUE: the source port from the flow, the length covering GUE's header and the
             // inner packet.
+            const UDP_AT: usize =
+                express::BLOCK - express::OUTER_MAX + ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+            let udp = block.get_mut(UDP_AT..)?.first_chunk_mut::<{ udp::HEADER_LEN }>()?;
             udp[0..2].copy_from_slice(&gue_source_port(hash).to_be_bytes());
             udp[4..6]
                 .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
         }
         let slot = v.counter_base as usize + index;
-        let len = usize::from(outer.len) + ip_len;
+        let len = len + ip_len;
         self.count_traffic(slot, len, at);
         Some(len)
     }
