@@ -288,6 +288,11 @@ impl IdleTimeouts {
     }
 }
 
+/// A miss of [`FlowTable::lookup_absent`]: `true` when the table holds no entry of the
+/// key at all (rather than an expired one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Absent(pub bool);
+
 /// What [`FlowTable::insert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -504,11 +509,32 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<u32> {
-        let e = self.find_mut(check, hash)?;
+        self.lookup_absent(check, hash, now, timeouts, class).ok()
+    }
+
+    /// [`lookup_check`](FlowTable::lookup_check), telling a key the table does not hold
+    /// apart from one whose entry expired or goes to no backend any more: a new flow is
+    /// then remembered with [`insert_absent`](FlowTable::insert_absent), which does not
+    /// look it up again.
+    #[inline(always)]
+    pub fn lookup_absent(
+        &mut self,
+        check: u64,
+        hash: u64,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: Option<TimeoutClass>,
+    ) -> Result<u32, Absent> {
+        let Some((w, k)) = self.find(check, hash) else {
+            return Err(Absent(true));
+        };
+        let Some(e) = self.windows.get_mut(w).and_then(|win| win.0.get_mut(k)) else {
+            return Err(Absent(false));
+        };
         let now = ticks(now);
         let age = age(now, e.seen);
         if age >= timeouts.of(e.class_bits()) {
-            return None;
+            return Err(Absent(false));
         }
         // Never back in time.
         e.seen = e.seen.wrapping_add(age);
@@ -518,7 +544,7 @@ impl FlowTable {
             // key).
             e.backend_class |= (c as u32) << 30;
         }
-        Some(e.backend())
+        Ok(e.backend())
     }
 
     /// Remembers that `key` goes to `backend` (a number up to [`MAX_BACKEND`]), replacing
@@ -545,13 +571,44 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) -> Inserted {
+        let at = self.find(check, hash);
+        self.insert_found(at, check, hash, backend, now, timeouts, class)
+    }
+
+    /// [`insert_check`](FlowTable::insert_check) of a key that
+    /// [`lookup_absent`](FlowTable::lookup_absent) just found absent (with no insert in
+    /// between).
+    pub fn insert_absent(
+        &mut self,
+        check: u64,
+        hash: u64,
+        backend: u32,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: TimeoutClass,
+    ) -> Inserted {
+        self.insert_found(None, check, hash, backend, now, timeouts, class)
+    }
+
+    /// An insert, with the key's own entry (`at`) already looked up.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn insert_found(
+        &mut self,
+        mut at: Option<(usize, usize)>,
+        check: u64,
+        hash: u64,
+        backend: u32,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: TimeoutClass,
+    ) -> Inserted {
         // The key's own entry if it has one; else a free entry of the first window, else of
         // the second (see the module doc); else room made by moving a flow to its other
         // window; else the least recently seen flow of both windows is evicted.
         let now = ticks(now);
         let entry = Entry { check, seen: now, backend_class: (backend & MAX_BACKEND) | (class as u32) << 30 };
         let [w0, w1] = self.homes(hash, check);
-        let mut at = self.find(check, hash);
         for w in [w0, w1] {
             if at.is_some() {
                 break;
@@ -609,13 +666,6 @@ impl FlowTable {
             }
         }
         None
-    }
-
-    /// The key's entry, as [`find`](Self::find) finds it.
-    #[inline(always)]
-    fn find_mut(&mut self, check: u64, hash: u64) -> Option<&mut Entry> {
-        let (w, k) = self.find(check, hash)?;
-        self.windows.get_mut(w)?.0.get_mut(k)
     }
 
     /// Forgets `key`.

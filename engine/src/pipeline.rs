@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::express::{self, Express};
-use crate::flow::{FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
+use crate::flow::{Absent, FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
 use crate::maglev;
 use crate::stats::TrafficCounters;
 use crate::table::{BackendState, Encap, PoolBackend, Snapshot, Vip};
@@ -670,7 +670,8 @@ impl Pipeline {
         }
         let mut moved = false;
         let mut known: Option<(usize, &express::Outer)> = None;
-        if let Some(number) = self.flows.lookup_check(x.check, x.hash, now, &lane.timeouts, Some(x.class)) {
+        let found = self.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));
+        if let Ok(number) = found {
             match lane.outer_of_number(v, number) {
                 Some(o) if !o.down => known = Some((usize::from(o.index), o)),
                 // Down, or no longer in the pool.
@@ -713,7 +714,15 @@ impl Pipeline {
             self.counters.flow_misses += 1;
             // A RST or FIN of an unknown flow opens none.
             if x.class != TimeoutClass::Closing {
-                self.remember(x.check, x.hash, outer.number, now, &lane.timeouts, x.class);
+                self.remember(
+                    found == Err(Absent(true)),
+                    x.check,
+                    x.hash,
+                    outer.number,
+                    now,
+                    &lane.timeouts,
+                    x.class,
+                );
             }
         }
         // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
@@ -1041,7 +1050,8 @@ impl Pipeline {
         let timeouts = *snap.idle_timeouts();
         let class = if p.icmp_error { None } else { Some(p.class) };
         let mut backend: Option<(u16, &PoolBackend)> = None;
-        if let Some(number) = self.flows.lookup_check(p.check, p.hash, now, &timeouts, class) {
+        let found = self.flows.lookup_absent(p.check, p.hash, now, &timeouts, class);
+        if let Ok(number) = found {
             let lane = snap.lane();
             let found =
                 lane.vip.get(p.vip as usize).and_then(|v| lane.outer_of_number(v, number)).and_then(|o| {
@@ -1080,7 +1090,15 @@ impl Pipeline {
                 };
                 // An ICMP error opens no flow; a RST or FIN of an unknown flow needs none.
                 if !p.icmp_error && !p.closing {
-                    self.remember(p.check, p.hash, b.number, now, &timeouts, p.class);
+                    self.remember(
+                        found == Err(Absent(true)),
+                        p.check,
+                        p.hash,
+                        b.number,
+                        now,
+                        &timeouts,
+                        p.class,
+                    );
                 }
                 (i, *b)
             }
@@ -1101,8 +1119,10 @@ impl Pipeline {
 
     /// Remembers a new flow; counts `flow_table_full` when it took a live flow's place.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn remember(
         &mut self,
+        absent: bool,
         check: u64,
         hash: u64,
         backend: u32,
@@ -1110,7 +1130,12 @@ impl Pipeline {
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) {
-        if self.flows.insert_check(check, hash, backend, now, timeouts, class) == Inserted::Evicted {
+        let inserted = if absent {
+            self.flows.insert_absent(check, hash, backend, now, timeouts, class)
+        } else {
+            self.flows.insert_check(check, hash, backend, now, timeouts, class)
+        };
+        if inserted == Inserted::Evicted {
             self.counters.flow_table_full += 1;
         }
     }
