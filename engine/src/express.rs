@@ -48,9 +48,9 @@ pub(crate) struct LaneVip {
     pub(crate) overhead: u32,
     /// Where the pool's backends are in its outer headers: backend number `lo + j` at
     /// `outer_base + j` for every `j < span` (holes where the pool has no such number),
-    /// when the pool's numbers lie close together (a config's do when first read, and stay
-    /// within a few times the pool's size through most reloads): a flow's number finds its
-    /// headers, and in them the backend's index, in one read. Otherwise (`hashed`) by
+    /// when the pool's numbers lie close enough together (see [`Lane::build`]; a config's
+    /// do when first read, and through most reloads): a flow's number finds its headers,
+    /// and in them the backend's index, in one read. Otherwise (`hashed`) by
     /// index, with the pool's map in [`Lane::numbers`] (starting at `number_lo`, mask
     /// `number_span`) to turn a number into an index.
     pub(crate) number_lo: u32,
@@ -113,15 +113,30 @@ impl Lane {
         let mut groups: std::collections::HashMap<(u32, Encap), u32> = std::collections::HashMap::new();
         let mut vip = Vec::with_capacity(snap.vips().len());
         // Per pool: the range of its numbers, when they are close enough to lay its outer
-        // headers out by number (see `LaneVip::number_lo`).
-        let by_number: Vec<Option<(u32, u32)>> = snap
+        // headers out by number (see `LaneVip::number_lo`): always within four places a
+        // backend (and 256 more), and within sixteen (and 1 024) while the holes of all such
+        // pools stay within a budget (eight a backend of the snapshot, and 65 536 more: at
+        // most 64 bytes each). Numbers spread so as reloads add backends to many pools at
+        // once: each pool's new ones are numbered after the others' old ones.
+        let spans: Vec<(u32, usize, usize)> = snap
             .pools()
             .iter()
             .map(|p| {
                 let numbers = p.backends().iter().map(|b| b.number);
                 let (lo, hi) = (numbers.clone().min().unwrap_or(0), numbers.max().unwrap_or(0));
-                let span = (hi - lo) as usize + 1;
-                (span <= 4 * p.backends().len() + 256).then_some((lo, span as u32))
+                (lo, (hi - lo) as usize + 1, p.backends().len())
+            })
+            .collect();
+        let mut holes = 8 * spans.iter().map(|s| s.2).sum::<usize>() + 65_536;
+        let by_number: Vec<Option<(u32, u32)>> = spans
+            .iter()
+            .map(|&(lo, span, n)| {
+                let near = span <= 4 * n + 256;
+                let spread = !near && span <= 16 * n + 1024 && span - n <= holes;
+                if spread {
+                    holes -= span - n;
+                }
+                (near || spread).then_some((lo, span as u32))
             })
             .collect();
         let (numbers, maps) = Numbers::build(snap.pools(), |p| by_number[p].is_none());

@@ -1122,30 +1122,41 @@ mod tests {
             ("203.0.113.10", Some(80), Tcp),
             ("203.0.113.11", Some(443), Tcp),
             ("203.0.113.12", Some(443), Tcp),
+            ("203.0.113.13", Some(443), Tcp),
         ]);
         let backend = |last: u16| BackendSpec {
             id: BackendId::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xfe, 0, 0, 0, 0, last))),
             weight: 1,
             state: BackendState::Active,
         };
-        // VIP 0: backends numbered as one config reads them; VIP 1: one numbered hundreds
+        // VIP 0: backends numbered as one config reads them; VIP 1: one numbered thousands
         // of numbers before the others, so that its pool's numbers are looked up hashed.
         sp.vips[0].backends = (1..=20).map(backend).collect();
         let far = backend(1000);
         backend_number(&far.id).unwrap();
-        for n in 2000..2600 {
+        for n in 2000..4000 {
             backend_number(&backend(n).id).unwrap();
         }
-        sp.vips[1].backends = std::iter::once(far).chain((3000..3010).map(backend)).collect();
+        sp.vips[1].backends = std::iter::once(far).chain((5000..5010).map(backend)).collect();
         // VIP 2: numbered close together, but against the pool's order.
         for n in (400..410).rev() {
             backend_number(&backend(n).id).unwrap();
         }
         sp.vips[2].backends = (400..410).map(backend).collect();
+        // VIP 3: one numbered 400 numbers before the other 20 (as when a reload adds
+        // backends to many pools): more than four places a backend apart, less than sixteen.
+        let early = backend(6000);
+        backend_number(&early.id).unwrap();
+        for n in 6100..6500 {
+            backend_number(&backend(n).id).unwrap();
+        }
+        sp.vips[3].backends = std::iter::once(early).chain((7000..7020).map(backend)).collect();
         let snap = Snapshot::build(&sp).unwrap();
         let lane = snap.lane();
         assert!(lane.vip[1].hashed);
         assert!(!lane.vip[2].hashed, "laid out by number, against its order");
+        let spread = lane.vip[3].number_span as usize;
+        assert!(!lane.vip[3].hashed && spread > 4 * 21 + 256, "laid out by number, {spread} places");
         for (i, v) in snap.vips().iter().enumerate() {
             let pool = &snap.pools()[v.pool as usize];
             for (k, b) in pool.backends().iter().enumerate() {
