@@ -651,7 +651,9 @@ impl Pipeline {
     /// The express lane's second half: the flow, the backend, the tunnel; `Some(length)` when
     /// packet `at` (its index in the burst) is forwarded (the caller counts it). `None` (with
     /// nothing changed but the flow's last-seen time) leaves the packet to the general path:
-    /// a packet too big for the tunnel, an IPv6 backend, a pool without backends.
+    /// a packet too big for the tunnel, an IPv6 backend, a pool without backends, a buffer
+    /// with less room in front of its IP header than the lane's header block
+    /// ([`express::BLOCK`], 48 bytes: 34 in front of the frame).
     #[inline(always)]
     fn express_forward(
         &mut self,
