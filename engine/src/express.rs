@@ -77,6 +77,8 @@ pub(crate) struct Outer {
     /// take the backend (an IPv6 backend, or no IPv4 tunnel source).
     pub(crate) len: u8,
     pub(crate) down: bool,
+    /// Up, and the lane's to send to (`len` not 0).
+    pub(crate) taken: bool,
     /// The backend's index in its pool.
     pub(crate) index: u16,
 }
@@ -90,7 +92,8 @@ pub(crate) const OUTER_MAX: usize =
 pub(crate) const BLOCK: usize = OUTER_MAX.next_multiple_of(16);
 
 /// A hole: no backend has this place (a number is at most [`crate::flow::MAX_BACKEND`]).
-const HOLE: Outer = Outer { header: [0; BLOCK], number: u32::MAX, sum: 0, len: 0, down: true, index: 0 };
+const HOLE: Outer =
+    Outer { header: [0; BLOCK], number: u32::MAX, sum: 0, len: 0, down: true, taken: false, index: 0 };
 
 impl Lane {
     /// An empty lane.
@@ -174,7 +177,7 @@ impl Lane {
                     continue;
                 };
                 // The lane does not take it, but the general path finds it here.
-                *o = Outer { number: b.number, index: i as u16, ..HOLE };
+                *o = Outer { number: b.number, index: i as u16, down: b.state == BackendState::Down, ..HOLE };
                 let (IpAddr::V4(dst), Some(src)) = (b.id.addr, tunnel.source_v4) else {
                     continue;
                 };
@@ -212,6 +215,7 @@ impl Lane {
                         sum,
                         len: len as u8,
                         down: b.state == BackendState::Down,
+                        taken: b.state != BackendState::Down,
                         index: i as u16,
                     };
                 }

@@ -675,7 +675,9 @@ impl Pipeline {
         let found = self.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));
         if let Ok(number) = found {
             match lane.outer_of_number(v, number) {
-                Some(o) if !o.down => known = Some((usize::from(o.index), o)),
+                Some(o) if o.taken => known = Some((usize::from(o.index), o)),
+                // Up, but not the lane's to send to.
+                Some(o) if !o.down => return None,
                 // Down, or no longer in the pool.
                 _ => moved = true,
             }
@@ -700,12 +702,13 @@ impl Pipeline {
                 let hash = if self.prefetch_rings { self.maglev[at % MAX_BURST] } else { flow_hash(buf)? };
                 let pool = snap.pools().get(v.pool as usize)?;
                 let (i, _) = pool.pick(hash)?;
-                (usize::from(i), lane.outer_of_index(v, pool, usize::from(i))?, hash)
+                let outer = lane.outer_of_index(v, pool, usize::from(i))?;
+                if outer.len == 0 {
+                    return None;
+                }
+                (usize::from(i), outer, hash)
             }
         };
-        if outer.len == 0 {
-            return None;
-        }
         // From here on the lane finishes the packet.
         if moved {
             self.counters.flow_moved += 1;
