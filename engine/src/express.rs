@@ -118,9 +118,10 @@ impl Lane {
         // Per pool: the range of its numbers, when they are close enough to lay its outer
         // headers out by number (see `LaneVip::number_lo`): always within four places a
         // backend (and 256 more), and within sixteen (and 1 024) while the holes of all such
-        // pools stay within a budget (eight a backend of the snapshot, and 65 536 more: at
-        // most 64 bytes each). Numbers spread so as reloads add backends to many pools at
-        // once: each pool's new ones are numbered after the others' old ones.
+        // pools stay within a budget (eight a backend of the snapshot and 65 536 more, 262 144
+        // at most: 64 bytes each, so 16 MiB at most). Numbers spread so as reloads add
+        // backends to many pools at once: each pool's new ones are numbered after the
+        // others' old ones.
         let spans: Vec<(u32, usize, usize)> = snap
             .pools()
             .iter()
@@ -130,7 +131,7 @@ impl Lane {
                 (lo, (hi - lo) as usize + 1, p.backends().len())
             })
             .collect();
-        let mut holes = 8 * spans.iter().map(|s| s.2).sum::<usize>() + 65_536;
+        let mut holes = (8 * spans.iter().map(|s| s.2).sum::<usize>() + 65_536).min(262_144);
         let by_number: Vec<Option<(u32, u32)>> = spans
             .iter()
             .map(|&(lo, span, n)| {
