@@ -513,9 +513,8 @@ impl FlowTable {
     }
 
     /// [`lookup_check`](FlowTable::lookup_check), telling a key the table does not hold
-    /// apart from one whose entry expired or goes to no backend any more: a new flow is
-    /// then remembered with [`insert_absent`](FlowTable::insert_absent), which does not
-    /// look it up again.
+    /// apart from one whose entry expired: a new flow of the first kind is then remembered
+    /// with [`insert_absent`](FlowTable::insert_absent), which does not look it up again.
     #[inline(always)]
     pub fn lookup_absent(
         &mut self,
@@ -751,6 +750,32 @@ mod tests {
         t.insert(&k, h, 5, 3000 * TICK, &T, TimeoutClass::Udp);
         t.remove(&k, h);
         assert_eq!(t.lookup(&k, h, 3000 * TICK, &T, None), None);
+    }
+
+    /// A lookup tells a key the table does not hold from one whose entry expired; a new
+    /// flow remembered after the first takes one entry, and after the second its old one.
+    #[test]
+    fn a_miss_says_whether_the_key_has_an_entry() {
+        let mut t = FlowTable::with_keys(64, (1, 2));
+        let (k, other) = (key(1), key(2));
+        let (h, c) = (t.hash(&k), t.check(&k));
+        let live = |t: &FlowTable, now: u64| t.live(now, &T).count();
+        assert_eq!(t.lookup_absent(c, h, 1000 * TICK, &T, None), Err(Absent(true)));
+        assert_eq!(t.insert_absent(c, h, 7, 1000 * TICK, &T, TimeoutClass::Tcp), Inserted::Fresh);
+        assert_eq!(t.lookup_absent(c, h, 1001 * TICK, &T, None), Ok(7));
+        assert_eq!(live(&t, 1001 * TICK), 1);
+        // Expired: an entry, but no backend.
+        assert_eq!(t.lookup_absent(c, h, 1200 * TICK, &T, None), Err(Absent(false)));
+        t.insert_check(c, h, 8, 1200 * TICK, &T, TimeoutClass::Tcp);
+        assert_eq!(t.lookup_absent(c, h, 1201 * TICK, &T, None), Ok(8));
+        assert_eq!(
+            t.capacity() - t.windows.iter().flat_map(|w| w.0.iter()).filter(|e| e.check == 0).count(),
+            1
+        );
+        // Another key is absent all along.
+        let (ho, co) = (t.hash(&other), t.check(&other));
+        assert_eq!(t.lookup_absent(co, ho, 1201 * TICK, &T, None), Err(Absent(true)));
+        assert_eq!(live(&t, 1201 * TICK), 1);
     }
 
     #[test]
