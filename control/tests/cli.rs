@@ -161,3 +161,33 @@ fn bench_on_dpdk_without_the_driver_says_how_to_build_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--features dpdk"), "{err}");
 }
+
+/// Sparse Maglev tables are named in one warning for the whole config, however many pools
+/// have them.
+#[test]
+fn sparse_rings_are_named_once() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let mut config = text[..text.find("[[vip]]").unwrap()].to_string();
+    // Three pools of 700 backends against 65 537 slots: 70 000 would be needed.
+    for (i, port) in [80, 443, 8080].into_iter().enumerate() {
+        config.push_str(&format!(
+            "[[vip]]\naddress = \"203.0.113.20\"\nport = {port}\nprotocol = \"tcp\"\nencap = \"ipip\"\nbackends = [\n"
+        ));
+        for b in 0..700 {
+            config.push_str(&format!("  {{ address = \"2001:db8:{i}::{b:x}\", weight = 1 }},\n"));
+        }
+        config.push_str("]\n\n");
+    }
+    let dir = std::env::temp_dir().join(format!("vipgate-sparse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sparse.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = vipgate(&["check", "--config", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("sparse")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("3 pools") && warnings[0].contains("at least 70000 slots"), "{err}");
+}

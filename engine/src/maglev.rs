@@ -275,9 +275,9 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// Builds the table for `backends` (in any order) under `seed`, with `m` slots.
-    ///
-    /// Logs a warning when the table is sparse (see [`is_sparse`]).
+    /// Builds the table for `backends` (in any order) under `seed`, with `m` slots. A table
+    /// may be sparse (see [`is_sparse`]): the snapshot that builds rings says so, once for
+    /// all of them.
     pub fn build(backends: &[Backend], seed: u64, m: u32) -> Result<Ring, MaglevError> {
         if !TABLE_SIZES.contains(&m) {
             return Err(MaglevError::TableSize(m));
@@ -296,14 +296,6 @@ impl Ring {
         let w_max = sorted.iter().map(|b| b.weight).max().unwrap_or(0);
         if w_max == 0 {
             return Err(MaglevError::AllWeightsZero);
-        }
-        let active = sorted.iter().filter(|b| b.weight > 0).count();
-        if is_sparse(m, active) {
-            log::warn!(
-                "Maglev table of {m} slots for {active} backends is sparse: shares may differ by more \
-                 than 1%; use at least {} slots",
-                SPARSE_FACTOR * active
-            );
         }
         let slots = populate(&sorted, seed, m, w_max);
         Ok(Ring {

@@ -558,8 +558,25 @@ impl Snapshot {
         if built.len() != to_build.len() {
             return Err(TableError::Incomplete);
         }
-        for ((p, _), pool) in to_build.iter().zip(built) {
-            pools[*p] = Some(pool?);
+        // Sparse rings (see `maglev::is_sparse`), in one line for the whole snapshot.
+        let mut sparse: Option<(&str, usize, usize)> = None;
+        for ((p, name), pool) in to_build.iter().zip(built) {
+            let pool = pool?;
+            let active =
+                pool.backends().iter().filter(|b| b.state == BackendState::Active && b.weight > 0).count();
+            if pool.ring().is_some() && maglev::is_sparse(spec.table_size, active) {
+                let (first, most, count) = sparse.unwrap_or((name, 0, 0));
+                sparse = Some((first, most.max(active), count + 1));
+            }
+            pools[*p] = Some(pool);
+        }
+        if let Some((first, most, count)) = sparse {
+            let (m, least) = (spec.table_size, maglev::SPARSE_FACTOR * most);
+            let which = match count {
+                1 => format!("table of {m} slots is sparse for the {most} backends of VIP {first}"),
+                _ => format!("tables of {m} slots are sparse for {count} pools (the first for VIP {first}; up to {most} backends)"),
+            };
+            log::warn!("Maglev {which}: shares may differ by more than 1%; use at least {least} slots");
         }
         let pools: Vec<Pool> =
             pools.into_iter().map(|p| p.ok_or(TableError::Incomplete)).collect::<Result<_, _>>()?;
