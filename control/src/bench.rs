@@ -83,6 +83,9 @@ pub struct BenchSpec {
     pub seconds: f64,
     /// Exactly this many packets per worker after warm-up (for instruction counts).
     pub packets: Option<u64>,
+    /// The express lane off: every packet takes the general path, as packets to IPv6 VIPs
+    /// and the IPv4 ones the lane does not take do.
+    pub general_path: bool,
 }
 
 /// What one worker measured.
@@ -332,9 +335,12 @@ impl<'a> Meter<'a> {
 }
 
 /// A pipeline as a worker has one: its flow table, and per-(VIP, backend) counters.
-fn bench_pipeline(capacity: usize, snap: &Snapshot) -> Pipeline {
-    let mut pipeline =
-        Pipeline::new(PipelineOptions { flow_capacity: capacity, ..PipelineOptions::default() });
+fn bench_pipeline(capacity: usize, snap: &Snapshot, general_path: bool) -> Pipeline {
+    let mut pipeline = Pipeline::new(PipelineOptions {
+        flow_capacity: capacity,
+        general_path_only: general_path,
+        ..PipelineOptions::default()
+    });
     pipeline.set_traffic(std::sync::Arc::new(vipgate_engine::stats::TrafficCounters::new(
         snap.generation(),
         snap.traffic_slots(),
@@ -349,7 +355,7 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         Workload::Syn => per_worker_flows as usize,
         _ => (2 * per_worker_flows as usize).max(1024),
     };
-    let mut pipeline = bench_pipeline(capacity, snap);
+    let mut pipeline = bench_pipeline(capacity, snap, spec.general_path);
     let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
     let mut verdicts = vec![Verdict::Forward; BURST];
     let base = worker as u32 * per_worker_flows;
@@ -473,7 +479,7 @@ fn run_dpdk_worker(
     let flows = spec.flows;
     let capacity =
         if spec.workload == Workload::Syn { flows as usize } else { (2 * flows as usize).max(1024) };
-    let mut pipeline = bench_pipeline(capacity, snap);
+    let mut pipeline = bench_pipeline(capacity, snap, spec.general_path);
     let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::empty()).collect();
     let mut verdicts = [Verdict::Forward; BURST];
     let mut source = match spec.workload {
@@ -580,7 +586,7 @@ pub fn run(spec: &BenchSpec, mut on_progress: impl FnMut(f64)) -> Result<Vec<Wor
 
 /// A run as JSON.
 pub fn to_json(spec: &BenchSpec, results: &[WorkerResult]) -> Value {
-    json!({
+    let mut run = json!({
         "workload": spec.workload.name(),
         "flows": spec.flows,
         "vips": spec.vips,
@@ -595,7 +601,12 @@ pub fn to_json(spec: &BenchSpec, results: &[WorkerResult]) -> Value {
             "forwarded": r.forwarded,
             "latency_ns": { "p50": r.latency_ns[0], "p99": r.latency_ns[1], "p99.9": r.latency_ns[2] },
         })).collect::<Vec<_>>(),
-    })
+    });
+    // Only when set, so that runs saved before the option compare as lane runs.
+    if spec.general_path {
+        run["general_path"] = Value::from(true);
+    }
+    run
 }
 
 /// The header of the table.
@@ -611,7 +622,10 @@ pub fn to_rows(run: &Value, baseline: Option<&Value>) -> Vec<String> {
     for (i, w) in run["workers"].as_array().into_iter().flatten().enumerate() {
         let mut row = format!(
             "{:<10} {:<10} {:<5} {:<8} {:<6} {:>10} {:>7.2} {:>7.1} {:>11.1} {:>7} {:>7} {:>9} {:>13.1}",
-            run["workload"].as_str().unwrap_or(""),
+            match run["general_path"].as_bool() {
+                Some(true) => format!("{} (gp)", run["workload"].as_str().unwrap_or("")),
+                _ => run["workload"].as_str().unwrap_or("").to_string(),
+            },
             run["flows"].to_string(),
             run["vips"].to_string(),
             run["backends"].to_string(),
@@ -637,10 +651,10 @@ pub fn to_rows(run: &Value, baseline: Option<&Value>) -> Vec<String> {
     rows
 }
 
-/// The run of `baseline` (a saved `--json` output) with the same workload and sizes.
+/// The run of `baseline` (a saved `--json` output) with the same workload, sizes and path.
 pub fn find_baseline<'a>(baseline: &'a Value, run: &Value) -> Option<&'a Value> {
     baseline["runs"]
         .as_array()?
         .iter()
-        .find(|b| ["workload", "flows", "vips", "backends"].iter().all(|k| b[*k] == run[*k]))
+        .find(|b| ["workload", "flows", "vips", "backends", "general_path"].iter().all(|k| b[*k] == run[*k]))
 }

@@ -148,6 +148,10 @@ pub struct BenchArgs {
     /// (2, 100, 1000).
     #[arg(long, value_name = "WHAT")]
     pub sweep: Option<String>,
+    /// Every packet by the general path, the express lane off: what packets to IPv6 VIPs,
+    /// fragments and IPv4 packets with options cost (runs are marked "(gp)").
+    #[arg(long)]
+    pub general_path: bool,
     /// Print JSON (one object with every run) instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -302,6 +302,7 @@ fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
         workers: args.workers,
         seconds: args.seconds,
         packets: args.packets,
+        general_path: args.general_path,
     };
     let specs: Vec<BenchSpec> = match args.sweep.as_deref() {
         None => vec![base],

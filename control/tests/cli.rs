@@ -143,6 +143,29 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway")), "{text}");
 
+    // The general path alone forwards every packet too; its runs are marked as such, and
+    // a saved lane run is no baseline for them.
+    let out = vipgate(&["bench", "--packets", "640", "--flows", "100", "--general-path", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["general_path"], true);
+    assert_eq!(v["runs"][0]["workers"][0]["forwarded"], 640);
+    let out = vipgate(&[
+        "bench",
+        "--packets",
+        "640",
+        "--flows",
+        "100",
+        "--workload",
+        "gateway",
+        "--general-path",
+        "--compare",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway (gp)")), "{text}");
+
     let out = vipgate(&["bench", "--workload", "jumbo"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not one of 64b, gateway, syn"));
