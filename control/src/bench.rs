@@ -16,7 +16,7 @@
 //! per packet (x86_64), and the latency of a packet's time in the engine (its burst's
 //! processing time) as p50/p99/p99.9 from an HDR histogram.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +86,8 @@ pub struct BenchSpec {
     /// The express lane off: every packet takes the general path, as packets to IPv6 VIPs
     /// and the IPv4 ones the lane does not take do.
     pub general_path: bool,
+    /// IPv6 VIPs, backends (IPv6 in IPv6) and clients (64b and syn).
+    pub ipv6: bool,
 }
 
 /// What one worker measured.
@@ -142,22 +144,29 @@ fn vip_of(v: u32) -> (Ipv4Addr, u16) {
     (Ipv4Addr::new(203, 0, 113, 1 + (v % 250) as u8), 8000 + (v / 250) as u16)
 }
 
+/// The IPv6 counterpart of an IPv4 address of the bench: the same last octet under
+/// `prefix` (a /48 of 2001:db8::/32).
+fn v6_of(prefix: u16, a: Ipv4Addr) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, prefix, 0, 0, 0, 0, u16::from(a.octets()[3]))
+}
+
 /// The bench's snapshot: `vips` UDP-or-TCP VIPs (even: UDP, odd: TCP) each with
-/// `backends` backends, IPIP, in [`POOLS`] pools.
-pub fn snapshot(vips: u32, backends: u32) -> Result<Snapshot, String> {
+/// `backends` backends, IPIP (IPv6 in IPv6 with `ipv6`), in [`POOLS`] pools.
+pub fn snapshot(vips: u32, backends: u32, ipv6: bool) -> Result<Snapshot, String> {
+    let addr = |prefix: u16, a: Ipv4Addr| if ipv6 { IpAddr::V6(v6_of(prefix, a)) } else { IpAddr::V4(a) };
     let vip_specs = (0..vips)
         .map(|v| {
-            let (addr, port) = vip_of(v);
+            let (vip, port) = vip_of(v);
             let pool = v % POOLS;
             VipSpec {
-                addr: IpAddr::V4(addr),
+                addr: addr(0xab, vip),
                 port: Some(port),
                 protocol: if v % 2 == 0 { VipProtocol::Udp } else { VipProtocol::Tcp },
                 encap: Encap::Ipip,
                 backends: (0..backends)
                     .map(|b| BackendSpec {
                         id: BackendId {
-                            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1 + (b % 250) as u8)),
+                            addr: addr(1, Ipv4Addr::new(192, 0, 2, 1 + (b % 250) as u8)),
                             port: Some(10_000 + (b / 250) as u16 * 16 + pool as u16),
                         },
                         weight: 100,
@@ -173,7 +182,7 @@ pub fn snapshot(vips: u32, backends: u32) -> Result<Snapshot, String> {
         table_size: 65537,
         tunnel: Tunnel {
             source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-            source_v6: None,
+            source_v6: Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
             mtu: 1500,
             gue_port: 6080,
         },
@@ -181,9 +190,15 @@ pub fn snapshot(vips: u32, backends: u32) -> Result<Snapshot, String> {
         interface: Interface {
             mac: EthernetAddress(OUR_MAC),
             next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
-            addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))],
+            addresses: vec![
+                IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
+            ],
         },
-        subnets: vec![(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24)],
+        subnets: vec![
+            (IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24),
+            (IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xab, 0, 0, 0, 0, 0)), 48),
+        ],
         vips: vip_specs,
     })
     .map_err(|e| e.to_string())
@@ -196,8 +211,12 @@ pub const MAX_FLOWS: u32 = 200 * 64_000;
 
 /// Writes the 60-byte frame of flow `i` (of `vips` VIPs) into `buf`: from carrier gateway
 /// 198.51.100.(i mod 200) port 1024 + i / 200 to the flow's VIP; TCP ACK (SYN with `syn`)
-/// or UDP, as the VIP takes. Flows are distinct up to [`MAX_FLOWS`].
-fn write_small(buf: &mut PacketBuf, i: u32, vips: u32, syn: bool) {
+/// or UDP, as the VIP takes. Flows are distinct up to [`MAX_FLOWS`]. With `ipv6`, the
+/// same over IPv6 (from 2001:db8:c::(i mod 200), 74 or 80 bytes).
+fn write_small(buf: &mut PacketBuf, i: u32, vips: u32, syn: bool, ipv6: bool) {
+    if ipv6 {
+        return write_small_v6(buf, i, vips, syn);
+    }
     let v = i.wrapping_mul(0x9e37_79b9) % vips;
     let (dst, dport) = vip_of(v);
     let udp = v.is_multiple_of(2);
@@ -228,10 +247,40 @@ fn write_small(buf: &mut PacketBuf, i: u32, vips: u32, syn: bool) {
     let _ = buf.set_frame(&f);
 }
 
+/// [`write_small`] over IPv6.
+fn write_small_v6(buf: &mut PacketBuf, i: u32, vips: u32, syn: bool) {
+    let v = i.wrapping_mul(0x9e37_79b9) % vips;
+    let (dst, dport) = vip_of(v);
+    let udp = v.is_multiple_of(2);
+    let src = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, (i % 200) as u16);
+    let dst = v6_of(0xab, dst);
+    let sport = (1024 + (i / 200) % 64_000) as u16;
+    let l4_len: u16 = if udp { 8 + 18 } else { 20 };
+    let mut f = [0u8; 14 + 40 + 26];
+    f[..6].copy_from_slice(&OUR_MAC);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xfe]);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&l4_len.to_be_bytes());
+    f[20] = if udp { 17 } else { 6 };
+    f[21] = 64;
+    f[22..38].copy_from_slice(&src.octets());
+    f[38..54].copy_from_slice(&dst.octets());
+    f[54..56].copy_from_slice(&sport.to_be_bytes());
+    f[56..58].copy_from_slice(&dport.to_be_bytes());
+    if udp {
+        f[58..60].copy_from_slice(&l4_len.to_be_bytes());
+    } else {
+        f[66] = 0x50;
+        f[67] = if syn { 0x02 } else { 0x10 };
+    }
+    let _ = buf.set_frame(&f[..14 + 40 + usize::from(l4_len)]);
+}
+
 /// A worker's source of frames.
 enum Source {
-    Small { vips: u32, flows: u32, rng: u64 },
-    Syn { vips: u32, next: u32 },
+    Small { vips: u32, flows: u32, rng: u64, ipv6: bool },
+    Syn { vips: u32, next: u32, ipv6: bool },
     Gateway(Box<SynthQueue>),
 }
 
@@ -239,15 +288,15 @@ impl Source {
     /// The next frame of a 64b or syn source into `b`.
     fn write_one(&mut self, b: &mut PacketBuf) {
         match self {
-            Source::Small { vips, flows, rng } => {
+            Source::Small { vips, flows, rng, ipv6 } => {
                 *rng ^= *rng << 13;
                 *rng ^= *rng >> 7;
                 *rng ^= *rng << 17;
                 let i = (((*rng >> 32) * u64::from(*flows)) >> 32) as u32;
-                write_small(b, i, *vips, false);
+                write_small(b, i, *vips, false, *ipv6);
             }
-            Source::Syn { vips, next } => {
-                write_small(b, *next, *vips, true);
+            Source::Syn { vips, next, ipv6 } => {
+                write_small(b, *next, *vips, true, *ipv6);
                 *next = next.wrapping_add(1);
             }
             Source::Gateway(_) => {
@@ -364,8 +413,9 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
             vips: spec.vips,
             flows: per_worker_flows,
             rng: 0x2545_f491_4f6c_dd1d ^ worker as u64,
+            ipv6: spec.ipv6,
         },
-        Workload::Syn => Source::Syn { vips: spec.vips, next: base },
+        Workload::Syn => Source::Syn { vips: spec.vips, next: base, ipv6: spec.ipv6 },
         Workload::Gateway => {
             let targets = (0..spec.vips.min(1000))
                 .map(|v| {
@@ -390,7 +440,7 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
             for start in (0..per_worker_flows).step_by(BURST) {
                 let n = (per_worker_flows - start).min(BURST as u32) as usize;
                 for (k, b) in bufs[..n].iter_mut().enumerate() {
-                    write_small(b, start + k as u32, spec.vips, false);
+                    write_small(b, start + k as u32, spec.vips, false, spec.ipv6);
                 }
                 pipeline.process(snap, now, &mut bufs[..n], &mut verdicts[..n]);
             }
@@ -446,7 +496,7 @@ pub fn run_dpdk(
     if spec.flows == 0 || spec.flows > MAX_FLOWS || spec.vips == 0 || spec.backends == 0 {
         return Err(format!("--flows 1..={MAX_FLOWS}, --vips and --backends at least 1"));
     }
-    let snap = snapshot(spec.vips, spec.backends)?;
+    let snap = snapshot(spec.vips, spec.backends, spec.ipv6)?;
     let progress = AtomicU64::new(0);
     let core = core_affinity::get_core_ids().unwrap_or_default().get(1).copied();
     std::thread::scope(|scope| {
@@ -483,8 +533,8 @@ fn run_dpdk_worker(
     let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::empty()).collect();
     let mut verdicts = [Verdict::Forward; BURST];
     let mut source = match spec.workload {
-        Workload::Syn => Source::Syn { vips: spec.vips, next: 0 },
-        _ => Source::Small { vips: spec.vips, flows, rng: 0x2545_f491_4f6c_dd1d },
+        Workload::Syn => Source::Syn { vips: spec.vips, next: 0, ipv6: spec.ipv6 },
+        _ => Source::Small { vips: spec.vips, flows, rng: 0x2545_f491_4f6c_dd1d, ipv6: spec.ipv6 },
     };
     let mut now: u64 = 1_000_000_000;
     // Forwards what the pipeline says to forward, in order; returns how many the device took.
@@ -508,7 +558,7 @@ fn run_dpdk_worker(
             let n = (flows - start).min(BURST as u32) as usize;
             let mut i = start;
             let got = queue.rx_generated(&mut bufs[..n], |b| {
-                write_small(b, i, spec.vips, false);
+                write_small(b, i, spec.vips, false, spec.ipv6);
                 i += 1;
             });
             pipeline.process(snap, now, &mut bufs[..got], &mut verdicts[..got]);
@@ -548,13 +598,16 @@ pub fn run(spec: &BenchSpec, mut on_progress: impl FnMut(f64)) -> Result<Vec<Wor
             spec.flows
         ));
     }
+    if spec.ipv6 && spec.workload == Workload::Gateway {
+        return Err("--ipv6 takes the 64b and syn workloads".into());
+    }
     if spec.vips > 250 * 4000 {
         return Err(format!("--vips {} is more than this bench generates (1000000)", spec.vips));
     }
     if spec.backends > 4000 {
         return Err(format!("--backends {} is above the engine's limit per pool", spec.backends));
     }
-    let snap = Arc::new(snapshot(spec.vips, spec.backends)?);
+    let snap = Arc::new(snapshot(spec.vips, spec.backends, spec.ipv6)?);
     let progress = Arc::new(AtomicU64::new(0));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let handles: Vec<_> = (0..spec.workers)
@@ -602,9 +655,12 @@ pub fn to_json(spec: &BenchSpec, results: &[WorkerResult]) -> Value {
             "latency_ns": { "p50": r.latency_ns[0], "p99": r.latency_ns[1], "p99.9": r.latency_ns[2] },
         })).collect::<Vec<_>>(),
     });
-    // Only when set, so that runs saved before the option compare as lane runs.
+    // Only when set, so that runs saved before these options compare as IPv4 lane runs.
     if spec.general_path {
         run["general_path"] = Value::from(true);
+    }
+    if spec.ipv6 {
+        run["ipv6"] = Value::from(true);
     }
     run
 }
@@ -622,10 +678,12 @@ pub fn to_rows(run: &Value, baseline: Option<&Value>) -> Vec<String> {
     for (i, w) in run["workers"].as_array().into_iter().flatten().enumerate() {
         let mut row = format!(
             "{:<10} {:<10} {:<5} {:<8} {:<6} {:>10} {:>7.2} {:>7.1} {:>11.1} {:>7} {:>7} {:>9} {:>13.1}",
-            match run["general_path"].as_bool() {
-                Some(true) => format!("{} (gp)", run["workload"].as_str().unwrap_or("")),
-                _ => run["workload"].as_str().unwrap_or("").to_string(),
-            },
+            format!(
+                "{}{}{}",
+                run["workload"].as_str().unwrap_or(""),
+                if run["ipv6"] == true { " v6" } else { "" },
+                if run["general_path"] == true { " gp" } else { "" }
+            ),
             run["flows"].to_string(),
             run["vips"].to_string(),
             run["backends"].to_string(),
@@ -653,8 +711,7 @@ pub fn to_rows(run: &Value, baseline: Option<&Value>) -> Vec<String> {
 
 /// The run of `baseline` (a saved `--json` output) with the same workload, sizes and path.
 pub fn find_baseline<'a>(baseline: &'a Value, run: &Value) -> Option<&'a Value> {
-    baseline["runs"]
-        .as_array()?
-        .iter()
-        .find(|b| ["workload", "flows", "vips", "backends", "general_path"].iter().all(|k| b[*k] == run[*k]))
+    baseline["runs"].as_array()?.iter().find(|b| {
+        ["workload", "flows", "vips", "backends", "general_path", "ipv6"].iter().all(|k| b[*k] == run[*k])
+    })
 }

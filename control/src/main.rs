@@ -303,6 +303,7 @@ fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
         seconds: args.seconds,
         packets: args.packets,
         general_path: args.general_path,
+        ipv6: args.ipv6,
     };
     let specs: Vec<BenchSpec> = match args.sweep.as_deref() {
         None => vec![base],

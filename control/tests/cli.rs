@@ -164,7 +164,29 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
     ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(!text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway (gp)")), "{text}");
+    assert!(!text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway gp")), "{text}");
+
+    // IPv6 clients, VIPs and backends: every packet forwarded too.
+    for workload in ["64b", "syn"] {
+        let out = vipgate(&[
+            "bench",
+            "--packets",
+            "640",
+            "--flows",
+            "1000",
+            "--workload",
+            workload,
+            "--ipv6",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["runs"][0]["ipv6"], true);
+        assert_eq!(v["runs"][0]["workers"][0]["forwarded"], 640, "{workload}: {v}");
+    }
+    let out = vipgate(&["bench", "--workload", "gateway", "--ipv6", "--packets", "32"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ipv6 takes the 64b and syn workloads"));
 
     let out = vipgate(&["bench", "--workload", "jumbo"]);
     assert_eq!(out.status.code(), Some(1));
