@@ -32,7 +32,7 @@ use vipgate_engine::table::{
     BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
     VipSpec,
 };
-use vipgate_engine::wire::{checksum, EthernetAddress};
+use vipgate_engine::wire::{checksum, EthernetAddress, IpProtocol};
 
 /// The workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,7 +274,14 @@ fn write_small_v6(buf: &mut PacketBuf, i: u32, vips: u32, syn: bool) {
         f[66] = 0x50;
         f[67] = if syn { 0x02 } else { 0x10 };
     }
-    let _ = buf.set_frame(&f[..14 + 40 + usize::from(l4_len)]);
+    // IPv6 has no header checksum: the L4 one is mandatory (UDP's too).
+    let end = 14 + 40 + usize::from(l4_len);
+    let protocol = if udp { IpProtocol::Udp } else { IpProtocol::Tcp };
+    let pseudo = checksum::pseudo_header_v6(src, dst, protocol, u32::from(l4_len));
+    let sum = checksum::finish(checksum::combine(&[pseudo, checksum::data(&f[54..end])]));
+    let at = if udp { 60 } else { 70 };
+    f[at..at + 2].copy_from_slice(&(if udp && sum == 0 { 0xffff } else { sum }).to_be_bytes());
+    let _ = buf.set_frame(&f[..end]);
 }
 
 /// A worker's source of frames.
@@ -714,4 +721,38 @@ pub fn find_baseline<'a>(baseline: &'a Value, run: &Value) -> Option<&'a Value> 
     baseline["runs"].as_array()?.iter().find(|b| {
         ["workload", "flows", "vips", "backends", "general_path", "ipv6"].iter().all(|k| b[*k] == run[*k])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse as ep;
+
+    /// The IPv6 frames parse as what they say, with valid L4 checksums, to the VIPs of the
+    /// IPv6 snapshot.
+    #[test]
+    fn ipv6_frames_are_valid_and_go_to_vips() {
+        let snap = snapshot(16, 2, true).unwrap();
+        for (i, syn) in [(0, false), (1, false), (2, true), (3, true)] {
+            let mut b = PacketBuf::new();
+            write_small(&mut b, i, 16, syn, true);
+            let h = ep::PacketHeaders::from_ethernet_slice(b.as_slice()).unwrap();
+            let Some(ep::NetHeaders::Ipv6(ip, _)) = &h.net else { panic!("not IPv6: {h:?}") };
+            let payload = h.payload.slice();
+            let dst = IpAddr::V6(Ipv6Addr::from(ip.destination));
+            let (protocol, port) = match h.transport.as_ref().unwrap() {
+                ep::TransportHeader::Udp(u) => {
+                    assert_eq!(u.checksum, u.calc_checksum_ipv6(ip, payload).unwrap(), "flow {i}");
+                    (vipgate_engine::wire::IpProtocol::Udp, u.destination_port)
+                }
+                ep::TransportHeader::Tcp(t) => {
+                    assert_eq!(t.checksum, t.calc_checksum_ipv6(ip, payload).unwrap(), "flow {i}");
+                    assert_eq!(t.syn, syn);
+                    (vipgate_engine::wire::IpProtocol::Tcp, t.destination_port)
+                }
+                other => panic!("flow {i}: {other:?}"),
+            };
+            assert!(snap.find_vip(dst, protocol, port).is_some(), "flow {i}: {dst} {port}");
+        }
+    }
 }
