@@ -1,20 +1,22 @@
 //! The express lane: what the pipeline does for the packet that nearly all traffic is, an
 //! untagged IPv4 TCP or UDP packet to one of our VIPs, with as few instructions as it
-//! takes.
+//! takes; and, out of the IPv4 loop's way, the same for IPv6 TCP and UDP to an IPv6 VIP
+//! over IPIP (IPv6 in IPv6) to an IPv6 backend.
 //!
-//! The lane reads the frame at fixed offsets and answers the VIP from [`V4Vips`], a table
-//! that has already resolved the order of [`Snapshot::find_vip`] for every IPv4 VIP
-//! address. Whatever the lane does not take (another frame, an option, a fragment, a
-//! packet too big for the tunnel, an IPv6 backend) goes to the general path, which
-//! reaches the same verdict, bytes and counters for what the lane takes: the tests run
-//! both on the same traffic.
+//! The lane reads the frame at fixed offsets and answers the VIP from [`V4Vips`] (or
+//! [`V6Vips`]), a table that has already resolved the order of [`Snapshot::find_vip`] for
+//! every VIP address. Whatever the lane does not take (another frame, an option or an
+//! extension header, a fragment, a packet too big for the tunnel, a backend of the other
+//! family, for IPv6 a tunnel other than IPIP) goes to the general path, which reaches the
+//! same verdict, bytes and counters for what the lane takes: the tests run both on the
+//! same traffic.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use crate::flow::{FlowTable, IdleTimeouts, TimeoutClass};
 use crate::pipeline::{write_gue, write_outer_v4, OuterV4};
 use crate::table::{BackendState, Encap, Snapshot, VipProtocol};
-use crate::wire::{checksum, ethernet, gre, gue, ipv4, udp, EtherType, IpProtocol};
+use crate::wire::{checksum, ethernet, gre, gue, ipv4, ipv6, udp, EtherType, IpProtocol};
 
 /// Everything the lane reads of a snapshot, built with it: the VIP lookup, per VIP what
 /// its tunnel costs, and per (pool, encapsulation, backend) the outer headers ready to
@@ -23,11 +25,16 @@ use crate::wire::{checksum, ethernet, gre, gue, ipv4, udp, EtherType, IpProtocol
 #[derive(Debug, Clone)]
 pub struct Lane {
     pub(crate) vips: V4Vips,
+    /// The IPv6 VIPs, for TCP and UDP.
+    pub(crate) vips6: V6Vips,
     /// By VIP index.
     pub(crate) vip: Box<[LaneVip]>,
     /// By (pool, encapsulation), then backend number or index: see
     /// [`LaneVip::number_lo`].
     pub(crate) outer: Box<[Outer]>,
+    /// For IPv6 VIPs over IPIP (IPv6 in IPv6): the IPv6 outer headers, laid out as their
+    /// group's [`Outer`] records are (see [`LaneVip::outer6_base`]).
+    pub(crate) outer6: Box<[Outer6]>,
     pub(crate) mtu: usize,
     pub(crate) timeouts: IdleTimeouts,
     /// Where each backend number is in each pool whose numbers are too far apart to lay
@@ -56,7 +63,37 @@ pub(crate) struct LaneVip {
     pub(crate) number_lo: u32,
     pub(crate) number_span: u32,
     pub(crate) hashed: bool,
+    /// An IPv6 VIP over IPIP: where its group's records start in [`Lane::outer6`], at the
+    /// same places as in [`Lane::outer`]; [`NO_OUTER6`] for every other VIP.
+    pub(crate) outer6_base: u32,
 }
+
+/// [`LaneVip::outer6_base`] of a VIP the IPv6 lane does not take.
+pub(crate) const NO_OUTER6: u32 = u32::MAX;
+
+/// One backend's IPv6 outer headers (Ethernet and IPv6, IPv6 in IPv6) for one pool, at the
+/// end of the block as in [`Outer`], with the fields that change per packet (traffic
+/// class, flow label, payload length) written over for each packet.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Outer6 {
+    pub(crate) header: [u8; BLOCK6],
+    /// The backend's number.
+    pub(crate) number: u32,
+    /// The backend's index in its pool.
+    pub(crate) index: u16,
+    pub(crate) down: bool,
+    /// Up, with an IPv6 address, and a tunnel with an IPv6 source: the lane's to send to.
+    pub(crate) taken: bool,
+}
+
+/// Ethernet and IPv6.
+pub(crate) const OUTER6_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+
+/// The block that [`Outer6::header`] keeps the headers in.
+pub(crate) const BLOCK6: usize = OUTER6_LEN.next_multiple_of(16);
+
+const HOLE6: Outer6 = Outer6 { header: [0; BLOCK6], number: u32::MAX, index: 0, down: true, taken: false };
 
 /// One backend's outer headers for one (pool, encapsulation): Ethernet, IPv4 and the GRE
 /// or UDP and GUE headers, as the general path writes them, with the fields that change
@@ -100,8 +137,10 @@ impl Lane {
     pub fn empty() -> Lane {
         Lane {
             vips: V4Vips::empty(),
+            vips6: V6Vips::build_from(Vec::new()),
             vip: Box::new([]),
             outer: Box::new([]),
+            outer6: Box::new([]),
             mtu: 0,
             timeouts: IdleTimeouts::new(0, 0, 0),
             numbers: Numbers::build(&[], |_| true).0,
@@ -113,7 +152,9 @@ impl Lane {
         let tunnel = snap.tunnel();
         let iface = snap.interface();
         let mut outer: Vec<Outer> = Vec::new();
+        let mut outer6: Vec<Outer6> = Vec::new();
         let mut groups: std::collections::HashMap<(u32, Encap), u32> = std::collections::HashMap::new();
+        let mut groups6: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
         let mut vip = Vec::with_capacity(snap.vips().len());
         // Per pool: the range of its numbers, when they are close enough to lay its outer
         // headers out by number (see `LaneVip::number_lo`): always within four places a
@@ -157,6 +198,34 @@ impl Lane {
             };
             let layout = by_number[v.pool as usize];
             let (number_lo, number_span) = layout.unwrap_or(maps[v.pool as usize]);
+            // The group's places: by number (holes between), or by index.
+            let places = layout.map_or(pool.backends().len(), |(_, span)| span as usize);
+            let place =
+                |i: usize, number: u32| if layout.is_some() { (number - number_lo) as usize } else { i };
+            let mut outer6_base = NO_OUTER6;
+            if v.addr.is_ipv6() && v.encap == Encap::Ipip {
+                outer6_base = match groups6.get(&v.pool) {
+                    Some(&base) => base,
+                    None => {
+                        let base = outer6.len() as u32;
+                        groups6.insert(v.pool, base);
+                        outer6.resize(outer6.len() + places, HOLE6);
+                        for (i, b) in pool.backends().iter().enumerate() {
+                            let Some(o) = outer6.get_mut(base as usize + place(i, b.number)) else {
+                                continue;
+                            };
+                            let down = b.state == BackendState::Down;
+                            *o = Outer6 { number: b.number, index: i as u16, down, ..HOLE6 };
+                            let (IpAddr::V6(dst), Some(src)) = (b.id.addr, tunnel.source_v6) else {
+                                continue;
+                            };
+                            o.header = outer6_header(iface.mac, iface.next_hop_mac, src, dst);
+                            o.taken = !down;
+                        }
+                        base
+                    }
+                };
+            }
             vip.push(LaneVip {
                 pool: v.pool,
                 counter_base: v.counter_base,
@@ -165,15 +234,15 @@ impl Lane {
                 number_lo,
                 number_span,
                 hashed: layout.is_none(),
+                outer6_base,
             });
             if !new_group {
                 continue;
             }
             groups.insert((v.pool, v.encap), outer_base);
-            outer.resize(outer.len() + layout.map_or(pool.backends().len(), |(_, span)| span as usize), HOLE);
+            outer.resize(outer.len() + places, HOLE);
             for (i, b) in pool.backends().iter().enumerate() {
-                let at =
-                    outer_base as usize + if layout.is_some() { (b.number - number_lo) as usize } else { i };
+                let at = outer_base as usize + place(i, b.number);
                 let Some(o) = outer.get_mut(at) else {
                     continue;
                 };
@@ -225,8 +294,10 @@ impl Lane {
         let t = snap.timeouts();
         Lane {
             vips: V4Vips::build(snap),
+            vips6: V6Vips::build(snap),
             vip: vip.into_boxed_slice(),
             outer: outer.into_boxed_slice(),
+            outer6: outer6.into_boxed_slice(),
             mtu: usize::from(tunnel.mtu),
             timeouts: IdleTimeouts::new(t.tcp, t.udp, t.closing),
             numbers,
@@ -237,16 +308,48 @@ impl Lane {
     /// pool of VIP `v`, with its index there, if the pool has it.
     #[inline(always)]
     pub(crate) fn outer_of_number(&self, v: &LaneVip, number: u32) -> Option<&Outer> {
-        let at = if v.hashed {
-            self.numbers.find(v.number_lo, v.number_span, number)?
+        let at = self.place_of_number(v, number)?;
+        self.outer.get(v.outer_base as usize + at).filter(|o| o.number == number)
+    }
+
+    /// Where backend `number` would be in the records of VIP `v`'s group (it may be a hole).
+    #[inline(always)]
+    fn place_of_number(&self, v: &LaneVip, number: u32) -> Option<usize> {
+        if v.hashed {
+            self.numbers.find(v.number_lo, v.number_span, number)
         } else {
             let j = number.wrapping_sub(v.number_lo);
-            if j >= v.number_span {
-                return None;
-            }
-            j as usize
-        };
-        self.outer.get(v.outer_base as usize + at).filter(|o| o.number == number)
+            (j < v.number_span).then_some(j as usize)
+        }
+    }
+
+    /// Where backend `index` of `pool` (VIP `v`'s) is in the records of `v`'s group.
+    #[inline(always)]
+    fn place_of_index(&self, v: &LaneVip, pool: &crate::table::Pool, index: usize) -> Option<usize> {
+        if v.hashed {
+            Some(index)
+        } else {
+            Some(pool.backends().get(index)?.number.wrapping_sub(v.number_lo) as usize)
+        }
+    }
+
+    /// [`outer_of_number`](Lane::outer_of_number) for an IPv6 VIP over IPIP.
+    #[inline(always)]
+    pub(crate) fn outer6_of_number(&self, v: &LaneVip, number: u32) -> Option<&Outer6> {
+        let at = self.place_of_number(v, number)?;
+        self.outer6.get((v.outer6_base as usize).wrapping_add(at)).filter(|o| o.number == number)
+    }
+
+    /// [`outer_of_index`](Lane::outer_of_index) for an IPv6 VIP over IPIP.
+    #[inline(always)]
+    pub(crate) fn outer6_of_index(
+        &self,
+        v: &LaneVip,
+        pool: &crate::table::Pool,
+        index: usize,
+    ) -> Option<&Outer6> {
+        let at = self.place_of_index(v, pool, index)?;
+        self.outer6.get((v.outer6_base as usize).wrapping_add(at))
     }
 
     /// The outer headers of backend `index` (Maglev's pick) of `pool`, the pool of VIP `v`.
@@ -257,11 +360,7 @@ impl Lane {
         pool: &crate::table::Pool,
         index: usize,
     ) -> Option<&Outer> {
-        let at = if v.hashed {
-            index
-        } else {
-            pool.backends().get(index)?.number.wrapping_sub(v.number_lo) as usize
-        };
+        let at = self.place_of_index(v, pool, index)?;
         self.outer.get(v.outer_base as usize + at)
     }
 
@@ -273,8 +372,10 @@ impl Lane {
     /// The memory the lane takes, in bytes.
     pub fn heap_bytes(&self) -> usize {
         self.vips.heap_bytes()
+            + self.vips6.heap_bytes()
             + core::mem::size_of_val(&*self.vip)
             + core::mem::size_of_val(&*self.outer)
+            + core::mem::size_of_val(&*self.outer6)
             + core::mem::size_of_val(&*self.numbers.slots)
     }
 }
@@ -536,6 +637,174 @@ impl V4Vips {
     }
 }
 
+/// The fixed part of an IPv6-in-IPv6 header block, as the general path writes it (traffic
+/// class, flow label and payload length left 0), at the end of the block.
+fn outer6_header(
+    mac: crate::wire::EthernetAddress,
+    next_hop: crate::wire::EthernetAddress,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+) -> [u8; BLOCK6] {
+    let mut h = [0u8; BLOCK6];
+    let (l2, ip) = h[BLOCK6 - OUTER6_LEN..].split_at_mut(ethernet::HEADER_LEN);
+    ethernet::Repr { src_addr: mac, dst_addr: next_hop, ethertype: EtherType::Ipv6 }
+        .emit(&mut ethernet::Frame::new_unchecked(l2));
+    ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Ipv6,
+        payload_len: 0,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(&mut ipv6::Packet::new_unchecked(ip));
+    h
+}
+
+/// The VIPs of IPv6 addresses, for TCP and UDP, with the lookup order of
+/// [`Snapshot::find_vip`] resolved in advance, as [`V4Vips`] does for IPv4 (hashed only:
+/// IPv6 VIPs need not lie close together).
+#[derive(Debug, Clone)]
+pub struct V6Vips {
+    /// By address, open addressing, at most a quarter full.
+    addrs: Box<[AddrSlot6]>,
+    /// By (address, kind, port).
+    ports: Box<[PortSlot6]>,
+}
+
+/// As [`AddrSlot`], keyed by an IPv6 address.
+#[derive(Debug, Clone, Copy)]
+struct AddrSlot6 {
+    addr: u128,
+    /// Whether the slot holds an address.
+    used: bool,
+    any_port: [u32; 2],
+}
+
+/// As [`PortSlot`]: `kind_port` is `1 << 31 | kind << 16 | port` (0 marks an empty slot).
+#[derive(Debug, Clone, Copy)]
+struct PortSlot6 {
+    addr: u128,
+    kind_port: u32,
+    vip: u32,
+}
+
+const EMPTY_ADDR6: AddrSlot6 = AddrSlot6 { addr: 0, used: false, any_port: [NONE; 2] };
+const EMPTY_PORT6: PortSlot6 = PortSlot6 { addr: 0, kind_port: 0, vip: NONE };
+
+#[inline(always)]
+fn home6(addr: u128, extra: u32, mask: usize) -> usize {
+    home((addr as u64) ^ ((addr >> 64) as u64).rotate_left(29) ^ u64::from(extra) << 40, mask)
+}
+
+impl V6Vips {
+    /// The IPv6 VIPs of `snap`, resolved with `snap`'s own lookup.
+    pub fn build(snap: &Snapshot) -> V6Vips {
+        let mut by_addr: std::collections::BTreeMap<u128, Vec<(VipProtocol, Option<u16>)>> =
+            std::collections::BTreeMap::new();
+        for v in snap.vips() {
+            if let IpAddr::V6(a) = v.addr {
+                by_addr.entry(u128::from(a)).or_default().push((v.protocol, v.port));
+            }
+        }
+        let mut slots = Vec::new();
+        for (&a, here) in &by_addr {
+            let mut slot = AddrSlot6 { addr: a, used: true, any_port: [NONE; 2] };
+            let mut ports = Vec::new();
+            for (kind, (protocol, vip_protocol)) in
+                [(IpProtocol::Tcp, VipProtocol::Tcp), (IpProtocol::Udp, VipProtocol::Udp)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let mut named: Vec<u16> = here
+                    .iter()
+                    .filter(|(p, _)| *p == vip_protocol || *p == VipProtocol::Any)
+                    .filter_map(|&(_, port)| port)
+                    .collect();
+                named.sort_unstable();
+                named.dedup();
+                let find = |port: u16| snap.find_vip(IpAddr::V6(a.into()), protocol, port).map(|(i, _)| i);
+                let unnamed = (0..=u16::MAX).find(|p| named.binary_search(p).is_err());
+                slot.any_port[kind] = unnamed.and_then(find).unwrap_or(NONE);
+                if !named.is_empty() {
+                    slot.any_port[kind] |= BY_PORT;
+                }
+                for p in named {
+                    ports.push(((kind as u32) << 16 | u32::from(p), find(p).unwrap_or(NONE)));
+                }
+            }
+            slots.push((slot, ports));
+        }
+        V6Vips::build_from(slots)
+    }
+
+    fn build_from(slots: Vec<(AddrSlot6, Vec<(u32, u32)>)>) -> V6Vips {
+        let n = slots_for(slots.len());
+        let m = slots_for(slots.iter().map(|s| s.1.len()).sum());
+        let mut addrs = vec![EMPTY_ADDR6; n].into_boxed_slice();
+        let mut ports = vec![EMPTY_PORT6; m].into_boxed_slice();
+        for (slot, named) in slots {
+            let mut i = home6(slot.addr, 0, n - 1);
+            while addrs[i].used {
+                i = (i + 1) & (n - 1);
+            }
+            addrs[i] = slot;
+            for (kind_port, vip) in named {
+                let kind_port = 1 << 31 | kind_port;
+                let mut j = home6(slot.addr, kind_port, m - 1);
+                while ports[j].kind_port != 0 {
+                    j = (j + 1) & (m - 1);
+                }
+                ports[j] = PortSlot6 { addr: slot.addr, kind_port, vip };
+            }
+        }
+        V6Vips { addrs, ports }
+    }
+
+    /// The VIP (its index in [`Snapshot::vips`]) of a packet to `addr:port` over TCP
+    /// (`udp` false) or UDP: what [`Snapshot::find_vip`] answers.
+    #[inline(always)]
+    pub fn find(&self, addr: u128, udp: bool, port: u16) -> Option<u32> {
+        let kind = usize::from(udp);
+        let mask = self.addrs.len() - 1;
+        let mut i = home6(addr, 0, mask);
+        let slot = loop {
+            let s = self.addrs.get(i)?;
+            if !s.used {
+                return None;
+            }
+            if s.addr == addr {
+                break s;
+            }
+            i = (i + 1) & mask;
+        };
+        let any_port = slot.any_port[kind];
+        if any_port & BY_PORT != 0 {
+            let kind_port = 1 << 31 | (kind as u32) << 16 | u32::from(port);
+            let mask = self.ports.len() - 1;
+            let mut j = home6(addr, kind_port, mask);
+            loop {
+                let p = self.ports.get(j)?;
+                if p.kind_port == kind_port && p.addr == addr {
+                    return (p.vip != NONE).then_some(p.vip);
+                }
+                if p.kind_port == 0 {
+                    break;
+                }
+                j = (j + 1) & mask;
+            }
+        }
+        let v = any_port & !BY_PORT;
+        (v != NONE).then_some(v)
+    }
+
+    /// The memory the tables take, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        core::mem::size_of_val(&*self.addrs) + core::mem::size_of_val(&*self.ports)
+    }
+}
+
 /// What the lane learns of a packet before its flow-table windows arrive from memory.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Express {
@@ -620,4 +889,76 @@ pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> 
     let (hash, check) = flows.hash_check_v4(src, dst, protocol, sport, dport);
     let (tos, dont_frag) = (h[L3 + 1], h[L3 + 6] & 0x40);
     Some(Express { hash, check, vip, ip_len: ip_len as u16, class, tos, dont_frag })
+}
+
+/// Where the L4 header starts in a frame the IPv6 lane takes: Ethernet, then a 40-byte
+/// IPv6 header without extension headers.
+pub(crate) const L4_6: usize = L3 + ipv6::HEADER_LEN;
+
+/// The source and destination addresses and the L4 ports of a frame [`classify_v6`] took.
+#[inline(always)]
+fn v6_tuple(f: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u8, u16, u16)> {
+    let h = f.first_chunk::<{ L4_6 + 4 }>()?;
+    let addr = |at: usize| h[at..].first_chunk::<16>().map(|a| Ipv6Addr::from(*a));
+    let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    Some((addr(L3 + 8)?, addr(L3 + 24)?, h[L3 + 6], be16(L4_6), be16(L4_6 + 2)))
+}
+
+/// The Maglev hash (with the snapshot's `seed`) of a frame [`classify_v6`] took.
+#[inline(always)]
+pub(crate) fn maglev_hash_v6(seed: u64, f: &[u8]) -> Option<u32> {
+    let (src, dst, protocol, sport, dport) = v6_tuple(f)?;
+    Some(crate::maglev::flow_hash(seed, IpAddr::V6(src), IpAddr::V6(dst), protocol, sport, dport))
+}
+
+/// [`classify`] for IPv6: an untagged Ethernet frame to `mac` with an IPv6 header whose
+/// next header is TCP or UDP (no extension headers), hop limit above 0, carrying a whole
+/// TCP or UDP header, to a VIP. Anything else is `None`.
+#[inline(always)]
+pub(crate) fn classify_v6(vips: &V6Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> Option<Express> {
+    let h = f.first_chunk::<{ L4_6 + 8 }>()?;
+    let word = |at: usize| u64::from_le_bytes(*h[at..].first_chunk::<8>().unwrap_or(&[0; 8]));
+    let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    // Destination MAC; EtherType 0x86DD and version 6.
+    if (word(0) ^ mac) & 0xffff_ffff_ffff != 0 || word(8) >> 32 & 0x00f0_ffff != 0x0060_dd86 {
+        return None;
+    }
+    let payload_len = usize::from(be16(L3 + 4));
+    let (next_header, hop_limit) = (h[L3 + 6], h[L3 + 7]);
+    // (The lane's IP length is 16 bits: a payload of nearly 64 KiB goes the general way.)
+    if L4_6 + payload_len > f.len()
+        || hop_limit == 0
+        || payload_len > usize::from(u16::MAX) - ipv6::HEADER_LEN
+    {
+        return None;
+    }
+    let class = match next_header {
+        6 => {
+            let t = f.first_chunk::<{ L4_6 + 20 }>()?;
+            let doff = usize::from(t[L4_6 + 12] >> 4) * 4;
+            if doff < 20 || doff > payload_len {
+                return None;
+            }
+            if t[L4_6 + 13] & 0x05 != 0 {
+                TimeoutClass::Closing
+            } else {
+                TimeoutClass::Tcp
+            }
+        }
+        17 => {
+            let len = usize::from(be16(L4_6 + 4));
+            if len < 8 || len > payload_len {
+                return None;
+            }
+            TimeoutClass::Udp
+        }
+        _ => return None,
+    };
+    let (src, dst, protocol, sport, dport) = v6_tuple(f)?;
+    let vip = vips.find(u128::from(dst), protocol == 17, dport)?;
+    let key = crate::flow::FlowKey::new(IpAddr::V6(src), IpAddr::V6(dst), protocol, sport, dport);
+    let (hash, check) = (flows.hash(&key), flows.check(&key));
+    let tos = (be16(L3) >> 4) as u8;
+    let ip_len = (ipv6::HEADER_LEN + payload_len) as u16;
+    Some(Express { hash, check, vip, ip_len, class, tos, dont_frag: 0 })
 }

@@ -414,6 +414,10 @@ pub struct Pipeline {
     prefetch_rings: bool,
     /// The Maglev hashes of the chunk's express packets, by slot, when `prefetch_rings`.
     maglev: Box<[u32; MAX_BURST]>,
+    /// Which packets of the chunk the express lane took for IPv6 (bit per slot): the
+    /// second pass takes them out of line. (A field rather than a local: the IPv4 loop
+    /// keeps its registers.)
+    lane6: u64,
 }
 
 impl core::fmt::Debug for Pipeline {
@@ -470,6 +474,7 @@ impl Pipeline {
             defer_traffic: false,
             prefetch_rings: false,
             maglev: Box::new([0; MAX_BURST]),
+            lane6: 0,
         }
     }
 
@@ -544,8 +549,10 @@ impl Pipeline {
         for chunk_start in (0..n).step_by(MAX_BURST) {
             let end = (chunk_start + MAX_BURST).min(n);
             let misses = self.counters.flow_misses;
-            // Which packets of the chunk the express lane took (bit per slot).
+            // Which packets of the chunk the express lane took (bit per slot); its IPv6
+            // ones are in `lane6`.
             let mut lane = 0u64;
+            self.lane6 = 0;
             // Classify the burst and prefetch every flow-table window before touching any:
             // past the cache, the lookups would otherwise wait on memory one at a time.
             let mut rx_bytes = 0;
@@ -559,6 +566,12 @@ impl Pipeline {
                         self.flows.prefetch(x.hash, x.check);
                         self.express[slot % MAX_BURST] = x;
                         lane |= 1 << slot;
+                        continue;
+                    }
+                    if let Some(x) = self.lane_classify_v6(snap, mac, bufs[i].as_slice()) {
+                        self.flows.prefetch(x.hash, x.check);
+                        self.express[slot % MAX_BURST] = x;
+                        self.lane6 |= 1 << slot;
                         continue;
                     }
                 }
@@ -602,6 +615,8 @@ impl Pipeline {
                         Step::Done(v) => v,
                         Step::Pending => self.forward(snap, now, &mut bufs[i], slot),
                     };
+                } else if self.lane6 & 1 << slot != 0 {
+                    verdicts[i] = self.finish_v6(snap, now, &mut bufs[i], slot, i);
                 } else if self.pending[slot % MAX_BURST].is_some() {
                     self.current = i;
                     verdicts[i] = self.forward(snap, now, &mut bufs[i], slot);
@@ -710,26 +725,7 @@ impl Pipeline {
             }
         };
         // From here on the lane finishes the packet.
-        if moved {
-            self.counters.flow_moved += 1;
-        }
-        if known.is_some() {
-            self.counters.flow_hits += 1;
-        } else {
-            self.counters.flow_misses += 1;
-            // A RST or FIN of an unknown flow opens none.
-            if x.class != TimeoutClass::Closing {
-                self.remember(
-                    found == Err(Absent(true)),
-                    x.check,
-                    x.hash,
-                    outer.number,
-                    now,
-                    &lane.timeouts,
-                    x.class,
-                );
-            }
-        }
+        self.lane_counts(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
         // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
         // of this function that the headroom holds the block.
         let len = usize::from(outer.len);
@@ -767,6 +763,123 @@ impl Pipeline {
         let len = len + ip_len;
         self.count_traffic(slot, len, at);
         Some(len)
+    }
+
+    /// The express lane's first half for IPv6 (out of line: IPv4 is the lane's first
+    /// business).
+    #[inline(never)]
+    fn lane_classify_v6(&self, snap: &Snapshot, mac: u64, frame: &[u8]) -> Option<Express> {
+        express::classify_v6(&snap.lane().vips6, &self.flows, mac, frame)
+    }
+
+    /// The second pass of a packet the IPv6 lane took (`at` in the burst, `slot` in its
+    /// chunk): the lane's, or else the general path's from the start.
+    #[inline(never)]
+    fn finish_v6(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        buf: &mut PacketBuf,
+        slot: usize,
+        at: usize,
+    ) -> Verdict {
+        if self.express_forward_v6(snap, now, buf, slot, at).is_some() {
+            return Verdict::Forward;
+        }
+        self.slot = slot;
+        self.current = at;
+        match self.classify_general(snap, buf) {
+            Step::Done(v) => v,
+            Step::Pending => self.forward(snap, now, buf, slot),
+        }
+    }
+
+    /// [`express_forward`](Pipeline::express_forward) for IPv6, for the packet in `slot`
+    /// of the chunk: an IPv6 VIP over IPIP to an IPv6 backend (IPv6 in IPv6). The rest
+    /// (other tunnels, IPv4 backends, a packet too big) is left to the general path, as
+    /// there.
+    #[inline(always)]
+    fn express_forward_v6(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        buf: &mut PacketBuf,
+        slot: usize,
+        at: usize,
+    ) -> Option<usize> {
+        let x = &self.express[slot % MAX_BURST].clone();
+        let lane = snap.lane();
+        let v = lane.vip.get(x.vip as usize)?;
+        let ip_len = usize::from(x.ip_len);
+        if v.outer6_base == express::NO_OUTER6
+            || ip_len + ipv6::HEADER_LEN > lane.mtu
+            || buf.headroom() + express::L3 < express::BLOCK6
+        {
+            return None;
+        }
+        // Every packet's flow label comes from the Maglev hash.
+        let hash = express::maglev_hash_v6(snap.hash_seed(), buf.as_slice())?;
+        let mut moved = false;
+        let mut known: Option<&express::Outer6> = None;
+        let found = self.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));
+        if let Ok(number) = found {
+            match lane.outer6_of_number(v, number) {
+                Some(o) if o.taken => known = Some(o),
+                Some(o) if !o.down => return None,
+                _ => moved = true,
+            }
+        }
+        let outer = match known {
+            Some(o) => o,
+            None => {
+                let pool = snap.pools().get(v.pool as usize)?;
+                let (i, _) = pool.pick(hash)?;
+                let outer = lane.outer6_of_index(v, pool, usize::from(i))?;
+                if !outer.taken {
+                    return None;
+                }
+                outer
+            }
+        };
+        self.lane_counts(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
+        let block = buf.reframe::<{ express::BLOCK6 }>(express::L3, ip_len, express::OUTER6_LEN)?;
+        *block = outer.header;
+        let ip = block.get_mut(express::BLOCK6 - ipv6::HEADER_LEN..)?.first_chunk_mut::<8>()?;
+        let first = 6 << 28 | u32::from(x.tos) << 20 | (hash & 0x000f_ffff);
+        ip[0..4].copy_from_slice(&first.to_be_bytes());
+        ip[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        let len = express::OUTER6_LEN + ip_len;
+        self.count_traffic(v.counter_base as usize + usize::from(outer.index), len, at);
+        Some(len)
+    }
+
+    /// The flow counts of a packet the lane finishes (`known` flow, or a new one; `moved`
+    /// off a backend that is down or gone), and a new flow remembered (`found` is what the
+    /// lookup said, `number` the backend).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn lane_counts(
+        &mut self,
+        x: &Express,
+        known: bool,
+        moved: bool,
+        found: Result<u32, Absent>,
+        number: u32,
+        now: u64,
+        timeouts: &IdleTimeouts,
+    ) {
+        if moved {
+            self.counters.flow_moved += 1;
+        }
+        if known {
+            self.counters.flow_hits += 1;
+        } else {
+            self.counters.flow_misses += 1;
+            // A RST or FIN of an unknown flow opens none.
+            if x.class != TimeoutClass::Closing {
+                self.remember(found == Err(Absent(true)), x.check, x.hash, number, now, timeouts, x.class);
+            }
+        }
     }
 
     /// Processes one packet.

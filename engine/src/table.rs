@@ -920,7 +920,7 @@ fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn spec(vips: Vec<(&str, Option<u16>, VipProtocol)>) -> SnapshotSpec {
         SnapshotSpec {
@@ -1000,6 +1000,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The IPv6 lane's VIP table answers as `find_vip` does, and its classification takes
+    /// plain IPv6 TCP and UDP to a VIP and nothing else.
+    #[test]
+    fn the_ipv6_lane_answers_as_find_vip_does_and_takes_plain_tcp_and_udp() {
+        use VipProtocol::*;
+        let config = vec![
+            ("2001:db8:ab::10", Some(443), Tcp),
+            ("2001:db8:ab::10", None, Udp),
+            ("2001:db8:ab::11", Some(53), Any),
+            ("2001:db8:ab::11", None, Any),
+            ("2001:db8:ab::12", Some(8000), Udp),
+            ("203.0.113.10", None, Tcp),
+        ];
+        let snap = Snapshot::build(&spec(config.clone())).unwrap();
+        let vips = &snap.lane().vips6;
+        for host in [0u16, 0x10, 0x11, 0x12, 0x13] {
+            let addr = Ipv6Addr::new(0x2001, 0xdb8, 0xab, 0, 0, 0, 0, host);
+            for port in [0u16, 52, 53, 54, 442, 443, 444, 7999, 8000, 65535] {
+                for (udp, protocol) in [(false, IpProtocol::Tcp), (true, IpProtocol::Udp)] {
+                    let want = snap.find_vip(IpAddr::V6(addr), protocol, port).map(|(i, _)| i);
+                    assert_eq!(vips.find(u128::from(addr), udp, port), want, "{addr} {protocol:?} {port}");
+                }
+            }
+        }
+        let flows = crate::flow::FlowTable::with_keys(64, (1, 2));
+        let mac = u64::from_le_bytes([2, 0, 0, 0, 0, 1, 0, 0]);
+        let frame = |build: etherparse::PacketBuilderStep<etherparse::IpHeaders>, tcp: bool, port: u16| {
+            let mut f = Vec::new();
+            if tcp {
+                build.tcp(40000, port, 1, 1024).ack(1).write(&mut f, &[7; 10]).unwrap();
+            } else {
+                build.udp(40000, port).write(&mut f, &[7; 10]).unwrap();
+            }
+            f
+        };
+        let to = |host: u16, hop: u8| {
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]).ipv6(
+                Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 7).octets(),
+                Ipv6Addr::new(0x2001, 0xdb8, 0xab, 0, 0, 0, 0, host).octets(),
+                hop,
+            )
+        };
+        let classify =
+            |f: &[u8]| crate::express::classify_v6(vips, &flows, mac, f).map(|x| (x.vip, x.ip_len));
+        assert_eq!(classify(&frame(to(0x10, 64), true, 443)), Some((0, 40 + 20 + 10)));
+        assert_eq!(classify(&frame(to(0x10, 64), false, 9)), Some((1, 40 + 8 + 10)));
+        assert_eq!(classify(&frame(to(0x10, 64), true, 80)), None, "no VIP takes TCP 80");
+        assert_eq!(classify(&frame(to(0x13, 64), false, 9)), None, "no VIP");
+        assert_eq!(classify(&frame(to(0x10, 0), true, 443)), None, "hop limit 0");
+        let mut f = frame(to(0x10, 64), true, 443);
+        f[0] = 3;
+        assert_eq!(classify(&f), None, "another MAC");
+        let mut f = frame(to(0x10, 64), true, 443);
+        f[14 + 6] = 0;
+        assert_eq!(classify(&f), None, "a hop-by-hop header first");
+        let f = frame(to(0x10, 64), true, 443);
+        assert_eq!(classify(&f[..f.len() - 1]), None, "cut short");
     }
 
     #[test]

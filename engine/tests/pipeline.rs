@@ -108,6 +108,18 @@ fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> V
     f
 }
 
+fn udp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    eth().ipv6(src, dst, 60).udp(sport, dport).write(&mut f, payload).unwrap();
+    f
+}
+
+fn tcp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    eth().ipv6(src, dst, 60).tcp(sport, dport, 1, 1024).ack(7).write(&mut f, payload).unwrap();
+    f
+}
+
 fn v6(s: &str) -> [u8; 16] {
     s.parse::<Ipv6Addr>().unwrap().octets()
 }
@@ -1001,22 +1013,25 @@ fn encapsulation_table_exact_bytes() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// The express lane for plain IPv4 TCP/UDP and the general path reach the same
-    /// verdict, the same bytes and the same counters, on valid and damaged frames alike.
+    /// The express lane for plain IPv4 and IPv6 TCP/UDP and the general path reach the
+    /// same verdict, the same bytes and the same counters, on valid and damaged frames
+    /// alike.
     #[test]
     fn express_and_general_paths_agree_per_packet(
         tcp in any::<bool>(),
+        ipv6 in any::<bool>(),
         vip_host in prop_oneof![Just(10u8), Just(20), Just(99)],
         dport in prop_oneof![Just(8000u16), Just(443), any::<u16>()],
         sport in any::<u16>(),
         payload in proptest::collection::vec(any::<u8>(), 0..64),
-        flips in proptest::collection::vec((14usize..60, any::<u8>()), 0..3),
+        flips in proptest::collection::vec((14usize..80, any::<u8>()), 0..3),
         cut in 0usize..80,
     ) {
-        let mut frame = if tcp {
-            tcp4([198, 51, 100, 7], [203, 0, 113, vip_host], sport, dport, &payload)
-        } else {
-            udp4([198, 51, 100, 7], [203, 0, 113, vip_host], sport, dport, &payload)
+        let mut frame = match (ipv6, tcp) {
+            (false, true) => tcp4([198, 51, 100, 7], [203, 0, 113, vip_host], sport, dport, &payload),
+            (false, false) => udp4([198, 51, 100, 7], [203, 0, 113, vip_host], sport, dport, &payload),
+            (true, true) => tcp6(v6("2001:db8:c::7"), v6(&format!("2001:db8:ab::{vip_host}")), sport, dport, &payload),
+            (true, false) => udp6(v6("2001:db8:c::7"), v6(&format!("2001:db8:ab::{vip_host}")), sport, dport, &payload),
         };
         for (at, v) in flips {
             if at < frame.len() {
@@ -1049,23 +1064,42 @@ struct BurstPacket {
 
 fn burst_frame(p: &BurstPacket) -> Vec<u8> {
     // Flows to every kind of IPv4 VIP: UDP:8000 over IPIP, TCP any port over GUE, any
-    // protocol over GRE, TCP to a VIP whose backend is IPv6, and a few that are no VIP's.
-    const FLOWS: [([u8; 4], bool, u16); 6] = [
-        ([203, 0, 113, 10], false, 8000),
-        ([203, 0, 113, 10], true, 443),
-        ([203, 0, 113, 20], true, 80),
-        ([203, 0, 113, 20], false, 53),
-        ([203, 0, 113, 30], true, 22),
-        ([203, 0, 113, 10], false, 9),
+    // protocol over GRE, TCP to a VIP whose backend is IPv6, and a few that are no VIP's;
+    // and to both IPv6 VIPs: TCP:443 over IPIP (IPv6 in IPv6), UDP over GUE.
+    const FLOWS: [(&str, bool, u16); 8] = [
+        ("203.0.113.10", false, 8000),
+        ("203.0.113.10", true, 443),
+        ("203.0.113.20", true, 80),
+        ("203.0.113.20", false, 53),
+        ("203.0.113.30", true, 22),
+        ("203.0.113.10", false, 9),
+        ("2001:db8:ab::10", true, 443),
+        ("2001:db8:ab::10", false, 53),
     ];
     let (dst, tcp, dport) = FLOWS[p.flow % FLOWS.len()];
-    let src = [198, 51, 100, 7 + (p.flow / FLOWS.len()) as u8];
+    let n = (p.flow / FLOWS.len()) as u8;
     let sport = 40000 + p.flow as u16;
-    let mut ip4 = ep::Ipv4Header::new(0, 60, ep::IpNumber::UDP, src, dst).unwrap();
-    ip4.dont_fragment = p.dont_frag;
+    let ip = match dst.parse::<IpAddr>().unwrap() {
+        IpAddr::V4(dst) => {
+            let mut ip4 =
+                ep::Ipv4Header::new(0, 60, ep::IpNumber::UDP, [198, 51, 100, 7 + n], dst.octets()).unwrap();
+            ip4.dont_fragment = p.dont_frag;
+            ep::IpHeaders::Ipv4(ip4, Default::default())
+        }
+        IpAddr::V6(dst) => {
+            let src = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 7 + u16::from(n)).octets();
+            let ip6 = ep::Ipv6Header {
+                hop_limit: 60,
+                source: src,
+                destination: dst.octets(),
+                ..Default::default()
+            };
+            ep::IpHeaders::Ipv6(ip6, Default::default())
+        }
+    };
     let payload = vec![0x5a; p.payload];
     let mut f = Vec::new();
-    let b = eth().ip(ep::IpHeaders::Ipv4(ip4, Default::default()));
+    let b = eth().ip(ip);
     if tcp {
         let t = b.tcp(sport, dport, 1, 1024).ack(7);
         let t = match p.fin_or_rst % 4 {
