@@ -128,19 +128,15 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
     let saved = dir.join("base.json");
     let out = vipgate(&["bench", "--packets", "640", "--flows", "100", "--workload", "gateway", "--json"]);
     std::fs::write(&saved, &out.stdout).unwrap();
-    let out = vipgate(&[
-        "bench",
-        "--packets",
-        "640",
-        "--flows",
-        "100",
-        "--workload",
-        "gateway",
-        "--compare",
-        saved.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+    // The gateway run against the saved one, with `extra` arguments: what it prints.
+    let compared = |extra: &[&str]| {
+        let base = ["bench", "--packets", "640", "--flows", "100", "--workload", "gateway"];
+        let tail = ["--compare", saved.to_str().unwrap()];
+        let out = vipgate(&[&base[..], extra, &tail[..]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = compared(&[]);
     assert!(text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway")), "{text}");
 
     // The general path alone forwards every packet too; its runs are marked as such, and
@@ -150,20 +146,7 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["runs"][0]["general_path"], true);
     assert_eq!(v["runs"][0]["workers"][0]["forwarded"], 640);
-    let out = vipgate(&[
-        "bench",
-        "--packets",
-        "640",
-        "--flows",
-        "100",
-        "--workload",
-        "gateway",
-        "--general-path",
-        "--compare",
-        saved.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = compared(&["--general-path"]);
     assert!(!text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway gp")), "{text}");
 
     // IPv6 clients, VIPs and backends: every packet forwarded too.

@@ -480,6 +480,37 @@ const NONE: u32 = u32::MAX >> 1;
 const BY_PORT: u32 = 1 << 31;
 const EMPTY_ADDR: AddrSlot = AddrSlot { key: 0, any_port: [NONE; 2] };
 
+/// What [`Snapshot::find_vip`] answers for the TCP and UDP packets to `addr`, whose VIPs
+/// are `here` (protocol and port of each): per kind, the VIP of a port no single-port VIP
+/// names, with [`BY_PORT`] set where some do; and each (kind, named port, VIP).
+fn resolve(
+    snap: &Snapshot,
+    addr: IpAddr,
+    here: &[(VipProtocol, Option<u16>)],
+) -> ([u32; 2], Vec<(usize, u16, u32)>) {
+    let mut any_port = [NONE; 2];
+    let mut named = Vec::new();
+    for (kind, (protocol, vip_protocol)) in
+        [(IpProtocol::Tcp, VipProtocol::Tcp), (IpProtocol::Udp, VipProtocol::Udp)].into_iter().enumerate()
+    {
+        let mut ports: Vec<u16> = here
+            .iter()
+            .filter(|(p, _)| *p == vip_protocol || *p == VipProtocol::Any)
+            .filter_map(|&(_, port)| port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        let find = |port: u16| snap.find_vip(addr, protocol, port).map_or(NONE, |(i, _)| i);
+        // A port no single-port VIP names gets the answer of any such port.
+        any_port[kind] = (0..=u16::MAX).find(|p| ports.binary_search(p).is_err()).map_or(NONE, find);
+        if !ports.is_empty() {
+            any_port[kind] |= BY_PORT;
+        }
+        named.extend(ports.into_iter().map(|p| (kind, p, find(p))));
+    }
+    (any_port, named)
+}
+
 #[inline(always)]
 fn port_key(addr: u32, kind: usize, port: u16) -> u64 {
     1 << 63 | (kind as u64) << 48 | u64::from(port) << 32 | u64::from(addr)
@@ -523,31 +554,9 @@ impl V4Vips {
         let mut port_entries: Vec<(u64, u32)> = Vec::new();
         let mut addr_entries: Vec<AddrSlot> = Vec::new();
         for (&a, here) in &by_addr {
-            let mut slot = AddrSlot { key: 1 << 32 | u64::from(a), ..EMPTY_ADDR };
-            for (kind, (protocol, vip_protocol)) in
-                [(IpProtocol::Tcp, VipProtocol::Tcp), (IpProtocol::Udp, VipProtocol::Udp)]
-                    .into_iter()
-                    .enumerate()
-            {
-                let mut ports: Vec<u16> = here
-                    .iter()
-                    .filter(|(p, _)| *p == vip_protocol || *p == VipProtocol::Any)
-                    .filter_map(|&(_, port)| port)
-                    .collect();
-                ports.sort_unstable();
-                ports.dedup();
-                // A port no single-port VIP names gets the answer of any such port.
-                let unnamed = (0..=u16::MAX).find(|p| ports.binary_search(p).is_err());
-                let find = |port: u16| snap.find_vip(IpAddr::V4(a.into()), protocol, port).map(|(i, _)| i);
-                slot.any_port[kind] = unnamed.and_then(find).unwrap_or(NONE);
-                if !ports.is_empty() {
-                    slot.any_port[kind] |= BY_PORT;
-                }
-                for p in ports {
-                    port_entries.push((port_key(a, kind, p), find(p).unwrap_or(NONE)));
-                }
-            }
-            addr_entries.push(slot);
+            let (any_port, named) = resolve(snap, IpAddr::V4(a.into()), here);
+            port_entries.extend(named.into_iter().map(|(kind, p, vip)| (port_key(a, kind, p), vip)));
+            addr_entries.push(AddrSlot { key: 1 << 32 | u64::from(a), any_port });
         }
         // Addresses close together (at most 4 slots an address, 64 more): direct.
         let (lo, hi) =
@@ -708,34 +717,14 @@ impl V6Vips {
                 by_addr.entry(u128::from(a)).or_default().push((v.protocol, v.port));
             }
         }
-        let mut slots = Vec::new();
-        for (&a, here) in &by_addr {
-            let mut slot = AddrSlot6 { addr: a, used: true, any_port: [NONE; 2] };
-            let mut ports = Vec::new();
-            for (kind, (protocol, vip_protocol)) in
-                [(IpProtocol::Tcp, VipProtocol::Tcp), (IpProtocol::Udp, VipProtocol::Udp)]
-                    .into_iter()
-                    .enumerate()
-            {
-                let mut named: Vec<u16> = here
-                    .iter()
-                    .filter(|(p, _)| *p == vip_protocol || *p == VipProtocol::Any)
-                    .filter_map(|&(_, port)| port)
-                    .collect();
-                named.sort_unstable();
-                named.dedup();
-                let find = |port: u16| snap.find_vip(IpAddr::V6(a.into()), protocol, port).map(|(i, _)| i);
-                let unnamed = (0..=u16::MAX).find(|p| named.binary_search(p).is_err());
-                slot.any_port[kind] = unnamed.and_then(find).unwrap_or(NONE);
-                if !named.is_empty() {
-                    slot.any_port[kind] |= BY_PORT;
-                }
-                for p in named {
-                    ports.push(((kind as u32) << 16 | u32::from(p), find(p).unwrap_or(NONE)));
-                }
-            }
-            slots.push((slot, ports));
-        }
+        let slots = by_addr
+            .iter()
+            .map(|(&a, here)| {
+                let (any_port, named) = resolve(snap, IpAddr::V6(a.into()), here);
+                let ports = named.into_iter().map(|(kind, p, vip)| ((kind as u32) << 16 | u32::from(p), vip));
+                (AddrSlot6 { addr: a, used: true, any_port }, ports.collect())
+            })
+            .collect();
         V6Vips::build_from(slots)
     }
 
@@ -957,7 +946,7 @@ pub(crate) fn classify_v6(vips: &V6Vips, flows: &FlowTable, mac: u64, f: &[u8]) 
     let (src, dst, protocol, sport, dport) = v6_tuple(f)?;
     let vip = vips.find(u128::from(dst), protocol == 17, dport)?;
     let key = crate::flow::FlowKey::new(IpAddr::V6(src), IpAddr::V6(dst), protocol, sport, dport);
-    let (hash, check) = (flows.hash(&key), flows.check(&key));
+    let (hash, check) = flows.hash_check(&key);
     let tos = (be16(L3) >> 4) as u8;
     let ip_len = (ipv6::HEADER_LEN + payload_len) as u16;
     Some(Express { hash, check, vip, ip_len, class, tos, dont_frag: 0 })

@@ -401,17 +401,27 @@ impl FlowTable {
     /// The keyed hash of a flow key (see the module doc).
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        mum(self.mix(key) ^ self.keys.1, self.keys.0 ^ 0x9e37_79b9_7f4a_7c15)
+        self.hash_check(key).0
     }
 
     /// The key's check, never 0: the first round of [`hash`](Self::hash), then a round of
     /// its own with keys of its own. An entry is the key's when its check matches and it
-    /// sits in one of the key's windows (see the module doc). Computed once per packet,
-    /// with the hash.
+    /// sits in one of the key's windows (see the module doc).
     #[inline]
     pub fn check(&self, key: &FlowKey) -> u64 {
+        self.hash_check(key).1
+    }
+
+    /// [`hash`](Self::hash) and [`check`](Self::check) at once, their shared round computed
+    /// once: what a packet needs.
+    #[inline]
+    pub fn hash_check(&self, key: &FlowKey) -> (u64, u64) {
+        let m = self.mix(key);
         let (c0, c1) = self.check_keys;
-        mum(self.mix(key) ^ c0, c1 ^ 0xc2b2_ae3d_27d4_eb4f) | 1
+        (
+            mum(m ^ self.keys.1, self.keys.0 ^ 0x9e37_79b9_7f4a_7c15),
+            mum(m ^ c0, c1 ^ 0xc2b2_ae3d_27d4_eb4f) | 1,
+        )
     }
 
     /// [`hash`](Self::hash) and [`check`](Self::check) of an IPv4 key, from its fields

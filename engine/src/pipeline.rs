@@ -807,7 +807,8 @@ impl Pipeline {
         slot: usize,
         at: usize,
     ) -> Option<usize> {
-        let x = &self.express[slot % MAX_BURST].clone();
+        // A copy: `self` is changed below.
+        let x = self.express[slot % MAX_BURST];
         let lane = snap.lane();
         let v = lane.vip.get(x.vip as usize)?;
         let ip_len = usize::from(x.ip_len);
@@ -841,7 +842,7 @@ impl Pipeline {
                 outer
             }
         };
-        self.lane_counts(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
+        self.lane_counts(&x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
         let block = buf.reframe::<{ express::BLOCK6 }>(express::L3, ip_len, express::OUTER6_LEN)?;
         *block = outer.header;
         let ip = block.get_mut(express::BLOCK6 - ipv6::HEADER_LEN..)?.first_chunk_mut::<8>()?;
@@ -1139,7 +1140,7 @@ impl Pipeline {
             IpProtocol::Tcp => TimeoutClass::Tcp,
             _ => TimeoutClass::Udp,
         };
-        let (hash, check) = (self.flows.hash(&key), self.flows.check(&key));
+        let (hash, check) = self.flows.hash_check(&key);
         self.pending[self.slot % MAX_BURST] = Some(ToVip {
             vip,
             hash,
