@@ -1,6 +1,7 @@
 //! Writes the fuzz targets' seed corpora (fuzz/seeds/TARGET/) from what the tests use:
 //! synth 2G-gateway frames for configs/example.toml (IPv4 and IPv6, TCP, UDP, noise,
-//! ARP), the shipped and the broken configs, and operator requests.
+//! ARP), the shipped and the broken configs, operator requests, and captures of the
+//! frames (pcap and pcapng).
 //!
 //! ```sh
 //! cargo run -p vipgate-benches --example fuzz_seeds
@@ -16,7 +17,7 @@ use vipgate_engine::port::Port;
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let seeds = root.join("fuzz/seeds");
-    for t in ["wire", "pipeline_frame", "pipeline_burst", "config", "ctl_request"] {
+    for t in ["wire", "pipeline_frame", "pipeline_burst", "config", "ctl_request", "capture"] {
         std::fs::create_dir_all(seeds.join(t))?;
     }
     let example = root.join("configs/example.toml");
@@ -48,6 +49,16 @@ fn main() -> std::io::Result<()> {
         }
         std::fs::write(seeds.join(format!("pipeline_burst/burst-{k}")), burst)?;
     }
+    // Captures of the first frames: classic pcap (ours) and pcapng (the pcap-file crate's,
+    // big- and little-endian).
+    let mut classic = vipgate_engine::port::pcap::Writer::new(Vec::new()).expect("writes to memory");
+    for (i, f) in frames.iter().take(4).enumerate() {
+        classic.write(1_700_000_000_000_000_000 + i as u64, f).expect("writes to memory");
+    }
+    std::fs::write(seeds.join("capture/classic.pcap"), classic.finish().expect("writes to memory"))?;
+    for (name, endianness) in [("le", pcap_file::Endianness::Little), ("be", pcap_file::Endianness::Big)] {
+        std::fs::write(seeds.join(format!("capture/{name}.pcapng")), pcapng(endianness, &frames[..4]))?;
+    }
     let mut configs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("configs"))?
         .chain(std::fs::read_dir(root.join("configs/bad"))?)
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -74,4 +85,38 @@ fn main() -> std::io::Result<()> {
     }
     println!("seeds written under {}", seeds.display());
     Ok(())
+}
+
+/// `frames` as pcapng: a section, an Ethernet interface with nanosecond times, an enhanced
+/// packet block each but the last, which is a simple packet block.
+fn pcapng(endianness: pcap_file::Endianness, frames: &[Vec<u8>]) -> Vec<u8> {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption,
+    };
+    use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
+    use pcap_file::pcapng::blocks::simple_packet::SimplePacketBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    use std::borrow::Cow;
+    let section = SectionHeaderBlock { endianness, ..Default::default() };
+    let mut w = PcapNgWriter::with_section_header(Vec::new(), section).expect("writes to memory");
+    let options = vec![InterfaceDescriptionOption::IfTsResol(9)];
+    let interface =
+        InterfaceDescriptionBlock { linktype: pcap_file::DataLink::ETHERNET, snaplen: 0xffff, options };
+    w.write_pcapng_block(interface).expect("writes to memory");
+    let (last, rest) = frames.split_last().expect("frames");
+    for (i, f) in rest.iter().enumerate() {
+        let timestamp = std::time::Duration::from_nanos(1_700_000_000_000_000_000 + i as u64);
+        let packet = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp,
+            original_len: f.len() as u32,
+            data: Cow::Borrowed(f),
+            options: vec![],
+        };
+        w.write_pcapng_block(packet).expect("writes to memory");
+    }
+    let simple = SimplePacketBlock { original_len: last.len() as u32, data: Cow::Borrowed(last) };
+    w.write_pcapng_block(simple).expect("writes to memory");
+    w.into_inner()
 }

@@ -182,7 +182,8 @@ pub struct ReplayArgs {
     /// The TOML config file.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
-    /// The capture to read (pcap).
+    /// The capture to read: pcap or pcapng (as tcpdump, dumpcap and Wireshark write),
+    /// Ethernet frames; its timestamps are the flow table's clock.
     #[arg(long, value_name = "IN.pcap")]
     pub input: PathBuf,
     /// Where to write what the engine emits (pcap).

@@ -106,7 +106,7 @@ fn replay_refuses_bad_inputs_with_one_line_and_exit_1() {
     std::fs::write(&junk, b"this is not a capture at all").unwrap();
     let r = vipgate(&["replay", "--config", cfg, "--input", junk.to_str().unwrap(), "--output", out]);
     assert_eq!(r.status.code(), Some(1));
-    assert!(String::from_utf8(r.stderr).unwrap().contains("not a pcap file"));
+    assert!(String::from_utf8(r.stderr).unwrap().contains("not a pcap or pcapng file"));
     // An output that cannot be created.
     let good = dir.join("good.pcap");
     write_capture(&good, &traffic()[..3]);
@@ -136,6 +136,63 @@ fn replay_refuses_bad_inputs_with_one_line_and_exit_1() {
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8(r.stderr).unwrap();
     assert!(err.contains(&format!("{}:3:21: maglev_table_size 1000", bad.display())), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `frames` as a pcapng capture written by the pcap-file crate (what Wireshark writes by
+/// default): one interface of `linktype` with microsecond times, 1 ms apart.
+fn write_pcapng(path: &Path, linktype: pcap_file::DataLink, frames: &[Vec<u8>]) {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    let mut w = PcapNgWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    // (pcap-file writes times in nanoseconds: the interface must say so.)
+    let options =
+        vec![pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfTsResol(9)];
+    w.write_pcapng_block(InterfaceDescriptionBlock { linktype, snaplen: 0xffff, options }).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let timestamp = std::time::Duration::from_nanos(1_700_000_000_000_000_000 + i as u64 * 1_000_000);
+        let data = std::borrow::Cow::Borrowed(&f[..]);
+        let packet = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp,
+            original_len: f.len() as u32,
+            data,
+            options: vec![],
+        };
+        w.write_pcapng_block(packet).unwrap();
+    }
+}
+
+#[test]
+fn replay_reads_pcapng_as_it_reads_pcap() {
+    let dir = tmp("pcapng");
+    let frames = traffic();
+    let (classic, ng) = (dir.join("in.pcap"), dir.join("in.pcapng"));
+    write_capture(&classic, &frames);
+    write_pcapng(&ng, pcap_file::DataLink::ETHERNET, &frames);
+    let from_classic = replayed(&dir, &classic, 2);
+    let from_ng = replayed(&dir, &ng, 2);
+    assert_eq!(from_classic.len(), 600);
+    assert_eq!(from_ng, from_classic);
+    // A capture made with `tcpdump -i any`: one line, exit 1.
+    let cooked = dir.join("cooked.pcapng");
+    write_pcapng(&cooked, pcap_file::DataLink::LINUX_SLL, &frames[..2]);
+    let out = dir.join("out.pcap");
+    let config = example_config();
+    let r = vipgate(&[
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        cooked.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8(r.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cooked.pcapng") && err.contains("record 1: interface 0: link type 113"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
