@@ -154,6 +154,14 @@ fn run_replay(args: &vipgate_control::cli::ReplayArgs) -> ExitCode {
                     summary.packets
                 );
             }
+            if summary.truncated > 0 {
+                eprintln!(
+                    "vipgate replay: {} of {} frames were captured short of their length on the wire \
+                     (the capture's snap length); the engine saw only what was captured, and a packet \
+                     cut inside its headers drops as malformed: capture with tcpdump -s 0",
+                    summary.truncated, summary.packets
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

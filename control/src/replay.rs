@@ -46,6 +46,9 @@ pub enum ReplayError {
 pub struct ReplaySummary {
     /// Records read.
     pub packets: u64,
+    /// Records captured short of their length on the wire (the capture's snap length): the
+    /// engine sees only the bytes captured.
+    pub truncated: u64,
     /// Records written to the output.
     pub written: u64,
     /// Records written to the drops capture.
@@ -108,6 +111,7 @@ pub fn replay(
                 originals[n].extend_from_slice(rec.data);
             }
             times[n] = rec.time_ns;
+            summary.truncated += u64::from(rec.data.len() < rec.orig_len as usize);
             n += 1;
         }
         if n == 0 {
@@ -161,8 +165,8 @@ pub fn replay(
 pub fn to_json(summary: &ReplaySummary, workers: usize) -> String {
     let mut s = String::from("{");
     s.push_str(&format!(
-        "\"packets\":{},\"written\":{},\"dropped_written\":{},",
-        summary.packets, summary.written, summary.dropped_written
+        "\"packets\":{},\"truncated\":{},\"written\":{},\"dropped_written\":{},",
+        summary.packets, summary.truncated, summary.written, summary.dropped_written
     ));
     s.push_str(&format!("\"workers\":{workers},\"per_worker\":["));
     s.push_str(&summary.per_worker.iter().map(u64::to_string).collect::<Vec<_>>().join(","));

@@ -140,8 +140,9 @@ fn replay_refuses_bad_inputs_with_one_line_and_exit_1() {
 }
 
 /// `frames` as a pcapng capture written by the pcap-file crate (what Wireshark writes by
-/// default): one interface of `linktype` with microsecond times, 1 ms apart.
-fn write_pcapng(path: &Path, linktype: pcap_file::DataLink, frames: &[Vec<u8>]) {
+/// default): one interface of `linktype` with nanosecond times, 1 ms apart, each frame
+/// captured up to `snap` bytes.
+fn write_pcapng(path: &Path, linktype: pcap_file::DataLink, frames: &[Vec<u8>], snap: usize) {
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
     use pcap_file::pcapng::PcapNgWriter;
@@ -152,7 +153,7 @@ fn write_pcapng(path: &Path, linktype: pcap_file::DataLink, frames: &[Vec<u8>]) 
     w.write_pcapng_block(InterfaceDescriptionBlock { linktype, snaplen: 0xffff, options }).unwrap();
     for (i, f) in frames.iter().enumerate() {
         let timestamp = std::time::Duration::from_nanos(1_700_000_000_000_000_000 + i as u64 * 1_000_000);
-        let data = std::borrow::Cow::Borrowed(&f[..]);
+        let data = std::borrow::Cow::Borrowed(&f[..f.len().min(snap)]);
         let packet = EnhancedPacketBlock {
             interface_id: 0,
             timestamp,
@@ -170,29 +171,47 @@ fn replay_reads_pcapng_as_it_reads_pcap() {
     let frames = traffic();
     let (classic, ng) = (dir.join("in.pcap"), dir.join("in.pcapng"));
     write_capture(&classic, &frames);
-    write_pcapng(&ng, pcap_file::DataLink::ETHERNET, &frames);
+    write_pcapng(&ng, pcap_file::DataLink::ETHERNET, &frames, usize::MAX);
     let from_classic = replayed(&dir, &classic, 2);
     let from_ng = replayed(&dir, &ng, 2);
     assert_eq!(from_classic.len(), 600);
     assert_eq!(from_ng, from_classic);
     // A capture made with `tcpdump -i any`: one line, exit 1.
     let cooked = dir.join("cooked.pcapng");
-    write_pcapng(&cooked, pcap_file::DataLink::LINUX_SLL, &frames[..2]);
+    write_pcapng(&cooked, pcap_file::DataLink::LINUX_SLL, &frames[..2], usize::MAX);
     let out = dir.join("out.pcap");
     let config = example_config();
-    let r = vipgate(&[
-        "replay",
-        "--config",
-        config.to_str().unwrap(),
-        "--input",
-        cooked.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let replay = |input: &Path| {
+        vipgate(&[
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+    };
+    let r = replay(&cooked);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8(r.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cooked.pcapng") && err.contains("record 1: interface 0: link type 113"), "{err}");
+    // Captured with a short snap length: counted, and said once.
+    let short = dir.join("short.pcapng");
+    write_pcapng(&short, pcap_file::DataLink::ETHERNET, &frames[..10], 40);
+    let r = replay(&short);
+    assert!(r.status.success());
+    let json = String::from_utf8(r.stdout).unwrap();
+    assert_eq!(json_number(&json, "truncated"), 10);
+    assert_eq!(json_number(&json, "drop_malformed"), 10);
+    let err = String::from_utf8(r.stderr).unwrap();
+    assert_eq!(
+        err.trim_end(),
+        "vipgate replay: 10 of 10 frames were captured short of their length on the wire (the capture's \
+         snap length); the engine saw only what was captured, and a packet cut inside its headers drops \
+         as malformed: capture with tcpdump -s 0"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
