@@ -148,12 +148,12 @@ pub struct BenchArgs {
     /// (2, 100, 1000).
     #[arg(long, value_name = "WHAT")]
     pub sweep: Option<String>,
-    /// Every packet by the general path, the express lane off: what fragments and IPv4
-    /// packets with options cost (runs are marked "gp").
+    /// Every packet by the general path, the express lane off: what fragments, IPv4
+    /// packets with options and IPv6 extension headers cost (runs are marked "gp").
     #[arg(long)]
     pub general_path: bool,
     /// IPv6 clients, VIPs and backends (IPv6 in IPv6), for 64b and syn (runs are marked
-    /// "v6"; IPv6 takes the general path).
+    /// "v6"; with --general-path as well, what IPv6 costs off the express lane).
     #[arg(long)]
     pub ipv6: bool,
     /// Print JSON (one object with every run) instead of a table.

@@ -945,8 +945,7 @@ pub(crate) fn classify_v6(vips: &V6Vips, flows: &FlowTable, mac: u64, f: &[u8]) 
     };
     let (src, dst, protocol, sport, dport) = v6_tuple(f)?;
     let vip = vips.find(u128::from(dst), protocol == 17, dport)?;
-    let key = crate::flow::FlowKey::new(IpAddr::V6(src), IpAddr::V6(dst), protocol, sport, dport);
-    let (hash, check) = flows.hash_check(&key);
+    let (hash, check) = flows.hash_check_v6(u128::from(src), u128::from(dst), protocol, sport, dport);
     let tos = (be16(L3) >> 4) as u8;
     let ip_len = (ipv6::HEADER_LEN + payload_len) as u16;
     Some(Express { hash, check, vip, ip_len, class, tos, dont_frag: 0 })
