@@ -87,18 +87,22 @@ impl FlowKey {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 FlowKey::new_v4(u32::from(s), u32::from(d), protocol, src_port, dst_port)
             }
-            (s, d) => {
-                let (s, d) = (bits(s), bits(d));
-                FlowKey {
-                    w: [
-                        (s >> 64) as u64,
-                        s as u64,
-                        (d >> 64) as u64,
-                        d as u64,
-                        last_word(protocol, src_port, dst_port, 6),
-                    ],
-                }
-            }
+            (s, d) => FlowKey::new_v6(bits(s), bits(d), protocol, src_port, dst_port),
+        }
+    }
+
+    /// The key of an IPv6 packet (addresses as host-order `u128`; an IPv4 address of a
+    /// mixed pair IPv4-mapped).
+    #[inline(always)]
+    fn new_v6(src: u128, dst: u128, protocol: u8, src_port: u16, dst_port: u16) -> FlowKey {
+        FlowKey {
+            w: [
+                (src >> 64) as u64,
+                src as u64,
+                (dst >> 64) as u64,
+                dst as u64,
+                last_word(protocol, src_port, dst_port, 6),
+            ],
         }
     }
 
@@ -455,16 +459,7 @@ impl FlowTable {
         src_port: u16,
         dst_port: u16,
     ) -> (u64, u64) {
-        let key = FlowKey {
-            w: [
-                (src >> 64) as u64,
-                src as u64,
-                (dst >> 64) as u64,
-                dst as u64,
-                last_word(protocol, src_port, dst_port, 6),
-            ],
-        };
-        let m = self.mix(&key);
+        let m = self.mix(&FlowKey::new_v6(src, dst, protocol, src_port, dst_port));
         let (c0, c1) = self.check_keys;
         (
             mum(m ^ self.keys.1, self.keys.0 ^ 0x9e37_79b9_7f4a_7c15),
