@@ -183,7 +183,8 @@ pub struct ReplayArgs {
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
     /// The capture to read: pcap or pcapng (as tcpdump, dumpcap and Wireshark write),
-    /// Ethernet frames; its timestamps are the flow table's clock.
+    /// Ethernet frames; its timestamps are the flow table's clock. `-` reads standard
+    /// input (`tcpdump -w - | vipgate replay --input - ...`).
     #[arg(long, value_name = "IN.pcap")]
     pub input: PathBuf,
     /// Where to write what the engine emits (pcap).

@@ -8,7 +8,7 @@
 //! drops capture. The counters come back summed over workers.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use vipgate_engine::buf::{PacketBuf, HEADROOM};
@@ -63,9 +63,24 @@ fn out_err(path: &Path) -> impl FnOnce(pcap::PcapError) -> ReplayError + '_ {
     move |source| ReplayError::Output { path: path.to_path_buf(), source }
 }
 
-fn open_in(path: &Path) -> Result<pcap::Reader<BufReader<File>>, ReplayError> {
-    let input = |source| ReplayError::Input { path: path.to_path_buf(), source };
-    let f = File::open(path).map_err(|e| input(e.into()))?;
+/// How errors name the input `path`.
+fn input_name(path: &Path) -> PathBuf {
+    if path == Path::new("-") {
+        PathBuf::from("standard input")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The input capture: the file at `path`, or standard input for `-` (a capture piped
+/// from `tcpdump -w -`).
+fn open_in(path: &Path) -> Result<pcap::Reader<BufReader<Box<dyn Read>>>, ReplayError> {
+    let input = |source| ReplayError::Input { path: input_name(path), source };
+    let f: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(path).map_err(|e| input(e.into()))?)
+    };
     pcap::Reader::new(BufReader::new(f)).map_err(input)
 }
 
@@ -88,7 +103,7 @@ pub fn replay(
     let mut reader = open_in(input)?;
     let mut out = open_out(output)?;
     let mut drop_out = drops.map(open_out).transpose()?;
-    let in_err = |source| ReplayError::Input { path: input.to_path_buf(), source };
+    let in_err = |source| ReplayError::Input { path: input_name(input), source };
 
     let mut pipelines: Vec<Pipeline> = (0..workers).map(|_| Pipeline::new(options)).collect();
     let mut summary = ReplaySummary { per_worker: vec![0; workers], ..Default::default() };

@@ -216,6 +216,45 @@ fn replay_reads_pcapng_as_it_reads_pcap() {
 }
 
 #[test]
+fn replay_reads_a_capture_piped_to_standard_input() {
+    use std::io::Write;
+    let dir = tmp("stdin");
+    let frames = traffic();
+    let input = dir.join("in.pcapng");
+    write_pcapng(&input, pcap_file::DataLink::ETHERNET, &frames, usize::MAX);
+    let from_file = replayed(&dir, &input, 1);
+    let out = dir.join("piped.pcap");
+    let config = example_config();
+    let run = |bytes: Vec<u8>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
+            .args(["replay", "--config", config.to_str().unwrap(), "--input", "-", "--output"])
+            .arg(&out)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+        let output = child.wait_with_output().unwrap();
+        // (vipgate may stop reading at an error: the write's own result does not matter.)
+        writer.join().unwrap().ok();
+        output
+    };
+    let r = run(std::fs::read(&input).unwrap());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(json_number(&String::from_utf8(r.stdout).unwrap(), "packets"), frames.len() as u64);
+    assert_eq!(read_capture(&out), from_file);
+    let r = run(b"not a capture\n".to_vec());
+    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(r.stderr).unwrap(),
+        "vipgate replay: standard input: shorter than a pcap header (24 bytes)\n"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn check_accepts_the_example_and_reports_every_error_with_its_position() {
     let config = example_config();
     let r = vipgate(&["check", "--config", config.to_str().unwrap()]);
