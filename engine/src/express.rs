@@ -5,11 +5,12 @@
 //!
 //! The lane reads the frame at fixed offsets and answers the VIP from [`V4Vips`] (or
 //! [`V6Vips`]), a table that has already resolved the order of [`Snapshot::find_vip`] for
-//! every VIP address. Whatever the lane does not take (another frame, an option or an
-//! extension header, a fragment, a packet too big for the tunnel, a backend of the other
-//! family, for IPv6 a tunnel other than IPIP) goes to the general path, which reaches the
-//! same verdict, bytes and counters for what the lane takes: the tests run both on the
-//! same traffic.
+//! every VIP address (the general path asks these tables too, for TCP and UDP that are
+//! not fragments; the tests check their answers against `find_vip`'s). Whatever the lane
+//! does not take (another frame, an option or an extension header, a fragment, a packet
+//! too big for the tunnel, a backend of the other family, for IPv6 a tunnel other than
+//! IPIP) goes to the general path, which reaches the same verdict, bytes and counters for
+//! what the lane takes: the tests run both on the same traffic.
 
 use std::net::{IpAddr, Ipv6Addr};
 

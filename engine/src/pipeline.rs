@@ -1117,12 +1117,20 @@ impl Pipeline {
         frame: Frame,
         tcp_flags: Option<tcp::TcpFlags>,
     ) -> Step {
-        let found = if frame.fragment {
-            snap.find_fragment_vip(vip_addr, protocol)
-        } else {
-            snap.find_vip(vip_addr, protocol, vip_port)
+        let lane = &snap.lane();
+        let found = match (frame.fragment, vip_addr, protocol) {
+            (true, ..) => snap.find_fragment_vip(vip_addr, protocol).map(|(i, _)| i),
+            // TCP and UDP: the lane's tables, which answer as `find_vip` does in one or two
+            // probes.
+            (false, IpAddr::V4(a), IpProtocol::Tcp | IpProtocol::Udp) => {
+                lane.vips.find(u32::from(a), protocol == IpProtocol::Udp, vip_port)
+            }
+            (false, IpAddr::V6(a), IpProtocol::Tcp | IpProtocol::Udp) => {
+                lane.vips6.find(u128::from(a), protocol == IpProtocol::Udp, vip_port)
+            }
+            (false, ..) => snap.find_vip(vip_addr, protocol, vip_port).map(|(i, _)| i),
         };
-        let Some((vip, _)) = found else {
+        let Some(vip) = found else {
             // Our own addresses take nothing but what was answered above.
             let reason = if snap.is_local(vip_addr) {
                 DropReason::NotVip
