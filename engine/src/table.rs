@@ -885,6 +885,20 @@ pub fn backend_number(id: &BackendId) -> Option<u32> {
     Some(n)
 }
 
+/// Numbers `ids` in their order, the registry held throughout (tests that need numbers in a
+/// given order, while other tests number identities of their own).
+#[cfg(test)]
+fn number_in_order(ids: impl IntoIterator<Item = BackendId>) {
+    let mut numbers = registry();
+    for id in ids {
+        if !numbers.by_id.contains_key(&id) {
+            let n = numbers.ids.len() as u32;
+            numbers.by_id.insert(id, n);
+            numbers.ids.push(id);
+        }
+    }
+}
+
 /// The identity numbered `number`, in a snapshot or not any more.
 pub fn backend_of_number(number: u32) -> Option<BackendId> {
     registry().ids.get(number as usize).copied()
@@ -1205,34 +1219,35 @@ mod tests {
             weight: 1,
             state: BackendState::Active,
         };
-        // VIP 0: backends numbered as one config reads them; VIP 1: one numbered thousands
-        // of numbers before the others, so that its pool's numbers are looked up hashed.
+        // Numbered in this order, in one go (other tests number identities meanwhile):
+        // VIP 0's backends as one config reads them; VIP 1's first thousands of numbers
+        // before its others, so that its pool's numbers are looked up hashed; VIP 2's close
+        // together, but against the pool's order; VIP 3's first 400 numbers before its other
+        // 20 (as when a reload adds backends to many pools): more than four places a
+        // backend apart, less than sixteen.
+        let order = [1..21, 1000..1001, 2000..4000, 5000..5010]
+            .into_iter()
+            .flatten()
+            .chain((400..410).rev())
+            .chain([6000..6001, 6100..6500, 7000..7020].into_iter().flatten());
+        number_in_order(order.map(|n| backend(n).id));
         sp.vips[0].backends = (1..=20).map(backend).collect();
-        let far = backend(1000);
-        backend_number(&far.id).unwrap();
-        for n in 2000..4000 {
-            backend_number(&backend(n).id).unwrap();
-        }
-        sp.vips[1].backends = std::iter::once(far).chain((5000..5010).map(backend)).collect();
-        // VIP 2: numbered close together, but against the pool's order.
-        for n in (400..410).rev() {
-            backend_number(&backend(n).id).unwrap();
-        }
+        sp.vips[1].backends = std::iter::once(1000).chain(5000..5010).map(backend).collect();
         sp.vips[2].backends = (400..410).map(backend).collect();
-        // VIP 3: one numbered 400 numbers before the other 20 (as when a reload adds
-        // backends to many pools): more than four places a backend apart, less than sixteen.
-        let early = backend(6000);
-        backend_number(&early.id).unwrap();
-        for n in 6100..6500 {
-            backend_number(&backend(n).id).unwrap();
-        }
-        sp.vips[3].backends = std::iter::once(early).chain((7000..7020).map(backend)).collect();
+        sp.vips[3].backends = std::iter::once(6000).chain(7000..7020).map(backend).collect();
         let snap = Snapshot::build(&sp).unwrap();
         let lane = snap.lane();
         assert!(lane.vip[1].hashed);
         assert!(!lane.vip[2].hashed, "laid out by number, against its order");
         let spread = lane.vip[3].number_span as usize;
         assert!(!lane.vip[3].hashed && spread > 4 * 21 + 256, "laid out by number, {spread} places");
+        assert_the_lane_finds_every_backend(&snap);
+    }
+
+    /// Every backend of every VIP's pool is found by its number and by its index, and no
+    /// other pool's backend, nor a number never given, is.
+    fn assert_the_lane_finds_every_backend(snap: &Snapshot) {
+        let lane = snap.lane();
         for (i, v) in snap.vips().iter().enumerate() {
             let pool = &snap.pools()[v.pool as usize];
             for (k, b) in pool.backends().iter().enumerate() {
@@ -1249,6 +1264,51 @@ mod tests {
             }
             assert!(lane.outer_of_number(&lane.vip[i], crate::flow::MAX_BACKEND).is_none());
         }
+    }
+
+    #[test]
+    fn spread_pools_past_the_hole_budget_are_looked_up_hashed() {
+        // 64 pools of 64 backends, each group of 32 pools numbered turn about (as when
+        // reloads add a backend to every pool at once): each pool spans 2 017 numbers, 1 953
+        // of them holes, spread enough for the budget, which is 8 × 4 096 + 65 536 = 98 304
+        // holes: 50 pools fit, the other 14 are looked up hashed.
+        const POOLS: usize = 64;
+        const GROUP: usize = 32;
+        const N: usize = 64;
+        let backend = |pool: usize, j: usize| BackendSpec {
+            id: BackendId::new(IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xfd,
+                0,
+                0,
+                0,
+                pool as u16,
+                j as u16,
+            ))),
+            weight: 1,
+            state: BackendState::Active,
+        };
+        number_in_order(
+            (0..POOLS / GROUP)
+                .flat_map(|group| (0..N).flat_map(move |j| (0..GROUP).map(move |p| (group * GROUP + p, j))))
+                .map(|(p, j)| backend(p, j).id),
+        );
+        let addrs: Vec<String> = (0..POOLS).map(|p| format!("203.0.113.{}", p + 100)).collect();
+        let mut sp = spec(addrs.iter().map(|a| (a.as_str(), Some(80), VipProtocol::Tcp)).collect());
+        for (p, v) in sp.vips.iter_mut().enumerate() {
+            v.backends = (0..N).map(|j| backend(p, j)).collect();
+        }
+        let snap = Snapshot::build(&sp).unwrap();
+        let lane = snap.lane();
+        let span = (N - 1) * GROUP + 1;
+        let budget = 8 * POOLS * N + 65_536;
+        let by_number: Vec<usize> = (0..POOLS).filter(|&p| !lane.vip[p].hashed).collect();
+        for &p in &by_number {
+            assert_eq!(lane.vip[p].number_span as usize, span, "VIP {p}");
+        }
+        assert_eq!(by_number.len(), budget / (span - N), "as many pools as the budget holds: {by_number:?}");
+        assert_the_lane_finds_every_backend(&snap);
     }
 
     #[test]
