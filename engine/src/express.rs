@@ -894,18 +894,18 @@ fn v6_tuple(f: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u8, u16, u16)> {
     Some((addr(L3 + 8)?, addr(L3 + 24)?, h[L3 + 6], be16(L4_6), be16(L4_6 + 2)))
 }
 
-/// The Maglev hash (with the snapshot's `seed`) of a frame [`classify_v6`] took.
-#[inline(always)]
-pub(crate) fn maglev_hash_v6(seed: u64, f: &[u8]) -> Option<u32> {
-    let (src, dst, protocol, sport, dport) = v6_tuple(f)?;
-    Some(crate::maglev::flow_hash(seed, IpAddr::V6(src), IpAddr::V6(dst), protocol, sport, dport))
-}
-
 /// [`classify`] for IPv6: an untagged Ethernet frame to `mac` with an IPv6 header whose
 /// next header is TCP or UDP (no extension headers), hop limit above 0, carrying a whole
-/// TCP or UDP header, to a VIP. Anything else is `None`.
+/// TCP or UDP header, to a VIP, with the packet's Maglev hash (under `seed`), which every
+/// packet needs for its flow label. Anything else is `None`.
 #[inline(always)]
-pub(crate) fn classify_v6(vips: &V6Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> Option<Express> {
+pub(crate) fn classify_v6(
+    vips: &V6Vips,
+    flows: &FlowTable,
+    seed: u64,
+    mac: u64,
+    f: &[u8],
+) -> Option<(Express, u32)> {
     let h = f.first_chunk::<{ L4_6 + 8 }>()?;
     let word = |at: usize| u64::from_le_bytes(*h[at..].first_chunk::<8>().unwrap_or(&[0; 8]));
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
@@ -946,8 +946,10 @@ pub(crate) fn classify_v6(vips: &V6Vips, flows: &FlowTable, mac: u64, f: &[u8]) 
     };
     let (src, dst, protocol, sport, dport) = v6_tuple(f)?;
     let vip = vips.find(u128::from(dst), protocol == 17, dport)?;
-    let (hash, check) = flows.hash_check_v6(u128::from(src), u128::from(dst), protocol, sport, dport);
+    let (src, dst) = (u128::from(src), u128::from(dst));
+    let maglev = crate::maglev::flow_hash_v6(seed, src, dst, protocol, sport, dport);
+    let (hash, check) = flows.hash_check_v6(src, dst, protocol, sport, dport);
     let tos = (be16(L3) >> 4) as u8;
     let ip_len = (ipv6::HEADER_LEN + payload_len) as u16;
-    Some(Express { hash, check, vip, ip_len, class, tos, dont_frag: 0 })
+    Some((Express { hash, check, vip, ip_len, class, tos, dont_frag: 0 }, maglev))
 }

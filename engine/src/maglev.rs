@@ -126,19 +126,22 @@ pub fn hash64(seed: u64, bytes: &[u8]) -> u64 {
 /// `src` and `dst` are of one family; a mixed pair hashes the IPv4 one as IPv4-mapped.
 #[inline]
 pub fn flow_hash(seed: u64, src: IpAddr, dst: IpAddr, protocol: u8, src_port: u16, dst_port: u16) -> u32 {
-    let h = match (src, dst) {
+    match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            return flow_hash_v4(seed, u32::from(s), u32::from(d), protocol, src_port, dst_port);
+            flow_hash_v4(seed, u32::from(s), u32::from(d), protocol, src_port, dst_port)
         }
-        (s, d) => {
-            let s = to_v6_bits(s);
-            let d = to_v6_bits(d);
-            let h = fmix64(seed ^ K0 ^ (s >> 64) as u64);
-            let h = fmix64(h ^ s as u64);
-            let h = fmix64(h ^ (d >> 64) as u64);
-            fmix64(h ^ d as u64)
-        }
-    };
+        (s, d) => flow_hash_v6(seed, to_v6_bits(s), to_v6_bits(d), protocol, src_port, dst_port),
+    }
+}
+
+/// [`flow_hash`] of an IPv6 5-tuple (or a mixed one, its IPv4 address IPv4-mapped),
+/// addresses as host-order `u128`.
+#[inline(always)]
+pub fn flow_hash_v6(seed: u64, src: u128, dst: u128, protocol: u8, src_port: u16, dst_port: u16) -> u32 {
+    let h = fmix64(seed ^ K0 ^ (src >> 64) as u64);
+    let h = fmix64(h ^ src as u64);
+    let h = fmix64(h ^ (dst >> 64) as u64);
+    let h = fmix64(h ^ dst as u64);
     let b = u64::from(src_port) << 32 | u64::from(dst_port) << 16 | u64::from(protocol);
     (fmix64(h ^ b ^ K1) >> 32) as u32
 }

@@ -412,7 +412,8 @@ pub struct Pipeline {
     /// express packet's Maglev hash is computed, into `maglev`, and its ring slot fetched
     /// (see `process`).
     prefetch_rings: bool,
-    /// The Maglev hashes of the chunk's express packets, by slot, when `prefetch_rings`.
+    /// The Maglev hashes of the chunk's express packets, by slot: IPv4 ones when
+    /// `prefetch_rings`, IPv6 ones always (their flow label).
     maglev: Box<[u32; MAX_BURST]>,
     /// Which packets of the chunk the express lane took for IPv6 (bit per slot): the
     /// second pass takes them out of line. (A field rather than a local: the IPv4 loop
@@ -568,7 +569,7 @@ impl Pipeline {
                         lane |= 1 << slot;
                         continue;
                     }
-                    if let Some(x) = self.lane_classify_v6(snap, mac, bufs[i].as_slice()) {
+                    if let Some(x) = self.lane_classify_v6(snap, mac, &bufs[i], slot) {
                         self.flows.prefetch(x.hash, x.check);
                         self.express[slot % MAX_BURST] = x;
                         self.lane6 |= 1 << slot;
@@ -646,15 +647,21 @@ impl Pipeline {
     }
 
     /// The Maglev hash of each packet of the chunk `bufs` the express lane took (bit per slot
-    /// in `lane`), into `maglev`, and a prefetch of its ring slot.
+    /// in `lane`) into `maglev`, and a prefetch of its ring slot, and of the IPv6 lane's
+    /// packets' (bits in `self.lane6`, their hashes in `maglev` already).
     #[inline(never)]
     fn prefetch_ring_slots(&mut self, snap: &Snapshot, bufs: &[PacketBuf], lane: u64) {
         for (slot, buf) in bufs.iter().enumerate().take(MAX_BURST) {
-            if lane & 1 << slot == 0 {
+            let hash = if lane & 1 << slot != 0 {
+                let hash = express::maglev_hash(snap.hash_seed(), buf.as_slice()).unwrap_or(0);
+                self.maglev[slot % MAX_BURST] = hash;
+                hash
+            } else if self.lane6 & 1 << slot != 0 {
+                // (The IPv6 lane's first pass has it already.)
+                self.maglev[slot % MAX_BURST]
+            } else {
                 continue;
-            }
-            let hash = express::maglev_hash(snap.hash_seed(), buf.as_slice()).unwrap_or(0);
-            self.maglev[slot % MAX_BURST] = hash;
+            };
             let x = &self.express[slot % MAX_BURST];
             let v = snap.lane().vip.get(x.vip as usize);
             if let Some(ring) = v.and_then(|v| snap.pools().get(v.pool as usize)?.ring()) {
@@ -766,10 +773,19 @@ impl Pipeline {
     }
 
     /// The express lane's first half for IPv6 (out of line: IPv4 is the lane's first
-    /// business).
+    /// business), the packet's Maglev hash into `maglev` at `slot`.
     #[inline(never)]
-    fn lane_classify_v6(&self, snap: &Snapshot, mac: u64, frame: &[u8]) -> Option<Express> {
-        express::classify_v6(&snap.lane().vips6, &self.flows, mac, frame)
+    fn lane_classify_v6(
+        &mut self,
+        snap: &Snapshot,
+        mac: u64,
+        buf: &PacketBuf,
+        slot: usize,
+    ) -> Option<Express> {
+        let frame = buf.as_slice();
+        let (x, hash) = express::classify_v6(&snap.lane().vips6, &self.flows, snap.hash_seed(), mac, frame)?;
+        self.maglev[slot % MAX_BURST] = hash;
+        Some(x)
     }
 
     /// The second pass of a packet the IPv6 lane took (`at` in the burst, `slot` in its
@@ -818,8 +834,8 @@ impl Pipeline {
         {
             return None;
         }
-        // Every packet's flow label comes from the Maglev hash.
-        let hash = express::maglev_hash_v6(snap.hash_seed(), buf.as_slice())?;
+        // Every packet's flow label comes from the Maglev hash (from the first pass).
+        let hash = self.maglev[slot % MAX_BURST];
         let mut moved = false;
         let mut known: Option<&express::Outer6> = None;
         let found = self.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));

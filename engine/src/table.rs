@@ -1059,7 +1059,7 @@ mod tests {
             )
         };
         let classify =
-            |f: &[u8]| crate::express::classify_v6(vips, &flows, mac, f).map(|x| (x.vip, x.ip_len));
+            |f: &[u8]| crate::express::classify_v6(vips, &flows, 1, mac, f).map(|(x, _)| (x.vip, x.ip_len));
         assert_eq!(classify(&frame(to(0x10, 64), true, 443)), Some((0, 40 + 20 + 10)));
         assert_eq!(classify(&frame(to(0x10, 64), false, 9)), Some((1, 40 + 8 + 10)));
         assert_eq!(classify(&frame(to(0x10, 64), true, 80)), None, "no VIP takes TCP 80");
