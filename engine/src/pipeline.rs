@@ -1133,7 +1133,7 @@ impl Pipeline {
         frame: Frame,
         tcp_flags: Option<tcp::TcpFlags>,
     ) -> Step {
-        let lane = &snap.lane();
+        let lane = snap.lane();
         let found = match (frame.fragment, vip_addr, protocol) {
             (true, ..) => snap.find_fragment_vip(vip_addr, protocol).map(|(i, _)| i),
             // TCP and UDP: the lane's tables, which answer as `find_vip` does in one or two

@@ -416,31 +416,16 @@ impl<R: Read> Reader<R> {
             |need: usize| format!("pcapng packet block at byte {at} is {} bytes, fewer than {need}", b.len());
         // (interface, time in units, data start, captured, original)
         let (interface, time, start, captured, original) = match kind {
-            6 => {
+            // Enhanced, and the obsolete packet block, whose interface is 16 bits (then
+            // 16 of drop count): the same layout otherwise.
+            6 | 2 => {
                 if b.len() < 32 {
                     return Err(self.bad(short(32)));
                 }
+                let interface =
+                    if kind == 6 { u32_at(b, 8, big_endian) } else { u32::from(u16_at(b, 8, big_endian)) };
                 let time = u64::from(u32_at(b, 12, big_endian)) << 32 | u64::from(u32_at(b, 16, big_endian));
-                (
-                    u32_at(b, 8, big_endian),
-                    Some(time),
-                    28,
-                    u32_at(b, 20, big_endian) as usize,
-                    u32_at(b, 24, big_endian),
-                )
-            }
-            2 => {
-                if b.len() < 32 {
-                    return Err(self.bad(short(32)));
-                }
-                let time = u64::from(u32_at(b, 12, big_endian)) << 32 | u64::from(u32_at(b, 16, big_endian));
-                (
-                    u32::from(u16_at(b, 8, big_endian)),
-                    Some(time),
-                    28,
-                    u32_at(b, 20, big_endian) as usize,
-                    u32_at(b, 24, big_endian),
-                )
+                (interface, Some(time), 28, u32_at(b, 20, big_endian) as usize, u32_at(b, 24, big_endian))
             }
             _ => {
                 if b.len() < 16 {
