@@ -50,15 +50,36 @@ fn main() -> std::io::Result<()> {
         std::fs::write(seeds.join(format!("pipeline_burst/burst-{k}")), burst)?;
     }
     // Captures of the first frames: classic pcap (ours) and pcapng (the pcap-file crate's,
-    // big- and little-endian).
+    // big- and little-endian), and as `tcpdump -i any` (Linux cooked) and a tunnel
+    // interface (raw IP) capture them.
     let mut classic = vipgate_engine::port::pcap::Writer::new(Vec::new()).expect("writes to memory");
     for (i, f) in frames.iter().take(4).enumerate() {
         classic.write(1_700_000_000_000_000_000 + i as u64, f).expect("writes to memory");
     }
     std::fs::write(seeds.join("capture/classic.pcap"), classic.finish().expect("writes to memory"))?;
     for (name, endianness) in [("le", pcap_file::Endianness::Little), ("be", pcap_file::Endianness::Big)] {
-        std::fs::write(seeds.join(format!("capture/{name}.pcapng")), pcapng(endianness, &frames[..4]))?;
+        let ng = pcapng(endianness, pcap_file::DataLink::ETHERNET, &frames[..4]);
+        std::fs::write(seeds.join(format!("capture/{name}.pcapng")), ng)?;
     }
+    // Cooked: packet type (to us, then sent by us), ARPHRD_ETHER, address length 6, the
+    // sender's address in 8 bytes, the EtherType.
+    let cooked: Vec<Vec<u8>> = frames
+        .iter()
+        .take(4)
+        .enumerate()
+        .map(|(i, f)| {
+            let mut p = vec![0, if i == 1 { 4 } else { 0 }, 0, 1, 0, 6];
+            p.extend_from_slice(&f[6..12]);
+            p.extend_from_slice(&[0, 0]);
+            p.extend_from_slice(&f[12..]);
+            p
+        })
+        .collect();
+    let ng = pcapng(pcap_file::Endianness::Little, pcap_file::DataLink::LINUX_SLL, &cooked);
+    std::fs::write(seeds.join("capture/cooked.pcapng"), ng)?;
+    let raw: Vec<Vec<u8>> = frames.iter().take(4).map(|f| f[14..].to_vec()).collect();
+    let ng = pcapng(pcap_file::Endianness::Little, pcap_file::DataLink::RAW, &raw);
+    std::fs::write(seeds.join("capture/raw.pcapng"), ng)?;
     let mut configs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("configs"))?
         .chain(std::fs::read_dir(root.join("configs/bad"))?)
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -89,7 +110,7 @@ fn main() -> std::io::Result<()> {
 
 /// `frames` as pcapng: a section, an Ethernet interface with nanosecond times, an enhanced
 /// packet block each but the last, which is a simple packet block.
-fn pcapng(endianness: pcap_file::Endianness, frames: &[Vec<u8>]) -> Vec<u8> {
+fn pcapng(endianness: pcap_file::Endianness, linktype: pcap_file::DataLink, frames: &[Vec<u8>]) -> Vec<u8> {
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
     use pcap_file::pcapng::blocks::interface_description::{
         InterfaceDescriptionBlock, InterfaceDescriptionOption,
@@ -101,8 +122,7 @@ fn pcapng(endianness: pcap_file::Endianness, frames: &[Vec<u8>]) -> Vec<u8> {
     let section = SectionHeaderBlock { endianness, ..Default::default() };
     let mut w = PcapNgWriter::with_section_header(Vec::new(), section).expect("writes to memory");
     let options = vec![InterfaceDescriptionOption::IfTsResol(9)];
-    let interface =
-        InterfaceDescriptionBlock { linktype: pcap_file::DataLink::ETHERNET, snaplen: 0xffff, options };
+    let interface = InterfaceDescriptionBlock { linktype, snaplen: 0xffff, options };
     w.write_pcapng_block(interface).expect("writes to memory");
     let (last, rest) = frames.split_last().expect("frames");
     for (i, f) in rest.iter().enumerate() {

@@ -110,14 +110,21 @@ pub fn run(path: &Path) -> Result<String, String> {
         ));
     }
     if let PortHost::Pcap(threads) = host {
-        let (read, written) = (
+        let (read, written, not_received) = (
             threads.read.load(std::sync::atomic::Ordering::Relaxed),
             threads.written.load(std::sync::atomic::Ordering::Relaxed),
+            threads.not_received.load(std::sync::atomic::Ordering::Relaxed),
         );
         if let Err(e) = threads.finish() {
             log::error!("capture: {e}");
         }
-        report.push_str(&format!("capture: {read} frames read, {written} written\n"));
+        report.push_str(&format!("capture: {read} frames read, {written} written"));
+        if not_received > 0 {
+            report.push_str(&format!(
+                ", {not_received} skipped (sent by the capturing host, or for other hosts)"
+            ));
+        }
+        report.push('\n');
     }
     let _ = std::fs::remove_file(&socket);
     report.push_str(&format!("stopped after {:.1} s at generation {}\n", stats.uptime, stats.generation));

@@ -182,9 +182,11 @@ pub struct ReplayArgs {
     /// The TOML config file.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
-    /// The capture to read: pcap or pcapng (as tcpdump, dumpcap and Wireshark write),
-    /// Ethernet frames; its timestamps are the flow table's clock. `-` reads standard
-    /// input (`tcpdump -w - | vipgate replay --input - ...`).
+    /// The capture to read: pcap or pcapng (as tcpdump, dumpcap and Wireshark write), of
+    /// Ethernet frames, Linux cooked packets (`tcpdump -i any`: read as the frames the port
+    /// would have received; what the capturing host sent is skipped, counted as
+    /// not_received) or raw IP; its timestamps are the flow table's clock. `-` reads
+    /// standard input (`tcpdump -w - | vipgate replay --input - ...`).
     #[arg(long, value_name = "IN.pcap")]
     pub input: PathBuf,
     /// Where to write what the engine emits (pcap).

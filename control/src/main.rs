@@ -162,6 +162,14 @@ fn run_replay(args: &vipgate_control::cli::ReplayArgs) -> ExitCode {
                     summary.truncated, summary.packets
                 );
             }
+            if summary.not_received > 0 {
+                eprintln!(
+                    "vipgate replay: skipped {} packets that the capture says the capturing host sent, \
+                     or saw for other hosts (a port does not receive them); they are counted as \
+                     not_received, outside packets",
+                    summary.not_received
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -71,6 +71,9 @@ pub struct PcapThreads {
     pub input_done: Arc<AtomicBool>,
     /// Frames written to the output capture so far.
     pub written: Arc<AtomicU64>,
+    /// Packets of a Linux cooked capture skipped so far because the capturing host sent
+    /// them, or saw them for other hosts (see [`Reader::not_received`]).
+    pub not_received: Arc<AtomicU64>,
     feeder: Option<JoinHandle<Result<(), String>>>,
     writer: Option<JoinHandle<Result<(), String>>>,
 }
@@ -163,7 +166,7 @@ pub fn open(config: &Config) -> Result<(Vec<Box<dyn Port>>, PortHost), String> {
             let input =
                 port.input.clone().ok_or_else(|| format!("port \"{}\": no input capture", port.name))?;
             let (host, queues) = memory::channel(workers, RING_DEPTH, DEFAULT_CAPACITY);
-            let threads = pcap_threads(host, input, port.output.clone())?;
+            let threads = pcap_threads(host, input, port.output.clone(), port.mac.0)?;
             Ok((queues.into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect(), PortHost::Pcap(threads)))
         }
         #[cfg(feature = "dpdk")]
@@ -204,10 +207,18 @@ pub fn open(config: &Config) -> Result<(Vec<Box<dyn Port>>, PortHost), String> {
     }
 }
 
-fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Result<PcapThreads, String> {
+/// The threads of a pcap port of MAC address `mac` (what a capture without Ethernet headers
+/// is framed as received by).
+fn pcap_threads(
+    host: MemoryHost,
+    input: PathBuf,
+    output: Option<PathBuf>,
+    mac: [u8; 6],
+) -> Result<PcapThreads, String> {
     let file = std::fs::File::open(&input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut reader =
-        Reader::new(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", input.display()))?;
+    let mut reader = Reader::new(std::io::BufReader::new(file))
+        .map_err(|e| format!("{}: {e}", input.display()))?
+        .receiving_as(mac);
     let mut writer = match &output {
         Some(path) => {
             let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -219,9 +230,15 @@ fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Re
     let read = Arc::new(AtomicU64::new(0));
     let written = Arc::new(AtomicU64::new(0));
     let input_done = Arc::new(AtomicBool::new(false));
+    let not_received = Arc::new(AtomicU64::new(0));
     let feeder = {
-        let (host, stop, read, done) =
-            (host.clone(), Arc::clone(&stop), Arc::clone(&read), Arc::clone(&input_done));
+        let (host, stop, read, done, skipped) = (
+            host.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&read),
+            Arc::clone(&input_done),
+            Arc::clone(&not_received),
+        );
         std::thread::Builder::new()
             .name("vipgate-pcap-in".into())
             .spawn(move || {
@@ -239,7 +256,9 @@ fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Re
                         std::thread::sleep(Duration::from_micros(50));
                     }
                     read.fetch_add(1, Ordering::Relaxed);
+                    skipped.store(reader.not_received(), Ordering::Relaxed);
                 }
+                skipped.store(reader.not_received(), Ordering::Relaxed);
                 done.store(true, Ordering::Relaxed);
                 log::info!(
                     "{}: all {} frames handed to the workers",
@@ -296,5 +315,13 @@ fn pcap_threads(host: MemoryHost, input: PathBuf, output: Option<PathBuf>) -> Re
             })
             .map_err(|e| e.to_string())?
     };
-    Ok(PcapThreads { stop, read, input_done, written, feeder: Some(feeder), writer: Some(writer) })
+    Ok(PcapThreads {
+        stop,
+        read,
+        input_done,
+        written,
+        not_received,
+        feeder: Some(feeder),
+        writer: Some(writer),
+    })
 }

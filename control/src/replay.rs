@@ -49,6 +49,10 @@ pub struct ReplaySummary {
     /// Records captured short of their length on the wire (the capture's snap length): the
     /// engine sees only the bytes captured.
     pub truncated: u64,
+    /// Records of a Linux cooked capture that the capturing host sent, or saw for other
+    /// hosts: not what a port receives, so not given to the engine (nor counted in
+    /// `packets`).
+    pub not_received: u64,
     /// Records written to the output.
     pub written: u64,
     /// Records written to the drops capture.
@@ -73,15 +77,16 @@ fn input_name(path: &Path) -> PathBuf {
 }
 
 /// The input capture: the file at `path`, or standard input for `-` (a capture piped
-/// from `tcpdump -w -`).
-fn open_in(path: &Path) -> Result<pcap::Reader<BufReader<Box<dyn Read>>>, ReplayError> {
+/// from `tcpdump -w -`); a capture without Ethernet headers is framed as received by a port
+/// of MAC address `mac`.
+fn open_in(path: &Path, mac: [u8; 6]) -> Result<pcap::Reader<BufReader<Box<dyn Read>>>, ReplayError> {
     let input = |source| ReplayError::Input { path: input_name(path), source };
     let f: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(File::open(path).map_err(|e| input(e.into()))?)
     };
-    pcap::Reader::new(BufReader::new(f)).map_err(input)
+    Ok(pcap::Reader::new(BufReader::new(f)).map_err(input)?.receiving_as(mac))
 }
 
 fn open_out(path: &Path) -> Result<pcap::Writer<BufWriter<File>>, ReplayError> {
@@ -100,7 +105,7 @@ pub fn replay(
     drops: Option<&Path>,
 ) -> Result<ReplaySummary, ReplayError> {
     let workers = workers.max(1);
-    let mut reader = open_in(input)?;
+    let mut reader = open_in(input, snapshot.interface().mac.0)?;
     let mut out = open_out(output)?;
     let mut drop_out = drops.map(open_out).transpose()?;
     let in_err = |source| ReplayError::Input { path: input_name(input), source };
@@ -170,6 +175,7 @@ pub fn replay(
     if let (Some(d), Some(path)) = (drop_out, drops) {
         d.finish().map_err(out_err(path))?;
     }
+    summary.not_received = reader.not_received();
     for p in &pipelines {
         summary.counters.add(p.counters());
     }
@@ -180,8 +186,8 @@ pub fn replay(
 pub fn to_json(summary: &ReplaySummary, workers: usize) -> String {
     let mut s = String::from("{");
     s.push_str(&format!(
-        "\"packets\":{},\"truncated\":{},\"written\":{},\"dropped_written\":{},",
-        summary.packets, summary.truncated, summary.written, summary.dropped_written
+        "\"packets\":{},\"truncated\":{},\"not_received\":{},\"written\":{},\"dropped_written\":{},",
+        summary.packets, summary.truncated, summary.not_received, summary.written, summary.dropped_written
     ));
     s.push_str(&format!("\"workers\":{workers},\"per_worker\":["));
     s.push_str(&summary.per_worker.iter().map(u64::to_string).collect::<Vec<_>>().join(","));

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use etherparse as ep;
-use support::{example_config, json_number, read_capture, replayed, tmp, traffic, vipgate, write_capture};
+use support::{
+    example_config, json_number, read_capture, replay_example, replayed, tmp, traffic, vipgate, write_capture,
+};
 use vipgate_engine::port::pcap;
 
 mod support;
@@ -37,20 +39,8 @@ fn replay_forwards_counts_and_keeps_flows_on_one_backend_with_any_worker_count()
     for workers in ["1", "2", "3"] {
         let output = dir.join(format!("out{workers}.pcap"));
         let drops = dir.join(format!("drops{workers}.pcap"));
-        let config = example_config();
-        let out = vipgate(&[
-            "replay",
-            "--config",
-            config.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--drops",
-            drops.to_str().unwrap(),
-            "--workers",
-            workers,
-        ]);
+        let out =
+            replay_example(&input, &output, &["--drops", drops.to_str().unwrap(), "--workers", workers]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let json = String::from_utf8(out.stdout).unwrap();
         assert!(json.trim_start().starts_with('{') && json.trim_end().ends_with('}'), "{json}");
@@ -176,27 +166,16 @@ fn replay_reads_pcapng_as_it_reads_pcap() {
     let from_ng = replayed(&dir, &ng, 2);
     assert_eq!(from_classic.len(), 600);
     assert_eq!(from_ng, from_classic);
-    // A capture made with `tcpdump -i any`: one line, exit 1.
-    let cooked = dir.join("cooked.pcapng");
-    write_pcapng(&cooked, pcap_file::DataLink::LINUX_SLL, &frames[..2], usize::MAX);
+    // A capture of a link type the reader does not take: one line, exit 1.
+    let radio = dir.join("radio.pcapng");
+    write_pcapng(&radio, pcap_file::DataLink::IEEE802_11_RADIOTAP, &frames[..2], usize::MAX);
     let out = dir.join("out.pcap");
-    let config = example_config();
-    let replay = |input: &Path| {
-        vipgate(&[
-            "replay",
-            "--config",
-            config.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ])
-    };
-    let r = replay(&cooked);
+    let replay = |input: &Path| replay_example(input, &out, &[]);
+    let r = replay(&radio);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8(r.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cooked.pcapng") && err.contains("record 1: interface 0: link type 113"), "{err}");
+    assert!(err.contains("radio.pcapng") && err.contains("record 1: interface 0: link type 127"), "{err}");
     // Captured with a short snap length: counted, and said once.
     let short = dir.join("short.pcapng");
     write_pcapng(&short, pcap_file::DataLink::ETHERNET, &frames[..10], 40);
@@ -212,6 +191,69 @@ fn replay_reads_pcapng_as_it_reads_pcap() {
          snap length); the engine saw only what was captured, and a packet cut inside its headers drops \
          as malformed: capture with tcpdump -s 0"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `frames` as `tcpdump -i any` captures them (Linux cooked, v1): each packet received,
+/// from the client's MAC, with every tenth also as the capturing host sent it on (as an old
+/// balancer does), which a port never receives.
+fn cooked_of(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let sll = |packet_type: u16, src: &[u8]| {
+        let mut address = [0u8; 8];
+        address[..6].copy_from_slice(src);
+        ep::LinuxSllHeader {
+            packet_type: ep::LinuxSllPacketType::try_from(packet_type).unwrap(),
+            arp_hrd_type: ep::ArpHardwareId::ETHERNET,
+            sender_address_valid_length: 6,
+            sender_address: address,
+            protocol_type: ep::LinuxSllProtocolType::EtherType(ep::EtherType::IPV4),
+        }
+        .to_bytes()
+    };
+    let mut packets = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        packets.push([&sll(0, &f[6..12])[..], &f[14..]].concat());
+        if i % 10 == 0 {
+            packets.push([&sll(4, &[2, 0, 0, 0, 0, 1])[..], &f[14..]].concat());
+        }
+    }
+    packets
+}
+
+#[test]
+fn replay_reads_cooked_and_raw_ip_captures_as_the_port_receives_them() {
+    let dir = tmp("cooked");
+    // The VIP traffic (the noise's frames for another MAC and garbage have no cooked form).
+    let frames = &traffic()[..600];
+    let ethernet = dir.join("in.pcap");
+    write_capture(&ethernet, frames);
+    let from_ethernet = replayed(&dir, &ethernet, 2);
+    assert_eq!(from_ethernet.len(), 600);
+    let cooked_packets = cooked_of(frames);
+    let cooked = dir.join("cooked.pcapng");
+    write_pcapng(&cooked, pcap_file::DataLink::LINUX_SLL, &cooked_packets, usize::MAX);
+    // A tunnel interface's capture: IP packets alone.
+    let raw = dir.join("raw.pcapng");
+    let raw_packets: Vec<Vec<u8>> = frames.iter().map(|f| f[14..].to_vec()).collect();
+    write_pcapng(&raw, pcap_file::DataLink::RAW, &raw_packets, usize::MAX);
+    let out = dir.join("out.pcap");
+    let replay = |input: &Path| replay_example(input, &out, &["--workers", "2"]);
+    let r = replay(&cooked);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json = String::from_utf8(r.stdout).unwrap();
+    assert_eq!((json_number(&json, "packets"), json_number(&json, "not_received")), (600, 60));
+    assert_eq!(read_capture(&out), from_ethernet);
+    assert_eq!(
+        String::from_utf8(r.stderr).unwrap().trim_end(),
+        "vipgate replay: skipped 60 packets that the capture says the capturing host sent, or saw for \
+         other hosts (a port does not receive them); they are counted as not_received, outside packets"
+    );
+    let r = replay(&raw);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json = String::from_utf8(r.stdout).unwrap();
+    assert_eq!((json_number(&json, "packets"), json_number(&json, "not_received")), (600, 0));
+    assert_eq!(read_capture(&out), from_ethernet);
+    assert!(r.stderr.is_empty(), "{}", String::from_utf8_lossy(&r.stderr));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -325,17 +367,7 @@ fn replay_says_when_the_port_mac_does_not_match_the_capture() {
         f[..6].copy_from_slice(&[0x02, 0x42, 0, 0, 0, 7]);
     }
     write_capture(&input, &frames);
-    let config = example_config();
-    let out_path = dir.join("out.pcap");
-    let r = vipgate(&[
-        "replay",
-        "--config",
-        config.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out_path.to_str().unwrap(),
-    ]);
+    let r = replay_example(&input, &dir.join("out.pcap"), &[]);
     assert!(r.status.success());
     assert_eq!(json_number(&String::from_utf8(r.stdout).unwrap(), "drop_other_mac"), 20);
     let err = String::from_utf8(r.stderr).unwrap();
@@ -348,13 +380,10 @@ fn replay_says_when_the_port_mac_does_not_match_the_capture() {
 
 /// `vipgate run` with a pcap port sends what `vipgate replay` writes for the same capture
 /// and workers: the appliance and the offline tool are one engine.
-#[test]
-fn run_with_a_pcap_port_sends_what_replay_writes() {
-    let dir = tmp("run-pcap");
-    let input = dir.join("in.pcap");
-    let frames = traffic();
-    write_capture(&input, &frames);
-    let path = write_pcap_port_config(&dir, "out.pcap");
+/// `vipgate run` with a pcap port on `DIR/in.pcap` until its `packets` frames are received,
+/// then stopped: what it sent, and its report.
+fn run_pcap_port(dir: &Path, packets: usize) -> (Vec<Vec<u8>>, String) {
+    let path = write_pcap_port_config(dir, "out.pcap");
     let child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
         .args(["run", "--config", path.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
@@ -366,7 +395,7 @@ fn run_with_a_pcap_port_sends_what_replay_writes() {
     loop {
         let out = vipgate(&["ctl", "--json", "--socket", socket.to_str().unwrap(), "stats"]);
         if out.status.success()
-            && json_number(&String::from_utf8_lossy(&out.stdout), "rx_packets") == frames.len() as u64
+            && json_number(&String::from_utf8_lossy(&out.stdout), "rx_packets") == packets as u64
         {
             break;
         }
@@ -376,21 +405,38 @@ fn run_with_a_pcap_port_sends_what_replay_writes() {
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report = String::from_utf8(out.stdout).unwrap();
-    assert!(report.contains(&format!("capture: {} frames read", frames.len())), "{report}");
-
     let mut sent = read_capture(&dir.join("out.pcap"));
+    sent.sort();
+    (sent, String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn run_with_a_pcap_port_sends_what_replay_writes() {
+    let dir = tmp("run-pcap");
+    let input = dir.join("in.pcap");
+    let frames = traffic();
+    write_capture(&input, &frames);
+    let (sent, report) = run_pcap_port(&dir, frames.len());
+    assert!(report.contains(&format!("capture: {} frames read", frames.len())), "{report}");
     let mut expected = replayed(&dir, &input, 2);
     assert!(expected.len() >= 600, "{}", expected.len());
-    sent.sort();
     expected.sort();
     assert_eq!(sent, expected, "run and replay emit the same frames");
+    // A `tcpdump -i any` capture of the VIP traffic: the same frames sent, what the
+    // capturing host sent skipped and said.
+    write_capture(&input, &frames[..600]);
+    let mut expected = replayed(&dir, &input, 2);
+    expected.sort();
+    write_pcapng(&input, pcap_file::DataLink::LINUX_SLL, &cooked_of(&frames[..600]), usize::MAX);
+    let (sent, report) = run_pcap_port(&dir, 600);
+    assert!(
+        report.contains("capture: 600 frames read, 600 written, 60 skipped (sent by the capturing host, or for other hosts)"),
+        "{report}"
+    );
+    assert_eq!(sent, expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Killed and restarted under traffic (SIGKILL, no clean stop): the new process sends
-/// every flow of the capture to the backend the old one chose. The choice depends only on
-/// the config (Maglev); the lost flow table is not needed for it.
 #[test]
 fn a_killed_and_restarted_appliance_chooses_the_same_backends() {
     let dir = tmp("kill-restart");

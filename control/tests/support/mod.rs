@@ -113,21 +113,27 @@ pub fn json_number(json: &str, key: &str) -> u64 {
     json[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
 }
 
+/// `vipgate replay` of `input` on configs/example.toml into `output`, with `more` arguments.
+pub fn replay_example(input: &Path, output: &Path, more: &[&str]) -> std::process::Output {
+    let config = example_config();
+    let mut args = vec![
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    vipgate(&args)
+}
+
 /// `vipgate replay` of `input` on configs/example.toml with `workers` workers: the frames it
 /// writes (to `DIR/replayed.pcap`).
 pub fn replayed(dir: &Path, input: &Path, workers: usize) -> Vec<Vec<u8>> {
     let out = dir.join("replayed.pcap");
-    let r = vipgate(&[
-        "replay",
-        "--config",
-        example_config().to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--workers",
-        &workers.to_string(),
-    ]);
+    let r = replay_example(input, &out, &["--workers", &workers.to_string()]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     read_capture(&out)
 }

@@ -24,15 +24,83 @@
 //! section starts a new list of interfaces. Times are read in each interface's resolution
 //! (microseconds unless `if_tsresol` says otherwise) and returned in nanoseconds.
 //!
-//! Only Ethernet packets are read: a classic file of another link type is refused at its
-//! header, a pcapng packet of a non-Ethernet interface when it is reached. Every error
-//! says which record (packet, counted from 1) and what was wrong.
+//! Ethernet captures are read as they are. Captures without Ethernet headers are read as
+//! the Ethernet frames the receiving port would have seen, when the reader is told that
+//! port's MAC address ([`Reader::receiving_as`]):
+//!
+//! - Linux cooked captures (link types 113 and 276, what `tcpdump -i any` writes) say per
+//!   packet who it was for. A packet to the capturing host gets the port's MAC as its
+//!   destination; a broadcast one ff:ff:ff:ff:ff:ff; a multicast one the group MAC of its
+//!   IP destination (01:00:5e:… for IPv4, 33:33:… for IPv6). The source is the sender's
+//!   MAC from the cooked header (zero when it has none). Packets the capturing host sent,
+//!   or saw for other hosts, are not something a port receives: they are skipped and
+//!   counted ([`Reader::not_received`]).
+//! - Raw IP captures (link types 101, 228 and 229, from tunnel interfaces) carry no link
+//!   information at all: every packet is taken as received, to the port's MAC, from a zero
+//!   source MAC, its EtherType from the IP version.
+//!
+//! A capture of another link type is refused: a classic file at its header, a pcapng
+//! packet of such an interface when it is reached. Every error says which record (counted
+//! from 1 over the file's packets) and what was wrong.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 
 /// The pcap link type of Ethernet.
 pub const LINKTYPE_ETHERNET: u32 = 1;
+
+/// The link layers this reader takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Ethernet,
+    /// Linux cooked capture (113): packet type, ARPHRD, address length, address (8),
+    /// protocol; 16 bytes.
+    Cooked,
+    /// Linux cooked capture v2 (276): protocol, reserved, interface index (4), ARPHRD,
+    /// packet type (1), address length (1), address (8); 20 bytes.
+    Cooked2,
+    /// Raw IP (101), the version in the packet's first nibble.
+    Raw,
+    /// Raw IPv4 (228).
+    Raw4,
+    /// Raw IPv6 (229).
+    Raw6,
+}
+
+impl Link {
+    fn of(linktype: u32) -> Option<Link> {
+        Some(match linktype {
+            LINKTYPE_ETHERNET => Link::Ethernet,
+            113 => Link::Cooked,
+            276 => Link::Cooked2,
+            101 => Link::Raw,
+            228 => Link::Raw4,
+            229 => Link::Raw6,
+            _ => return None,
+        })
+    }
+
+    /// Its pcap link type (for messages).
+    fn linktype(self) -> u32 {
+        match self {
+            Link::Ethernet => LINKTYPE_ETHERNET,
+            Link::Cooked => 113,
+            Link::Cooked2 => 276,
+            Link::Raw => 101,
+            Link::Raw4 => 228,
+            Link::Raw6 => 229,
+        }
+    }
+}
+
+/// Linux's packet types (`PACKET_HOST` ...), as a cooked capture records them.
+const PACKET_HOST: u8 = 0;
+const PACKET_BROADCAST: u8 = 1;
+const PACKET_MULTICAST: u8 = 2;
+
+const ETHERNET_HEADER: usize = crate::wire::ethernet::HEADER_LEN;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// The largest record this reader accepts.
 pub const MAX_RECORD: usize = 256 * 1024;
@@ -98,12 +166,27 @@ pub struct Reader<R: Read> {
     format: Format,
     buf: Vec<u8>,
     record: u64,
+    /// The MAC address of the port that receives the packets, to frame packets of
+    /// captures without Ethernet headers.
+    receiver: Option<[u8; 6]>,
+    /// A packet framed as Ethernet.
+    frame: Vec<u8>,
+    not_received: u64,
 }
 
 #[derive(Debug)]
 enum Format {
-    Classic { swapped: bool, nanos: bool },
+    Classic { swapped: bool, nanos: bool, link: Link },
     Ng(Section),
+}
+
+/// A record as read, before framing: its bytes are `buf[start..start + len]`.
+struct Raw {
+    time_ns: u64,
+    start: usize,
+    len: usize,
+    orig_len: u32,
+    link: Link,
 }
 
 /// What a pcapng reader knows of the section it is in.
@@ -128,20 +211,28 @@ struct Interface {
     offset_s: i64,
 }
 
-/// The names of link types a capture is often made with, for error messages.
-fn linktype_name(linktype: u32) -> String {
+/// A link type and its name, where it has one a capture is often made with.
+fn linktype_named(linktype: u32) -> String {
     let name = match linktype {
         0 => " (BSD loopback)",
         101 => " (raw IP)",
-        113 => " (Linux cooked capture, as `tcpdump -i any` writes)",
+        108 => " (OpenBSD loopback)",
+        113 => " (Linux cooked capture)",
         127 => " (802.11 radiotap)",
         228 => " (raw IPv4)",
         229 => " (raw IPv6)",
-        276 => " (Linux cooked capture v2, as `tcpdump -i any` writes)",
+        276 => " (Linux cooked capture v2)",
         _ => "",
     };
+    format!("link type {linktype}{name}")
+}
+
+/// Why a capture of `linktype` is refused.
+fn linktype_refused(linktype: u32) -> String {
     format!(
-        "link type {linktype}{name} is not Ethernet (1); capture on an Ethernet interface (tcpdump -i eth0)"
+        "{} is not one this reader takes: Ethernet (1), Linux cooked (113, 276; tcpdump -i any) or \
+         raw IP (101, 228, 229); capture on an Ethernet interface (tcpdump -i eth0)",
+        linktype_named(linktype)
     )
 }
 
@@ -181,6 +272,9 @@ impl<R: Read> Reader<R> {
                 }),
                 buf: Vec::with_capacity(2048),
                 record: 0,
+                receiver: None,
+                frame: Vec::new(),
+                not_received: 0,
             };
             reader.section_header(&h[..got])?;
             return Ok(reader);
@@ -196,31 +290,100 @@ impl<R: Read> Reader<R> {
             m => return Err(PcapError::NotPcap(format!("not a pcap or pcapng file (magic {m:#010x})"))),
         };
         let linktype = u32_at(&h, 20, swapped);
-        if linktype != LINKTYPE_ETHERNET {
-            return Err(PcapError::NotPcap(linktype_name(linktype)));
-        }
+        let Some(link) = Link::of(linktype) else {
+            return Err(PcapError::NotPcap(linktype_refused(linktype)));
+        };
         Ok(Reader {
             inner,
-            format: Format::Classic { swapped, nanos },
+            format: Format::Classic { swapped, nanos, link },
             buf: Vec::with_capacity(2048),
             record: 0,
+            receiver: None,
+            frame: Vec::new(),
+            not_received: 0,
         })
+    }
+
+    /// Frames the packets of captures without Ethernet headers (Linux cooked, raw IP) as
+    /// received by a port of MAC address `mac` (see the module's documentation). Without
+    /// it, such a packet is an error.
+    pub fn receiving_as(mut self, mac: [u8; 6]) -> Reader<R> {
+        self.receiver = Some(mac);
+        self
+    }
+
+    /// The packets skipped so far because the capture says the port would not have received
+    /// them: a cooked capture's packets that the capturing host sent, or saw for another
+    /// host.
+    pub fn not_received(&self) -> u64 {
+        self.not_received
     }
 
     /// The next record, or `None` at the end of the file.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Record<'_>>, PcapError> {
-        match self.format {
-            Format::Classic { swapped, nanos } => self.next_classic(swapped, nanos),
-            Format::Ng(_) => self.next_ng(),
-        }
+        // (the record, and the length of the link header it had when it was framed anew)
+        let (raw, framed) = loop {
+            let raw = match self.format {
+                Format::Classic { swapped, nanos, link } => self.next_classic(swapped, nanos, link)?,
+                Format::Ng(_) => self.next_ng()?,
+            };
+            let Some(raw) = raw else { return Ok(None) };
+            if raw.link == Link::Ethernet {
+                break (raw, None);
+            }
+            let Some(mac) = self.receiver else {
+                return Err(PcapError::BadRecord {
+                    record: self.record,
+                    what: format!(
+                        "{}: its packets have no Ethernet header, and no port's MAC address was \
+                         given to frame them with",
+                        linktype_named(raw.link.linktype())
+                    ),
+                });
+            };
+            let data = &self.buf[raw.start..raw.start + raw.len];
+            match frame_as_received(raw.link, data, mac, &mut self.frame) {
+                Ok(Some(_)) if self.frame.len() > MAX_RECORD => {
+                    return Err(PcapError::BadRecord {
+                        record: self.record,
+                        what: format!(
+                            "{} bytes with an Ethernet header, more than {MAX_RECORD}",
+                            self.frame.len()
+                        ),
+                    })
+                }
+                Ok(Some(header)) => break (raw, Some(header)),
+                Ok(None) => self.not_received += 1,
+                Err(what) => {
+                    return Err(PcapError::BadRecord {
+                        record: self.record,
+                        what: format!("{}: {what}", linktype_named(raw.link.linktype())),
+                    })
+                }
+            }
+        };
+        Ok(Some(match framed {
+            None => Record {
+                time_ns: raw.time_ns,
+                data: &self.buf[raw.start..raw.start + raw.len],
+                orig_len: raw.orig_len,
+            },
+            Some(header) => Record {
+                time_ns: raw.time_ns,
+                data: &self.frame,
+                // The length on the wire, with an Ethernet header for the capture's own.
+                orig_len: ((raw.orig_len as usize).saturating_sub(header) + ETHERNET_HEADER)
+                    .clamp(self.frame.len(), u32::MAX as usize) as u32,
+            },
+        }))
     }
 
     fn bad(&self, what: String) -> PcapError {
         PcapError::BadRecord { record: self.record + 1, what }
     }
 
-    fn next_classic(&mut self, swapped: bool, nanos: bool) -> Result<Option<Record<'_>>, PcapError> {
+    fn next_classic(&mut self, swapped: bool, nanos: bool, link: Link) -> Result<Option<Raw>, PcapError> {
         let mut h = [0u8; 16];
         match read_full(&mut self.inner, &mut h)? {
             0 => return Ok(None),
@@ -239,10 +402,12 @@ impl<R: Read> Reader<R> {
         }
         self.record += 1;
         let frac_ns = if nanos { u64::from(frac) } else { u64::from(frac) * 1000 };
-        Ok(Some(Record {
+        Ok(Some(Raw {
             time_ns: u64::from(sec) * 1_000_000_000 + frac_ns,
-            data: &self.buf,
+            start: 0,
+            len: incl,
             orig_len: orig.max(incl as u32),
+            link,
         }))
     }
 
@@ -304,7 +469,7 @@ impl<R: Read> Reader<R> {
         Ok(())
     }
 
-    fn next_ng(&mut self) -> Result<Option<Record<'_>>, PcapError> {
+    fn next_ng(&mut self) -> Result<Option<Raw>, PcapError> {
         loop {
             let at = self.section().offset;
             let mut h = [0u8; 12];
@@ -409,7 +574,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// Reads the packet block of type `kind` in `buf`.
-    fn packet(&mut self, kind: u32, at: u64, big_endian: bool) -> Result<Option<Record<'_>>, PcapError> {
+    fn packet(&mut self, kind: u32, at: u64, big_endian: bool) -> Result<Option<Raw>, PcapError> {
         let b = &self.buf;
         let body_end = b.len() - 4;
         let short =
@@ -442,9 +607,10 @@ impl<R: Read> Reader<R> {
         let Some(&iface) = self.section().interfaces.get(interface as usize) else {
             return Err(self.bad(format!("pcapng packet block at byte {at} names interface {interface}, which the section has not described")));
         };
-        if u32::from(iface.linktype) != LINKTYPE_ETHERNET {
-            return Err(self.bad(format!("interface {interface}: {}", linktype_name(iface.linktype.into()))));
-        }
+        let linktype = u32::from(iface.linktype);
+        let Some(link) = Link::of(linktype) else {
+            return Err(self.bad(format!("interface {interface}: {}", linktype_refused(linktype))));
+        };
         if captured > MAX_RECORD {
             return Err(self.bad(format!("claims {captured} bytes, more than {MAX_RECORD}")));
         }
@@ -463,12 +629,84 @@ impl<R: Read> Reader<R> {
         };
         self.section().last_ns = time_ns;
         self.record += 1;
-        Ok(Some(Record {
-            time_ns,
-            data: &self.buf[start..start + captured],
-            orig_len: original.max(captured as u32),
-        }))
+        Ok(Some(Raw { time_ns, start, len: captured, orig_len: original.max(captured as u32), link }))
     }
+}
+
+/// Frames `data`, a packet of a capture of `link` (not Ethernet), into `frame` as the
+/// Ethernet frame that a port of MAC address `mac` would have received (see the module's
+/// documentation), and returns the length of the capture's link header; `None` when the
+/// capture says the port would not have received it.
+fn frame_as_received(
+    link: Link,
+    data: &[u8],
+    mac: [u8; 6],
+    frame: &mut Vec<u8>,
+) -> Result<Option<usize>, String> {
+    let short = |need: usize| format!("{} bytes, shorter than its header ({need})", data.len());
+    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    // (packet type, sender's address and its length, protocol, header length)
+    let (packet_type, address, address_len, protocol, header) = match link {
+        Link::Cooked => {
+            if data.len() < 16 {
+                return Err(short(16));
+            }
+            let packet_type = u8::try_from(be16(data, 0)).unwrap_or(u8::MAX);
+            (packet_type, &data[6..14], be16(data, 4), be16(data, 14), 16)
+        }
+        Link::Cooked2 => {
+            if data.len() < 20 {
+                return Err(short(20));
+            }
+            (data[10], &data[12..20], u16::from(data[11]), be16(data, 0), 20)
+        }
+        Link::Raw | Link::Raw4 | Link::Raw6 => {
+            let protocol = match (link, data.first().map(|b| b >> 4)) {
+                (Link::Raw4, _) | (_, Some(4)) => ETHERTYPE_IPV4,
+                (Link::Raw6, _) | (_, Some(6)) => ETHERTYPE_IPV6,
+                // Neither: the engine drops it as not IP.
+                _ => 0,
+            };
+            (PACKET_HOST, &[0u8; 8][..], 0, protocol, 0)
+        }
+        Link::Ethernet => unreachable!("Ethernet packets are not framed"),
+    };
+    let payload = &data[header..];
+    let dst = match packet_type {
+        PACKET_HOST => mac,
+        PACKET_BROADCAST => [0xff; 6],
+        PACKET_MULTICAST => match protocol {
+            // The group MAC of the IP destination (RFC 2464, RFC 1112); of an address cut
+            // short, what there is of it (the engine drops the packet as malformed).
+            ETHERTYPE_IPV6 => {
+                let mut m = [0x33, 0x33, 0, 0, 0, 0];
+                for (i, b) in payload.iter().skip(36).take(4).enumerate() {
+                    m[2 + i] = *b;
+                }
+                m
+            }
+            _ => {
+                let mut m = [0x01, 0x00, 0x5e, 0, 0, 0];
+                for (i, b) in payload.iter().skip(17).take(3).enumerate() {
+                    m[3 + i] = *b;
+                }
+                m[3] &= 0x7f;
+                m
+            }
+        },
+        // Sent by the capturing host, seen for another host, looped back ...
+        _ => return Ok(None),
+    };
+    let src: [u8; 6] = match address_len {
+        6 => address[..6].try_into().expect("six bytes"),
+        _ => [0; 6],
+    };
+    frame.clear();
+    frame.extend_from_slice(&dst);
+    frame.extend_from_slice(&src);
+    frame.extend_from_slice(&protocol.to_be_bytes());
+    frame.extend_from_slice(payload);
+    Ok(Some(header))
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -581,12 +819,13 @@ mod tests {
         bytes.truncate(bytes.len() - 3);
         let mut r = Reader::new(&bytes[..]).unwrap();
         assert_eq!(r.next().unwrap_err().to_string(), "record 1: cut short: 7 of 10 bytes");
-        let mut linux_sll = Writer::new(Vec::new()).unwrap().finish().unwrap();
-        linux_sll[20] = 113;
+        let mut radiotap = Writer::new(Vec::new()).unwrap().finish().unwrap();
+        radiotap[20] = 127;
         assert_eq!(
-            Reader::new(&linux_sll[..]).unwrap_err().to_string(),
-            "link type 113 (Linux cooked capture, as `tcpdump -i any` writes) is not Ethernet (1); \
-             capture on an Ethernet interface (tcpdump -i eth0)"
+            Reader::new(&radiotap[..]).unwrap_err().to_string(),
+            "link type 127 (802.11 radiotap) is not one this reader takes: Ethernet (1), Linux cooked \
+             (113, 276; tcpdump -i any) or raw IP (101, 228, 229); capture on an Ethernet interface \
+             (tcpdump -i eth0)"
         );
     }
 
@@ -729,13 +968,33 @@ mod tests {
     fn pcapng_refusals_say_which_record_and_why() {
         let first =
             |bytes: &[u8]| Reader::new(bytes).and_then(|mut r| r.next().map(|_| ())).unwrap_err().to_string();
+        let mut radiotap = section_header();
+        radiotap.extend(interface(127, &[]));
+        radiotap.extend(enhanced(0, 1, &[0; 60]));
+        assert_eq!(
+            first(&radiotap),
+            "record 1: interface 0: link type 127 (802.11 radiotap) is not one this reader takes: \
+             Ethernet (1), Linux cooked (113, 276; tcpdump -i any) or raw IP (101, 228, 229); capture \
+             on an Ethernet interface (tcpdump -i eth0)"
+        );
+        // Cooked packets need the receiving port's MAC address to be framed.
         let mut cooked = section_header();
         cooked.extend(interface(113, &[]));
         cooked.extend(enhanced(0, 1, &[0; 60]));
         assert_eq!(
             first(&cooked),
-            "record 1: interface 0: link type 113 (Linux cooked capture, as `tcpdump -i any` writes) \
-             is not Ethernet (1); capture on an Ethernet interface (tcpdump -i eth0)"
+            "record 1: link type 113 (Linux cooked capture): its packets have no Ethernet header, and \
+             no port's MAC address was given to frame them with"
+        );
+        let mut cut = section_header();
+        cut.extend(interface(113, &[]));
+        cut.extend(enhanced(0, 1, &[0; 60]));
+        cut.extend(enhanced(0, 2, &[0; 15]));
+        let mut r = Reader::new(&cut[..]).unwrap().receiving_as(PORT_MAC);
+        r.next().unwrap().unwrap();
+        assert_eq!(
+            r.next().unwrap_err().to_string(),
+            "record 2: link type 113 (Linux cooked capture): 15 bytes, shorter than its header (16)"
         );
         let mut undescribed = section_header();
         undescribed.extend(enhanced(0, 1, &[0; 60]));
@@ -761,5 +1020,184 @@ mod tests {
         let mut version = section_header();
         version[13] = 2;
         assert_eq!(first(&version), "pcapng version 2.0; this reader takes 1.x");
+    }
+
+    const PORT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+    const SENDER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+
+    fn udp_v4(dst: [u8; 4]) -> Vec<u8> {
+        let mut p = Vec::new();
+        etherparse::PacketBuilder::ipv4([192, 0, 2, 1], dst, 64)
+            .udp(1000, 2000)
+            .write(&mut p, b"hi")
+            .unwrap();
+        p
+    }
+
+    fn udp_v6(dst: [u8; 16]) -> Vec<u8> {
+        let mut p = Vec::new();
+        let src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        etherparse::PacketBuilder::ipv6(src, dst, 64).udp(1000, 2000).write(&mut p, b"hi").unwrap();
+        p
+    }
+
+    /// A Linux cooked (v1) header, from etherparse's writer: of packet type `packet_type`,
+    /// from `sender` (an Ethernet device) or from a device without addresses.
+    fn cooked(packet_type: u16, protocol: u16, sender: Option<[u8; 6]>) -> Vec<u8> {
+        let mut address = [0u8; 8];
+        if let Some(s) = sender {
+            address[..6].copy_from_slice(&s);
+        }
+        etherparse::LinuxSllHeader {
+            packet_type: etherparse::LinuxSllPacketType::try_from(packet_type).unwrap(),
+            arp_hrd_type: if sender.is_some() {
+                etherparse::ArpHardwareId::ETHERNET
+            } else {
+                etherparse::ArpHardwareId::NONE
+            },
+            sender_address_valid_length: if sender.is_some() { 6 } else { 0 },
+            sender_address: address,
+            protocol_type: etherparse::LinuxSllProtocolType::EtherType(etherparse::EtherType(protocol)),
+        }
+        .to_bytes()
+        .to_vec()
+    }
+
+    /// A classic capture of `linktype` by pcap-file, each packet's wire length 4 more than
+    /// captured.
+    fn classic_of(datalink: DataLink, packets: &[Vec<u8>]) -> Vec<u8> {
+        use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+        let header = PcapHeader { datalink, ..Default::default() };
+        let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
+        for (i, p) in packets.iter().enumerate() {
+            let time = Duration::from_micros(1_700_000_000_000_000 + i as u64);
+            w.write_packet(&PcapPacket::new(time, p.len() as u32 + 4, p)).unwrap();
+        }
+        w.into_writer()
+    }
+
+    /// Every frame of `bytes` framed as received by `PORT_MAC`, with its wire length, and
+    /// how many were not received.
+    fn frames_of(bytes: &[u8]) -> (Vec<(Vec<u8>, u32)>, u64) {
+        let mut r = Reader::new(bytes).unwrap().receiving_as(PORT_MAC);
+        let mut out = Vec::new();
+        while let Some(rec) = r.next().unwrap() {
+            out.push((rec.data.to_vec(), rec.orig_len));
+        }
+        (out, r.not_received())
+    }
+
+    fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f =
+            etherparse::Ethernet2Header { destination: dst, source: src, ether_type: ethertype.into() }
+                .to_bytes()
+                .to_vec();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn cooked_captures_read_as_the_port_would_have_received_them() {
+        let to_us = udp_v4([203, 0, 113, 10]);
+        let group4 = udp_v4([224, 0, 0, 251]);
+        let mut solicited = [0u8; 16];
+        solicited[..2].copy_from_slice(&[0xff, 0x02]);
+        solicited[11..].copy_from_slice(&[1, 0xff, 0x12, 0x34, 0x56]);
+        let group6 = udp_v6(solicited);
+        let arp = [0x42u8; 28].to_vec();
+        let with = |h: Vec<u8>, p: &[u8]| [h, p.to_vec()].concat();
+        let packets = vec![
+            with(cooked(0, 0x0800, Some(SENDER_MAC)), &to_us),
+            with(cooked(4, 0x0800, Some(PORT_MAC)), &to_us),
+            with(cooked(1, 0x0806, Some(SENDER_MAC)), &arp),
+            with(cooked(2, 0x0800, Some(SENDER_MAC)), &group4),
+            with(cooked(3, 0x0800, Some(SENDER_MAC)), &to_us),
+            with(cooked(2, 0x86dd, Some(SENDER_MAC)), &group6),
+            with(cooked(0, 0x0800, None), &to_us),
+        ];
+        let (frames, not_received) = frames_of(&classic_of(DataLink::LINUX_SLL, &packets));
+        let expected = [
+            ethernet(PORT_MAC, SENDER_MAC, 0x0800, &to_us),
+            ethernet([0xff; 6], SENDER_MAC, 0x0806, &arp),
+            ethernet([0x01, 0x00, 0x5e, 0, 0, 251], SENDER_MAC, 0x0800, &group4),
+            ethernet([0x33, 0x33, 0xff, 0x12, 0x34, 0x56], SENDER_MAC, 0x86dd, &group6),
+            ethernet(PORT_MAC, [0; 6], 0x0800, &to_us),
+        ];
+        assert_eq!(frames.iter().map(|f| f.0.clone()).collect::<Vec<_>>(), expected);
+        // The wire length keeps what the capture did not hold (4 bytes a packet here).
+        assert!(frames.iter().all(|(f, orig)| *orig as usize == f.len() + 4));
+        // Sent by the capturing host, and for another host: skipped, counted.
+        assert_eq!(not_received, 2);
+        // An independent parser reads the frames as what they carry.
+        let parsed = etherparse::SlicedPacket::from_ethernet(&frames[0].0).unwrap();
+        match parsed.net {
+            Some(etherparse::NetSlice::Ipv4(ip)) => {
+                assert_eq!(ip.header().destination(), [203, 0, 113, 10])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cooked_v2_captures_read_alike() {
+        // tcpdump's sll2 header: protocol, reserved, interface index, ARPHRD, packet
+        // type, address length, address (8).
+        let header = |packet_type: u8| {
+            let mut h = vec![0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, packet_type, 6];
+            h.extend_from_slice(&SENDER_MAC);
+            h.extend_from_slice(&[0, 0]);
+            h
+        };
+        let to_us = udp_v4([203, 0, 113, 10]);
+        let packets = vec![[header(4), to_us.clone()].concat(), [header(0), to_us.clone()].concat()];
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        let interface =
+            InterfaceDescriptionBlock { linktype: DataLink::LINUX_SLL2, snaplen: 0, options: vec![] };
+        w.write_pcapng_block(interface).unwrap();
+        for p in &packets {
+            let packet = EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_micros(5),
+                original_len: p.len() as u32,
+                data: Cow::Borrowed(p),
+                options: vec![],
+            };
+            w.write_pcapng_block(packet).unwrap();
+        }
+        let (frames, not_received) = frames_of(&w.into_inner());
+        assert_eq!(frames, [(ethernet(PORT_MAC, SENDER_MAC, 0x0800, &to_us), to_us.len() as u32 + 14)]);
+        assert_eq!(not_received, 1);
+    }
+
+    #[test]
+    fn raw_ip_captures_read_as_received_from_no_address() {
+        let (v4, v6) =
+            (udp_v4([203, 0, 113, 10]), udp_v6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]));
+        let not_ip = vec![0x10; 20];
+        let (frames, not_received) =
+            frames_of(&classic_of(DataLink::RAW, &[v4.clone(), v6.clone(), not_ip.clone()]));
+        let frames: Vec<Vec<u8>> = frames.into_iter().map(|f| f.0).collect();
+        assert_eq!(
+            frames,
+            [
+                ethernet(PORT_MAC, [0; 6], 0x0800, &v4),
+                ethernet(PORT_MAC, [0; 6], 0x86dd, &v6),
+                ethernet(PORT_MAC, [0; 6], 0, &not_ip),
+            ]
+        );
+        assert_eq!(not_received, 0);
+        // Link types 228 and 229 say the version themselves.
+        let (frames, _) = frames_of(&classic_of(DataLink::IPV4, std::slice::from_ref(&not_ip)));
+        assert_eq!(frames[0].0, ethernet(PORT_MAC, [0; 6], 0x0800, &not_ip));
+        let (frames, _) = frames_of(&classic_of(DataLink::IPV6, std::slice::from_ref(&not_ip)));
+        assert_eq!(frames[0].0, ethernet(PORT_MAC, [0; 6], 0x86dd, &not_ip));
+        // A wire length at the format's limit stays there with an Ethernet header.
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.write(0, &v4).unwrap();
+        let mut huge = w.finish().unwrap();
+        huge[20] = 101;
+        huge[36..40].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (frames, _) = frames_of(&huge);
+        assert_eq!(frames, [(ethernet(PORT_MAC, [0; 6], 0x0800, &v4), u32::MAX)]);
     }
 }
