@@ -678,8 +678,9 @@ impl Engine {
         }
     }
 
-    /// Live flows per worker, counted by the workers themselves between bursts (a scan
-    /// of each flow table: a pause of a few milliseconds per million entries).
+    /// Live flows per worker, counted by the workers themselves a piece of their flow table
+    /// at a time between bursts ([`vipgate_engine::worker::SCAN_WINDOWS`] windows a turn),
+    /// so that the count never holds a queue up for long.
     pub fn flows(&mut self, timeout: Duration) -> Vec<FlowCount> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut asked = 0;

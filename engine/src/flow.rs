@@ -709,8 +709,27 @@ impl FlowTable {
 
     /// The backend number of every live flow, by a full scan (for the control side; slow).
     pub fn live(&self, now: u64, timeouts: &IdleTimeouts) -> impl Iterator<Item = u32> + '_ {
+        self.live_in(0..self.window_count(), now, timeouts)
+    }
+
+    /// How many windows of four entries the table has: [`live_in`](FlowTable::live_in)
+    /// counts them a range at a time.
+    pub fn window_count(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// The backend number of every live flow in the windows of `windows` (within
+    /// `0..window_count()`): a scan taken a piece at a time.
+    pub fn live_in(
+        &self,
+        windows: core::ops::Range<usize>,
+        now: u64,
+        timeouts: &IdleTimeouts,
+    ) -> impl Iterator<Item = u32> + '_ {
         let (t, now) = (*timeouts, ticks(now));
-        self.windows.iter().flat_map(|w| w.0.iter()).filter(move |e| !e.is_free(now, &t)).map(|e| e.backend())
+        let end = windows.end.min(self.windows.len());
+        let windows = self.windows.get(windows.start.min(end)..end).unwrap_or(&[]);
+        windows.iter().flat_map(|w| w.0.iter()).filter(move |e| !e.is_free(now, &t)).map(|e| e.backend())
     }
 }
 
