@@ -164,10 +164,13 @@ fn run_replay(args: &vipgate_control::cli::ReplayArgs) -> ExitCode {
             }
             if summary.not_received > 0 {
                 eprintln!(
-                    "vipgate replay: skipped {} packets that the capture says the capturing host sent, \
-                     or saw for other hosts (a port does not receive them); they are counted as \
+                    "vipgate replay: skipped {} that the capture says the capturing host sent, or saw \
+                     for other hosts (a port does not receive them); they are counted as \
                      not_received, outside packets",
-                    summary.not_received
+                    match summary.not_received {
+                        1 => "1 packet".to_string(),
+                        n => format!("{n} packets"),
+                    }
                 );
             }
             ExitCode::SUCCESS

@@ -258,6 +258,39 @@ fn replay_reads_cooked_and_raw_ip_captures_as_the_port_receives_them() {
 }
 
 #[test]
+fn replay_reads_what_tcpdump_i_any_writes() {
+    // A real capture (see tests/captures/README.md): Linux cooked v2.
+    let dir = tmp("tcpdump-any");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures/tcpdump-any.pcap");
+    let out = dir.join("out.pcap");
+    let r = replay_example(&input, &out, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json = String::from_utf8(r.stdout).unwrap();
+    for (key, value) in [("packets", 22), ("not_received", 1), ("forwarded", 21), ("arp_replies", 1)] {
+        assert_eq!(json_number(&json, key), value, "{key}: {json}");
+    }
+    assert_eq!(
+        String::from_utf8(r.stderr).unwrap().trim_end(),
+        "vipgate replay: skipped 1 packet that the capture says the capturing host sent, or saw for \
+         other hosts (a port does not receive them); they are counted as not_received, outside packets"
+    );
+    let written = read_capture(&out);
+    // The ARP reply goes to the client's MAC, which the cooked header named.
+    let (eth, arp) = ep::Ethernet2Header::from_slice(&written[0]).unwrap();
+    assert_eq!((eth.destination, eth.ether_type), ([0x56, 0x06, 0x1b, 0xec, 0xd2, 0xf2], ep::EtherType::ARP));
+    assert_eq!(&arp[6..8], &[0, 2], "an ARP reply");
+    // Then the 20 datagrams of one flow to the UDP VIP's backends (IPIP) and the two SYNs of
+    // one connection to the TCP VIP's (GUE), each flow to one backend.
+    let tunnelled: Vec<(Ipv4Addr, u16)> = written[1..].iter().map(|f| outer_and_sport(f)).collect();
+    let (udp, tcp) = tunnelled.split_at(20);
+    assert!(udp.iter().all(|t| *t == udp[0]) && tcp.iter().all(|t| *t == tcp[0]), "{tunnelled:?}");
+    assert!(["192.0.2.11", "192.0.2.12"].contains(&udp[0].0.to_string().as_str()), "{tunnelled:?}");
+    assert!(["192.0.2.21", "192.0.2.22"].contains(&tcp[0].0.to_string().as_str()), "{tunnelled:?}");
+    assert_eq!(written.len(), 22);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn replay_reads_a_capture_piped_to_standard_input() {
     use std::io::Write;
     let dir = tmp("stdin");
