@@ -156,6 +156,12 @@ pub struct BenchArgs {
     /// "v6"; with --general-path as well, what IPv6 costs off the express lane).
     #[arg(long)]
     pub ipv6: bool,
+    /// Push every burst's frames out of the CPU caches before the pipeline reads them, as
+    /// a NIC's DMA leaves received frames in memory on machines without cache injection
+    /// (DDIO): the cost of packets that arrive cold (runs are marked "cold"; the memory
+    /// driver, x86-64).
+    #[arg(long)]
+    pub cold_frames: bool,
     /// Print JSON (one object with every run) instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -323,6 +323,7 @@ fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
         packets: args.packets,
         general_path: args.general_path,
         ipv6: args.ipv6,
+        cold_frames: args.cold_frames,
     };
     let specs: Vec<BenchSpec> = match args.sweep.as_deref() {
         None => vec![base],
@@ -343,6 +344,12 @@ fn run_bench(args: &vipgate_control::cli::BenchArgs) -> ExitCode {
         },
         None => None,
     };
+    if args.cold_frames && args.driver != "memory" {
+        return fail(
+            "--cold-frames takes the memory driver (a DPDK device's frames are as cold as it leaves them)"
+                .into(),
+        );
+    }
     #[cfg(feature = "dpdk")]
     let mut dpdk_queue = match args.driver.as_str() {
         "memory" => None,

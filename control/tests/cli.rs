@@ -167,6 +167,15 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
         assert_eq!(v["runs"][0]["ipv6"], true);
         assert_eq!(v["runs"][0]["workers"][0]["forwarded"], 640, "{workload}: {v}");
     }
+    // Frames flushed from the caches before the engine reads them: the same packets
+    // forwarded, the runs marked, no baseline in a hot run.
+    let out = vipgate(&["bench", "--packets", "640", "--flows", "100", "--cold-frames", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["cold_frames"], true);
+    assert_eq!(v["runs"][0]["workers"][0]["forwarded"], 640, "{v}");
+    let text = compared(&["--cold-frames"]);
+    assert!(!text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway cold")), "{text}");
     let out = vipgate(&["bench", "--workload", "gateway", "--ipv6", "--packets", "32"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ipv6 takes the 64b and syn workloads"));
