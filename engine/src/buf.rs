@@ -234,6 +234,18 @@ impl PacketBuf {
         self.end == self.start
     }
 
+    /// Asks the CPU for the cache lines of the packet's first 68 bytes (the headers the
+    /// pipeline reads: Ethernet, IPv6 and a TCP header's flags) and of the 34 bytes in front
+    /// of it, where a tunnel's headers go, wherever the lines fall: a hint, for frames that
+    /// a NIC's DMA left in memory rather than in a cache.
+    #[inline(always)]
+    pub fn prefetch_headers(&self) {
+        let p = self.data.as_ptr().wrapping_add(self.start);
+        crate::prefetch(p.wrapping_sub(34));
+        crate::prefetch(p);
+        crate::prefetch(p.wrapping_add(67));
+    }
+
     /// Bytes free in front of the packet.
     #[inline]
     pub fn headroom(&self) -> usize {

@@ -554,6 +554,12 @@ impl Pipeline {
             // ones are in `lane6`.
             let mut lane = 0u64;
             self.lane6 = 0;
+            // A frame that a NIC has just written is in memory, not in a cache (on machines
+            // without cache injection): ask for every frame's headers before reading any,
+            // or each packet would wait on memory in turn.
+            for b in &bufs[chunk_start..end] {
+                b.prefetch_headers();
+            }
             // Classify the burst and prefetch every flow-table window before touching any:
             // past the cache, the lookups would otherwise wait on memory one at a time.
             let mut rx_bytes = 0;
