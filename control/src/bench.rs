@@ -329,9 +329,9 @@ impl Source {
 
 /// Pushes each buffer's frame, and the line in front of it where the tunnel's headers go,
 /// out of every CPU cache, as a NIC's DMA leaves the frames it receives on machines
-/// without cache injection (Intel's DDIO puts them in the last-level cache instead; AMD's
-/// EPYC of this machine leaves them in memory): the pipeline then meets its packets as it
-/// does behind a real NIC, not hot from the bench's own writing.
+/// without cache injection (Intel's DDIO puts them in the last-level cache instead): the
+/// pipeline then meets its packets as it does behind such a NIC, not hot from the bench's
+/// own writing.
 #[cfg(target_arch = "x86_64")]
 fn flush_frames(bufs: &[PacketBuf]) {
     use core::arch::x86_64::{_mm_clflush, _mm_mfence};

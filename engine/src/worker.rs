@@ -141,7 +141,7 @@ struct FlowScan {
     /// Flows of larger numbers.
     more: hashbrown::HashMap<u32, u64>,
     total: u64,
-    /// Full bursts since the last step.
+    /// Polls since the last step.
     waited: u32,
 }
 

@@ -332,35 +332,25 @@ impl<R: Read> Reader<R> {
             if raw.link == Link::Ethernet {
                 break (raw, None);
             }
+            // (The record just read.)
+            let (record, link) = (self.record, linktype_named(raw.link.linktype()));
+            let bad = |what: String| PcapError::BadRecord { record, what: format!("{link}: {what}") };
             let Some(mac) = self.receiver else {
-                return Err(PcapError::BadRecord {
-                    record: self.record,
-                    what: format!(
-                        "{}: its packets have no Ethernet header, and no port's MAC address was \
-                         given to frame them with",
-                        linktype_named(raw.link.linktype())
-                    ),
-                });
+                return Err(bad(
+                    "its packets have no Ethernet header, and no port's MAC address was given to \
+                     frame them with"
+                        .into(),
+                ));
             };
             let data = &self.buf[raw.start..raw.start + raw.len];
             match frame_as_received(raw.link, data, mac, &mut self.frame) {
                 Ok(Some(_)) if self.frame.len() > MAX_RECORD => {
-                    return Err(PcapError::BadRecord {
-                        record: self.record,
-                        what: format!(
-                            "{} bytes with an Ethernet header, more than {MAX_RECORD}",
-                            self.frame.len()
-                        ),
-                    })
+                    let n = self.frame.len();
+                    return Err(bad(format!("{n} bytes with an Ethernet header, more than {MAX_RECORD}")));
                 }
                 Ok(Some(header)) => break (raw, Some(header)),
                 Ok(None) => self.not_received += 1,
-                Err(what) => {
-                    return Err(PcapError::BadRecord {
-                        record: self.record,
-                        what: format!("{}: {what}", linktype_named(raw.link.linktype())),
-                    })
-                }
+                Err(what) => return Err(bad(what)),
             }
         };
         Ok(Some(match framed {
