@@ -1190,4 +1190,22 @@ mod tests {
         let (frames, _) = frames_of(&huge);
         assert_eq!(frames, [(ethernet(PORT_MAC, [0; 6], 0x0800, &v4), u32::MAX)]);
     }
+
+    #[test]
+    fn each_interface_of_a_pcapng_section_is_framed_by_its_own_link_type() {
+        // dumpcap on an Ethernet interface and on a tunnel at once.
+        let to_us = udp_v4([203, 0, 113, 10]);
+        let on_ethernet = ethernet(PORT_MAC, SENDER_MAC, 0x0800, &to_us);
+        let mut ng = section_header();
+        ng.extend(interface(1, &[]));
+        ng.extend(interface(101, &[]));
+        ng.extend(interface(113, &[]));
+        ng.extend(enhanced(1, 1, &to_us));
+        ng.extend(enhanced(0, 2, &on_ethernet));
+        ng.extend(enhanced(2, 3, &[cooked(0, 0x0800, Some(SENDER_MAC)), to_us.clone()].concat()));
+        let (frames, not_received) = frames_of(&ng);
+        let frames: Vec<Vec<u8>> = frames.into_iter().map(|f| f.0).collect();
+        assert_eq!(frames, [ethernet(PORT_MAC, [0; 6], 0x0800, &to_us), on_ethernet.clone(), on_ethernet]);
+        assert_eq!(not_received, 0);
+    }
 }
