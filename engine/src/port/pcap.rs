@@ -333,8 +333,11 @@ impl<R: Read> Reader<R> {
                 break (raw, None);
             }
             // (The record just read.)
-            let (record, link) = (self.record, linktype_named(raw.link.linktype()));
-            let bad = |what: String| PcapError::BadRecord { record, what: format!("{link}: {what}") };
+            let (record, link) = (self.record, raw.link.linktype());
+            let bad = |what: String| PcapError::BadRecord {
+                record,
+                what: format!("{}: {what}", linktype_named(link)),
+            };
             let Some(mac) = self.receiver else {
                 return Err(bad(
                     "its packets have no Ethernet header, and no port's MAC address was given to \
