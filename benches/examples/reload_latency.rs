@@ -141,7 +141,7 @@ fn main() {
             let (seed, reweighted) = make(i);
             std::fs::write(&path, config(seed, reweighted)).unwrap();
             let t = Instant::now();
-            let r = engine.reload_file().expect("reload");
+            let r = engine.reload_file(vipgate_control::swap::Reload::default()).expect("reload");
             total.push(ms(t.elapsed()));
             load.push(ms(r.load));
             build.push(ms(r.build));

@@ -3,11 +3,20 @@
 //! The control thread owns the [`Engine`] and is the only one that touches it. Everything
 //! else asks it through channels: the operator socket's connections, the metrics endpoint,
 //! and the signal thread (SIGHUP reloads; SIGINT and SIGTERM stop). It also watches the
-//! config file and reloads when it changes. A reload that fails is logged and changes
-//! nothing.
+//! config file and reloads it once it has stopped changing: unchanged for `[control]
+//! reload_settle` (2 s by default), or at once when a new file was renamed over the path
+//! (the way editors and `vipgate set-backend` write). A reload that fails, or that would
+//! take a VIP or a subnet away, is logged, counted and shown by `ctl status`, and changes
+//! nothing; the watcher and SIGHUP never confirm removals.
+//!
+//! At start the operator's overrides are restored from the state file; a state file that
+//! cannot be read stops the start (`--discard-state` starts without it).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::{select, Receiver};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -15,35 +24,96 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::bgp::Announcer;
 use crate::config::Config;
 use crate::ctl;
-use crate::health::{HealthState, ProbeResult, Prober, Target};
+use crate::health::{HealthState, Outcome, ProbeResult, Prober, Target};
 use crate::ports::{self, PortHost};
-use crate::swap::{Engine, EngineOptions, ReloadError};
+use crate::state::StateFile;
+use crate::swap::{Engine, EngineOptions, Overrides, Reload, ReloadError};
 
 /// How often the config file is looked at.
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What identifies a version of the config file: its inode (a rename over the path gives
+/// a new one), its modification time and its length.
+type Stamp = (u64, SystemTime, u64);
+
+fn file_stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    Some((m.ino(), m.modified().ok()?, m.len()))
 }
 
 fn log_reload(why: &str, r: &Result<crate::swap::ReloadReport, ReloadError>) {
     match r {
-        Ok(r) => log::info!(
-            "{why}: generation {} running on every worker (read in {:.1} ms, built in {:.1} ms, swapped in {:.1} ms)",
-            r.generation,
-            r.load.as_secs_f64() * 1e3,
-            r.build.as_secs_f64() * 1e3,
-            r.swap.as_secs_f64() * 1e3
-        ),
+        Ok(r) => {
+            log::info!(
+                "{why}: generation {} running on every worker (read in {:.1} ms, built in {:.1} ms, swapped in {:.1} ms)",
+                r.generation,
+                r.load.as_secs_f64() * 1e3,
+                r.build.as_secs_f64() * 1e3,
+                r.swap.as_secs_f64() * 1e3
+            );
+            if !r.restart_needed.is_empty() {
+                log::warn!("{why}: {}", ctl::restart_warning(&r.restart_needed));
+            }
+        }
         Err(e) => log::error!("{why}: not applied, the running config stays:\n{e}"),
+    }
+}
+
+/// How `vipgate run` starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Start without the saved overrides, and forget them (`--discard-state`).
+    pub discard_state: bool,
+}
+
+/// The overrides to start with: restored from the state file, or none when `discard`.
+fn restore(state: &StateFile, discard: bool) -> Result<Overrides, String> {
+    if discard {
+        let what = state.discard()?;
+        log::warn!("--discard-state: {what}; starting without saved overrides");
+        return Ok(Overrides::default());
+    }
+    let entry = state.load().map_err(|e| {
+        format!(
+            "{e}\nfix or remove it, or start with --discard-state to go without the saved drains and weights"
+        )
+    })?;
+    let Some(entry) = entry else {
+        log::info!("state file {}: no saved overrides for this config", state.path().display());
+        return Ok(Overrides::default());
+    };
+    let o = Overrides::from_entry(&entry).map_err(|e| {
+        format!("state file {}: {e}\nfix or remove it, or start with --discard-state", state.path().display())
+    })?;
+    log::warn!("restored from state file {}: overrides {}", state.path().display(), o.describe());
+    Ok(o)
+}
+
+/// Lifts the soft limit on open files to the hard one, so that a crowd of clients meets
+/// the connection caps before it meets the limit.
+fn raise_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let old = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                log::debug!("open files: limit raised from {old} to {}", lim.rlim_max);
+            }
+        }
     }
 }
 
 /// Runs the appliance until SIGINT or SIGTERM; returns the final report, or why it could
 /// not start.
-pub fn run(path: &Path) -> Result<String, String> {
+pub fn run(path: &Path, options: RunOptions) -> Result<String, String> {
     let config = Config::load(path).map_err(|e| format!("{e}\n{}: nothing started", path.display()))?;
+    let state = StateFile::new(&config.control.state, path);
+    let overrides = restore(&state, options.discard_state)
+        .map_err(|e| format!("{e}\n{}: nothing started", path.display()))?;
+    raise_file_limit();
     let socket = config.control.socket.clone();
     let metrics = config.control.metrics;
     // Signals first: once the socket answers, an operator may send SIGHUP at once.
@@ -56,7 +126,14 @@ pub fn run(path: &Path) -> Result<String, String> {
     };
     let (queues, host) = ports::open(&config)?;
     let workers = queues.len();
-    let mut engine = Engine::start(config, queues, EngineOptions::default()).map_err(|e| e.to_string())?;
+    let mut engine =
+        Engine::start_with(config, queues, EngineOptions::default(), overrides).map_err(|e| e.to_string())?;
+    // The socket in the state file lets `ctl --config` find this appliance after the file's
+    // socket has changed; the overrides are written again as they are.
+    if let Err(e) = state.save(Some(&engine.state_entry(engine.overrides()))) {
+        log::warn!("{e}: drains and weights will be refused until it can be written ([control] state)");
+    }
+    engine.set_state_file(state);
     #[cfg(feature = "dpdk")]
     if let PortHost::Dpdk(device) = &host {
         let device = std::sync::Arc::clone(device);
@@ -140,6 +217,8 @@ struct Health {
     targets: Vec<Target>,
     prober: Option<Prober>,
     results: crossbeam_channel::Sender<ProbeResult>,
+    /// Probes that started late or were skipped, over every prober since start.
+    late: Arc<AtomicU64>,
 }
 
 impl Health {
@@ -152,7 +231,7 @@ impl Health {
                 p.stop();
             }
             if !targets.is_empty() {
-                match Prober::start(targets.clone(), self.results.clone()) {
+                match Prober::start(targets.clone(), self.results.clone(), Arc::clone(&self.late)) {
                     Ok(p) => self.prober = Some(p),
                     Err(e) => log::error!("health checks: cannot start the probes: {e}"),
                 }
@@ -177,14 +256,61 @@ impl Health {
             .unwrap_or_default();
         match (&r.outcome, up) {
             (_, true) => log::warn!("health: {} is up: {} back", r.target, pairs.join(", ")),
-            (Err(e), false) => log::warn!("health: {} is down ({e}): {} down", r.target, pairs.join(", ")),
-            (Ok(()), false) => {}
+            (Outcome::Down(e), false) => {
+                log::warn!("health: {} is down ({e}): {} down", r.target, pairs.join(", "))
+            }
+            (_, false) => {}
         }
         let before: Vec<String> = engine.alarms().to_vec();
         log_reload("health", &engine.set_health_down(self.state.down()));
         for a in engine.alarms() {
             if !before.contains(a) {
                 log::error!("alarm: {a}");
+            }
+        }
+    }
+}
+
+/// The config file as the watcher sees it: the version last applied (or refused), and a
+/// newer one waiting to settle.
+struct Watch {
+    seen: Option<Stamp>,
+    pending: Option<(Stamp, Instant)>,
+}
+
+impl Watch {
+    /// The file has been read by another trigger: this version is taken.
+    fn taken(&mut self, path: &Path) {
+        self.seen = file_stamp(path);
+        self.pending = None;
+    }
+
+    /// Whether the file should be reloaded now: it changed, and has stayed unchanged for
+    /// `settle`, or it is a new file renamed over the path.
+    fn due(&mut self, path: &Path, settle: Duration) -> bool {
+        let now = file_stamp(path);
+        let Some(stamp) = now else {
+            // Gone (being replaced, or removed): wait for a file.
+            self.pending = None;
+            return false;
+        };
+        if Some(stamp) == self.seen {
+            self.pending = None;
+            return false;
+        }
+        match self.pending {
+            Some((p, since)) if p == stamp => {
+                let renamed = self.seen.is_some_and(|s| s.0 != stamp.0);
+                if renamed || since.elapsed() >= settle {
+                    self.seen = Some(stamp);
+                    self.pending = None;
+                    return true;
+                }
+                false
+            }
+            _ => {
+                self.pending = Some((stamp, Instant::now()));
+                false
             }
         }
     }
@@ -197,11 +323,17 @@ fn control_loop(
     sig_rx: &Receiver<i32>,
     path: &Path,
 ) {
-    let mut stamp = file_stamp(path);
+    let mut watch = Watch { seen: file_stamp(path), pending: None };
     let (results, health_rx) = crossbeam_channel::unbounded();
-    let mut health = Health { state: HealthState::default(), targets: Vec::new(), prober: None, results };
+    let mut health = Health {
+        state: HealthState::default(),
+        targets: Vec::new(),
+        prober: None,
+        results,
+        late: Arc::new(AtomicU64::new(0)),
+    };
     health.follow(engine);
-    let mut fleet = Fleet { announcer: None, drained: false, progress: Vec::new() };
+    let mut fleet = Fleet { announcer: None, progress: Vec::new() };
     fleet.tick(engine);
     loop {
         let generation = engine.generation();
@@ -219,33 +351,45 @@ fn control_loop(
                     _ => {
                         let mut a = ctl::handle(engine, Some(&health.state), &r.body);
                         if cmd == "status" {
-                            a["bgp"] = fleet.status();
+                            a["bgp"] = fleet.status(engine);
+                            a["health_probes_late"] = serde_json::json!(health.late.load(Ordering::Relaxed));
                         }
                         a
                     }
                 };
-                if matches!(cmd.as_str(), "reload" | "drain" | "undrain" | "weight") {
+                let dry_run = r.body.get("dry_run").and_then(|d| d.as_bool()) == Some(true);
+                if matches!(cmd.as_str(), "reload" | "drain" | "undrain" | "weight") && !dry_run {
                     let ok = answer["ok"].as_bool() == Some(true);
                     if ok {
                         log::info!("ctl {cmd}: generation {}", answer["generation"]);
+                        if let Some(w) = answer["warning"].as_str() {
+                            log::warn!("ctl {cmd}: {w}");
+                        }
                     } else {
                         log::error!("ctl {cmd}: {}", answer["error"].as_str().unwrap_or(""));
                     }
-                    stamp = file_stamp(path);
+                    if cmd == "reload" {
+                        watch.taken(path);
+                    }
                 }
                 let _ = r.reply.send(answer);
             }
             recv(metrics_rx) -> r => {
                 if let Ok(reply) = r {
                     let mut text = crate::metrics::render(&engine.stats());
-                    text.push_str(&crate::metrics::render_health(&health.state, engine.alarms()));
+                    text.push_str(&crate::metrics::render_control(engine));
+                    text.push_str(&crate::metrics::render_health(
+                        &health.state,
+                        engine.alarms(),
+                        health.late.load(Ordering::Relaxed),
+                    ));
                     let _ = reply.send(text);
                 }
             }
             recv(sig_rx) -> s => match s {
                 Ok(SIGHUP) => {
-                    log_reload("SIGHUP", &engine.reload_file());
-                    stamp = file_stamp(path);
+                    log_reload("SIGHUP", &engine.reload_file(Reload::default()));
+                    watch.taken(path);
                 }
                 Ok(s) => {
                     log::info!("signal {s}: stopping");
@@ -260,12 +404,8 @@ fn control_loop(
             health.follow(engine);
         }
         fleet.tick(engine);
-        let now = file_stamp(path);
-        if now.is_some() && now != stamp {
-            // Let a writer finish before reading.
-            std::thread::sleep(Duration::from_millis(200));
-            stamp = file_stamp(path);
-            log_reload(&format!("{} changed", path.display()), &engine.reload_file());
+        if watch.due(path, engine.config().control.reload_settle) {
+            log_reload(&format!("{} changed", path.display()), &engine.reload_file(Reload::default()));
             health.follow(engine);
         }
     }
@@ -282,7 +422,6 @@ fn control_loop(
 /// operator's drain of the whole appliance, and the workers' progress.
 struct Fleet {
     announcer: Option<Announcer>,
-    drained: bool,
     /// Per worker: its poll count and when it last changed.
     progress: Vec<(u64, std::time::Instant)>,
 }
@@ -308,30 +447,33 @@ impl Fleet {
                 stuck = Some(format!("worker {} has not polled for {} s", w.id, (now - p.1).as_secs()));
             }
         }
+        let drained = engine.overrides().appliance_drained;
         let reason =
-            if self.drained { Some("the appliance is drained by the operator".to_string()) } else { stuck };
+            if drained { Some("the appliance is drained by the operator".to_string()) } else { stuck };
         if let Some(a) = self.announcer.as_mut() {
             a.set(&engine.config().subnets, reason.as_deref());
         }
     }
 
-    fn drain(&mut self, engine: &Engine, drain: bool) -> serde_json::Value {
+    fn drain(&mut self, engine: &mut Engine, drain: bool) -> serde_json::Value {
         if engine.config().bgp.is_none() {
             return ctl::error("no [bgp] in the config: this appliance announces nothing to drain");
         }
-        self.drained = drain;
+        if let Err(e) = engine.set_appliance_drained(drain) {
+            return ctl::error(e.to_string());
+        }
         log::warn!("ctl: appliance {}", if drain { "drained: withdrawing the routes" } else { "undrained" });
         self.tick(engine);
-        let mut a = self.status();
+        let mut a = self.status(engine);
         a["ok"] = serde_json::json!(true);
         a
     }
 
-    fn status(&self) -> serde_json::Value {
+    fn status(&self, engine: &Engine) -> serde_json::Value {
         match &self.announcer {
             Some(a) => {
                 let mut s = a.status();
-                s["drained"] = serde_json::json!(self.drained);
+                s["drained"] = serde_json::json!(engine.overrides().appliance_drained);
                 s
             }
             None => serde_json::Value::Null,

@@ -28,9 +28,13 @@ pub enum Command {
     },
     /// Run the appliance in the foreground (as systemd does).
     ///
-    /// Reloads the config on SIGHUP, on `vipgate ctl reload` and when the file changes;
-    /// a config that fails validation is logged and the running one stays. SIGINT or
-    /// SIGTERM stop it and print the final counters.
+    /// Reloads the config on SIGHUP, on `vipgate ctl reload` and when the file changes
+    /// (once it has stayed unchanged for [control] reload_settle, default 2s, or at once
+    /// when a new file is renamed over it). A config that fails validation, or that would
+    /// remove a VIP or a subnet or leave a VIP with no backend taking new flows, is logged
+    /// and refused, and the running one stays. The operator's drains and weights are
+    /// restored from the state file ([control] state). SIGINT or SIGTERM stop it and
+    /// print the final counters.
     Run(RunArgs),
     /// Validate a config: exit 0, or 1 with file:line:col errors.
     Check(ConfigArg),
@@ -58,10 +62,20 @@ pub enum Command {
     Bench(BenchArgs),
     /// Talk to a running appliance over its operator socket.
     ///
-    /// Commands: status | stats | reload | drain BACKEND | undrain BACKEND |
-    /// weight BACKEND N | table VIP | flows | drain-appliance | undrain-appliance (withdraw
-    /// or announce again the subnets through BIRD, with [bgp]). Exit 0 when the engine says ok, 1 when it
-    /// reports an error or cannot be reached, 2 for a command it does not know.
+    /// Commands: status | stats | reload [--dry-run | --allow-removals] |
+    /// drain BACKEND [--force] | undrain BACKEND | weight BACKEND N [--force] | table VIP |
+    /// flows | drain-appliance | undrain-appliance (withdraw or announce again the subnets
+    /// through BIRD, with [bgp]).
+    ///
+    /// A reload that would remove a VIP or a subnet, or leave a VIP with no backend taking
+    /// new flows, is refused (named) unless --allow-removals; a drain or weight that would
+    /// leave a VIP with none is refused unless --force. Drains and weights are saved in the
+    /// state file before they are applied, and outlive a restart. Keys that only a restart
+    /// applies are named in the answer. With --config, a socket that has moved in the file
+    /// since the appliance started is found through the state file.
+    ///
+    /// Exit 0 when the engine says ok, 1 when it reports an error or cannot be reached, 2
+    /// for a command it does not know.
     Ctl(CtlArgs),
 }
 
@@ -82,6 +96,11 @@ pub struct RunArgs {
     /// error, warn, info, debug or trace (default: RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Start without the operator's saved overrides (drains, weights, the appliance's
+    /// drain) of the state file ([control] state), and forget them there. Without it, an
+    /// unreadable state file stops the start.
+    #[arg(long)]
+    pub discard_state: bool,
 }
 
 /// Arguments of `vipgate table`.
@@ -219,6 +238,18 @@ pub struct CtlArgs {
     /// Print the answer as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// reload: apply the file even though it removes VIPs or subnets, or leaves a VIP with
+    /// no backend taking new flows (refused without it, and the running config stays).
+    #[arg(long)]
+    pub allow_removals: bool,
+    /// reload: change nothing; show per VIP what would move, what would be refused, and
+    /// what needs a restart.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// drain, weight: apply it even though it leaves a VIP with no backend taking new
+    /// flows (refused without it).
+    #[arg(long)]
+    pub force: bool,
     /// The command and its arguments, e.g. `drain 192.0.2.11`.
     #[arg(required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<String>,

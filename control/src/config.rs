@@ -25,17 +25,19 @@ use vipgate_engine::wire::EthernetAddress;
 pub struct ConfigError {
     /// The file.
     pub file: PathBuf,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (in characters).
-    pub col: usize,
+    /// 1-based line and column (in characters), where the problem has a place in the
+    /// text; `None` where it has none (the file cannot be read, or lacks something).
+    pub at: Option<(usize, usize)>,
     /// What is wrong, and what would be right.
     pub message: String,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+        match self.at {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
     }
 }
 
@@ -180,6 +182,8 @@ struct RawControl {
     socket: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
     metrics_public: Option<Spanned<bool>>,
+    state: Option<Spanned<String>>,
+    reload_settle: Option<Spanned<String>>,
 }
 
 // ------------------------------------------------------------------------------------
@@ -397,7 +401,17 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     /// The metrics endpoint, if any.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where the operator's overrides are kept across restarts.
+    pub state: PathBuf,
+    /// How long the config file must stay unchanged before the watcher reloads it.
+    pub reload_settle: Duration,
 }
+
+/// The default state file.
+pub const DEFAULT_STATE: &str = "/var/lib/vipgate/state.json";
+
+/// The default time the config file must stay unchanged before the watcher reloads it.
+pub const DEFAULT_RELOAD_SETTLE: Duration = Duration::from_secs(2);
 
 /// The default operator socket.
 pub const DEFAULT_SOCKET: &str = "/run/vipgate/ctl.sock";
@@ -443,8 +457,13 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, col) = line_col(self.text, span.start);
-        self.errors.push(ConfigError { file: self.path.to_path_buf(), line, col, message: message.into() });
+        let at = Some(line_col(self.text, span.start));
+        self.errors.push(ConfigError { file: self.path.to_path_buf(), at, message: message.into() });
+    }
+
+    /// A problem with no place in the text: something the whole file lacks.
+    fn whole(&mut self, message: impl Into<String>) {
+        self.errors.push(ConfigError { file: self.path.to_path_buf(), at: None, message: message.into() });
     }
 }
 
@@ -565,8 +584,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
-                line: 1,
-                col: 1,
+                at: None,
                 message: format!("cannot read the config: {e}"),
             }])
         })?;
@@ -589,7 +607,7 @@ impl Config {
         if r.errors.is_empty() {
             Ok(config)
         } else {
-            r.errors.sort_by_key(|e| (e.line, e.col));
+            r.errors.sort_by_key(|e| e.at);
             Err(ConfigErrors(r.errors))
         }
     }
@@ -907,6 +925,14 @@ impl Config {
             let health = v.health.as_ref().and_then(|h| health_at(r, h, port, &backends));
             vips.push(VipConfig { addr, port, protocol, encap, backends, health });
         }
+        if raw.vip.is_empty() {
+            // An empty file, or one cut short before its first [[vip]] by a writer that has
+            // not finished, must never replace a running config.
+            r.whole(
+                "no [[vip]]: a config serves at least one VIP (an empty or half-written file is \
+                 refused, and a running appliance keeps its config)",
+            );
+        }
         if let (Some(span), None) = (needs_v4, tunnel.source_v4) {
             r.at(span, "an IPv4 backend needs [tunnel] source_v4");
         }
@@ -939,6 +965,29 @@ impl Config {
                 None
             }
         });
+        let state = raw.control.state.as_ref().map_or_else(
+            || PathBuf::from(DEFAULT_STATE),
+            |s| {
+                if s.get_ref().is_empty() {
+                    r.at(s.span(), "state must name a file, e.g. \"/var/lib/vipgate/state.json\"");
+                }
+                base.join(s.get_ref())
+            },
+        );
+        let reload_settle = match &raw.control.reload_settle {
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) if d <= Duration::from_secs(60) => d,
+                Ok(_) => {
+                    r.at(s.span(), "reload_settle must be at most 60s");
+                    DEFAULT_RELOAD_SETTLE
+                }
+                Err(msg) => {
+                    r.at(s.span(), format!("reload_settle: {msg}"));
+                    DEFAULT_RELOAD_SETTLE
+                }
+            },
+            None => DEFAULT_RELOAD_SETTLE,
+        };
         let bgp = raw.bgp.as_ref().map(|b| {
             let b = b.get_ref();
             let stuck_after = match &b.stuck_after {
@@ -975,7 +1024,7 @@ impl Config {
             ports,
             subnets,
             vips,
-            control: ControlConfig { socket, metrics },
+            control: ControlConfig { socket, metrics, state, reload_settle },
             bgp,
         }
     }

@@ -48,54 +48,119 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// The string field `key` of `request`: an error answer when it is missing or not a string.
+fn string_field<'a>(request: &'a Value, cmd: &str, key: &str, example: &str) -> Result<&'a str, Value> {
+    match request.get(key) {
+        None | Some(Value::Null) => {
+            Err(error(format!("{cmd} needs \"{key}\", e.g. \"{key}\":\"{example}\"")))
+        }
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(error(format!("{key} must be a string, e.g. \"{example}\" (got {other})"))),
+    }
+}
+
+/// The boolean field `key` of `request` (false when missing).
+fn flag(request: &Value, key: &str) -> Result<bool, Value> {
+    match request.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(error(format!("{key} must be true or false (got {other})"))),
+    }
+}
+
+/// The answer to a change that went through: the generation, and what only a restart
+/// applies.
+pub fn applied(r: &crate::swap::ReloadReport) -> Value {
+    let mut a = json!({
+        "ok": true,
+        "generation": r.generation,
+        "build_ms": ms(r.build),
+        "swap_ms": ms(r.swap),
+        "restart_needed": r.restart_needed,
+    });
+    if !r.restart_needed.is_empty() {
+        a["warning"] = json!(restart_warning(&r.restart_needed));
+    }
+    a
+}
+
+/// What a reload says of keys only a restart applies.
+pub fn restart_warning(keys: &[String]) -> String {
+    format!(
+        "the rest is applied; restart needed for: {} (the running appliance keeps what it started with)",
+        keys.join(", ")
+    )
+}
+
 /// Answers `request` against `engine` (on the control thread).
 pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, request: &Value) -> Value {
-    let Some(cmd) = request.get("cmd").and_then(Value::as_str) else {
-        return error("a request is a JSON object with \"cmd\": status, stats, reload, drain, undrain, weight, table or flows");
+    let cmd = match request.get("cmd") {
+        Some(Value::String(c)) => c.as_str(),
+        Some(other) => return error(format!("a request's \"cmd\" must be a string, e.g. \"status\" (got {other})")),
+        None => return error("a request is a JSON object with \"cmd\": status, stats, reload, drain, undrain, weight, table or flows"),
     };
     let backend = || -> Result<BackendSelector, Value> {
-        let s = request
-            .get("backend")
-            .and_then(Value::as_str)
-            .ok_or_else(|| error(format!("{cmd} needs \"backend\"")))?;
-        BackendSelector::parse(s).map_err(error)
+        BackendSelector::parse(string_field(request, cmd, "backend", "192.0.2.11")?).map_err(error)
     };
     let reloaded = |r: Result<crate::swap::ReloadReport, ReloadError>| match r {
-        Ok(r) => {
-            json!({ "ok": true, "generation": r.generation, "build_ms": ms(r.build), "swap_ms": ms(r.swap) })
+        Ok(r) => applied(&r),
+        Err(e) => {
+            let mut a = error(e.to_string());
+            if let ReloadError::Removals { removals, .. } = &e {
+                a["refused"] = json!(removals);
+            }
+            a
         }
-        Err(e) => error(e.to_string()),
     };
-    match cmd {
-        "status" => status(engine, health),
-        "stats" => stats_json(&engine.stats()),
-        "reload" => reloaded(engine.reload_file()),
-        "drain" => match backend() {
-            Ok(b) => reloaded(engine.drain(b)),
-            Err(e) => e,
-        },
-        "undrain" => match backend() {
-            Ok(b) => reloaded(engine.undrain(b)),
-            Err(e) => e,
-        },
-        "weight" => match (backend(), request.get("weight").and_then(Value::as_u64)) {
-            (Ok(b), Some(w)) if w <= u64::from(u32::MAX) => reloaded(engine.set_weight(b, w as u32)),
-            (Err(e), _) => e,
-            _ => error("weight needs \"weight\": a whole number"),
-        },
-        "table" => match request.get("vip").and_then(Value::as_str) {
-            Some(v) => match find_vip(engine.snapshot(), v) {
-                Ok(i) => table_json(engine.snapshot(), i, false),
-                Err(e) => error(e),
+    let result = (|| -> Result<Value, Value> {
+        Ok(match cmd {
+            "status" => status(engine, health),
+            "stats" => stats_json(&engine.stats()),
+            "reload" if flag(request, "dry_run")? => match engine.reload_preview() {
+                Ok(p) => json!({
+                    "ok": true,
+                    "dry_run": true,
+                    "removals": p.removals,
+                    "restart_needed": p.restart_needed,
+                    "diff": crate::diff::to_text(&p.changes),
+                }),
+                Err(e) => error(e.to_string()),
             },
-            None => error("table needs \"vip\", e.g. 203.0.113.10:8000/udp"),
-        },
-        "flows" => flows_json(engine),
-        "drain-appliance" | "undrain-appliance" => error("this engine announces nothing (no [bgp])"),
-        other => error(format!(
-            "unknown command \"{other}\": one of status, stats, reload, drain, undrain, weight, table, flows, drain-appliance, undrain-appliance"
-        )),
-    }
+            "reload" => {
+                let how = crate::swap::Reload { allow_removals: flag(request, "allow_removals")? };
+                reloaded(engine.reload_file(how))
+            }
+            "drain" => {
+                let (b, force) = (backend()?, flag(request, "force")?);
+                reloaded(engine.drain(b, force))
+            }
+            "undrain" => reloaded(engine.undrain(backend()?)),
+            "weight" => {
+                let b = backend()?;
+                let w = match request.get("weight") {
+                    Some(Value::Number(n)) => n.as_u64().filter(|&w| w <= u64::from(u32::MAX)),
+                    _ => None,
+                };
+                let Some(w) = w else {
+                    return Err(error("weight needs \"weight\": a whole number, e.g. \"weight\":50"));
+                };
+                reloaded(engine.set_weight(b, w as u32, flag(request, "force")?))
+            }
+            "table" => {
+                let v = string_field(request, cmd, "vip", "203.0.113.10:8000/udp")?;
+                match find_vip(engine.snapshot(), v) {
+                    Ok(i) => table_json(engine.snapshot(), i, false),
+                    Err(e) => error(e),
+                }
+            }
+            "flows" => flows_json(engine),
+            "drain-appliance" | "undrain-appliance" => error("this engine announces nothing (no [bgp])"),
+            other => error(format!(
+                "unknown command \"{other}\": one of status, stats, reload, drain, undrain, weight, table, flows, drain-appliance, undrain-appliance"
+            )),
+        })
+    })();
+    result.unwrap_or_else(|e| e)
 }
 
 fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value {
@@ -127,6 +192,10 @@ fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value
         "last_reload": engine.last_reload().map(|r| json!({
             "generation": r.generation, "build_ms": ms(r.build), "swap_ms": ms(r.swap)
         })),
+        "reload_error": engine.reload_error(),
+        "restart_needed": engine.restart_needed(),
+        "reloads_failed": engine.reload_counts().failed,
+        "state_file": engine.state_file().map(|s| s.path().display().to_string()),
         "workers": s.workers.iter().map(|w| json!({
             "id": w.id,
             "core": w.core,
@@ -140,6 +209,7 @@ fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value
         "overrides": {
             "drained": o.drained.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "weights": o.weights.iter().map(|(b, w)| (b.to_string(), json!(w))).collect::<Map<String, Value>>(),
+            "appliance_drained": o.appliance_drained,
         },
     })
 }
@@ -297,27 +367,67 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-/// Serves the socket: one thread per connection, each request passed to the control
-/// thread through `requests`. Returns when the listener fails (it is closed on exit).
+/// Operator connections open at once; one more is answered with an error and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send a whole request line (and how long it may sit
+/// silent before one): a slow or silent client is closed.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Connections refused since start (over [`MAX_CONNECTIONS`], or no thread for them).
+pub fn refused() -> u64 {
+    REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Serves the socket: a thread per connection, up to [`MAX_CONNECTIONS`], each request
+/// passed to the control thread through `requests`. Returns when the listener fails for
+/// good (it is closed on exit).
 pub fn serve(listener: UnixListener, requests: Sender<Request>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let requests = requests.clone();
-        let _ = std::thread::Builder::new()
-            .name("vipgate-ctl".into())
-            .spawn(move || connection(stream, &requests));
-    }
+    let gate = crate::listen::Gate::new(MAX_CONNECTIONS);
+    crate::listen::accept_loop(
+        "vipgate-ctl",
+        || listener.accept().map(|(s, _)| s),
+        &gate,
+        &REFUSED,
+        move |stream| connection(stream, &requests),
+        |mut stream: UnixStream| {
+            // Never wait on a client that is not reading.
+            let _ = stream.set_nonblocking(true);
+            let a = error(format!(
+                "too many operator connections ({MAX_CONNECTIONS} open); try again when one has closed"
+            ));
+            let _ = writeln!(stream, "{a}");
+        },
+    );
 }
 
 fn connection(stream: UnixStream, requests: &Sender<Request>) {
     let Ok(mut out) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(stream);
+    let _ = out.set_write_timeout(Some(REQUEST_DEADLINE));
+    let mut reader = BufReader::new(crate::listen::DeadlineReader::new(
+        stream,
+        std::time::Instant::now() + REQUEST_DEADLINE,
+        UnixStream::set_read_timeout,
+    ));
     let mut line = Vec::new();
     loop {
         line.clear();
+        reader.get_mut().set_deadline(std::time::Instant::now() + REQUEST_DEADLINE);
         match reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
             Ok(_) => {}
+            Err(e) => {
+                if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+                    let a = error(format!(
+                        "no whole request within {} s; closing the connection",
+                        REQUEST_DEADLINE.as_secs()
+                    ));
+                    let _ = writeln!(out, "{a}");
+                }
+                return;
+            }
         }
         let answer = if line.len() > MAX_LINE {
             let a = error(format!("request longer than {MAX_LINE} bytes"));
@@ -343,11 +453,22 @@ fn connection(stream: UnixStream, requests: &Sender<Request>) {
     }
 }
 
+/// Flags of `vipgate ctl` that some commands take.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CtlFlags {
+    /// `reload --allow-removals`.
+    pub allow_removals: bool,
+    /// `reload --dry-run`.
+    pub dry_run: bool,
+    /// `drain|weight --force`.
+    pub force: bool,
+}
+
 /// The request of `vipgate ctl CMD ARGS...`.
-pub fn request_of(args: &[String]) -> Result<Value, String> {
-    let usage = "commands: status | stats | reload | drain BACKEND | undrain BACKEND | weight BACKEND N | table VIP | flows | drain-appliance | undrain-appliance";
+pub fn request_of(args: &[String], flags: CtlFlags) -> Result<Value, String> {
+    let usage = "commands: status | stats | reload [--dry-run | --allow-removals] | drain BACKEND [--force] | undrain BACKEND | weight BACKEND N [--force] | table VIP | flows | drain-appliance | undrain-appliance";
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    Ok(match a.as_slice() {
+    let mut request = match a.as_slice() {
         ["status"] | ["stats"] | ["reload"] | ["flows"] | ["drain-appliance"] | ["undrain-appliance"] => {
             json!({ "cmd": a[0] })
         }
@@ -361,7 +482,25 @@ pub fn request_of(args: &[String]) -> Result<Value, String> {
         [cmd, ..] => {
             return Err(format!("\"{cmd}\" with {} argument(s) is not a command; {usage}", a.len() - 1))
         }
-    })
+    };
+    let cmd = a[0];
+    if flags.allow_removals || flags.dry_run {
+        if cmd != "reload" {
+            return Err(format!("--allow-removals and --dry-run are flags of reload, not of {cmd}"));
+        }
+        if flags.allow_removals && flags.dry_run {
+            return Err("--dry-run changes nothing: give it without --allow-removals".into());
+        }
+        request["allow_removals"] = json!(flags.allow_removals);
+        request["dry_run"] = json!(flags.dry_run);
+    }
+    if flags.force {
+        if cmd != "drain" && cmd != "weight" {
+            return Err(format!("--force is a flag of drain and weight, not of {cmd}"));
+        }
+        request["force"] = json!(true);
+    }
+    Ok(request)
 }
 
 /// One request line as the socket receives it: a JSON object, or the error answer.
@@ -377,14 +516,68 @@ pub fn parse_request(line: &[u8]) -> Result<Value, Value> {
 }
 
 /// Sends one request to the socket at `path` and returns the answer.
-pub fn call(path: &PathBuf, request: &Value) -> Result<Value, String> {
+pub fn call(path: &Path, request: &Value) -> Result<Value, String> {
     let mut stream = UnixStream::connect(path)
         .map_err(|e| format!("{}: {e} (is vipgate running? see [control] socket)", path.display()))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(70)));
     writeln!(stream, "{request}").map_err(|e| format!("{}: {e}", path.display()))?;
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).map_err(|e| format!("{}: {e}", path.display()))?;
+    match BufReader::new(stream).read_line(&mut line) {
+        Ok(0) => {
+            return Err(format!(
+                "{}: the appliance closed the connection before answering (did it stop? see its log)",
+                path.display()
+            ))
+        }
+        Ok(_) if !line.ends_with('\n') => return Err(format!(
+            "{}: the appliance closed the connection in the middle of its answer (did it stop? see its log)",
+            path.display()
+        )),
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            return Err(format!("{}: no answer within 70 s", path.display()))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
     serde_json::from_str(&line).map_err(|e| format!("{}: the answer is not JSON: {e}", path.display()))
+}
+
+/// The socket of the appliance running `config`: the file's `[control] socket` when
+/// something answers there; else the socket that the appliance running this file recorded
+/// in its state file (the file's `[control] state`, then the default), with a note for the
+/// operator saying so. `Err` carries the config's errors when it cannot be read and no
+/// state file knows the appliance.
+pub fn find_socket(config: &Path) -> Result<(PathBuf, Option<String>), crate::config::ConfigErrors> {
+    use crate::config::{Config, DEFAULT_STATE};
+    let loaded = Config::load(config);
+    let (named, mut states) = match &loaded {
+        Ok(c) => (Some(c.control.socket.clone()), vec![c.control.state.clone()]),
+        Err(_) => (None, Vec::new()),
+    };
+    states.push(PathBuf::from(DEFAULT_STATE));
+    if let Some(n) = &named {
+        if UnixStream::connect(n).is_ok() {
+            return Ok((n.clone(), None));
+        }
+    }
+    for state in &states {
+        let Some(s) = crate::state::recorded_socket(state, config) else { continue };
+        if Some(&s) != named.as_ref() && UnixStream::connect(&s).is_ok() {
+            let why = match &named {
+                Some(n) => {
+                    format!("{} names the socket {}, where nothing answers", config.display(), n.display())
+                }
+                None => format!("{} cannot be read", config.display()),
+            };
+            let note = format!(
+                "{why}; the appliance running it answers on {} (recorded in {}): it keeps the socket it started with until a restart",
+                s.display(),
+                state.display()
+            );
+            return Ok((s, Some(note)));
+        }
+    }
+    loaded.map(|c| (c.control.socket, None))
 }
 
 /// An answer for people.
@@ -407,6 +600,14 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                     r["build_ms"],
                     r["swap_ms"]
                 ));
+            }
+            if let Some(e) = a["reload_error"].as_str() {
+                s.push_str(&format!("LAST RELOAD NOT APPLIED: {e}\n"));
+            }
+            let restart: Vec<&str> =
+                a["restart_needed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            if !restart.is_empty() {
+                s.push_str(&format!("restart needed for: {}\n", restart.join(", ")));
             }
             s.push_str("worker  core  generation  busy%   rx_packets\n");
             for w in a["workers"].as_array().into_iter().flatten() {
@@ -450,7 +651,8 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
             for alarm in a["alarms"].as_array().into_iter().flatten() {
                 s.push_str(&format!("ALARM: {}\n", alarm.as_str().unwrap_or("")));
             }
-            if drained.is_empty() && weights.is_none_or(|w| w.is_empty()) {
+            let appliance = a["overrides"]["appliance_drained"] == true;
+            if drained.is_empty() && weights.is_none_or(|w| w.is_empty()) && !appliance {
                 s.push_str("overrides: none\n");
             } else {
                 for d in drained {
@@ -459,6 +661,12 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                 for (b, w) in weights.into_iter().flatten() {
                     s.push_str(&format!("override: {b} weight {w}\n"));
                 }
+                if appliance {
+                    s.push_str("override: the appliance drained (routes withdrawn)\n");
+                }
+            }
+            if let Some(f) = a["state_file"].as_str() {
+                s.push_str(&format!("overrides kept in {f}\n"));
             }
         }
         "stats" => {
@@ -488,6 +696,17 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                 "bgp: {}\n",
                 if a["announcing"].as_bool() == Some(true) { "announcing" } else { "withdrawn" }
             ));
+        }
+        "reload" if a["dry_run"] == true => {
+            s.push_str(a["diff"].as_str().unwrap_or(""));
+            for r in a["removals"].as_array().into_iter().flatten() {
+                s.push_str(&format!("refused unless confirmed: it would {}\n", r.as_str().unwrap_or("")));
+            }
+            let restart: Vec<&str> =
+                a["restart_needed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            if !restart.is_empty() {
+                s.push_str(&format!("restart needed for: {}\n", restart.join(", ")));
+            }
         }
         "reload" | "drain" | "undrain" | "weight" => {
             s.push_str(&format!(

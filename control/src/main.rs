@@ -50,7 +50,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
-            match vipgate_control::appliance::run(&args.config) {
+            let options = vipgate_control::appliance::RunOptions { discard_state: args.discard_state };
+            match vipgate_control::appliance::run(&args.config, options) {
                 Ok(report) => {
                     print!("{report}");
                     ExitCode::SUCCESS
@@ -208,7 +209,9 @@ fn run_diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCod
 
 fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
     use vipgate_control::ctl;
-    let request = match ctl::request_of(&args.command) {
+    let flags =
+        ctl::CtlFlags { allow_removals: args.allow_removals, dry_run: args.dry_run, force: args.force };
+    let request = match ctl::request_of(&args.command, flags) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vipgate ctl: {e}");
@@ -217,9 +220,20 @@ fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
     };
     let socket = match (&args.socket, &args.config) {
         (Some(s), _) => s.clone(),
-        (None, Some(c)) => match load(c) {
-            Ok(config) => config.control.socket,
-            Err(code) => return code,
+        (None, Some(c)) => match ctl::find_socket(c) {
+            Ok((socket, note)) => {
+                if let Some(n) = note {
+                    eprintln!("vipgate ctl: {n}");
+                }
+                socket
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                eprintln!("vipgate ctl: {}: cannot find the appliance's socket in it", c.display());
+                return ExitCode::from(1);
+            }
         },
         (None, None) => std::path::PathBuf::from(vipgate_control::config::DEFAULT_SOCKET),
     };
@@ -230,6 +244,9 @@ fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
                 println!("{answer}");
             } else if ok {
                 print!("{}", ctl::to_text(request["cmd"].as_str().unwrap_or(""), &answer));
+            }
+            if let Some(w) = answer["warning"].as_str() {
+                eprintln!("vipgate ctl: warning: {w}");
             }
             if !ok {
                 eprintln!(

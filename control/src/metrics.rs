@@ -154,34 +154,64 @@ pub fn render(s: &Stats) -> String {
     out
 }
 
+/// Metrics connections open at once; one more gets 503 and is closed.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// How long a client may take to send its whole request head.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Connections refused since start (over [`MAX_CONNECTIONS`], or no thread for them).
+pub fn refused() -> u64 {
+    REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Serves `GET /metrics` (and `/`): each request asks the control thread for the text
-/// through `requests`. Other paths get 404, other methods 405.
+/// through `requests`. Other paths get 404, other methods 405. At most
+/// [`MAX_CONNECTIONS`] at once, each with [`REQUEST_DEADLINE`] to send its request.
 pub fn serve(listener: TcpListener, requests: Sender<Sender<String>>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let requests = requests.clone();
-        let _ = std::thread::Builder::new()
-            .name("vipgate-metrics".into())
-            .spawn(move || answer(stream, &requests));
-    }
+    let gate = crate::listen::Gate::new(MAX_CONNECTIONS);
+    crate::listen::accept_loop(
+        "vipgate-metrics",
+        || listener.accept().map(|(s, _)| s),
+        &gate,
+        &REFUSED,
+        move |stream| answer(stream, &requests),
+        |mut stream: TcpStream| {
+            let _ = stream.set_nonblocking(true);
+            let body = "too many metrics connections; try again\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        },
+    );
 }
 
 fn answer(mut stream: TcpStream, requests: &Sender<Sender<String>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
     let Ok(clone) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(clone);
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let mut reader =
+        BufReader::new(crate::listen::DeadlineReader::new(clone, deadline, TcpStream::set_read_timeout));
     let mut first = String::new();
     if reader.by_ref().take(8192).read_line(&mut first).is_err() {
         return;
     }
-    // Skip the headers: at most 100 lines of 8 KiB, within the read timeout each; a client
-    // that sends more gets its answer anyway.
+    // Skip the headers: at most 100 lines of 8 KiB, all within the deadline; a client that
+    // sends more gets its answer anyway.
     let mut line = String::new();
     for _ in 0..100 {
         if !reader.by_ref().take(8192).read_line(&mut line).is_ok_and(|n| n > 2) {
             break;
         }
         line.clear();
+    }
+    if std::time::Instant::now() >= deadline {
+        // Too slow: no answer, the connection goes.
+        return;
     }
     let mut parts = first.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -203,10 +233,53 @@ fn answer(mut stream: TcpStream, requests: &Sender<Sender<String>>) {
     );
 }
 
+/// The exposition of the control plane's own state: reloads by result, whether the last
+/// one was refused, keys waiting for a restart, and refused operator connections.
+pub fn render_control(engine: &crate::swap::Engine) -> String {
+    let mut out = String::new();
+    let counts = engine.reload_counts();
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_reloads_total Config reloads and overrides, by result: applied, or why not (invalid, refused: it would remove VIPs or subnets, build, timeout, override, state).\n# TYPE vipgate_reloads_total counter"
+    );
+    let _ = writeln!(out, "vipgate_reloads_total{{result=\"applied\"}} {}", counts.applied);
+    for kind in ["invalid", "refused", "build", "timeout", "override", "state"] {
+        let n = counts.failed.get(kind).copied().unwrap_or(0);
+        let _ = writeln!(out, "vipgate_reloads_total{{result=\"{kind}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_reload_failing 1 while the last config reload was not applied (until one is).\n# TYPE vipgate_reload_failing gauge\nvipgate_reload_failing {}",
+        u8::from(engine.reload_error().is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_restart_needed Config keys changed since start that only a restart applies.\n# TYPE vipgate_restart_needed gauge\nvipgate_restart_needed {}",
+        engine.restart_needed().len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_operator_connections_refused_total Connections to the operator socket and the metrics endpoint closed at once: over the cap, or no descriptor left.\n# TYPE vipgate_operator_connections_refused_total counter"
+    );
+    for (channel, n) in [("ctl", crate::ctl::refused()), ("metrics", refused())] {
+        let _ = writeln!(out, "vipgate_operator_connections_refused_total{{channel=\"{channel}\"}} {n}");
+    }
+    out
+}
+
 /// The exposition of the health checks: each (VIP, backend) pair's probe state, and the
 /// alarms in force.
-pub fn render_health(h: &crate::health::HealthState, alarms: &[String]) -> String {
+pub fn render_health(h: &crate::health::HealthState, alarms: &[String], late: u64) -> String {
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_health_probes_late_total Health probes that started late (over 250 ms after their time) or were skipped.\n# TYPE vipgate_health_probes_late_total counter\nvipgate_health_probes_late_total {late}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_health_probes_unknown_total Health probes that could not be made (no descriptor or buffer here); they count neither way.\n# TYPE vipgate_health_probes_unknown_total counter\nvipgate_health_probes_unknown_total {}",
+        h.unknown()
+    );
     let _ = writeln!(
         out,
         "# HELP vipgate_backend_health 1 while the backend passes its health check, 0 while it is down."

@@ -7,8 +7,16 @@
 //! the control thread, never on a worker. A config that fails validation or whose tables
 //! cannot be built changes nothing.
 //!
-//! Operator overrides (drain, weight) are applied on top of the config at every build, so
-//! they survive reloads until they are undone.
+//! Operator overrides (drain, weight, the appliance's drain) are applied on top of the
+//! config at every build, so they survive reloads until they are undone; with a state
+//! file ([`Engine::set_state_file`]) every change of them is written there before it is
+//! applied, so they survive restarts too.
+//!
+//! The guards: a reload that would remove a VIP or a subnet, or leave a VIP with no
+//! backend taking new flows, is refused unless it is confirmed
+//! ([`Reload::allow_removals`]); a drain or weight that would leave a VIP with none is
+//! refused unless forced. Keys that a running appliance cannot change (its workers, its
+//! port, its sockets) are named in every reload's report until a restart.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -61,10 +69,47 @@ pub enum ReloadError {
     /// An override names no backend of the running config.
     #[error("{0}")]
     Override(String),
+    /// The change would take VIPs or subnets away, or leave VIPs with no backend taking
+    /// new flows, and was not confirmed.
+    #[error("{what}: not applied, it would {}; the running config stays ({how})", .removals.join("; "))]
+    Removals {
+        /// The config file, or the override.
+        what: String,
+        /// Each thing it would remove, named.
+        removals: Vec<String>,
+        /// How to apply it on purpose.
+        how: &'static str,
+    },
+    /// The overrides could not be saved in the state file, so they were not applied.
+    #[error("{0}; not applied (an override that a restart would forget is not taken)")]
+    State(String),
+}
+
+impl ReloadError {
+    /// A short name of the kind of failure, for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReloadError::Config(_) => "invalid",
+            ReloadError::Build { .. } => "build",
+            ReloadError::Timeout { .. } => "timeout",
+            ReloadError::Override(_) => "override",
+            ReloadError::Removals { .. } => "refused",
+            ReloadError::State(_) => "state",
+        }
+    }
+}
+
+/// How a config reload is to be applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reload {
+    /// Apply it even when it removes VIPs or subnets, or leaves a VIP with no backend
+    /// taking new flows (`vipgate ctl reload --allow-removals`). The file watcher and
+    /// SIGHUP never set it.
+    pub allow_removals: bool,
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReloadReport {
     /// The generation every worker runs now.
     pub generation: u64,
@@ -74,6 +119,9 @@ pub struct ReloadReport {
     pub build: Duration,
     /// From sending it to the last worker's acknowledgement.
     pub swap: Duration,
+    /// Keys of the config that differ from what the appliance started with and that only
+    /// a restart applies (`workers`, `[control] socket`, ...).
+    pub restart_needed: Vec<String>,
 }
 
 /// A backend as the operator names it: an address, and a port where backends differ by
@@ -123,6 +171,8 @@ pub struct Overrides {
     pub weights: BTreeMap<BackendSelector, u32>,
     /// (VIP name, backend) pairs whose health check says down.
     pub health_down: std::collections::BTreeSet<(String, BackendId)>,
+    /// The whole appliance drained by the operator: its routes withdrawn.
+    pub appliance_drained: bool,
 }
 
 impl Overrides {
@@ -180,12 +230,169 @@ impl Overrides {
     }
 
     fn is_empty(&self) -> bool {
-        self.drained.is_empty() && self.weights.is_empty()
+        self.drained.is_empty() && self.weights.is_empty() && !self.appliance_drained
     }
 
     fn same_operator(&self, other: &Overrides) -> bool {
-        self.drained == other.drained && self.weights == other.weights
+        self.drained == other.drained
+            && self.weights == other.weights
+            && self.appliance_drained == other.appliance_drained
     }
+
+    /// The operator's part, as the state file keeps it.
+    pub fn to_entry(&self) -> crate::state::Entry {
+        crate::state::Entry {
+            socket: None,
+            pid: None,
+            drained: self.drained.iter().map(ToString::to_string).collect(),
+            weights: self.weights.iter().map(|(b, &w)| (b.to_string(), w)).collect(),
+            appliance_drained: self.appliance_drained,
+        }
+    }
+
+    /// The operator's part of a state file's entry.
+    pub fn from_entry(e: &crate::state::Entry) -> Result<Overrides, String> {
+        let mut o = Overrides { appliance_drained: e.appliance_drained, ..Overrides::default() };
+        for d in &e.drained {
+            let sel = BackendSelector::parse(d)?;
+            if !o.drained.contains(&sel) {
+                o.drained.push(sel);
+            }
+        }
+        for (b, &w) in &e.weights {
+            o.weights.insert(BackendSelector::parse(b)?, w);
+        }
+        Ok(o)
+    }
+
+    /// One line for people: what is in force.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.drained.iter().map(|d| format!("{d} drained")).collect();
+        parts.extend(self.weights.iter().map(|(b, w)| format!("{b} weight {w}")));
+        if self.appliance_drained {
+            parts.push("the appliance drained (routes withdrawn)".into());
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Whether a backend takes new flows: active, with a weight.
+fn takes_new_flows(b: &crate::config::BackendConfig) -> bool {
+    b.state == BackendState::Active && b.weight > 0
+}
+
+/// What going from `old` to `new` (each with the operator's overrides applied) would take
+/// away: subnets and VIPs that `new` lacks, and VIPs that take new flows in `old` (or are
+/// new) but would have no backend taking them in `new`. Empty when nothing.
+pub fn removals(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &old.subnets {
+        if !new.subnets.iter().any(|n| n.addr == s.addr && n.len == s.len) {
+            out.push(format!("remove subnet \"{}\" ({}/{})", s.name, s.addr, s.len));
+        }
+    }
+    let key = |v: &crate::config::VipConfig| (v.addr, v.protocol, v.port);
+    for v in &old.vips {
+        if !new.vips.iter().any(|n| key(n) == key(v)) {
+            out.push(format!("remove VIP {}", vip_name(v.addr, v.protocol, v.port)));
+        }
+    }
+    for v in &new.vips {
+        if v.backends.iter().any(takes_new_flows) {
+            continue;
+        }
+        let before = old.vips.iter().find(|o| key(o) == key(v));
+        if before.is_some_and(|o| !o.backends.iter().any(takes_new_flows)) {
+            // It had none before either: this change does not take it away.
+            continue;
+        }
+        let kept: Vec<String> = v
+            .backends
+            .iter()
+            .map(|b| {
+                let why = match b.state {
+                    BackendState::Active => "weight 0".to_string(),
+                    s => state_name(s).to_string(),
+                };
+                format!("{} {why}", b.id)
+            })
+            .collect();
+        out.push(format!(
+            "leave VIP {} with no backend taking new flows ({})",
+            vip_name(v.addr, v.protocol, v.port),
+            kept.join(", ")
+        ));
+    }
+    out
+}
+
+/// The keys of `new` that differ from `started` and that a running appliance cannot
+/// change: its workers and their options, its port, its sockets.
+pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let (a, b) = (&started.engine, &new.engine);
+    for (name, differs) in [
+        ("workers", a.workers != b.workers),
+        ("cores", a.cores != b.cores),
+        ("burst", a.burst != b.burst),
+        ("flow_capacity", a.flow_capacity != b.flow_capacity),
+        ("idle_polls_before_sleep", a.idle_polls_before_sleep != b.idle_polls_before_sleep),
+    ] {
+        if differs {
+            out.push(name.to_string());
+        }
+    }
+    if started.ports.len() != new.ports.len() {
+        out.push("[[port]]".into());
+    } else {
+        for (p, q) in started.ports.iter().zip(&new.ports) {
+            for (name, differs) in [
+                ("name", p.name != q.name),
+                ("driver", p.driver != q.driver),
+                ("input", p.input != q.input),
+                ("output", p.output != q.output),
+                ("args", p.args != q.args),
+                ("queues", p.queues != q.queues),
+                ("profile", p.profile != q.profile),
+                ("rate", p.rate != q.rate),
+            ] {
+                if differs {
+                    out.push(format!("[[port]] {name}"));
+                }
+            }
+        }
+    }
+    if started.control.socket != new.control.socket {
+        out.push("[control] socket".into());
+    }
+    if started.control.metrics != new.control.metrics {
+        out.push("[control] metrics".into());
+    }
+    out
+}
+
+/// What a reload of the config file would do.
+#[derive(Debug, Clone)]
+pub struct ReloadPreview {
+    /// Per VIP, against the running tables.
+    pub changes: Vec<crate::diff::VipChange>,
+    /// What it would take away ([`removals`]); a reload refuses it unless confirmed.
+    pub removals: Vec<String>,
+    /// Keys only a restart applies.
+    pub restart_needed: Vec<String>,
+}
+
+/// How reloads have gone since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadCounts {
+    /// Applied.
+    pub applied: u64,
+    /// Not applied, by [`ReloadError::kind`].
+    pub failed: BTreeMap<&'static str, u64>,
 }
 
 /// Forwarded traffic of one (VIP, backend).
@@ -282,6 +489,14 @@ pub struct Engine {
     last_reload: Option<ReloadReport>,
     alarms: Vec<String>,
     port_info: Option<PortInfo>,
+    /// The config the workers, port and sockets were started with.
+    started_config: Config,
+    /// Keys changed since start that only a restart applies.
+    restart_needed: Vec<String>,
+    /// Why the last config reload was not applied, until one is.
+    reload_error: Option<String>,
+    counts: ReloadCounts,
+    state: Option<crate::state::StateFile>,
 }
 
 /// What a port driver reports about its device (link, the device's own counters).
@@ -319,8 +534,19 @@ impl Engine {
         ports: Vec<Box<dyn Port>>,
         options: EngineOptions,
     ) -> Result<Engine, ReloadError> {
-        let overrides = Overrides::default();
-        let snapshot = Arc::new(build_snapshot(&config, &config, 1, None)?);
+        Engine::start_with(config, ports, options, Overrides::default())
+    }
+
+    /// [`Engine::start`] with the operator's overrides in force from the first packet (as
+    /// a restart restores them from the state file).
+    pub fn start_with(
+        config: Config,
+        ports: Vec<Box<dyn Port>>,
+        options: EngineOptions,
+        overrides: Overrides,
+    ) -> Result<Engine, ReloadError> {
+        let (applied, alarms) = overrides.apply_with_alarms(&config);
+        let snapshot = Arc::new(build_snapshot(&config, &applied, 1, None)?);
         let clock = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let (ack_tx, acks) = crossbeam_channel::unbounded();
@@ -360,6 +586,7 @@ impl Engine {
             });
         }
         Ok(Engine {
+            started_config: config.clone(),
             config,
             overrides,
             generation: 1,
@@ -372,8 +599,12 @@ impl Engine {
             retired: BTreeMap::new(),
             reloads: 0,
             last_reload: None,
-            alarms: Vec::new(),
+            alarms,
             port_info: None,
+            restart_needed: Vec::new(),
+            reload_error: None,
+            counts: ReloadCounts::default(),
+            state: None,
         })
     }
 
@@ -408,8 +639,33 @@ impl Engine {
     }
 
     /// The last reload, if any.
-    pub fn last_reload(&self) -> Option<ReloadReport> {
-        self.last_reload
+    pub fn last_reload(&self) -> Option<&ReloadReport> {
+        self.last_reload.as_ref()
+    }
+
+    /// Keys changed since start that only a restart applies.
+    pub fn restart_needed(&self) -> &[String] {
+        &self.restart_needed
+    }
+
+    /// Why the last config reload was not applied, until one is.
+    pub fn reload_error(&self) -> Option<&str> {
+        self.reload_error.as_deref()
+    }
+
+    /// How reloads have gone since start.
+    pub fn reload_counts(&self) -> &ReloadCounts {
+        &self.counts
+    }
+
+    /// Keeps every change of the overrides in `state` before applying it.
+    pub fn set_state_file(&mut self, state: crate::state::StateFile) {
+        self.state = Some(state);
+    }
+
+    /// The state file, if any.
+    pub fn state_file(&self) -> Option<&crate::state::StateFile> {
+        self.state.as_ref()
     }
 
     /// Reloads completed since start.
@@ -417,21 +673,80 @@ impl Engine {
         self.reloads
     }
 
-    /// Reads, validates and applies the config file the engine was started from.
-    pub fn reload_file(&mut self) -> Result<ReloadReport, ReloadError> {
+    /// Reads, validates and applies the config file the engine was started from, unless
+    /// it would take something away that `how` does not allow.
+    pub fn reload_file(&mut self, how: Reload) -> Result<ReloadReport, ReloadError> {
         let t0 = Instant::now();
+        let r = Config::load(&self.config.path).map_err(ReloadError::Config).and_then(|config| {
+            let load = t0.elapsed();
+            let mut report = self.reload_unrecorded(config, how)?;
+            report.load = load;
+            Ok(report)
+        });
+        self.record(r)
+    }
+
+    /// What a reload of the config file would do, without doing it (`vipgate ctl reload
+    /// --dry-run`): per VIP what moves against the running tables, overrides included,
+    /// what it would take away, and what only a restart applies.
+    pub fn reload_preview(&self) -> Result<ReloadPreview, ReloadError> {
         let config = Config::load(&self.config.path).map_err(ReloadError::Config)?;
-        let load = t0.elapsed();
-        let mut report = self.reload(config)?;
-        report.load = load;
-        self.last_reload = Some(report);
-        Ok(report)
+        let gone =
+            removals(&self.overrides.apply_operator(&self.config), &self.overrides.apply_operator(&config));
+        let next = build_snapshot(&config, &self.overrides.apply(&config), self.generation + 1, None)?;
+        Ok(ReloadPreview {
+            changes: crate::diff::diff(&self.snapshot, &next),
+            removals: gone,
+            restart_needed: restart_needed(&self.started_config, &config),
+        })
     }
 
     /// Applies `config` (validated): builds its snapshot with the overrides, swaps it into
-    /// every worker and waits for their acknowledgements.
+    /// every worker and waits for their acknowledgements. Refused when it would remove a
+    /// VIP or a subnet, or leave a VIP with no backend taking new flows.
     pub fn reload(&mut self, config: Config) -> Result<ReloadReport, ReloadError> {
-        self.apply(config, self.overrides.clone())
+        self.reload_with(config, Reload::default())
+    }
+
+    /// [`Engine::reload`], with `how` saying whether removals are allowed.
+    pub fn reload_with(&mut self, config: Config, how: Reload) -> Result<ReloadReport, ReloadError> {
+        let r = self.reload_unrecorded(config, how);
+        self.record(r)
+    }
+
+    fn record(&mut self, r: Result<ReloadReport, ReloadError>) -> Result<ReloadReport, ReloadError> {
+        match &r {
+            Ok(report) => {
+                self.counts.applied += 1;
+                self.reload_error = None;
+                self.restart_needed = report.restart_needed.clone();
+            }
+            Err(e) => {
+                *self.counts.failed.entry(e.kind()).or_default() += 1;
+                self.reload_error = Some(e.to_string());
+            }
+        }
+        r
+    }
+
+    fn reload_unrecorded(&mut self, config: Config, how: Reload) -> Result<ReloadReport, ReloadError> {
+        if !how.allow_removals {
+            let gone = removals(
+                &self.overrides.apply_operator(&self.config),
+                &self.overrides.apply_operator(&config),
+            );
+            if !gone.is_empty() {
+                return Err(ReloadError::Removals {
+                    what: config.path.display().to_string(),
+                    removals: gone,
+                    how: "vipgate ctl reload --allow-removals applies it on purpose",
+                });
+            }
+        }
+        let mut report = self.apply(config, self.overrides.clone())?;
+        report.restart_needed = restart_needed(&self.started_config, &self.config);
+        self.last_reload = Some(report.clone());
+        Ok(report)
     }
 
     fn apply(&mut self, config: Config, overrides: Overrides) -> Result<ReloadReport, ReloadError> {
@@ -440,6 +755,12 @@ impl Engine {
         let (applied, alarms) = overrides.apply_with_alarms(&config);
         let snapshot = Arc::new(build_snapshot(&config, &applied, generation, Some(&self.snapshot))?);
         let build = t0.elapsed();
+        if !overrides.same_operator(&self.overrides) {
+            // Saved before it is applied: an override a crash would forget is not taken.
+            if let Some(state) = &self.state {
+                state.save(Some(&self.state_entry(&overrides))).map_err(ReloadError::State)?;
+            }
+        }
         self.config = config;
         self.overrides = overrides;
         self.alarms = alarms;
@@ -471,9 +792,15 @@ impl Engine {
                 }
             }
         }
-        let report = ReloadReport { generation, load: Duration::ZERO, build, swap: t1.elapsed() };
+        let report = ReloadReport {
+            generation,
+            load: Duration::ZERO,
+            build,
+            swap: t1.elapsed(),
+            restart_needed: self.restart_needed.clone(),
+        };
         self.reloads += 1;
-        self.last_reload = Some(report);
+        self.last_reload = Some(report.clone());
         Ok(report)
     }
 
@@ -512,13 +839,52 @@ impl Engine {
         }
     }
 
-    /// Drains `sel`: it takes no new flows; its established flows stay.
-    pub fn drain(&mut self, sel: BackendSelector) -> Result<ReloadReport, ReloadError> {
+    /// The state file's entry for `overrides`, with the socket this appliance answers on.
+    pub fn state_entry(&self, overrides: &Overrides) -> crate::state::Entry {
+        let mut entry = overrides.to_entry();
+        entry.socket = Some(self.started_config.control.socket.clone());
+        entry.pid = Some(std::process::id());
+        entry
+    }
+
+    /// Applies operator overrides `o`, unless (and `force` is not set) they would leave a
+    /// VIP with no backend taking new flows.
+    fn apply_override(
+        &mut self,
+        what: String,
+        o: Overrides,
+        force: bool,
+    ) -> Result<ReloadReport, ReloadError> {
+        if !force {
+            let gone =
+                removals(&self.overrides.apply_operator(&self.config), &o.apply_operator(&self.config));
+            if !gone.is_empty() {
+                return Err(ReloadError::Removals {
+                    what,
+                    removals: gone,
+                    how: "--force applies it on purpose",
+                });
+            }
+        }
+        self.apply(self.config.clone(), o)
+    }
+
+    /// Drains `sel`: it takes no new flows; its established flows stay. Refused, unless
+    /// `force`, when a VIP would be left with no backend taking new flows.
+    pub fn drain(&mut self, sel: BackendSelector, force: bool) -> Result<ReloadReport, ReloadError> {
         self.find_backend(&sel)?;
         let mut o = self.overrides.clone();
         if !o.drained.contains(&sel) {
             o.drained.push(sel);
         }
+        self.apply_override(format!("drain {sel}"), o, force)
+    }
+
+    /// Drains the whole appliance (its routes withdrawn), or undoes it; kept in the state
+    /// file like every override.
+    pub fn set_appliance_drained(&mut self, drained: bool) -> Result<ReloadReport, ReloadError> {
+        let mut o = self.overrides.clone();
+        o.appliance_drained = drained;
         self.apply(self.config.clone(), o)
     }
 
@@ -534,15 +900,21 @@ impl Engine {
         self.apply(self.config.clone(), o)
     }
 
-    /// Gives `sel` weight `weight` until undone.
-    pub fn set_weight(&mut self, sel: BackendSelector, weight: u32) -> Result<ReloadReport, ReloadError> {
+    /// Gives `sel` weight `weight` until undone. Refused, unless `force`, when a VIP
+    /// would be left with no backend taking new flows.
+    pub fn set_weight(
+        &mut self,
+        sel: BackendSelector,
+        weight: u32,
+        force: bool,
+    ) -> Result<ReloadReport, ReloadError> {
         self.find_backend(&sel)?;
         if weight > 1_000_000 {
             return Err(ReloadError::Override(format!("weight {weight} is above 1000000")));
         }
         let mut o = self.overrides.clone();
         o.weights.insert(sel, weight);
-        self.apply(self.config.clone(), o)
+        self.apply_override(format!("weight {sel} {weight}"), o, force)
     }
 
     /// Takes a backend down (or back up) for the pairs its health check speaks for; a

@@ -279,7 +279,8 @@ fn reloads_by_sighup_by_file_change_and_a_bad_config_changes_nothing() {
     assert_eq!(table["backends"][0]["weight"], 30);
     // A bad config: `ctl reload` reports it with file:line:col and exit 1; nothing changes.
     std::fs::write(&app.config, config(&app.dir, app.metrics, "-5")).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The watcher takes it once it has settled, refuses it, and status says so.
+    wait_for("the watcher's refusal", 20, || app.json(&["status"])["reload_error"].is_string());
     let out = app.ctl(&["reload"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
