@@ -529,10 +529,12 @@ pub fn call(path: &Path, request: &Value) -> Result<Value, String> {
                 path.display()
             ))
         }
-        Ok(_) if !line.ends_with('\n') => return Err(format!(
+        Ok(_) if !line.ends_with('\n') => {
+            return Err(format!(
             "{}: the appliance closed the connection in the middle of its answer (did it stop? see its log)",
             path.display()
-        )),
+        ))
+        }
         Ok(_) => {}
         Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
             return Err(format!("{}: no answer within 70 s", path.display()))

@@ -124,6 +124,7 @@ backends = [{{ address = "192.0.2.11" }}]
 
 [control]
 socket = "{}"
+state = "state.json"
 
 [bgp]
 routes_dir = "{}"

@@ -59,6 +59,7 @@ backends = [{{ address = "192.0.2.21", weight = {tcp_weight} }}, {{ address = "1
 
 [control]
 socket = "{}"
+state = "state.json"
 metrics = "127.0.0.1:{metrics}"
 "#,
         dir.join("ctl.sock").display()

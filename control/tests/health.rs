@@ -107,6 +107,7 @@ health = {{ kind = "http", port = 8080, path = "/health", interval = "200ms", ti
 
 [control]
 socket = "{}"
+state = "state.json"
 "#,
         dir.join("ctl.sock").display()
     )

@@ -68,6 +68,7 @@ backends = [{{ address = "192.0.2.21", weight = 1 }}, {{ address = "192.0.2.22",
 
 [control]
 socket = "{}"
+state = "state.json"
 "#,
         dir.join("ctl.sock").display()
     )

@@ -137,3 +137,151 @@ pub fn replayed(dir: &Path, input: &Path, workers: usize) -> Vec<Vec<u8>> {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     read_capture(&out)
 }
+
+/// A `vipgate run` process on a config in a directory of its own, as an operator runs it.
+pub struct Appliance {
+    pub child: std::process::Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+}
+
+/// A fresh directory for an appliance test (removed first if a dead run left it).
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vipgate-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Appliance {
+    /// Starts `vipgate run --config DIR/vipgate.toml ARGS...` with `text` as the config,
+    /// and waits (20 s at most) until `socket` answers.
+    pub fn start(dir: &Path, text: &str, socket: &Path, args: &[&str]) -> Appliance {
+        let config = dir.join("vipgate.toml");
+        std::fs::write(&config, text).unwrap();
+        Appliance::start_on(dir, &config, socket, args)
+    }
+
+    /// Starts `vipgate run` on the config file already at `config`.
+    /// Its log (stderr) goes to `DIR/log`, appended across restarts, so that a long run
+    /// never blocks on a full pipe and a test can read the log while it runs.
+    pub fn start_on(dir: &Path, config: &Path, socket: &Path, args: &[&str]) -> Appliance {
+        Appliance::start_wrapped(dir, config, socket, &[], args)
+    }
+
+    /// [`Appliance::start_on`] through `wrapper` (e.g. `prlimit --nofile=200 --`).
+    pub fn start_wrapped(
+        dir: &Path,
+        config: &Path,
+        socket: &Path,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Appliance {
+        let file =
+            |name: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap();
+        let bin = env!("CARGO_BIN_EXE_vipgate");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(args)
+            .stdout(file("stdout"))
+            .stderr(file("log"))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+                panic!("vipgate run exited ({status}): {log}");
+            }
+            assert!(Instant::now() < deadline, "the socket never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Appliance {
+            child,
+            dir: dir.to_path_buf(),
+            config: config.to_path_buf(),
+            socket: socket.to_path_buf(),
+        }
+    }
+
+    /// `vipgate ctl --socket SOCKET ARGS...`.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["ctl", "--socket", self.socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        vipgate(&all)
+    }
+
+    /// `vipgate ctl --config CONFIG ARGS...`, as the operator scripts call it.
+    pub fn ctl_by_config(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["ctl", "--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        vipgate(&all)
+    }
+
+    /// The JSON answer of `ctl ARGS...`.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        ctl_json(&self.socket, args)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.json(&["status"])["generation"].as_u64().unwrap()
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Writes a new config over the file in place (same inode), as `>` in a shell does.
+    pub fn rewrite(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// `GET /metrics` on `127.0.0.1:PORT`: the body.
+    pub fn metrics(port: u16) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM and waits: its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        assert!(Command::new("kill").args(["-TERM", &self.pid()]).status().unwrap().success());
+        self.child.wait().unwrap()
+    }
+
+    /// Kills it with SIGKILL, as a crash or the OOM killer would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the metric line that starts with `series ` (name and labels, exactly).
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
