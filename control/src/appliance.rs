@@ -52,7 +52,12 @@ fn log_reload(why: &str, r: &Result<crate::swap::ReloadReport, ReloadError>) {
                 r.build.as_secs_f64() * 1e3,
                 r.swap.as_secs_f64() * 1e3
             );
-            if !r.restart_needed.is_empty() {
+            if r.only_restart_keys {
+                log::warn!(
+                    "{why}: nothing of the change is applied: restart needed for: {}",
+                    r.restart_needed.join(", ")
+                );
+            } else if !r.restart_needed.is_empty() {
                 log::warn!("{why}: {}", ctl::restart_warning(&r.restart_needed));
             }
         }

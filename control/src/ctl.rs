@@ -5,14 +5,23 @@
 //! {"cmd":"status"}                                   generation, uptime, workers, busy %, overrides
 //! {"cmd":"stats"}                                    every counter: totals, per worker, per VIP and backend
 //! {"cmd":"reload"}                                   re-read the config file; answers once every worker runs it
+//! {"cmd":"reload","allow_removals":true}             ... even though it removes VIPs or subnets
+//! {"cmd":"reload","dry_run":true}                    what a reload would change, refuse, or need a restart for
 //! {"cmd":"drain","backend":"192.0.2.11"}             no new flows for the backend (until undrain)
 //! {"cmd":"undrain","backend":"192.0.2.11"}           undo drain and weight overrides
 //! {"cmd":"weight","backend":"192.0.2.11","weight":5} another weight (until undrain)
+//!                                                    drain and weight take "force":true to empty a VIP
 //! {"cmd":"table","vip":"203.0.113.10:8000/udp"}      the VIP's Maglev slots per backend
 //! {"cmd":"flows"}                                    live flows per worker and per backend
 //! ```
 //! Every answer has `"ok": true`, or `"ok": false` and an `"error"`. A line that is not
-//! such a request gets an error answer; the engine is not touched.
+//! such a request, or a field of the wrong type ("backend must be a string"), gets an
+//! error answer; the engine is not touched. A reload or override that goes through
+//! answers with its generation and `"restart_needed"`; a refused one with `"refused"`,
+//! what it would remove.
+//!
+//! At most [`MAX_CONNECTIONS`] connections at once, each with [`REQUEST_DEADLINE`] to send
+//! a request line: a crowd of idle or slow clients cannot take the socket away.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
@@ -78,7 +87,14 @@ pub fn applied(r: &crate::swap::ReloadReport) -> Value {
         "swap_ms": ms(r.swap),
         "restart_needed": r.restart_needed,
     });
-    if !r.restart_needed.is_empty() {
+    if r.only_restart_keys {
+        // Nothing of what changed took effect: the operator must hear it as a failure.
+        a["ok"] = json!(false);
+        a["error"] = json!(format!(
+            "nothing of the change is applied: restart needed for: {} (the running appliance keeps what it started with)",
+            r.restart_needed.join(", ")
+        ));
+    } else if !r.restart_needed.is_empty() {
         a["warning"] = json!(restart_warning(&r.restart_needed));
     }
     a
@@ -547,8 +563,9 @@ pub fn call(path: &Path, request: &Value) -> Result<Value, String> {
 /// The socket of the appliance running `config`: the file's `[control] socket` when
 /// something answers there; else the socket that the appliance running this file recorded
 /// in its state file (the file's `[control] state`, then the default), with a note for the
-/// operator saying so. `Err` carries the config's errors when it cannot be read and no
-/// state file knows the appliance.
+/// operator saying so; else the socket that the process running this file listens on
+/// (from /proc). `Err` carries the config's errors when it cannot be read and nothing
+/// else finds the appliance.
 pub fn find_socket(config: &Path) -> Result<(PathBuf, Option<String>), crate::config::ConfigErrors> {
     use crate::config::{Config, DEFAULT_STATE};
     let loaded = Config::load(config);
@@ -562,24 +579,90 @@ pub fn find_socket(config: &Path) -> Result<(PathBuf, Option<String>), crate::co
             return Ok((n.clone(), None));
         }
     }
+    let why = || match &named {
+        Some(n) => format!("{} names the socket {}, where nothing answers", config.display(), n.display()),
+        None => format!("{} cannot be read", config.display()),
+    };
     for state in &states {
         let Some(s) = crate::state::recorded_socket(state, config) else { continue };
         if Some(&s) != named.as_ref() && UnixStream::connect(&s).is_ok() {
-            let why = match &named {
-                Some(n) => {
-                    format!("{} names the socket {}, where nothing answers", config.display(), n.display())
-                }
-                None => format!("{} cannot be read", config.display()),
-            };
             let note = format!(
-                "{why}; the appliance running it answers on {} (recorded in {}): it keeps the socket it started with until a restart",
+                "{}; the appliance running it answers on {} (recorded in {}): it keeps the socket it started with until a restart",
+                why(),
                 s.display(),
                 state.display()
             );
             return Ok((s, Some(note)));
         }
     }
+    // No state file knows it (it may not be writable): look for the process itself.
+    if let Some((pid, s)) = socket_by_process(config) {
+        if Some(&s) != named.as_ref() && UnixStream::connect(&s).is_ok() {
+            let note = format!(
+                "{}; the appliance running it (process {pid}) answers on {}: it keeps the socket it started with until a restart",
+                why(),
+                s.display()
+            );
+            return Ok((s, Some(note)));
+        }
+    }
     loaded.map(|c| (c.control.socket, None))
+}
+
+/// The process running `vipgate run --config CONFIG` (the same file, however named) and
+/// the Unix socket it listens on, from /proc: its command line, its descriptors, and the
+/// kernel's table of Unix sockets. `None` where /proc does not tell (another user's
+/// process, another network namespace).
+fn socket_by_process(config: &Path) -> Option<(u32, PathBuf)> {
+    let key = crate::state::key_of(config);
+    let mut listening: std::collections::HashMap<u64, PathBuf> = std::collections::HashMap::new();
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    for line in table.lines().skip(1) {
+        // Num RefCount Protocol Flags Type St Inode Path
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let listens =
+            f.get(3).and_then(|x| u32::from_str_radix(x, 16).ok()).is_some_and(|x| x & 0x1_0000 != 0);
+        if let (true, Some(inode), Some(path)) = (listens, f.get(6).and_then(|i| i.parse().ok()), f.get(7)) {
+            if path.starts_with('/') {
+                listening.insert(inode, PathBuf::from(path));
+            }
+        }
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if !args.iter().any(|a| *a == b"run") {
+            continue;
+        }
+        let named = args.windows(2).find_map(|w| {
+            (w[0] == b"--config" || w[0] == b"-c").then(|| String::from_utf8_lossy(w[1]).into_owned())
+        });
+        let named = named.or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(b"--config=").map(|p| String::from_utf8_lossy(p).into_owned()))
+        });
+        let Some(named) = named else { continue };
+        let mut path = PathBuf::from(&named);
+        if path.is_relative() {
+            let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else { continue };
+            path = cwd.join(path);
+        }
+        if crate::state::key_of(&path) != key {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let t = target.to_string_lossy();
+            let inode =
+                t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).and_then(|i| i.parse().ok());
+            if let Some(s) = inode.and_then(|i: u64| listening.get(&i)) {
+                return Some((pid, s.clone()));
+            }
+        }
+    }
+    None
 }
 
 /// An answer for people.

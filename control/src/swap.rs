@@ -122,6 +122,8 @@ pub struct ReloadReport {
     /// Keys of the config that differ from what the appliance started with and that only
     /// a restart applies (`workers`, `[control] socket`, ...).
     pub restart_needed: Vec<String>,
+    /// The file changed only in such keys: nothing of the change took effect.
+    pub only_restart_keys: bool,
 }
 
 /// A backend as the operator names it: an address, and a port where backends differ by
@@ -384,6 +386,35 @@ pub struct ReloadPreview {
     pub removals: Vec<String>,
     /// Keys only a restart applies.
     pub restart_needed: Vec<String>,
+}
+
+/// `config` with the keys that only a restart applies taken from `started`: what a
+/// running appliance can apply of it.
+fn with_restart_keys_of(config: &Config, started: &Config) -> Config {
+    let mut c = config.clone();
+    let (e, s) = (&mut c.engine, &started.engine);
+    e.workers = s.workers;
+    e.cores.clone_from(&s.cores);
+    e.burst = s.burst;
+    e.flow_capacity = s.flow_capacity;
+    e.idle_polls_before_sleep = s.idle_polls_before_sleep;
+    if c.ports.len() == started.ports.len() {
+        for (p, q) in c.ports.iter_mut().zip(&started.ports) {
+            p.name.clone_from(&q.name);
+            p.driver = q.driver;
+            p.input.clone_from(&q.input);
+            p.output.clone_from(&q.output);
+            p.args.clone_from(&q.args);
+            p.queues = q.queues;
+            p.profile.clone_from(&q.profile);
+            p.rate = q.rate;
+        }
+    } else {
+        c.ports.clone_from(&started.ports);
+    }
+    c.control.socket.clone_from(&started.control.socket);
+    c.control.metrics = started.control.metrics;
+    c
 }
 
 /// How reloads have gone since start.
@@ -743,8 +774,11 @@ impl Engine {
                 });
             }
         }
+        let masked = |c: &Config| with_restart_keys_of(c, &self.started_config);
+        let only_restart_keys = config != self.config && masked(&config) == masked(&self.config);
         let mut report = self.apply(config, self.overrides.clone())?;
         report.restart_needed = restart_needed(&self.started_config, &self.config);
+        report.only_restart_keys = only_restart_keys;
         self.last_reload = Some(report.clone());
         Ok(report)
     }
@@ -798,6 +832,7 @@ impl Engine {
             build,
             swap: t1.elapsed(),
             restart_needed: self.restart_needed.clone(),
+            only_restart_keys: false,
         };
         self.reloads += 1;
         self.last_reload = Some(report.clone());

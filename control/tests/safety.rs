@@ -331,6 +331,24 @@ fn keys_that_need_a_restart_are_named_and_ctl_finds_a_moved_socket() {
     assert_eq!(metric(&body, "vipgate_restart_needed"), Some(3.0));
     let log = app.log();
     assert!(log.contains("restart needed for: workers, flow_capacity, [control] socket"), "{log}");
+
+    // A change of such keys alone takes no effect at all: exit 1, said so.
+    app.rewrite(&changed.replace("[engine]\n", "[engine]\nburst = 16\n"));
+    let out = app.ctl_by_config(&["reload"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing of the change is applied: restart needed for: workers, burst, flow_capacity, [control] socket"),
+        "{stderr}"
+    );
+
+    // Without the state file's record, ctl finds the process itself.
+    std::fs::remove_file(dir.join("state.json")).unwrap();
+    let out = app.ctl_by_config(&["status"]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let found = format!("(process {}) answers on {}", app.pid(), socket(&dir).display());
+    assert!(stderr.contains(&found), "{stderr}");
     assert!(app.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
