@@ -776,7 +776,21 @@ impl Engine {
         }
         let masked = |c: &Config| with_restart_keys_of(c, &self.started_config);
         let only_restart_keys = config != self.config && masked(&config) == masked(&self.config);
+        let moved_state = match &self.state {
+            Some(old) if config.control.state != old.path() => {
+                // The overrides move with the file: saved at the new place before the config
+                // that names it is applied, so that a restart finds them there.
+                let new = crate::state::StateFile::new(&config.control.state, &config.path);
+                new.save(Some(&self.state_entry(&self.overrides))).map_err(ReloadError::State)?;
+                Some(new)
+            }
+            _ => None,
+        };
         let mut report = self.apply(config, self.overrides.clone())?;
+        if let Some(new) = moved_state {
+            log::warn!("the state file is now {} (the overrides were copied there)", new.path().display());
+            self.state = Some(new);
+        }
         report.restart_needed = restart_needed(&self.started_config, &self.config);
         report.only_restart_keys = only_restart_keys;
         self.last_reload = Some(report.clone());

@@ -530,13 +530,18 @@ fn overrides_survive_a_kill_9_and_a_bad_state_file_stops_the_start() {
     assert_eq!(backend(&table, "192.0.2.11")["state"], "draining", "drained in every VIP: {table}");
     assert!(app.log().contains("restored from state file"), "{}", app.log());
     assert!(app.ctl(&["undrain", "192.0.2.11"]).status.success());
+    // The state file moves in the config: the overrides move with it.
+    let text0 = std::fs::read_to_string(&config).unwrap();
+    let moved = dir.join("moved-state.json");
+    app.rewrite(&text0.replace(&state.display().to_string(), &moved.display().to_string()));
+    assert!(app.ctl(&["reload"]).status.success());
     app.kill9();
     let app = Appliance::start_on(&dir, &config, &socket(&dir), &[]);
-    assert!(
-        app.json(&["status"])["overrides"]["drained"].as_array().unwrap().is_empty(),
-        "undrain is kept too"
-    );
+    let status = app.json(&["status"]);
+    assert!(status["overrides"]["drained"].as_array().unwrap().is_empty(), "undrain is kept too: {status}");
+    assert_eq!(status["overrides"]["weights"]["192.0.2.21"], 30, "found at the new place: {status}");
     assert!(app.stop().success());
+    std::fs::write(&config, text0).unwrap();
 
     // A corrupt state file stops the start, named.
     std::fs::write(&state, "{\"version\":1,\"appli").unwrap();
@@ -664,6 +669,40 @@ fn errors_say_what_happened() {
         assert_eq!(v["ok"], false);
         assert!(v["error"].as_str().unwrap().contains(want), "{v}");
     }
+    assert!(app.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_appliance_drain_survives_a_kill_9() {
+    let dir = fresh_dir("safety-appliance");
+    let routes = dir.join("routes");
+    std::fs::create_dir_all(&routes).unwrap();
+    // BIRD is not needed to see what would be announced: the route files say it, and
+    // `true` stands in for birdc.
+    let bgp = format!(
+        "\n[bgp]\nroutes_dir = \"{}\"\nbird_socket = \"{}\"\nbirdc = \"true\"\n",
+        routes.display(),
+        dir.join("bird.ctl").display()
+    );
+    let text0 = format!("{}{VIP_A}{bgp}", preamble(&dir, 1, free_port(), ""));
+    let app = Appliance::start(&dir, &text0, &socket(&dir), &[]);
+    let v4 = routes.join("vips4.conf");
+    wait_for("the routes announced", 20, || {
+        std::fs::read_to_string(&v4).is_ok_and(|t| t.contains("route 203.0.113.0/25"))
+    });
+    assert_eq!(app.json(&["drain-appliance"])["ok"], true);
+    assert!(std::fs::read_to_string(&v4)
+        .unwrap()
+        .contains("Withdrawn: the appliance is drained by the operator"));
+    app.kill9();
+    let app = Appliance::start_on(&dir, &dir.join("vipgate.toml"), &socket(&dir), &[]);
+    let status = app.json(&["status"]);
+    assert_eq!(status["overrides"]["appliance_drained"], true, "{status}");
+    assert_eq!(status["bgp"]["announcing"], false, "{status}");
+    let routes_now = std::fs::read_to_string(&v4).unwrap();
+    assert!(routes_now.contains("Withdrawn: the appliance is drained by the operator"), "{routes_now}");
+    assert!(!routes_now.contains("route 203.0.113.0/25"), "withdrawn from the restart on: {routes_now}");
     assert!(app.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }

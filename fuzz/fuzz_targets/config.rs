@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         Err(errors) => {
             assert!(!errors.0.is_empty());
             for e in &errors.0 {
-                assert!(e.line >= 1 && e.col >= 1, "{e}");
+                if let Some((line, col)) = e.at {
+                    assert!(line >= 1 && col >= 1, "{e}");
+                    assert!(line <= text.matches('\n').count() + 1, "{e}");
+                }
             }
         }
     }

@@ -12,8 +12,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
-        if let Ok(req) = ctl::request_of(&words) {
+        let bits = data.first().copied().unwrap_or(0);
+        let flags =
+            ctl::CtlFlags { allow_removals: bits & 1 != 0, dry_run: bits & 2 != 0, force: bits & 4 != 0 };
+        if let Ok(req) = ctl::request_of(&words, flags) {
             assert!(req["cmd"].is_string());
+            assert!(!(req["allow_removals"] == true && req["dry_run"] == true));
         }
     }
 });
