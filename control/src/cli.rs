@@ -63,9 +63,12 @@ pub enum Command {
     /// Talk to a running appliance over its operator socket.
     ///
     /// Commands: status | stats | reload [--dry-run | --allow-removals] |
-    /// drain BACKEND [--force] | undrain BACKEND | weight BACKEND N [--force] | table VIP |
-    /// flows | drain-appliance | undrain-appliance (withdraw or announce again the subnets
-    /// through BIRD, with [bgp]).
+    /// drain BACKEND [--vip VIP] [--force] | undrain BACKEND [--vip VIP] |
+    /// weight BACKEND N [--vip VIP] [--force] | table VIP | flows | drain-appliance |
+    /// undrain-appliance (withdraw or announce again the subnets through BIRD, with [bgp]).
+    ///
+    /// drain, undrain and weight act on the backend in every VIP that lists it, or with
+    /// --vip in that VIP alone (undrain without --vip undoes every override of the backend).
     ///
     /// A reload that would remove a VIP or a subnet, or leave a VIP with no backend taking
     /// new flows, is refused (named) unless --allow-removals; a drain or weight that would
@@ -132,9 +135,11 @@ pub struct SetBackendArgs {
     /// The new state: active, draining or down.
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
-    /// Only in the VIPs at this address (default: every VIP that lists the backend).
-    #[arg(long, value_name = "ADDRESS")]
-    pub vip: Option<std::net::IpAddr>,
+    /// Only in the VIPs this names: ADDRESS[:PORT][/PROTOCOL] (every VIP that fits), or a
+    /// VIP's name such as udp://203.0.113.10:8000 (that VIP alone). Default: every VIP that
+    /// lists the backend.
+    #[arg(long, value_name = "VIP")]
+    pub vip: Option<String>,
 }
 
 /// Arguments of `vipgate bench`.
@@ -250,6 +255,10 @@ pub struct CtlArgs {
     /// flows (refused without it).
     #[arg(long)]
     pub force: bool,
+    /// drain, undrain, weight: act in this VIP only (ADDRESS[:PORT][/PROTOCOL] or its
+    /// name, e.g. udp://203.0.113.10:8000), not in every VIP that lists the backend.
+    #[arg(long, value_name = "VIP")]
+    pub vip: Option<String>,
     /// The command and its arguments, e.g. `drain 192.0.2.11`.
     #[arg(required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<String>,

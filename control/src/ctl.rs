@@ -34,7 +34,7 @@ use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
 use vipgate_engine::table::{vip_name, Snapshot, VipProtocol};
 
-use crate::swap::{state_name, BackendSelector, Engine, ReloadError, Stats};
+use crate::swap::{state_name, BackendSelector, Engine, ReloadError, Scoped, Stats};
 
 /// The longest request line taken.
 const MAX_LINE: usize = 64 * 1024;
@@ -115,8 +115,23 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
         Some(other) => return error(format!("a request's \"cmd\" must be a string, e.g. \"status\" (got {other})")),
         None => return error("a request is a JSON object with \"cmd\": status, stats, reload, drain, undrain, weight, table or flows"),
     };
-    let backend = || -> Result<BackendSelector, Value> {
-        BackendSelector::parse(string_field(request, cmd, "backend", "192.0.2.11")?).map_err(error)
+    let backend = |snap: &Snapshot| -> Result<Scoped, Value> {
+        let b =
+            BackendSelector::parse(string_field(request, cmd, "backend", "192.0.2.11")?).map_err(error)?;
+        let vip = match request.get("vip") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(v)) => {
+                let i = find_vip(snap, v).map_err(error)?;
+                let v = &snap.vips()[i];
+                Some(vip_name(v.addr, v.protocol, v.port))
+            }
+            Some(other) => {
+                return Err(error(format!(
+                    "vip must be a string, e.g. \"203.0.113.10:8000/udp\" (got {other})"
+                )))
+            }
+        };
+        Ok(Scoped { backend: b, vip })
     };
     let reloaded = |r: Result<crate::swap::ReloadReport, ReloadError>| match r {
         Ok(r) => applied(&r),
@@ -147,12 +162,12 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
                 reloaded(engine.reload_file(how))
             }
             "drain" => {
-                let (b, force) = (backend()?, flag(request, "force")?);
+                let (b, force) = (backend(engine.snapshot())?, flag(request, "force")?);
                 reloaded(engine.drain(b, force))
             }
-            "undrain" => reloaded(engine.undrain(backend()?)),
+            "undrain" => reloaded(engine.undrain(backend(engine.snapshot())?)),
             "weight" => {
-                let b = backend()?;
+                let b = backend(engine.snapshot())?;
                 let w = match request.get("weight") {
                     Some(Value::Number(n)) => n.as_u64().filter(|&w| w <= u64::from(u32::MAX)),
                     _ => None,
@@ -267,39 +282,88 @@ pub fn stats_json(s: &Stats) -> Value {
     answer
 }
 
+/// A VIP as an operator names it: its name (`udp://203.0.113.10:8000`, `tcp://203.0.113.10`)
+/// for exactly that VIP, or `ADDRESS[:PORT][/PROTOCOL]` (`203.0.113.10:8000/udp`,
+/// `[2001:db8::10]:443/tcp`, a bare address) for the VIPs that fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipSpec {
+    /// The exact name, when given as one.
+    pub name: Option<String>,
+    /// The address.
+    pub addr: IpAddr,
+    /// The port, if given.
+    pub port: Option<u16>,
+    /// The protocol, if given.
+    pub protocol: Option<VipProtocol>,
+}
+
+fn protocol_named(p: &str) -> Result<VipProtocol, String> {
+    match p {
+        "tcp" => Ok(VipProtocol::Tcp),
+        "udp" => Ok(VipProtocol::Udp),
+        "any" => Ok(VipProtocol::Any),
+        p => Err(format!("\"{p}\" is not a protocol: tcp, udp or any")),
+    }
+}
+
+impl VipSpec {
+    /// Parses a VIP as the operator writes it.
+    pub fn parse(s: &str) -> Result<VipSpec, String> {
+        let bad = || {
+            format!("\"{s}\" is not a VIP: expected ADDRESS[:PORT][/PROTOCOL], e.g. 203.0.113.10:8000/udp, or a name like udp://203.0.113.10:8000")
+        };
+        let target_of = |t: &str| -> Result<(IpAddr, Option<u16>), String> {
+            if let Ok(a) = t.parse::<IpAddr>() {
+                return Ok((a, None));
+            }
+            if let Some(a) =
+                t.strip_prefix('[').and_then(|r| r.strip_suffix(']')).and_then(|a| a.parse().ok())
+            {
+                return Ok((a, None));
+            }
+            t.parse::<std::net::SocketAddr>().map(|sa| (sa.ip(), Some(sa.port()))).map_err(|_| bad())
+        };
+        if let Some((proto, rest)) = s.split_once("://") {
+            let protocol = protocol_named(proto)?;
+            let (addr, port) = target_of(rest)?;
+            return Ok(VipSpec {
+                name: Some(vip_name(addr, protocol, port)),
+                addr,
+                port,
+                protocol: Some(protocol),
+            });
+        }
+        let (target, protocol) = match s.rsplit_once('/') {
+            Some((t, p)) => (t, Some(protocol_named(p)?)),
+            None => (s, None),
+        };
+        let (addr, port) = target_of(target)?;
+        Ok(VipSpec { name: None, addr, port, protocol })
+    }
+
+    /// Whether the VIP (`addr`, `protocol`, `port`) is one this names.
+    pub fn matches(&self, addr: IpAddr, protocol: VipProtocol, port: Option<u16>) -> bool {
+        match &self.name {
+            Some(n) => *n == vip_name(addr, protocol, port),
+            None => {
+                addr == self.addr
+                    && (self.port.is_none() || self.port == port)
+                    && self.protocol.is_none_or(|p| p == protocol)
+            }
+        }
+    }
+}
+
 /// Finds a VIP by `udp://203.0.113.10:8000`, `203.0.113.10:8000/udp`, `203.0.113.10/tcp`,
 /// `[2001:db8::10]:443/tcp`, or a bare address when only one VIP has it.
 pub fn find_vip(snap: &Snapshot, s: &str) -> Result<usize, String> {
     let names: Vec<String> = snap.vips().iter().map(|v| vip_name(v.addr, v.protocol, v.port)).collect();
-    if let Some(i) = names.iter().position(|n| n == s) {
-        return Ok(i);
-    }
-    let (target, proto) = match s.rsplit_once('/') {
-        Some((t, p)) => (t, Some(p)),
-        None => (s, None),
-    };
-    let protocol = match proto {
-        None => None,
-        Some("tcp") => Some(VipProtocol::Tcp),
-        Some("udp") => Some(VipProtocol::Udp),
-        Some("any") => Some(VipProtocol::Any),
-        Some(p) => return Err(format!("\"{p}\" is not a protocol: tcp, udp or any")),
-    };
-    let (addr, port): (IpAddr, Option<u16>) = if let Ok(a) = target.parse::<IpAddr>() {
-        (a, None)
-    } else if let Ok(sa) = target.parse::<std::net::SocketAddr>() {
-        (sa.ip(), Some(sa.port()))
-    } else {
-        return Err(format!(
-            "\"{s}\" is not a VIP: expected ADDRESS[:PORT][/PROTOCOL], e.g. 203.0.113.10:8000/udp"
-        ));
-    };
+    let spec = VipSpec::parse(s)?;
     let found: Vec<usize> = snap
         .vips()
         .iter()
         .enumerate()
-        .filter(|(_, v)| v.addr == addr && (port.is_none() || v.port == port))
-        .filter(|(_, v)| protocol.is_none_or(|p| v.protocol == p))
+        .filter(|(_, v)| spec.matches(v.addr, v.protocol, v.port))
         .map(|(i, _)| i)
         .collect();
     match found.as_slice() {
@@ -480,9 +544,16 @@ pub struct CtlFlags {
     pub force: bool,
 }
 
+/// Options of `vipgate ctl` that some commands take, beyond the flags.
+#[derive(Debug, Clone, Default)]
+pub struct CtlScope {
+    /// `drain|undrain|weight --vip VIP`.
+    pub vip: Option<String>,
+}
+
 /// The request of `vipgate ctl CMD ARGS...`.
-pub fn request_of(args: &[String], flags: CtlFlags) -> Result<Value, String> {
-    let usage = "commands: status | stats | reload [--dry-run | --allow-removals] | drain BACKEND [--force] | undrain BACKEND | weight BACKEND N [--force] | table VIP | flows | drain-appliance | undrain-appliance";
+pub fn request_of(args: &[String], flags: CtlFlags, scope: &CtlScope) -> Result<Value, String> {
+    let usage = "commands: status | stats | reload [--dry-run | --allow-removals] | drain BACKEND [--vip VIP] [--force] | undrain BACKEND [--vip VIP] | weight BACKEND N [--vip VIP] [--force] | table VIP | flows | drain-appliance | undrain-appliance";
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut request = match a.as_slice() {
         ["status"] | ["stats"] | ["reload"] | ["flows"] | ["drain-appliance"] | ["undrain-appliance"] => {
@@ -515,6 +586,12 @@ pub fn request_of(args: &[String], flags: CtlFlags) -> Result<Value, String> {
             return Err(format!("--force is a flag of drain and weight, not of {cmd}"));
         }
         request["force"] = json!(true);
+    }
+    if let Some(v) = &scope.vip {
+        if !matches!(cmd, "drain" | "undrain" | "weight") {
+            return Err(format!("--vip is an option of drain, undrain and weight, not of {cmd}"));
+        }
+        request["vip"] = json!(v);
     }
     Ok(request)
 }

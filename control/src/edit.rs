@@ -11,7 +11,10 @@ use std::path::Path;
 
 use toml_edit::{DocumentMut, Item, Value};
 
+use vipgate_engine::table::VipProtocol;
+
 use crate::config::Config;
+use crate::ctl::VipSpec;
 use crate::swap::BackendSelector;
 
 /// What to change.
@@ -29,12 +32,12 @@ fn backend_id(table: &dyn toml_edit::TableLike) -> Option<(IpAddr, Option<u16>)>
     Some((addr, port))
 }
 
-/// Applies `change` to every backend `sel` names, in every VIP (or only in VIPs at
-/// `vip_addr`), in the text of a config; returns the new text and how many backends changed.
+/// Applies `change` to every backend `sel` names, in every VIP (or only in the VIPs `vip`
+/// names), in the text of a config; returns the new text and how many backends changed.
 pub fn set_backend(
     text: &str,
     sel: &BackendSelector,
-    vip_addr: Option<IpAddr>,
+    vip: Option<&VipSpec>,
     change: &BackendChange,
 ) -> Result<(String, usize), String> {
     let mut doc: DocumentMut = text.parse().map_err(|e| format!("not TOML: {e}"))?;
@@ -47,12 +50,22 @@ pub fn set_backend(
     let Some(vips) = doc.get_mut("vip").and_then(Item::as_array_of_tables_mut) else {
         return Err("the config has no [[vip]]".to_string());
     };
-    for vip in vips.iter_mut() {
-        let here = vip.get("address").and_then(Item::as_str).and_then(|a| a.parse::<IpAddr>().ok());
-        if vip_addr.is_some() && here != vip_addr {
-            continue;
+    for table in vips.iter_mut() {
+        if let Some(spec) = vip {
+            let addr = table.get("address").and_then(Item::as_str).and_then(|a| a.parse::<IpAddr>().ok());
+            let port = table.get("port").and_then(Item::as_integer).and_then(|p| u16::try_from(p).ok());
+            let protocol = match table.get("protocol").and_then(Item::as_str) {
+                Some("tcp") => Some(VipProtocol::Tcp),
+                Some("udp") => Some(VipProtocol::Udp),
+                Some("any") => Some(VipProtocol::Any),
+                _ => None,
+            };
+            match (addr, protocol) {
+                (Some(a), Some(p)) if spec.matches(a, p, port) => {}
+                _ => continue,
+            }
         }
-        let Some(backends) = vip.get_mut("backends").and_then(Item::as_array_mut) else { continue };
+        let Some(backends) = table.get_mut("backends").and_then(Item::as_array_mut) else { continue };
         for b in backends.iter_mut() {
             let Value::InlineTable(t) = b else { continue };
             let Some((addr, port)) = backend_id(t) else { continue };
@@ -76,7 +89,10 @@ pub fn set_backend(
     if changed == 0 {
         return Err(format!(
             "no backend {sel} in any [[vip]]{}",
-            vip_addr.map_or(String::new(), |a| format!(" at {a}"))
+            vip.map_or(String::new(), |v| match &v.name {
+                Some(n) => format!(" named {n}"),
+                None => format!(" at {}", v.addr),
+            })
         ));
     }
     Ok((doc.to_string(), changed))
@@ -87,12 +103,11 @@ pub fn set_backend(
 pub fn set_backend_in_file(
     path: &Path,
     sel: &BackendSelector,
-    vip_addr: Option<IpAddr>,
+    vip: Option<&VipSpec>,
     change: &BackendChange,
 ) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (new, n) =
-        set_backend(&text, sel, vip_addr, change).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (new, n) = set_backend(&text, sel, vip, change).map_err(|e| format!("{}: {e}", path.display()))?;
     Config::parse(path, &new)
         .map_err(|e| format!("{e}\n{}: not changed: the result would not be valid", path.display()))?;
     let mut tmp_name = path.as_os_str().to_owned();
@@ -155,7 +170,19 @@ backends = [{ address = "198.51.100.21", port = 8080, weight = 5 }]
         let sel = BackendSelector::parse("192.0.2.11").unwrap();
         let bad = BackendChange { weight: None, state: Some("asleep".into()) };
         assert!(set_backend(TEXT, &sel, None, &bad).unwrap_err().contains("not one of"));
-        let other_vip = Some("203.0.113.20".parse().unwrap());
-        assert!(set_backend(TEXT, &sel, other_vip, &BackendChange::default()).is_err());
+        let other_vip = VipSpec::parse("203.0.113.20").unwrap();
+        assert!(set_backend(TEXT, &sel, Some(&other_vip), &BackendChange::default()).is_err());
+        // By name: only that VIP.
+        let sel = BackendSelector::parse("198.51.100.21").unwrap();
+        let change = BackendChange { weight: Some(7), state: None };
+        let named = VipSpec::parse("udp://203.0.113.10").unwrap();
+        let (new, n) = set_backend(TEXT, &sel, Some(&named), &change).unwrap();
+        assert_eq!(n, 1);
+        assert!(new.contains(r#"{ address = "198.51.100.21", weight = 7, state = "draining" }"#), "{new}");
+        assert!(new.contains(r#"{ address = "198.51.100.21", port = 8080, weight = 5 }"#), "{new}");
+        let none = VipSpec::parse("tcp://203.0.113.10").unwrap();
+        assert!(set_backend(TEXT, &sel, Some(&none), &change)
+            .unwrap_err()
+            .contains("named tcp://203.0.113.10"));
     }
 }

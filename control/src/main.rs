@@ -211,7 +211,8 @@ fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
     use vipgate_control::ctl;
     let flags =
         ctl::CtlFlags { allow_removals: args.allow_removals, dry_run: args.dry_run, force: args.force };
-    let request = match ctl::request_of(&args.command, flags) {
+    let scope = ctl::CtlScope { vip: args.vip.clone() };
+    let request = match ctl::request_of(&args.command, flags, &scope) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vipgate ctl: {e}");
@@ -306,8 +307,15 @@ fn run_set_backend(args: &vipgate_control::cli::SetBackendArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let vip = match args.vip.as_deref().map(vipgate_control::ctl::VipSpec::parse).transpose() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("vipgate set-backend: --vip: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let change = BackendChange { weight: args.weight, state: args.state.clone() };
-    match set_backend_in_file(&args.config, &sel, args.vip, &change) {
+    match set_backend_in_file(&args.config, &sel, vip.as_ref(), &change) {
         Ok(n) => {
             println!("{}: {sel} changed in {n} place(s)", args.config.display());
             ExitCode::SUCCESS

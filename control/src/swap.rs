@@ -164,13 +164,54 @@ impl core::fmt::Display for BackendSelector {
     }
 }
 
+/// A backend as an override names it: in every VIP that lists it, or in one VIP.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Scoped {
+    /// The backend.
+    pub backend: BackendSelector,
+    /// The VIP's name (`udp://203.0.113.10:8000`), or `None` for every VIP.
+    pub vip: Option<String>,
+}
+
+impl Scoped {
+    /// `backend` in every VIP.
+    pub fn everywhere(backend: BackendSelector) -> Scoped {
+        Scoped { backend, vip: None }
+    }
+
+    /// Parses what [`Display`](core::fmt::Display) writes: `192.0.2.11` or
+    /// `192.0.2.11 in udp://203.0.113.10:8000`.
+    pub fn parse(s: &str) -> Result<Scoped, String> {
+        match s.split_once(" in ") {
+            Some((b, v)) => {
+                Ok(Scoped { backend: BackendSelector::parse(b)?, vip: Some(v.trim().to_string()) })
+            }
+            None => Ok(Scoped::everywhere(BackendSelector::parse(s)?)),
+        }
+    }
+
+    fn matches(&self, vip: &str, id: &BackendId) -> bool {
+        self.backend.matches(id) && self.vip.as_deref().is_none_or(|v| v == vip)
+    }
+}
+
+impl core::fmt::Display for Scoped {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.vip {
+            Some(v) => write!(f, "{} in {v}", self.backend),
+            None => write!(f, "{}", self.backend),
+        }
+    }
+}
+
 /// The operator's runtime changes, applied over every config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
-    /// Backends drained: they take no new flows, established ones stay.
-    pub drained: Vec<BackendSelector>,
+    /// Backends drained (in every VIP, or in one): they take no new flows, established
+    /// ones stay.
+    pub drained: Vec<Scoped>,
     /// Backends with another weight than the config's.
-    pub weights: BTreeMap<BackendSelector, u32>,
+    pub weights: BTreeMap<Scoped, u32>,
     /// (VIP name, backend) pairs whose health check says down.
     pub health_down: std::collections::BTreeSet<(String, BackendId)>,
     /// The whole appliance drained by the operator: its routes withdrawn.
@@ -219,11 +260,16 @@ impl Overrides {
     fn apply_operator(&self, config: &Config) -> Config {
         let mut c = config.clone();
         for v in &mut c.vips {
+            let name = vip_name(v.addr, v.protocol, v.port);
             for b in &mut v.backends {
-                if self.drained.iter().any(|s| s.matches(&b.id)) && b.state == BackendState::Active {
+                if self.drained.iter().any(|s| s.matches(&name, &b.id)) && b.state == BackendState::Active {
                     b.state = BackendState::Draining;
                 }
-                if let Some((_, &w)) = self.weights.iter().find(|(s, _)| s.matches(&b.id)) {
+                // A weight set for this VIP wins over one set for every VIP.
+                let mut weights = self.weights.iter().filter(|(s, _)| s.matches(&name, &b.id));
+                let (scoped, everywhere): (Vec<_>, Vec<_>) =
+                    weights.by_ref().partition(|(s, _)| s.vip.is_some());
+                if let Some((_, &w)) = scoped.first().or(everywhere.first()) {
                     b.weight = w;
                 }
             }
@@ -256,13 +302,13 @@ impl Overrides {
     pub fn from_entry(e: &crate::state::Entry) -> Result<Overrides, String> {
         let mut o = Overrides { appliance_drained: e.appliance_drained, ..Overrides::default() };
         for d in &e.drained {
-            let sel = BackendSelector::parse(d)?;
+            let sel = Scoped::parse(d)?;
             if !o.drained.contains(&sel) {
                 o.drained.push(sel);
             }
         }
         for (b, &w) in &e.weights {
-            o.weights.insert(BackendSelector::parse(b)?, w);
+            o.weights.insert(Scoped::parse(b)?, w);
         }
         Ok(o)
     }
@@ -880,11 +926,20 @@ impl Engine {
         }
     }
 
-    fn find_backend(&self, sel: &BackendSelector) -> Result<(), ReloadError> {
-        if self.config.vips.iter().flat_map(|v| &v.backends).any(|b| sel.matches(&b.id)) {
-            Ok(())
-        } else {
-            Err(ReloadError::Override(format!("no backend {sel} in the running config")))
+    fn find_backend(&self, sel: &Scoped) -> Result<(), ReloadError> {
+        let listed = self
+            .config
+            .vips
+            .iter()
+            .filter(|v| sel.vip.as_deref().is_none_or(|n| n == vip_name(v.addr, v.protocol, v.port)))
+            .flat_map(|v| &v.backends)
+            .any(|b| sel.backend.matches(&b.id));
+        match (&sel.vip, listed) {
+            (_, true) => Ok(()),
+            (None, false) => {
+                Err(ReloadError::Override(format!("no backend {} in the running config", sel.backend)))
+            }
+            (Some(v), false) => Err(ReloadError::Override(format!("VIP {v} has no backend {}", sel.backend))),
         }
     }
 
@@ -918,15 +973,17 @@ impl Engine {
         self.apply(self.config.clone(), o)
     }
 
-    /// Drains `sel`: it takes no new flows; its established flows stay. Refused, unless
-    /// `force`, when a VIP would be left with no backend taking new flows.
-    pub fn drain(&mut self, sel: BackendSelector, force: bool) -> Result<ReloadReport, ReloadError> {
+    /// Drains `sel` (in every VIP that lists it, or in one): it takes no new flows; its
+    /// established flows stay. Refused, unless `force`, when a VIP would be left with no
+    /// backend taking new flows.
+    pub fn drain(&mut self, sel: Scoped, force: bool) -> Result<ReloadReport, ReloadError> {
         self.find_backend(&sel)?;
         let mut o = self.overrides.clone();
+        let what = format!("drain {sel}");
         if !o.drained.contains(&sel) {
             o.drained.push(sel);
         }
-        self.apply_override(format!("drain {sel}"), o, force)
+        self.apply_override(what, o, force)
     }
 
     /// Drains the whole appliance (its routes withdrawn), or undoes it; kept in the state
@@ -937,33 +994,41 @@ impl Engine {
         self.apply(self.config.clone(), o)
     }
 
-    /// Undoes [`drain`](Engine::drain) and any weight override of `sel`.
-    pub fn undrain(&mut self, sel: BackendSelector) -> Result<ReloadReport, ReloadError> {
+    /// Undoes [`drain`](Engine::drain) and any weight override of `sel`: without a VIP,
+    /// every override of the backend (in every VIP and in each); with one, those made for
+    /// that VIP.
+    pub fn undrain(&mut self, sel: Scoped) -> Result<ReloadReport, ReloadError> {
         let mut o = self.overrides.clone();
         let before = o.clone();
-        o.drained.retain(|s| *s != sel);
-        o.weights.remove(&sel);
+        let undone = |s: &Scoped| s.backend == sel.backend && (sel.vip.is_none() || s.vip == sel.vip);
+        o.drained.retain(|s| !undone(s));
+        o.weights.retain(|s, _| !undone(s));
         if o.same_operator(&before) {
+            let everywhere = Scoped::everywhere(sel.backend);
+            if sel.vip.is_some()
+                && (before.drained.contains(&everywhere) || before.weights.contains_key(&everywhere))
+            {
+                return Err(ReloadError::Override(format!(
+                    "{} has its override in every VIP, not in one: undo it without --vip",
+                    sel.backend
+                )));
+            }
             return Err(ReloadError::Override(format!("{sel} has no override to undo")));
         }
         self.apply(self.config.clone(), o)
     }
 
-    /// Gives `sel` weight `weight` until undone. Refused, unless `force`, when a VIP
-    /// would be left with no backend taking new flows.
-    pub fn set_weight(
-        &mut self,
-        sel: BackendSelector,
-        weight: u32,
-        force: bool,
-    ) -> Result<ReloadReport, ReloadError> {
+    /// Gives `sel` (in every VIP that lists it, or in one) weight `weight` until undone.
+    /// Refused, unless `force`, when a VIP would be left with no backend taking new flows.
+    pub fn set_weight(&mut self, sel: Scoped, weight: u32, force: bool) -> Result<ReloadReport, ReloadError> {
         self.find_backend(&sel)?;
         if weight > 1_000_000 {
             return Err(ReloadError::Override(format!("weight {weight} is above 1000000")));
         }
         let mut o = self.overrides.clone();
+        let what = format!("weight {sel} {weight}");
         o.weights.insert(sel, weight);
-        self.apply_override(format!("weight {sel} {weight}"), o, force)
+        self.apply_override(what, o, force)
     }
 
     /// Takes a backend down (or back up) for the pairs its health check speaks for; a
