@@ -10,22 +10,32 @@ usage() {
     cat <<'USAGE'
 Usage: cutover.sh --from OLD[,OLD...] --to NEW[,NEW...] [options]
 
-Moves a running appliance from the old site's backends (OLD) to the new site's (NEW). The
-new backends must already be in the config's VIPs (at weight 0, say). Then:
-  1. prints the plan: `vipgate diff` of the config against its end state, and the steps;
-  2. measures the drop rate for one step's time, as a baseline;
-  3. in STEPS steps, raises the new backends' weight to WEIGHT and lowers the old ones'
-     to 0 (runtime overrides); after each step waits STEP_WAIT seconds and checks that
-     the new backends took packets and that drops did not rise above the baseline
-     (more than half again plus DROP_SLACK per second): otherwise it rolls back (every
-     override of OLD and NEW removed: the config's weights again) and exits 1;
-  4. drains the old backends and waits until their live flows fall to FLOWS_BELOW or
-     FLOWS_TIMEOUT passes (their established flows stay on them meanwhile);
-  5. writes the end state to the config file (NEW at WEIGHT and active, OLD draining),
-     reloads it, and removes the overrides: a restart keeps the new state.
+Moves a running appliance from the old site's backends (OLD) to the new site's (NEW), in
+the VIPs that list a new backend (or in the VIPs given with --vip). The new backends must
+already be in those VIPs (at weight 0, say). VIPs that list an old backend but no new one
+are left alone, and said so: their old backends keep taking new flows. Then:
+  1. prints the plan: the VIPs it moves and those it leaves alone (and why), `vipgate diff`
+     of the config against its end state, and the steps per VIP;
+  2. refuses (exit 1, dry run too) when the end state would leave a VIP it moves with no
+     backend taking new flows, naming the VIP and what it would keep, unless --force;
+  3. measures the drop rate for one step's time, as a baseline;
+  4. in STEPS steps, raises the new backends' weight to WEIGHT and lowers the old ones'
+     to 0 in each VIP it moves (runtime overrides scoped to the VIP); after each step
+     waits STEP_WAIT seconds and checks that the new backends took packets and that
+     losses did not rise above the baseline (more than half again plus DROP_SLACK per
+     second): otherwise it rolls back (every override of OLD and NEW removed: the
+     config's weights again) and exits 1;
+  5. drains the old backends in those VIPs and waits until their live flows fall to
+     FLOWS_BELOW or FLOWS_TIMEOUT passes (their established flows stay on them
+     meanwhile). An old backend that also serves a VIP left alone is not waited on (flows
+     are counted per backend, not per VIP) and is named;
+  6. writes the end state to the config file for those VIPs (NEW at WEIGHT and active,
+     OLD draining), reloads it, and removes the overrides: a restart keeps the new state.
 
   --from LIST            old backends, comma-separated (ADDRESS or ADDRESS:PORT)
   --to LIST              new backends, comma-separated
+  --vip VIP              move this VIP (repeatable; ADDRESS[:PORT][/PROTOCOL] or a name such
+                         as udp://203.0.113.10:8000); default: every VIP that lists a new backend
   --config FILE          the appliance's config (default: $VIPGATE_CONFIG or /etc/vipgate/vipgate.toml)
   --weight N             the new backends' final weight (default 100)
   --steps N              how many steps (default 4)
@@ -33,22 +43,25 @@ new backends must already be in the config's VIPs (at weight 0, say). Then:
   --drop-slack N         drops per second tolerated above 1.5 x the baseline (default 10)
   --flows-below N        old backends' live flows to wait for (default 0)
   --flows-timeout SECONDS  longest wait for them (default 900)
+  --force                go on even though a VIP would keep no backend taking new flows
   --dry-run              print the plan and change nothing
   -h, --help             this text
 
-Exit: 0 done; 1 rolled back or failed (the reason on stderr), 2 bad arguments; 3 done
-but the old backends still carry more than FLOWS_BELOW flows (they stay drained, the
-config file is not changed: run again later). Safe to run twice: a second run converges
-on the same end state.
+Exit: 0 done; 1 refused, rolled back or failed (the reason on stderr), 2 bad arguments;
+3 done but the old backends still carry more than FLOWS_BELOW flows (they stay drained,
+the config file is not changed: run again later). Safe to run twice: a second run
+converges on the same end state.
 USAGE
 }
 
-from="" to="" weight=100 steps=4 step_wait=30 drop_slack=10 flows_below=0 flows_timeout=900 dry_run=0
+from="" to="" weight=100 steps=4 step_wait=30 drop_slack=10 flows_below=0 flows_timeout=900 dry_run=0 force=0
+asked_vips=()
 while (($# > 0)); do
     case "$1" in
         -h | --help) usage; exit 0 ;;
         --from) from="${2:?--from needs backends}"; shift 2 ;;
         --to) to="${2:?--to needs backends}"; shift 2 ;;
+        --vip) asked_vips+=("${2:?--vip needs a VIP}"); shift 2 ;;
         --config) VIPGATE_CONFIG="${2:?--config needs a file}"; shift 2 ;;
         --weight) weight="${2:?}"; shift 2 ;;
         --steps) steps="${2:?}"; shift 2 ;;
@@ -56,6 +69,7 @@ while (($# > 0)); do
         --drop-slack) drop_slack="${2:?}"; shift 2 ;;
         --flows-below) flows_below="${2:?}"; shift 2 ;;
         --flows-timeout) flows_timeout="${2:?}"; shift 2 ;;
+        --force) force=1; shift ;;
         --dry-run) dry_run=1; shift ;;
         *) echo "cutover.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -75,32 +89,97 @@ need jq jq
 say() { echo "cutover: $*"; }
 
 stats="$(ctl_json stats)" || die "cannot reach the appliance (see above)"
-known="$(jq -r '.vips[].backends[].backend' <<<"$stats" | sort -u)"
+# Every VIP of the running config with its backends (those removed since start left out).
+vips_json="$(jq -c '[.vips[] | {vip, backends: [.backends[] | select(.state != "removed")]}]' <<<"$stats")"
+known="$(jq -r '.[].backends[].backend' <<<"$vips_json" | sort -u)"
 for b in "${old[@]}" "${new[@]}"; do
     grep -qxF -- "$b" <<<"$known" || die "backend $b is not in the running config: add the new site's backends to $VIPGATE_CONFIG (weight 0) and reload first"
 done
+olds_json="$(jq -cn --arg l "$from" '$l | split(",")')"
+news_json="$(jq -cn --arg l "$to" '$l | split(",")')"
 
-# Each old backend's weight now, to scale down from.
-declare -A old_weight
-for b in "${old[@]}"; do
-    old_weight[$b]="$(jq -r --arg b "$b" '[.vips[].backends[] | select(.backend == $b) | .weight] | max' <<<"$stats")"
+# The VIPs to move: those asked for, or every VIP that lists a new backend.
+if ((${#asked_vips[@]} > 0)); then
+    scope=()
+    for v in "${asked_vips[@]}"; do
+        name="$(ctl_json table "$v" | jq -r .vip)" || die "--vip $v: no such VIP (above)"
+        scope+=("$name")
+    done
+    scope_json="$(printf '%s\n' "${scope[@]}" | jq -R . | jq -cs 'unique')"
+else
+    scope_json="$(jq -c --argjson n "$news_json" '[.[] | select(any(.backends[]; .backend as $b | any($n[]; . == $b))) | .vip]' <<<"$vips_json")"
+fi
+[[ "$(jq length <<<"$scope_json")" -gt 0 ]] || die "no VIP lists any of ${new[*]}: nothing to move"
+mapfile -t moved < <(jq -r '.[]' <<<"$scope_json")
+# Per VIP moved: the old and new backends it lists, each "VIP<TAB>BACKEND<TAB>WEIGHT".
+pairs() {
+    jq -r --argjson s "$scope_json" --argjson l "$1" '.[] | select(.vip as $v | any($s[]; . == $v)) | .vip as $v
+        | .backends[] | select(.backend as $b | any($l[]; . == $b)) | "\($v)\t\(.backend)\t\(.weight)"' <<<"$vips_json"
+}
+mapfile -t old_pairs < <(pairs "$olds_json")
+mapfile -t new_pairs < <(pairs "$news_json")
+
+say "plan for $VIPGATE_CONFIG: ${old[*]} -> ${new[*]} in $steps step(s) of ${step_wait}s"
+for v in "${moved[@]}"; do say "moves $v"; done
+# VIPs left alone that list an old backend: they keep it.
+jq -r --argjson s "$scope_json" --argjson o "$olds_json" --arg to "$to" '.[] | select(.vip as $v | any($s[]; . == $v) | not)
+    | select(any(.backends[]; .backend as $b | any($o[]; . == $b)))
+    | "cutover: leaves \(.vip) alone: " + (if any(.backends[]; .backend as $b | ($to | split(",")) | index($b))
+        then "not among the VIPs asked for (--vip)" else "it lists none of the new backends (\($to))" end)' <<<"$vips_json"
+
+# The end state must leave every VIP moved with a backend taking new flows: a new one (at
+# a weight above 0) or another that already takes them and is not an old one.
+problems="$(jq -r --argjson s "$scope_json" --argjson o "$olds_json" --argjson n "$news_json" --argjson w "$weight" '
+    .[] | select(.vip as $v | any($s[]; . == $v))
+    | [.backends[] | select(
+        ((.backend as $b | any($n[]; . == $b)) and $w > 0)
+        or ((.backend as $b | any($o[]; . == $b) or any($n[]; . == $b)) | not) and .state == "active" and .weight > 0)] as $keeps
+    | select($keeps | length == 0)
+    | "\(.vip) would keep no backend taking new flows (it would keep: \([.backends[] | .backend + " " + (if (.backend as $b | any($o[]; . == $b)) then "draining" elif .state != "active" then .state else "weight \(.weight)" end)] | join(", ")))"' <<<"$vips_json")"
+if [[ -n "$problems" ]]; then
+    while IFS= read -r p; do echo "cutover.sh: $p" >&2; done <<<"$problems"
+    if ((force)); then
+        say "--force: going on all the same"
+    else
+        die "refused: the end state would leave a VIP with no backend taking new flows (above); --force to mean it"
+    fi
+fi
+for ob in "${old[@]}"; do
+    grep -q "$(printf '\t')${ob}$(printf '\t')" < <(printf '%s\n' "${old_pairs[@]}") || die "old backend $ob is in none of the VIPs moved: nothing to move off it"
 done
 
-# The plan.
+# The plan's end state, in a copy of the file: only the VIPs moved change.
 end_state="$(mktemp --suffix=.toml)"
 trap 'rm -f "$end_state"' EXIT
 cp -- "$VIPGATE_CONFIG" "$end_state"
-for b in "${new[@]}"; do "$VIPGATE" set-backend --config "$end_state" "$b" --weight "$weight" --state active >/dev/null; done
-for b in "${old[@]}"; do "$VIPGATE" set-backend --config "$end_state" "$b" --state draining >/dev/null; done
-say "plan for $VIPGATE_CONFIG: ${old[*]} -> ${new[*]} in $steps step(s) of ${step_wait}s"
+write_end_state() {
+    local file="$1" v b w
+    for p in "${new_pairs[@]}"; do
+        IFS=$'\t' read -r v b w <<<"$p"
+        "$VIPGATE" set-backend --config "$file" --vip "$v" "$b" --weight "$weight" --state active >/dev/null
+    done
+    for p in "${old_pairs[@]}"; do
+        IFS=$'\t' read -r v b w <<<"$p"
+        "$VIPGATE" set-backend --config "$file" --vip "$v" "$b" --state draining >/dev/null
+    done
+}
+write_end_state "$end_state"
 "$VIPGATE" diff "$VIPGATE_CONFIG" "$end_state"
-for ((k = 1; k <= steps; k++)); do
-    line="  step $k:"
-    for b in "${new[@]}"; do line+=" $b=$((weight * k / steps))"; done
-    for b in "${old[@]}"; do line+=" $b=$((old_weight[$b] * (steps - k) / steps))"; done
-    echo "$line"
+for v in "${moved[@]}"; do
+    for ((k = 1; k <= steps; k++)); do
+        line="  $v step $k:"
+        for p in "${new_pairs[@]}"; do
+            IFS=$'\t' read -r pv b w <<<"$p"
+            [[ "$pv" == "$v" ]] && line+=" $b=$((weight * k / steps))"
+        done
+        for p in "${old_pairs[@]}"; do
+            IFS=$'\t' read -r pv b w <<<"$p"
+            [[ "$pv" == "$v" ]] && line+=" $b=$((w * (steps - k) / steps))"
+        done
+        echo "$line"
+    done
 done
-echo "  then: drain ${old[*]}, wait for their flows <= $flows_below (at most ${flows_timeout}s), write the end state"
+echo "  then: drain ${old[*]} in the VIPs moved, wait for their flows <= $flows_below (at most ${flows_timeout}s), write the end state"
 if ((dry_run)); then
     say "dry run: nothing changed"
     exit 0
@@ -123,8 +202,14 @@ baseline=$((($(drops "$b") - $(drops "$a")) / step_wait))
 say "baseline: $baseline drops/s"
 
 for ((k = 1; k <= steps; k++)); do
-    for nb in "${new[@]}"; do ctl weight "$nb" "$((weight * k / steps))" >/dev/null || rollback "setting $nb's weight failed"; done
-    for ob in "${old[@]}"; do ctl weight "$ob" "$((old_weight[$ob] * (steps - k) / steps))" >/dev/null || rollback "setting $ob's weight failed"; done
+    for p in "${new_pairs[@]}"; do
+        IFS=$'\t' read -r v b w <<<"$p"
+        ctl weight "$b" "$((weight * k / steps))" --vip "$v" >/dev/null || rollback "setting $b's weight in $v failed"
+    done
+    for p in "${old_pairs[@]}"; do
+        IFS=$'\t' read -r v b w <<<"$p"
+        ctl weight "$b" "$((w * (steps - k) / steps))" --vip "$v" >/dev/null || rollback "setting $b's weight in $v failed"
+    done
     a="$(ctl_json stats)"
     sleep "$step_wait"
     b="$(ctl_json stats)"
@@ -135,21 +220,35 @@ for ((k = 1; k <= steps; k++)); do
     ((took > 0)) || rollback "the new backends took no packets at step $k (are they down?)"
 done
 
-for ob in "${old[@]}"; do ctl drain "$ob" >/dev/null; done
-say "drained ${old[*]}; waiting for their flows to fall to $flows_below"
+for p in "${old_pairs[@]}"; do
+    IFS=$'\t' read -r v b w <<<"$p"
+    ctl drain "$b" --vip "$v" >/dev/null || rollback "draining $b in $v failed"
+done
+# Flows are counted per backend: an old backend that also serves a VIP left alone keeps
+# its flows there, so the wait is only on the others.
+waited=()
+for ob in "${old[@]}"; do
+    shared="$(jq -r --arg b "$ob" --argjson s "$scope_json" '[.[] | select(.vip as $v | any($s[]; . == $v) | not) | select(any(.backends[]; .backend == $b)) | .vip] | join(", ")' <<<"$vips_json")"
+    if [[ -n "$shared" ]]; then
+        say "not waiting on $ob's flows: it also serves $shared, left alone"
+    else
+        waited+=("$ob")
+    fi
+done
+say "drained ${old[*]} in the VIPs moved; waiting for the flows of ${waited[*]:-none} to fall to $flows_below"
+wait_list="$(IFS=,; echo "${waited[*]:-}")"
 deadline=$((SECONDS + flows_timeout))
-while :; do
-    live="$(ctl_json flows | jq --arg list "$from" '($list | split(",")) as $o | [.backends[] | select(.backend as $b | $o | index($b)) | .flows] | add // 0')"
+while ((${#waited[@]} > 0)); do
+    live="$(ctl_json flows | jq --arg list "$wait_list" '($list | split(",")) as $o | [.backends[] | select(.backend as $b | $o | index($b)) | .flows] | add // 0')"
     ((live > flows_below)) || break
     if ((SECONDS >= deadline)); then
-        say "$live flows still on ${old[*]} after ${flows_timeout}s: they stay drained; the config file is unchanged (run again to finish)"
+        say "$live flows still on ${waited[*]} after ${flows_timeout}s: they stay drained; the config file is unchanged (run again to finish)"
         exit 3
     fi
     sleep 1
 done
 
-for nb in "${new[@]}"; do "$VIPGATE" set-backend --config "$VIPGATE_CONFIG" "$nb" --weight "$weight" --state active >/dev/null; done
-for ob in "${old[@]}"; do "$VIPGATE" set-backend --config "$VIPGATE_CONFIG" "$ob" --state draining >/dev/null; done
+write_end_state "$VIPGATE_CONFIG"
 ctl reload >/dev/null
-for b in "${new[@]}" "${old[@]}"; do "$here/undrain.sh" --config "$VIPGATE_CONFIG" "$b" >/dev/null; done
+for b in "${new[@]}" "${old[@]}"; do "$here/undrain.sh" --config "$VIPGATE_CONFIG" "$b" >/dev/null || true; done
 say "done: ${new[*]} at weight $weight, ${old[*]} draining, written to $VIPGATE_CONFIG (generation $(ctl_json status | jq .generation))"

@@ -1,0 +1,232 @@
+//! Drains and cut-overs scoped to VIPs, against a running `vipgate run` whose VIPs share
+//! backends in different ways: a drain or a cut-over never leaves a VIP with nothing to
+//! take new flows unless forced, and a cut-over moves only the VIPs it should.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod support;
+use support::{fresh_dir, Appliance};
+
+/// Four VIPs:
+/// - udp://203.0.113.10:8000: the old site (.11, .12) and the new backend at weight 0;
+/// - tcp://203.0.113.10: the old site alone;
+/// - udp://203.0.113.20:53: one old backend (.11) beside one that stays (.13);
+/// - udp://203.0.113.30:53: the new backend (at weight 0) beside one that stays (.14).
+fn config(dir: &Path) -> String {
+    format!(
+        r#"[engine]
+workers = 1
+hash_seed = 3
+maglev_table_size = 251
+flow_capacity = 65536
+idle_polls_before_sleep = 16
+
+[tunnel]
+source_v4 = "198.51.100.1"
+
+[[port]]
+name = "wan"
+driver = "synth"
+rate = 20000
+mac = "02:00:00:00:00:01"
+next_hop_mac = "02:00:00:00:00:fe"
+addresses = ["198.51.100.1"]
+
+[[subnet]]
+prefix = "203.0.113.0/24"
+
+[[vip]]
+address = "203.0.113.10"
+port = 8000
+protocol = "udp"
+encap = "ipip"
+backends = [
+  {{ address = "192.0.2.11", weight = 100 }},
+  {{ address = "192.0.2.12", weight = 100 }},
+  {{ address = "198.51.100.21", weight = 0 }},
+]
+
+[[vip]]
+address = "203.0.113.10"
+protocol = "tcp"
+encap = "gue"
+backends = [{{ address = "192.0.2.11", weight = 100 }}, {{ address = "192.0.2.12", weight = 100 }}]
+
+[[vip]]
+address = "203.0.113.20"
+port = 53
+protocol = "udp"
+encap = "ipip"
+backends = [{{ address = "192.0.2.11", weight = 100 }}, {{ address = "192.0.2.13", weight = 100 }}]
+
+[[vip]]
+address = "203.0.113.30"
+port = 53
+protocol = "udp"
+encap = "ipip"
+backends = [{{ address = "198.51.100.21", weight = 0 }}, {{ address = "192.0.2.14", weight = 100 }}]
+
+[control]
+socket = "{}"
+state = "state.json"
+"#,
+        dir.join("ctl.sock").display()
+    )
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// (state, slots) of `backend` in `vip`.
+fn slot(app: &Appliance, vip: &str, backend: &str) -> (String, u64) {
+    let t = app.json(&["table", vip]);
+    let b = t["backends"].as_array().unwrap().iter().find(|b| b["backend"] == backend).unwrap();
+    (b["state"].as_str().unwrap().to_string(), b["slots"].as_u64().unwrap())
+}
+
+fn cutover(app: &Appliance, args: &[&str]) -> Output {
+    Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cutover.sh"))
+        .args(["--config", app.config.to_str().unwrap()])
+        .args(args)
+        .env("VIPGATE", env!("CARGO_BIN_EXE_vipgate"))
+        .output()
+        .unwrap()
+}
+
+fn start(tag: &str) -> Appliance {
+    let dir = fresh_dir(tag);
+    Appliance::start(&dir, &config(&dir), &dir.join("ctl.sock"), &[])
+}
+
+#[test]
+fn drains_scoped_to_a_vip_and_refused_where_a_vip_would_keep_nothing() {
+    let app = start("cutover-drain");
+    // In one VIP only: the others keep the backend.
+    let out = app.ctl(&["drain", "192.0.2.11", "--vip", "udp://203.0.113.20:53"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(slot(&app, "udp://203.0.113.20:53", "192.0.2.11"), ("draining".into(), 0));
+    assert_eq!(slot(&app, "203.0.113.10:8000/udp", "192.0.2.11").0, "active");
+    assert_eq!(slot(&app, "tcp://203.0.113.10", "192.0.2.11").0, "active");
+
+    // Everywhere, .12 then .11: the TCP VIP would keep nothing; refused and named, with
+    // what it would keep.
+    assert!(app.ctl(&["drain", "192.0.2.12"]).status.success());
+    let out = app.ctl(&["drain", "192.0.2.11"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = text(&out);
+    for vip in ["udp://203.0.113.10:8000", "tcp://203.0.113.10"] {
+        assert!(err.contains(&format!("leave VIP {vip} with no backend taking new flows")), "{vip}: {err}");
+    }
+    assert!(err.contains("(192.0.2.11 draining, 192.0.2.12 draining)"), "{err}");
+    assert!(!err.contains("leave VIP udp://203.0.113.20:53"), ".13 stays there: {err}");
+    assert_eq!(slot(&app, "tcp://203.0.113.10", "192.0.2.11").0, "active", "nothing changed");
+    // A weight of 0 in one VIP is a drain too.
+    let out = app.ctl(&["weight", "192.0.2.11", "0", "--vip", "tcp://203.0.113.10"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // --force means it.
+    let out = app.ctl(&["drain", "192.0.2.11", "--vip", "tcp://203.0.113.10", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(slot(&app, "tcp://203.0.113.10", "192.0.2.11"), ("draining".into(), 0));
+
+    // Undo in one VIP, then everything.
+    assert!(app.ctl(&["undrain", "192.0.2.11", "--vip", "tcp://203.0.113.10"]).status.success());
+    assert_eq!(slot(&app, "tcp://203.0.113.10", "192.0.2.11").0, "active");
+    assert_eq!(slot(&app, "udp://203.0.113.20:53", "192.0.2.11").0, "draining");
+    let out = app.ctl(&["undrain", "192.0.2.12", "--vip", "tcp://203.0.113.10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("in every VIP, not in one: undo it without --vip"), "{}", text(&out));
+    assert!(app.ctl(&["undrain", "192.0.2.11"]).status.success());
+    assert!(app.ctl(&["undrain", "192.0.2.12"]).status.success());
+    let status = app.json(&["status"]);
+    assert!(status["overrides"]["drained"].as_array().unwrap().is_empty(), "{status}");
+    // A VIP that does not list the backend, or does not exist.
+    let out = app.ctl(&["drain", "192.0.2.13", "--vip", "tcp://203.0.113.10"]);
+    assert!(text(&out).contains("VIP tcp://203.0.113.10 has no backend 192.0.2.13"), "{}", text(&out));
+    let out = app.ctl(&["drain", "192.0.2.13", "--vip", "203.0.113.99"]);
+    assert!(text(&out).contains("no VIP 203.0.113.99"), "{}", text(&out));
+    let dir = app.dir.clone();
+    assert!(app.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_cutover_moves_only_the_vips_that_list_a_new_backend() {
+    let app = start("cutover-scope");
+    let before = std::fs::read_to_string(&app.config).unwrap();
+    let base = ["--from", "192.0.2.11,192.0.2.12", "--to", "198.51.100.21"];
+    let run = ["--steps", "1", "--step-wait", "1", "--flows-below", "1000000", "--flows-timeout", "10"];
+
+    // Asked to move the TCP VIP, which lists no new backend: refused, dry run or not.
+    for extra in [&["--dry-run"][..], &[]] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--vip", "tcp://203.0.113.10"]);
+        args.extend_from_slice(&run);
+        args.extend_from_slice(extra);
+        let out = cutover(&app, &args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains(
+                "tcp://203.0.113.10 would keep no backend taking new flows (it would keep: 192.0.2.11 draining, 192.0.2.12 draining)"
+            ),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&app.config).unwrap(), before);
+    assert_eq!(app.generation(), 1, "nothing was applied");
+
+    // Without --vip: the VIPs that list the new backend move; the others are named and
+    // left alone.
+    let mut dry = base.to_vec();
+    dry.extend_from_slice(&run);
+    dry.push("--dry-run");
+    let out = cutover(&app, &dry);
+    let plan = text(&out);
+    assert!(out.status.success(), "{plan}");
+    assert!(plan.contains("cutover: moves udp://203.0.113.10:8000"), "{plan}");
+    assert!(plan.contains("cutover: moves udp://203.0.113.30:53"), "{plan}");
+    for alone in ["tcp://203.0.113.10", "udp://203.0.113.20:53"] {
+        assert!(
+            plan.contains(&format!("cutover: leaves {alone} alone: it lists none of the new backends")),
+            "{alone}: {plan}"
+        );
+    }
+    assert!(
+        plan.contains("udp://203.0.113.10:8000 step 1: 198.51.100.21=100 192.0.2.11=0 192.0.2.12=0"),
+        "{plan}"
+    );
+
+    let mut args = base.to_vec();
+    args.extend_from_slice(&run);
+    let out = cutover(&app, &args);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(
+            "not waiting on 192.0.2.11's flows: it also serves tcp://203.0.113.10, udp://203.0.113.20:53"
+        ),
+        "{log}"
+    );
+    // Moved: the old site drains in the UDP VIP; the new backend takes every slot there.
+    assert_eq!(slot(&app, "udp://203.0.113.10:8000", "192.0.2.11"), ("draining".into(), 0));
+    assert_eq!(slot(&app, "udp://203.0.113.10:8000", "198.51.100.21"), ("active".into(), 251));
+    // Left alone: the old backends keep taking new flows where nothing replaces them.
+    let (state, slots) = slot(&app, "tcp://203.0.113.10", "192.0.2.11");
+    assert!(state == "active" && slots > 0, "{state} {slots}");
+    let (state, slots) = slot(&app, "udp://203.0.113.20:53", "192.0.2.11");
+    assert!(state == "active" && slots > 0, "{state} {slots}");
+    // The file says the same, and no override is left.
+    let after = std::fs::read_to_string(&app.config).unwrap();
+    let tcp = &after[after.find("protocol = \"tcp\"").unwrap()..];
+    let tcp = &tcp[..tcp.find("[[vip]]").unwrap()];
+    assert!(!tcp.contains("draining"), "the TCP VIP is untouched: {tcp}");
+    assert!(after.contains(r#"{ address = "192.0.2.11", weight = 100, state = "draining" }"#), "{after}");
+    let status = app.json(&["status"]);
+    assert!(status["overrides"]["drained"].as_array().unwrap().is_empty(), "{status}");
+    assert!(status["overrides"]["weights"].as_object().unwrap().is_empty(), "{status}");
+    let dir = app.dir.clone();
+    assert!(app.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
