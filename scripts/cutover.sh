@@ -22,8 +22,10 @@ are left alone, and said so: their old backends keep taking new flows. Then:
   4. in STEPS steps, raises the new backends' weight to WEIGHT and lowers the old ones'
      to 0 in each VIP it moves (runtime overrides scoped to the VIP); after each step
      waits STEP_WAIT seconds and checks that the new backends took packets and that
-     losses did not rise above the baseline (more than half again plus DROP_SLACK per
-     second): otherwise it rolls back (every override of OLD and NEW removed: the
+     losses (every drop reason of `vipgate ctl stats`: the pipeline's and the port's
+     own, such as full software-spread queues and the device's RX misses) did not rise
+     above the baseline (more than half again plus DROP_SLACK per second): otherwise it
+     rolls back (every override of OLD and NEW removed: the
      config's weights again) and exits 1;
   5. drains the old backends in those VIPs and waits until their live flows fall to
      FLOWS_BELOW or FLOWS_TIMEOUT passes (their established flows stay on them
@@ -196,6 +198,7 @@ rollback() {
 }
 
 a="$(ctl_json stats)"
+jq -r '.unseen // {} | to_entries[] | "cutover: note: \(.key) is not counted: \(.value)"' <<<"$a"
 sleep "$step_wait"
 b="$(ctl_json stats)"
 baseline=$((($(drops "$b") - $(drops "$a")) / step_wait))

@@ -10,7 +10,9 @@ usage() {
 Usage: status.sh [--config FILE] [--interval SECONDS]
 
 One screen of health: generation and uptime, each worker's rate and busy share, packets
-per second in and out over the interval, drops by reason (per second, and since start),
+per second in and out over the interval, drops by reason (per second, and since start:
+the pipeline's and the port's own, such as its software spread's full queues and the
+device's RX misses; a kind the device cannot report is said so),
 and per VIP each backend's state, weight, share of the packets in the interval and live
 flows. Takes two samples of the counters INTERVAL seconds apart (default 1).
 
@@ -47,7 +49,7 @@ jq -rn --argjson a "$before" --argjson b "$after" --argjson s "$status" --argjso
   def mpps(x): (x / 1e6 * 1000 | round / 1000);
   def pct(x): (x * 1000 | round / 10);
   "generation \($s.generation)   up \($s.uptime_s | floor) s   reloads \($s.reloads)   config \($s.config)",
-  "in \(mpps(rate("rx_packets"))) Mpps   out \(mpps(rate("forwarded") + rate("replied"))) Mpps   dropped \(rate("drop_malformed") + rate("drop_not_ip") + rate("drop_not_vip") + rate("drop_no_vip") + rate("drop_no_backend") + rate("drop_ttl_expired") + rate("drop_too_big") + rate("drop_tx_full") + rate("drop_unsupported") + rate("drop_other_mac") | floor)/s",
+  "in \(mpps(rate("rx_packets"))) Mpps   out \(mpps(rate("forwarded") + rate("replied"))) Mpps   dropped \([$b.counters | keys[] | select(startswith("drop_")) | rate(.)] | add | floor)/s",
   ($s.workers[] as $w
     | ([$a.workers[] | select(.id == $w.id)][0].counters.rx_packets) as $r0
     | ([$b.workers[] | select(.id == $w.id)][0].counters.rx_packets) as $r1
@@ -60,6 +62,7 @@ jq -rn --argjson a "$before" --argjson b "$after" --argjson s "$status" --argjso
   "drops            per second   since start",
   ($b.counters | to_entries[] | select(.key | startswith("drop_"))
     | "  \(.key[5:] | . + (" " * (14 - length)))\((.value - $a.counters[.key]) / $dt | floor | tostring | (" " * (10 - length)) + .)   \(.value)"),
+  ($b.unseen // {} | to_entries[] | "  \(.key[5:] | . + (" " * (14 - length)))cannot be seen: \(.value)"),
   "",
   ($b.vips[] as $v
     | ([$a.vips[] | select(.vip == $v.vip)][0] // {backends: []}) as $av

@@ -141,8 +141,9 @@ pub fn run(path: &Path, options: RunOptions) -> Result<String, String> {
     engine.set_state_file(state);
     #[cfg(feature = "dpdk")]
     if let PortHost::Dpdk(device) = &host {
-        let device = std::sync::Arc::clone(device);
-        engine.set_port_info(Box::new(move || ports::dpdk_info(&device)));
+        let (info, losses) = (std::sync::Arc::clone(device), std::sync::Arc::clone(device));
+        engine.set_port_info(Box::new(move || ports::dpdk_info(&info)));
+        engine.set_port_losses(Box::new(move || ports::dpdk_losses(&losses)));
     }
     log::info!(
         "running {} with {workers} worker(s); operator socket {}{}",

@@ -268,11 +268,23 @@ pub fn stats_json(s: &Stats) -> Value {
             }));
         }
     }
+    // The port's own losses are drop reasons like the pipeline's: one accounting.
+    let mut counters = counters_json(&s.total);
+    let mut unseen = Map::new();
+    for l in &s.port_losses {
+        match (l.count, &l.unseen) {
+            (Some(n), _) => counters[format!("drop_{}", l.reason)] = json!(n),
+            (None, why) => {
+                unseen.insert(format!("drop_{}", l.reason), json!(why.clone().unwrap_or_default()));
+            }
+        }
+    }
     let mut answer = json!({
         "ok": true,
         "generation": s.generation,
         "uptime_s": (s.uptime * 1000.0).round() / 1000.0,
-        "counters": counters_json(&s.total),
+        "counters": counters,
+        "unseen": unseen,
         "workers": s.workers.iter().map(|w| json!({ "id": w.id, "counters": counters_json(&w.counters) })).collect::<Vec<_>>(),
         "vips": vips,
     });
@@ -834,6 +846,9 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
         "stats" => {
             for (k, v) in a["counters"].as_object().into_iter().flatten() {
                 s.push_str(&format!("{k:<24} {v}\n"));
+            }
+            for (k, why) in a["unseen"].as_object().into_iter().flatten() {
+                s.push_str(&format!("{k:<24} cannot be seen: {}\n", why.as_str().unwrap_or("")));
             }
             for v in a["vips"].as_array().into_iter().flatten() {
                 s.push_str(&format!(

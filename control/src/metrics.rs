@@ -97,6 +97,24 @@ pub fn render(s: &Stats) -> String {
             );
         }
     }
+    // The port's own losses, beside the pipeline's, under the same family.
+    for l in &s.port_losses {
+        if let Some(n) = l.count {
+            let _ = writeln!(out, "vipgate_drops_total{{worker=\"port\",reason=\"{}\"}} {n}", l.reason);
+        }
+    }
+    if s.port_losses.iter().any(|l| l.count.is_none()) {
+        family(
+            &mut out,
+            "drops_unseen",
+            "gauge",
+            "1 for each kind of loss the port's device cannot report (not counted in vipgate_drops_total).",
+        );
+        for l in s.port_losses.iter().filter(|l| l.count.is_none()) {
+            let why = label(l.unseen.as_deref().unwrap_or(""));
+            let _ = writeln!(out, "vipgate_drops_unseen{{reason=\"{}\",why=\"{why}\"}} 1", l.reason);
+        }
+    }
     for (i, name) in Counters::NAMES.iter().enumerate() {
         if name.starts_with("drop_") {
             continue;

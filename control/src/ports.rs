@@ -61,6 +61,43 @@ pub fn dpdk_info(device: &vipgate_engine::port::dpdk::DpdkDevice) -> serde_json:
     })
 }
 
+/// The losses a DPDK port sees outside the pipeline: frames its software spread could not
+/// queue (`share_full`), frames longer than an mbuf (`chained`), and the device's own RX
+/// misses, allocation failures and errors, and TX errors (DPDK's `imissed`, `rx_nombuf`,
+/// `ierrors`, `oerrors`, read through their xstats). A driver that does not count a kind
+/// says so rather than show zero.
+#[cfg(feature = "dpdk")]
+pub fn dpdk_losses(device: &vipgate_engine::port::dpdk::DpdkDevice) -> Vec<crate::swap::PortLoss> {
+    use crate::swap::PortLoss;
+    let xstats: std::collections::HashMap<String, u64> = device.xstats().into_iter().collect();
+    let counted = |reason, count| PortLoss { reason, count: Some(count), unseen: None };
+    let mut out = vec![
+        counted("share_full", device.share_full.load(Ordering::Relaxed)),
+        counted("chained", device.chained.load(Ordering::Relaxed)),
+    ];
+    for (reason, xstat) in [
+        ("rx_missed", "rx_missed_errors"),
+        ("rx_nombuf", "rx_mbuf_allocation_errors"),
+        ("rx_errors", "rx_errors"),
+        ("tx_errors", "tx_errors"),
+    ] {
+        let unseen = match (reason, device.driver.as_str()) {
+            ("rx_missed", "net_af_packet") => Some(
+                "net_af_packet (DPDK 22.11) does not report the frames its kernel ring drops; the kernel's \
+                 packet socket statistics are not read"
+                    .to_string(),
+            ),
+            _ if !xstats.contains_key(xstat) => Some(format!("the device has no {xstat} counter")),
+            _ => None,
+        };
+        out.push(match unseen {
+            Some(why) => PortLoss { reason, count: None, unseen: Some(why) },
+            None => counted(reason, xstats[xstat]),
+        });
+    }
+    out
+}
+
 /// The threads of a pcap port.
 #[derive(Debug)]
 pub struct PcapThreads {

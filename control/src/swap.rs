@@ -524,6 +524,8 @@ pub struct Stats {
     pub traffic: Vec<BackendTraffic>,
     /// The port's device, when its driver reports one.
     pub port: Option<serde_json::Value>,
+    /// The losses the port or its device counts outside the pipeline.
+    pub port_losses: Vec<PortLoss>,
 }
 
 struct WorkerSlot {
@@ -566,6 +568,7 @@ pub struct Engine {
     last_reload: Option<ReloadReport>,
     alarms: Vec<String>,
     port_info: Option<PortInfo>,
+    port_losses: Option<PortLosses>,
     /// The config the workers, port and sockets were started with.
     started_config: Config,
     /// Keys changed since start that only a restart applies.
@@ -578,6 +581,21 @@ pub struct Engine {
 
 /// What a port driver reports about its device (link, the device's own counters).
 pub type PortInfo = Box<dyn Fn() -> serde_json::Value + Send>;
+
+/// A loss outside the pipeline that a port or its device counts: frames that never
+/// reached a worker, or that the device did not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortLoss {
+    /// The drop reason (`share_full`, `rx_missed`, `rx_nombuf` ...).
+    pub reason: &'static str,
+    /// How many so far, or `None` where the device cannot tell.
+    pub count: Option<u64>,
+    /// Where it cannot tell: why, for the operator.
+    pub unseen: Option<String>,
+}
+
+/// The losses a port reports ([`PortLoss`]), read when the counters are.
+pub type PortLosses = Box<dyn Fn() -> Vec<PortLoss> + Send>;
 
 impl core::fmt::Debug for Engine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -678,6 +696,7 @@ impl Engine {
             last_reload: None,
             alarms,
             port_info: None,
+            port_losses: None,
             restart_needed: Vec::new(),
             reload_error: None,
             counts: ReloadCounts::default(),
@@ -688,6 +707,11 @@ impl Engine {
     /// Lets `stats` report the port's device (its link, its own counters).
     pub fn set_port_info(&mut self, info: PortInfo) {
         self.port_info = Some(info);
+    }
+
+    /// Lets `stats` count the port's own losses as drop reasons.
+    pub fn set_port_losses(&mut self, losses: PortLosses) {
+        self.port_losses = Some(losses);
     }
 
     /// The running config (without the overrides).
@@ -1131,6 +1155,7 @@ impl Engine {
             workers,
             traffic,
             port: self.port_info.as_ref().map(|f| f()),
+            port_losses: self.port_losses.as_ref().map(|f| f()).unwrap_or_default(),
         }
     }
 

@@ -208,6 +208,11 @@ fn a_capture_through_net_pcap_comes_out_as_replay_writes_it() {
     assert_eq!(port["device"], "net_pcap0");
     assert_eq!(port["xstats"]["rx_good_packets"].as_u64(), Some(frames.len() as u64), "{port}");
     assert_eq!(port["xstats"]["tx_good_packets"].as_u64(), Some(expected.len() as u64), "{port}");
+    // The port's own losses are drop reasons beside the pipeline's, counted (none here).
+    for reason in ["drop_share_full", "drop_chained", "drop_rx_missed", "drop_rx_nombuf", "drop_rx_errors"] {
+        assert_eq!(c[reason].as_u64(), Some(0), "{reason}: {c}");
+    }
+    assert!(stats["unseen"].as_object().unwrap().is_empty(), "{stats}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -341,6 +346,11 @@ fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
     assert!(c["forwarded"].as_u64().unwrap() >= packets.len() as u64, "{c}");
     assert!(c["arp_replies"].as_u64().unwrap() >= 1, "{c}");
     assert_eq!(stats["port"]["device"], "net_af_packet0");
+    // What net_af_packet cannot report is said, not shown as zero.
+    assert!(c.get("drop_rx_missed").is_none(), "{c}");
+    let why = stats["unseen"]["drop_rx_missed"].as_str().unwrap_or_default();
+    assert!(why.contains("net_af_packet"), "{stats}");
+    assert!(c["drop_share_full"].is_u64(), "{c}");
     drop(veth);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -518,6 +528,7 @@ fn a_frame_in_several_mbufs_is_dropped_whole_and_counted() {
     let _ = stop(child);
     forget_prefix("chain");
     assert_eq!(stats["counters"]["forwarded"].as_u64(), Some(2), "{stats}");
+    assert_eq!(stats["counters"]["drop_chained"].as_u64(), Some(1), "a drop reason like any: {stats}");
     let sent = read_capture(&output);
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|f| f.len() < 200), "only the short frames went out");
