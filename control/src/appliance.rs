@@ -277,6 +277,49 @@ impl Health {
     }
 }
 
+/// After this long without a packet, the port is said to receive nothing.
+const QUIET_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether the port receives anything: a port that receives nothing (a cable, a wrong
+/// device, a router that does not send the VIPs here) is said once in the log and shown
+/// by `ctl status`, rather than polled silently.
+struct Quiet {
+    rx: u64,
+    since: Instant,
+    said: bool,
+}
+
+impl Quiet {
+    fn tick(&mut self, rx: u64, idle_polls_before_sleep: u64) {
+        if rx != self.rx {
+            if self.said {
+                log::info!("the port receives packets again");
+            }
+            *self = Quiet { rx, since: Instant::now(), said: false };
+            return;
+        }
+        if !self.said && self.since.elapsed() >= QUIET_AFTER {
+            self.said = true;
+            let polling = if idle_polls_before_sleep == 0 {
+                "its workers poll it without rest all the same (idle_polls_before_sleep = 0: a core each at 100%)"
+                    .to_string()
+            } else {
+                format!("its workers back off after {idle_polls_before_sleep} empty polls")
+            };
+            log::warn!(
+                "the port has received no packet for {} s: is the right device configured, and are the \
+                 VIPs routed here? {polling}",
+                QUIET_AFTER.as_secs()
+            );
+        }
+    }
+
+    /// How long the port has received nothing, once that is [`QUIET_AFTER`] or more.
+    fn idle(&self) -> Option<Duration> {
+        Some(self.since.elapsed()).filter(|d| *d >= QUIET_AFTER)
+    }
+}
+
 /// The config file as the watcher sees it: the version last applied (or refused), and a
 /// newer one waiting to settle.
 struct Watch {
@@ -341,6 +384,7 @@ fn control_loop(
     health.follow(engine);
     let mut fleet = Fleet { announcer: None, progress: Vec::new() };
     fleet.tick(engine);
+    let mut quiet = Quiet { rx: engine.rx_packets(), since: Instant::now(), said: false };
     loop {
         let generation = engine.generation();
         select! {
@@ -357,6 +401,7 @@ fn control_loop(
                     _ => {
                         let mut a = ctl::handle(engine, Some(&health.state), &r.body);
                         if cmd == "status" {
+                            a["port_idle_s"] = serde_json::json!(quiet.idle().map(|d| d.as_secs()));
                             a["bgp"] = fleet.status(engine);
                             a["health_probes_late"] = serde_json::json!(health.late.load(Ordering::Relaxed));
                         }
@@ -410,6 +455,7 @@ fn control_loop(
             health.follow(engine);
         }
         fleet.tick(engine);
+        quiet.tick(engine.rx_packets(), engine.config().engine.idle_polls_before_sleep);
         if watch.due(path, engine.config().control.reload_settle) {
             log_reload(&format!("{} changed", path.display()), &engine.reload_file(Reload::default()));
             health.follow(engine);

@@ -20,7 +20,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The main job on the embedded default config: synthetic 2G-gateway traffic through
-    /// the real engine, in memory.
+    /// the real engine, in memory, with a cut-over midway.
+    ///
+    /// Sends N packets of seeded 2G-gateway traffic (carrier-gateway sources with many
+    /// ports, long-lived TCP and UDP to the VIPs of configs/demo.toml, compiled in, and
+    /// about 2% noise: bad headers, packets to no subnet and to no VIP) through two real
+    /// workers, and swaps in configs/demo-cutover.toml midway (a backend leaves, another
+    /// joins, a draining one goes). Prints packets in and out, the rate per worker, each
+    /// backend's share against its weight before and after the swap, how many followed
+    /// flows kept their backend, every drop reason, and a last line with the verdict:
+    /// PASS when no established flow moved off a backend that stayed and no packet was
+    /// dropped beyond the injected noise (malformed, not_vip, no_vip); exit 1 otherwise.
     Demo {
         /// How many packets to send.
         #[arg(long, value_name = "N", default_value_t = 16_000_000)]

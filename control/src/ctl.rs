@@ -775,6 +775,11 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                     r["swap_ms"]
                 ));
             }
+            if let Some(idle) = a["port_idle_s"].as_u64() {
+                s.push_str(&format!(
+                    "PORT RECEIVES NOTHING: no packet for {idle} s (the device, its wiring, the routes to the VIPs?)\n"
+                ));
+            }
             if let Some(e) = a["reload_error"].as_str() {
                 s.push_str(&format!("LAST RELOAD NOT APPLIED: {e}\n"));
             }

@@ -322,5 +322,65 @@ pub fn to_text(r: &DemoReport) -> String {
         "\nother counters: fragments {}   echo replies {}   ICMP errors forwarded {}\n",
         c.fragments, c.echo_replies, c.icmp_errors_forwarded
     ));
+    s.push_str(&format!("\n{}\n", verdict(r).0));
     s
+}
+
+/// The drop reasons of the noise the synth port injects on purpose: bad headers, and
+/// packets to no subnet and to a subnet's address that is no VIP.
+pub const INJECTED_NOISE: [DropReason; 3] = [DropReason::Malformed, DropReason::NotVip, DropReason::NoVip];
+
+/// The demo's verdict, one line, and whether it passed: no established flow moved off a
+/// backend that stayed, and no drop beyond the injected noise.
+pub fn verdict(r: &DemoReport) -> (String, bool) {
+    verdict_of(&r.flows, &r.after.total)
+}
+
+fn verdict_of(f: &FlowOutcome, c: &Counters) -> (String, bool) {
+    let unexpected: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|d| !INJECTED_NOISE.contains(d) && c.drop_count(**d) > 0)
+        .map(|d| format!("{} {}", d.name(), c.drop_count(*d)))
+        .collect();
+    let noise: Vec<&str> = INJECTED_NOISE.iter().map(|d| d.name()).collect();
+    let flows = format!(
+        "cut-over: {} of {} established flows moved off a backend that stayed ({} moved because their backend was removed)",
+        f.moved_otherwise, f.across, f.moved_removed
+    );
+    let drops = if unexpected.is_empty() {
+        format!("drops: only the injected noise ({})", noise.join(", "))
+    } else {
+        format!("drops beyond the injected noise: {}", unexpected.join(", "))
+    };
+    let ok = f.moved_otherwise == 0 && unexpected.is_empty();
+    (format!("{}: {flows}; {drops}", if ok { "PASS" } else { "FAIL" }), ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verdict_fails_on_a_moved_flow_or_a_drop_beyond_the_noise() {
+        let flows = FlowOutcome { across: 100, kept: 90, moved_removed: 10, moved_otherwise: 0 };
+        let mut c = Counters::default();
+        c.drops[DropReason::Malformed as usize] = 5;
+        c.drops[DropReason::NoVip as usize] = 3;
+        let (line, ok) = verdict_of(&flows, &c);
+        assert!(ok, "{line}");
+        assert_eq!(
+            line,
+            "PASS: cut-over: 0 of 100 established flows moved off a backend that stayed (10 moved because \
+             their backend was removed); drops: only the injected noise (malformed, not_vip, no_vip)"
+        );
+        c.drops[DropReason::TxFull as usize] = 2;
+        let (line, ok) = verdict_of(&flows, &c);
+        assert!(
+            !ok && line.starts_with("FAIL") && line.ends_with("drops beyond the injected noise: tx_full 2"),
+            "{line}"
+        );
+        let moved = FlowOutcome { moved_otherwise: 1, ..flows };
+        let (line, ok) = verdict_of(&moved, &Counters::default());
+        assert!(!ok && line.contains("1 of 100 established flows moved"), "{line}");
+    }
 }

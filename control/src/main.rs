@@ -72,7 +72,11 @@ fn main() -> ExitCode {
         Command::Demo { packets } => match vipgate_control::demo::run(*packets) {
             Ok(report) => {
                 print!("{}", vipgate_control::demo::to_text(&report));
-                ExitCode::SUCCESS
+                if vipgate_control::demo::verdict(&report).1 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
             }
             Err(e) => {
                 eprintln!("vipgate demo: {e}");

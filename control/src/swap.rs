@@ -1076,6 +1076,12 @@ impl Engine {
         !self.overrides.is_empty()
     }
 
+    /// Packets the workers have received since start, over every worker (cheap: no
+    /// per-VIP tallies).
+    pub fn rx_packets(&self) -> u64 {
+        self.workers.iter().map(|w| w.stats.counters().rx_packets).sum()
+    }
+
     /// Every counter, now.
     pub fn stats(&self) -> Stats {
         let mut total = Counters::default();

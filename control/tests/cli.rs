@@ -54,7 +54,7 @@ fn check_rejects_every_bad_config_with_its_message_and_position() {
 
 #[test]
 fn check_accepts_the_shipped_configs() {
-    for name in ["example.toml", "demo.toml", "demo-cutover.toml"] {
+    for name in ["example.toml", "try.toml", "demo.toml", "demo-cutover.toml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(name);
         let out = vipgate(&["check", "--config", path.to_str().unwrap()]);
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));

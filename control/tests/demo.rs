@@ -49,4 +49,17 @@ fn demo_swaps_midway_keeps_established_flows_and_counts_every_packet() {
     let after = &text[text.find("after the swap").unwrap()..];
     assert!(after.lines().any(|l| l.contains("192.0.2.14") && l.contains("active")), "{text}");
     assert!(text.contains("Mpps while busy"));
+    // The verdict, last.
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("PASS: cut-over: 0 of "), "{last}");
+    assert!(last.ends_with("drops: only the injected noise (malformed, not_vip, no_vip)"), "{last}");
+}
+
+#[test]
+fn demo_help_says_what_it_does_and_prints() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vipgate")).args(["demo", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for what in ["configs/demo-cutover.toml", "drop reason", "PASS", "exit 1"] {
+        assert!(help.contains(what), "{what} not in\n{help}");
+    }
 }
