@@ -27,9 +27,10 @@ are left alone, and said so: their old backends keep taking new flows. Then:
      above the baseline (more than half again plus DROP_SLACK per second): otherwise it
      rolls back (every override of OLD and NEW removed: the
      config's weights again) and exits 1;
-  5. drains the old backends in those VIPs and waits until their live flows fall to
-     FLOWS_BELOW or FLOWS_TIMEOUT passes (their established flows stay on them
-     meanwhile). An old backend that also serves a VIP left alone is not waited on (flows
+  5. drains the old backends in those VIPs and waits until their open connections fall
+     to FLOWS_BELOW or FLOWS_TIMEOUT passes (their established flows stay on them
+     meanwhile): TCP flows with no FIN or RST seen, and UDP flows seen within UDP_WINDOW
+     (closing TCP flows and quiet UDP ones in the flow table are not waited on). An old backend that also serves a VIP left alone is not waited on (flows
      are counted per backend, not per VIP) and is named;
   6. writes the end state to the config file for those VIPs (NEW at WEIGHT and active,
      OLD draining), reloads it, and removes the overrides: a restart keeps the new state.
@@ -43,7 +44,9 @@ are left alone, and said so: their old backends keep taking new flows. Then:
   --steps N              how many steps (default 4)
   --step-wait SECONDS    time per step, and for the baseline (default 30)
   --drop-slack N         drops per second tolerated above 1.5 x the baseline (default 10)
-  --flows-below N        old backends' live flows to wait for (default 0)
+  --flows-below N        old backends' open connections to wait for (default 0)
+  --udp-window SECONDS   a UDP flow seen within this long is open (default 300: longer than
+                         the clients' heartbeat)
   --flows-timeout SECONDS  longest wait for them (default 900)
   --force                go on even though a VIP would keep no backend taking new flows
   --dry-run              print the plan and change nothing
@@ -57,6 +60,7 @@ USAGE
 }
 
 from="" to="" weight=100 steps=4 step_wait=30 drop_slack=10 flows_below=0 flows_timeout=900 dry_run=0 force=0
+udp_window=300
 asked_vips=()
 while (($# > 0)); do
     case "$1" in
@@ -71,12 +75,13 @@ while (($# > 0)); do
         --drop-slack) drop_slack="${2:?}"; shift 2 ;;
         --flows-below) flows_below="${2:?}"; shift 2 ;;
         --flows-timeout) flows_timeout="${2:?}"; shift 2 ;;
+        --udp-window) udp_window="${2:?}"; shift 2 ;;
         --force) force=1; shift ;;
         --dry-run) dry_run=1; shift ;;
         *) echo "cutover.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-for n in "$weight" "$steps" "$step_wait" "$drop_slack" "$flows_below" "$flows_timeout"; do
+for n in "$weight" "$steps" "$step_wait" "$drop_slack" "$flows_below" "$flows_timeout" "$udp_window"; do
     [[ "$n" =~ ^[0-9]+$ ]] || { echo "cutover.sh: '$n' is not a whole number" >&2; exit 2; }
 done
 [[ -n "$from" && -n "$to" ]] || { echo "cutover.sh: --from and --to are required (try --help)" >&2; exit 2; }
@@ -238,14 +243,14 @@ for ob in "${old[@]}"; do
         waited+=("$ob")
     fi
 done
-say "drained ${old[*]} in the VIPs moved; waiting for the flows of ${waited[*]:-none} to fall to $flows_below"
+say "drained ${old[*]} in the VIPs moved; waiting for the open connections of ${waited[*]:-none} (TCP established, UDP seen in ${udp_window}s) to fall to $flows_below"
 wait_list="$(IFS=,; echo "${waited[*]:-}")"
 deadline=$((SECONDS + flows_timeout))
 while ((${#waited[@]} > 0)); do
-    live="$(ctl_json flows | jq --arg list "$wait_list" '($list | split(",")) as $o | [.backends[] | select(.backend as $b | $o | index($b)) | .flows] | add // 0')"
+    live="$(ctl_json flows --udp-window "${udp_window}s" | jq --arg list "$wait_list" '($list | split(",")) as $o | [.backends[] | select(.backend as $b | $o | index($b)) | .tcp_established + .udp_recent] | add // 0')"
     ((live > flows_below)) || break
     if ((SECONDS >= deadline)); then
-        say "$live flows still on ${waited[*]} after ${flows_timeout}s: they stay drained; the config file is unchanged (run again to finish)"
+        say "$live open connections still on ${waited[*]} after ${flows_timeout}s: they stay drained; the config file is unchanged (run again to finish)"
         exit 3
     fi
     sleep 1

@@ -79,6 +79,8 @@ pub enum Command {
     ///
     /// drain, undrain and weight act on the backend in every VIP that lists it, or with
     /// --vip in that VIP alone (undrain without --vip undoes every override of the backend).
+    /// flows counts live flows per backend by state: TCP established (no FIN or RST seen),
+    /// TCP closing, UDP, and UDP seen within --udp-window.
     ///
     /// A reload that would remove a VIP or a subnet, or leave a VIP with no backend taking
     /// new flows, is refused (named) unless --allow-removals; a drain or weight that would
@@ -269,6 +271,10 @@ pub struct CtlArgs {
     /// name, e.g. udp://203.0.113.10:8000), not in every VIP that lists the backend.
     #[arg(long, value_name = "VIP")]
     pub vip: Option<String>,
+    /// flows: UDP flows seen within this long count as recent ("5m"; default: the
+    /// config's udp_idle_timeout, so every live UDP flow).
+    #[arg(long, value_name = "DURATION")]
+    pub udp_window: Option<String>,
     /// The command and its arguments, e.g. `drain 192.0.2.11`.
     #[arg(required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<String>,

@@ -33,6 +33,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
 use vipgate_engine::table::{vip_name, Snapshot, VipProtocol};
+use vipgate_engine::worker::StateCounts;
 
 use crate::swap::{state_name, BackendSelector, Engine, ReloadError, Scoped, Stats};
 
@@ -184,7 +185,14 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
                     Err(e) => error(e),
                 }
             }
-            "flows" => flows_json(engine),
+            "flows" => {
+                let window = match request.get("udp_window") {
+                    None | Some(Value::Null) => engine.config().engine.udp_idle_timeout,
+                    Some(Value::String(w)) => crate::config::parse_duration(w).map_err(|e| error(format!("udp_window: {e}")))?,
+                    Some(other) => return Err(error(format!("udp_window must be a duration string, e.g. \"5m\" (got {other})"))),
+                };
+                flows_json(engine, window)
+            }
             "drain-appliance" | "undrain-appliance" => error("this engine announces nothing (no [bgp])"),
             other => error(format!(
                 "unknown command \"{other}\": one of status, stats, reload, drain, undrain, weight, table, flows, drain-appliance, undrain-appliance"
@@ -423,21 +431,54 @@ pub fn table_json(snap: &Snapshot, vip: usize, ring: bool) -> Value {
     out
 }
 
-fn flows_json(engine: &mut Engine) -> Value {
-    let counts = engine.flows(Duration::from_secs(10));
-    let mut per_backend: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+/// Flows by state as JSON: every flow, TCP established and closing, UDP, and UDP seen
+/// within the window.
+fn states_json(total: u64, s: &StateCounts) -> Value {
+    json!({
+        "flows": total,
+        "tcp_established": s.tcp_established,
+        "tcp_closing": s.tcp_closing,
+        "udp": s.udp,
+        "udp_recent": s.udp_recent,
+    })
+}
+
+fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
+    let counts = engine.flows(Duration::from_secs(10), udp_window);
+    let mut per_backend: std::collections::BTreeMap<String, StateCounts> = std::collections::BTreeMap::new();
+    let mut all = StateCounts::default();
     for c in &counts {
-        for &(number, n) in &c.per_backend {
-            *per_backend.entry(engine.backend_name(number)).or_default() += n;
+        all.add(&c.states);
+        for (number, n) in &c.per_backend {
+            per_backend.entry(engine.backend_name(*number)).or_default().add(n);
         }
     }
-    json!({
-        "ok": counts.len() == engine.workers(),
-        "error": (counts.len() != engine.workers()).then(|| format!("{} of {} workers answered", counts.len(), engine.workers())),
-        "total": counts.iter().map(|c| c.total).sum::<u64>(),
-        "workers": counts.iter().map(|c| json!({ "id": c.worker, "live": c.total, "capacity": c.capacity })).collect::<Vec<_>>(),
-        "backends": per_backend.into_iter().map(|(b, n)| json!({ "backend": b, "flows": n })).collect::<Vec<_>>(),
-    })
+    let mut answer = states_json(all.total(), &all);
+    answer["ok"] = json!(counts.len() == engine.workers());
+    if counts.len() != engine.workers() {
+        answer["error"] = json!(format!("{} of {} workers answered", counts.len(), engine.workers()));
+    }
+    answer["total"] = json!(all.total());
+    answer["udp_window_s"] = json!(udp_window.as_secs_f64());
+    answer["workers"] = counts
+        .iter()
+        .map(|c| {
+            let mut w = states_json(c.total, &c.states);
+            w["id"] = json!(c.worker);
+            w["live"] = json!(c.total);
+            w["capacity"] = json!(c.capacity);
+            w
+        })
+        .collect();
+    answer["backends"] = per_backend
+        .into_iter()
+        .map(|(b, n)| {
+            let mut e = states_json(n.total(), &n);
+            e["backend"] = json!(b);
+            e
+        })
+        .collect();
+    answer
 }
 
 /// Binds the operator socket at `path` with mode 0600, creating its directory. A socket
@@ -561,6 +602,8 @@ pub struct CtlFlags {
 pub struct CtlScope {
     /// `drain|undrain|weight --vip VIP`.
     pub vip: Option<String>,
+    /// `flows --udp-window DURATION`.
+    pub udp_window: Option<String>,
 }
 
 /// The request of `vipgate ctl CMD ARGS...`.
@@ -598,6 +641,13 @@ pub fn request_of(args: &[String], flags: CtlFlags, scope: &CtlScope) -> Result<
             return Err(format!("--force is a flag of drain and weight, not of {cmd}"));
         }
         request["force"] = json!(true);
+    }
+    if let Some(w) = &scope.udp_window {
+        if cmd != "flows" {
+            return Err(format!("--udp-window is an option of flows, not of {cmd}"));
+        }
+        crate::config::parse_duration(w).map_err(|e| format!("--udp-window: {e}"))?;
+        request["udp_window"] = json!(w);
     }
     if let Some(v) = &scope.vip {
         if !matches!(cmd, "drain" | "undrain" | "weight") {
@@ -917,7 +967,15 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
             }
         }
         "flows" => {
-            s.push_str(&format!("{} live flows\n", u(&a["total"])));
+            s.push_str(&format!(
+                "{} live flows: {} TCP established, {} TCP closing, {} UDP ({} seen in the last {:.0} s)\n",
+                u(&a["total"]),
+                u(&a["tcp_established"]),
+                u(&a["tcp_closing"]),
+                u(&a["udp"]),
+                u(&a["udp_recent"]),
+                a["udp_window_s"].as_f64().unwrap_or(0.0)
+            ));
             for w in a["workers"].as_array().into_iter().flatten() {
                 s.push_str(&format!(
                     "  worker {}: {} of {}\n",
@@ -926,8 +984,20 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                     u(&w["capacity"])
                 ));
             }
+            s.push_str(&format!(
+                "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                "backend", "flows", "tcp_est", "tcp_close", "udp", "udp_recent"
+            ));
             for b in a["backends"].as_array().into_iter().flatten() {
-                s.push_str(&format!("  {:<28} {}\n", b["backend"].as_str().unwrap_or(""), u(&b["flows"])));
+                s.push_str(&format!(
+                    "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                    b["backend"].as_str().unwrap_or(""),
+                    u(&b["flows"]),
+                    u(&b["tcp_established"]),
+                    u(&b["tcp_closing"]),
+                    u(&b["udp"]),
+                    u(&b["udp_recent"])
+                ));
             }
         }
         _ => s.push_str(&format!("{a}\n")),

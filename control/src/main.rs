@@ -215,7 +215,7 @@ fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
     use vipgate_control::ctl;
     let flags =
         ctl::CtlFlags { allow_removals: args.allow_removals, dry_run: args.dry_run, force: args.force };
-    let scope = ctl::CtlScope { vip: args.vip.clone() };
+    let scope = ctl::CtlScope { vip: args.vip.clone(), udp_window: args.udp_window.clone() };
     let request = match ctl::request_of(&args.command, flags, &scope) {
         Ok(r) => r,
         Err(e) => {

@@ -31,7 +31,9 @@ use vipgate_engine::pipeline::{Counters, PipelineOptions};
 use vipgate_engine::port::Port;
 use vipgate_engine::stats::WorkerStats;
 use vipgate_engine::table::{vip_name, BackendState, Snapshot};
-use vipgate_engine::worker::{self, Ack, Command, FlowCount, Links, Update, WorkerExit, WorkerOptions};
+use vipgate_engine::worker::{
+    self, Ack, Command, FlowCount, FlowQuery, Links, Update, WorkerExit, WorkerOptions,
+};
 
 use crate::build;
 use crate::config::Config;
@@ -1198,11 +1200,15 @@ impl Engine {
     /// Live flows per worker, counted by the workers themselves a piece of their flow table
     /// at a time between bursts ([`vipgate_engine::worker::SCAN_WINDOWS`] windows a turn),
     /// so that the count never holds a queue up for long.
-    pub fn flows(&mut self, timeout: Duration) -> Vec<FlowCount> {
+    /// UDP flows seen within `udp_window` count as recent
+    /// ([`vipgate_engine::worker::StateCounts::udp_recent`]).
+    pub fn flows(&mut self, timeout: Duration, udp_window: Duration) -> Vec<FlowCount> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut asked = 0;
+        let udp_window_ns = u64::try_from(udp_window.as_nanos()).unwrap_or(u64::MAX);
         for w in &self.workers {
-            if w.commands.send(Command::CountFlows(tx.clone())).is_ok() {
+            let query = FlowQuery { reply: tx.clone(), udp_window_ns };
+            if w.commands.send(Command::CountFlows(query)).is_ok() {
                 asked += 1;
             }
         }

@@ -230,3 +230,107 @@ fn a_cutover_moves_only_the_vips_that_list_a_new_backend() {
     assert!(app.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// What `ctl flows` must tell apart: open TCP connections, closing ones, and UDP flows.
+#[test]
+fn flows_are_counted_by_state_per_backend() {
+    use etherparse::PacketBuilder;
+    let dir = fresh_dir("cutover-flows");
+    let client = [2, 0, 0, 0, 0, 0xc1];
+    let ours = [2, 0, 0, 0, 0, 1];
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for i in 0..70u16 {
+        // 50 connections that stay open, 20 that close (an ACK, then a FIN).
+        let tcp = |fin: bool| {
+            let mut f = Vec::new();
+            let b = PacketBuilder::ethernet2(client, ours)
+                .ipv4([198, 51, 100, 7], [203, 0, 113, 10], 60)
+                .tcp(30000 + i, 5222, 1, 1024)
+                .ack(1);
+            let b = if fin { b.fin() } else { b };
+            b.write(&mut f, b"hb").unwrap();
+            f
+        };
+        frames.push(tcp(false));
+        if i >= 50 {
+            frames.push(tcp(true));
+        }
+    }
+    for i in 0..30u16 {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(client, ours)
+            .ipv4([198, 51, 100, 8], [203, 0, 113, 10], 60)
+            .udp(40000 + i, 8000)
+            .write(&mut f, b"heartbeat")
+            .unwrap();
+        frames.push(f);
+    }
+    support::write_capture(&dir.join("in.pcap"), &frames);
+    let text = format!(
+        r#"[engine]
+workers = 1
+maglev_table_size = 251
+flow_capacity = 4096
+
+[tunnel]
+source_v4 = "198.51.100.1"
+
+[[port]]
+name = "wan"
+driver = "pcap"
+input = "in.pcap"
+output = "out.pcap"
+mac = "02:00:00:00:00:01"
+next_hop_mac = "02:00:00:00:00:fe"
+
+[[subnet]]
+prefix = "203.0.113.0/24"
+
+[[vip]]
+address = "203.0.113.10"
+port = 8000
+protocol = "udp"
+encap = "ipip"
+backends = [{{ address = "192.0.2.11" }}]
+
+[[vip]]
+address = "203.0.113.10"
+protocol = "tcp"
+encap = "ipip"
+backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}]
+
+[control]
+socket = "{}"
+state = "state.json"
+"#,
+        dir.join("ctl.sock").display()
+    );
+    let app = Appliance::start(&dir, &text, &dir.join("ctl.sock"), &[]);
+    support::wait_for("every frame", 20, || {
+        app.json(&["stats"])["counters"]["rx_packets"].as_u64() == Some(frames.len() as u64)
+    });
+    // Closing flows live 10 s after their FIN: counted well within that.
+    let f = app.json(&["flows", "--udp-window", "1h"]);
+    assert_eq!(
+        (&f["flows"], &f["tcp_established"], &f["tcp_closing"], &f["udp"], &f["udp_recent"]),
+        (&100.into(), &50.into(), &20.into(), &30.into(), &30.into()),
+        "{f}"
+    );
+    let backends = f["backends"].as_array().unwrap();
+    let udp = backends.iter().find(|b| b["backend"] == "192.0.2.11").unwrap();
+    assert_eq!((&udp["udp"], &udp["tcp_established"]), (&30.into(), &0.into()), "{f}");
+    let tcp: u64 = backends
+        .iter()
+        .filter(|b| b["backend"] != "192.0.2.11")
+        .map(|b| b["tcp_established"].as_u64().unwrap())
+        .sum();
+    assert_eq!(tcp, 50, "{f}");
+    // A window that nothing was seen in: no UDP flow is recent.
+    let f = app.json(&["flows", "--udp-window", "0s"]);
+    assert_eq!((&f["udp"], &f["udp_recent"]), (&30.into(), &0.into()), "{f}");
+    let out = app.ctl(&["flows"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("100 live flows: 50 TCP established, 20 TCP closing, 30 UDP"), "{text}");
+    assert!(app.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}

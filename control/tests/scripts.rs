@@ -201,8 +201,10 @@ fn status_shows_rates_drops_and_backends() {
     }
     let line = s.lines().find(|l| l.contains("192.0.2.11")).unwrap();
     assert!(line.contains("active") && line.contains("share") && line.contains("live flows"), "{line}");
-    let live: u64 = line.split_whitespace().last().unwrap().parse().unwrap();
+    let after = line.split("live flows ").nth(1).unwrap();
+    let live: u64 = after.split_whitespace().next().unwrap().parse().unwrap();
     assert!(live > 0, "{line}");
+    assert!(after.contains("(TCP ") && after.contains("closing; UDP "), "by state: {line}");
 }
 
 #[test]

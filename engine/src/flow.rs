@@ -171,6 +171,17 @@ fn bits(a: IpAddr) -> u128 {
     }
 }
 
+/// What a live flow is, as its entry tells: the timeout class it keeps anyway, read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowState {
+    /// TCP with no FIN or RST seen.
+    TcpEstablished,
+    /// TCP after a FIN or RST: closing, kept for the short timeout.
+    TcpClosing,
+    /// UDP, or any other protocol a VIP takes.
+    Udp,
+}
+
 /// Which idle timeout applies to an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u8)]
@@ -726,10 +737,28 @@ impl FlowTable {
         now: u64,
         timeouts: &IdleTimeouts,
     ) -> impl Iterator<Item = u32> + '_ {
+        self.live_states_in(windows, now, timeouts).map(|(backend, _, _)| backend)
+    }
+
+    /// [`FlowTable::live_in`] with each flow's state (from its timeout class) and how long
+    /// ago it was last seen, in nanoseconds (to the tick).
+    pub fn live_states_in(
+        &self,
+        windows: core::ops::Range<usize>,
+        now: u64,
+        timeouts: &IdleTimeouts,
+    ) -> impl Iterator<Item = (u32, FlowState, u64)> + '_ {
         let (t, now) = (*timeouts, ticks(now));
         let end = windows.end.min(self.windows.len());
         let windows = self.windows.get(windows.start.min(end)..end).unwrap_or(&[]);
-        windows.iter().flat_map(|w| w.0.iter()).filter(move |e| !e.is_free(now, &t)).map(|e| e.backend())
+        windows.iter().flat_map(|w| w.0.iter()).filter(move |e| !e.is_free(now, &t)).map(move |e| {
+            let state = match e.class_bits() {
+                0 => FlowState::TcpEstablished,
+                1 => FlowState::Udp,
+                _ => FlowState::TcpClosing,
+            };
+            (e.backend(), state, u64::from(age(now, e.seen)) << TICK_SHIFT)
+        })
     }
 }
 
@@ -802,6 +831,37 @@ mod tests {
         t.insert(&k, h, 5, 3000 * TICK, &T, TimeoutClass::Udp);
         t.remove(&k, h);
         assert_eq!(t.lookup(&k, h, 3000 * TICK, &T, None), None);
+    }
+
+    /// A count tells established TCP from closing TCP and UDP, and says how long ago each
+    /// was seen; expired flows are not in it.
+    #[test]
+    fn live_flows_are_counted_by_state_with_their_age() {
+        let mut t = FlowTable::with_keys(64, (1, 2));
+        let at = |i: u32, backend: u32, tick: u64, class: TimeoutClass, t: &mut FlowTable| {
+            let k = key(i);
+            t.insert(&k, t.hash(&k), backend, tick * TICK, &T, class);
+        };
+        at(1, 7, 1000, TimeoutClass::Tcp, &mut t);
+        at(2, 7, 1000, TimeoutClass::Tcp, &mut t);
+        at(3, 8, 1020, TimeoutClass::Udp, &mut t);
+        at(4, 8, 1025, TimeoutClass::Closing, &mut t);
+        at(5, 8, 900, TimeoutClass::Udp, &mut t); // expired by 1028 (50 ticks)
+        let k = key(2);
+        // A FIN seen: closing from now on.
+        assert_eq!(t.lookup(&k, t.hash(&k), 1020 * TICK, &T, Some(TimeoutClass::Closing)), Some(7));
+        let mut live: Vec<(u32, FlowState, u64)> =
+            t.live_states_in(0..t.window_count(), 1028 * TICK, &T).collect();
+        live.sort_by_key(|&(b, _, age)| (b, age));
+        assert_eq!(
+            live,
+            [
+                (7, FlowState::TcpClosing, 8 * TICK),
+                (7, FlowState::TcpEstablished, 28 * TICK),
+                (8, FlowState::TcpClosing, 3 * TICK),
+                (8, FlowState::Udp, 8 * TICK),
+            ]
+        );
     }
 
     /// A lookup tells a key the table does not hold from one whose entry expired; a new

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::buf::PacketBuf;
-use crate::flow::IdleTimeouts;
+use crate::flow::{FlowState, IdleTimeouts};
 use crate::pipeline::{Counters, Pipeline, PipelineOptions, Verdict};
 use crate::port::Port;
 use crate::stats::{TrafficCounters, WorkerStats};
@@ -54,11 +54,12 @@ impl Update {
 pub enum Command {
     /// Run this snapshot from the next burst on; acknowledge with the old one.
     Update(Update),
-    /// Count the live flows per backend number and send the answer back. The count is
-    /// taken a piece of the flow table at a time, between bursts (see [`SCAN_WINDOWS`]),
-    /// so flows that come or go meanwhile may or may not be in it; a count asked for while
-    /// one is under way gets that one's answer.
-    CountFlows(Sender<FlowCount>),
+    /// Count the live flows per backend number and state, and send the answer back. The
+    /// count is taken a piece of the flow table at a time, between bursts (see
+    /// [`SCAN_WINDOWS`]), so flows that come or go meanwhile may or may not be in it; a
+    /// count asked for while one with the same UDP window is under way gets that one's
+    /// answer (one with another window waits for the next count).
+    CountFlows(FlowQuery),
 }
 
 /// A worker's answer to [`Command::Update`].
@@ -72,17 +73,67 @@ pub struct Ack {
     pub retired: Update,
 }
 
+/// Live flows by state: connections told from table entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StateCounts {
+    /// TCP flows with no FIN or RST seen, active within their idle timeout.
+    pub tcp_established: u64,
+    /// TCP flows that have seen a FIN or RST (kept for the short closing timeout).
+    pub tcp_closing: u64,
+    /// UDP (and other) flows within their idle timeout.
+    pub udp: u64,
+    /// Of those, the ones seen within the window asked for ([`FlowQuery::udp_window_ns`]).
+    pub udp_recent: u64,
+}
+
+impl StateCounts {
+    /// Every live flow.
+    pub fn total(&self) -> u64 {
+        self.tcp_established + self.tcp_closing + self.udp
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &StateCounts) {
+        self.tcp_established += other.tcp_established;
+        self.tcp_closing += other.tcp_closing;
+        self.udp += other.udp;
+        self.udp_recent += other.udp_recent;
+    }
+
+    fn count(&mut self, state: FlowState, recent: bool) {
+        match state {
+            FlowState::TcpEstablished => self.tcp_established += 1,
+            FlowState::TcpClosing => self.tcp_closing += 1,
+            FlowState::Udp => {
+                self.udp += 1;
+                self.udp_recent += u64::from(recent);
+            }
+        }
+    }
+}
+
 /// Live flows of one worker.
 #[derive(Debug, Clone, Default)]
 pub struct FlowCount {
     /// Which worker.
     pub worker: usize,
-    /// Flows per backend number ([`crate::table::PoolBackend::number`]).
-    pub per_backend: Vec<(u32, u64)>,
+    /// Flows per backend number ([`crate::table::PoolBackend::number`]), by state.
+    pub per_backend: Vec<(u32, StateCounts)>,
     /// All live flows.
     pub total: u64,
+    /// All live flows, by state.
+    pub states: StateCounts,
     /// The flow table's capacity.
     pub capacity: u64,
+}
+
+/// A request for a [`FlowCount`].
+#[derive(Debug, Clone)]
+pub struct FlowQuery {
+    /// Where the answer goes.
+    pub reply: Sender<FlowCount>,
+    /// UDP flows seen within this many nanoseconds count as recent.
+    pub udp_window_ns: u64,
 }
 
 /// How a worker runs.
@@ -131,16 +182,18 @@ const SCAN_ARRAY: usize = 1 << 16;
 struct FlowScan {
     /// Who asked.
     waiting: Vec<Sender<FlowCount>>,
+    /// UDP flows seen within this many nanoseconds are recent.
+    udp_window_ns: u64,
     /// The first window not yet counted.
     next: usize,
     /// The time the count is taken at.
     now: u64,
     timeouts: IdleTimeouts,
     /// Flows by backend number, below [`SCAN_ARRAY`].
-    by_number: Vec<u64>,
+    by_number: Vec<StateCounts>,
     /// Flows of larger numbers.
-    more: hashbrown::HashMap<u32, u64>,
-    total: u64,
+    more: hashbrown::HashMap<u32, StateCounts>,
+    states: StateCounts,
     /// Polls since the last step.
     waited: u32,
 }
@@ -203,6 +256,8 @@ struct Worker {
     refused: Vec<bool>,
     /// A count of live flows under way.
     scan: Option<FlowScan>,
+    /// Counts asked for with another UDP window than the one under way.
+    queued: Vec<FlowQuery>,
 }
 
 impl Worker {
@@ -230,6 +285,7 @@ impl Worker {
             extra_origin: Vec::with_capacity(2 * crate::pipeline::MAX_BURST),
             refused: vec![false; burst],
             scan: None,
+            queued: Vec::new(),
         }
     }
 
@@ -354,21 +410,42 @@ impl Worker {
                 let _ = acks.send(Ack { worker: self.options.id, generation, retired });
                 self.stats.last_swap_ns.set(t0.elapsed().as_nanos() as u64);
             }
-            Command::CountFlows(reply) => match &mut self.scan {
-                Some(scan) => scan.waiting.push(reply),
-                None => {
-                    self.scan = Some(FlowScan {
-                        waiting: vec![reply],
-                        next: 0,
-                        now: self.now(),
-                        timeouts: *self.current.snapshot.idle_timeouts(),
-                        by_number: Vec::new(),
-                        more: hashbrown::HashMap::new(),
-                        total: 0,
-                        waited: 0,
-                    })
-                }
+            Command::CountFlows(query) => {
+                self.queued.push(query);
+                self.start_scan();
+            }
+        }
+    }
+
+    /// Starts the next count of flows when none is under way, or lets requests with the
+    /// window of the one under way join it.
+    fn start_scan(&mut self) {
+        let window = match &self.scan {
+            Some(scan) => scan.udp_window_ns,
+            None => match self.queued.first() {
+                Some(q) => q.udp_window_ns,
+                None => return,
             },
+        };
+        let (joining, rest): (Vec<FlowQuery>, Vec<FlowQuery>) =
+            std::mem::take(&mut self.queued).into_iter().partition(|q| q.udp_window_ns == window);
+        self.queued = rest;
+        let waiting = joining.into_iter().map(|q| q.reply);
+        match &mut self.scan {
+            Some(scan) => scan.waiting.extend(waiting),
+            None => {
+                self.scan = Some(FlowScan {
+                    waiting: waiting.collect(),
+                    udp_window_ns: window,
+                    next: 0,
+                    now: self.now(),
+                    timeouts: *self.current.snapshot.idle_timeouts(),
+                    by_number: Vec::new(),
+                    more: hashbrown::HashMap::new(),
+                    states: StateCounts::default(),
+                    waited: 0,
+                })
+            }
         }
     }
 
@@ -389,34 +466,37 @@ impl Worker {
         let Some(scan) = self.scan.as_mut() else { return };
         let flows = self.pipeline.flows();
         let end = (scan.next + SCAN_WINDOWS).min(flows.window_count());
-        for number in flows.live_in(scan.next..end, scan.now, &scan.timeouts) {
+        for (number, state, age) in flows.live_states_in(scan.next..end, scan.now, &scan.timeouts) {
+            let recent = age < scan.udp_window_ns;
             let n = number as usize;
             if n < SCAN_ARRAY {
                 if n >= scan.by_number.len() {
-                    scan.by_number.resize(n + 1, 0);
+                    scan.by_number.resize(n + 1, StateCounts::default());
                 }
-                scan.by_number[n] += 1;
+                scan.by_number[n].count(state, recent);
             } else {
-                *scan.more.entry(number).or_default() += 1;
+                scan.more.entry(number).or_default().count(state, recent);
             }
-            scan.total += 1;
+            scan.states.count(state, recent);
         }
         scan.next = end;
         if end < flows.window_count() {
             return;
         }
         let Some(scan) = self.scan.take() else { return };
-        self.stats.live_flows.set(scan.total);
-        let by_number = scan.by_number.iter().enumerate().filter(|(_, n)| **n > 0);
+        self.stats.live_flows.set(scan.states.total());
+        let by_number = scan.by_number.iter().enumerate().filter(|(_, n)| n.total() > 0);
         let count = FlowCount {
             worker: self.options.id,
             per_backend: by_number.map(|(number, n)| (number as u32, *n)).chain(scan.more).collect(),
-            total: scan.total,
+            total: scan.states.total(),
+            states: scan.states,
             capacity: self.pipeline.flows().capacity() as u64,
         };
         for reply in scan.waiting {
             let _ = reply.send(count.clone());
         }
+        self.start_scan();
     }
 
     fn finish(self) -> WorkerExit {
@@ -515,20 +595,32 @@ mod tests {
         assert!(steps >= 4);
         let (tx, rx) = crossbeam_channel::unbounded();
         let (acks, _) = crossbeam_channel::unbounded();
-        w.take(Command::CountFlows(tx.clone()), &acks);
+        let query = |window: u64| FlowQuery { reply: tx.clone(), udp_window_ns: window };
+        w.take(Command::CountFlows(query(u64::MAX)), &acks);
         for step in 1..steps {
             w.scan_step();
             assert!(rx.try_recv().is_err(), "answered after {step} of {steps} steps");
-            // A second request meanwhile joins the count under way.
+            // A second request meanwhile joins the count under way; one with another UDP
+            // window waits for its own.
             if step == 2 {
-                w.take(Command::CountFlows(tx.clone()), &acks);
+                w.take(Command::CountFlows(query(u64::MAX)), &acks);
+                w.take(Command::CountFlows(query(0)), &acks);
             }
         }
         w.scan_step();
         let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
         assert!(rx.try_recv().is_err());
+        assert!(w.scan.is_some(), "the count with the other window has begun");
+        for _ in 0..steps {
+            w.scan_step();
+        }
+        let c = rx.try_recv().unwrap();
         assert!(w.scan.is_none());
         assert_eq!((a.worker, a.total, a.capacity), (3, 3000, 1 << 16));
+        // The flows of worker_with_flows are UDP: every one recent within an endless
+        // window, none within an empty one.
+        assert_eq!(a.states, StateCounts { tcp_established: 0, tcp_closing: 0, udp: 3000, udp_recent: 3000 });
+        assert_eq!(c.states, StateCounts { udp_recent: 0, ..a.states });
         let mut per_backend = a.per_backend.clone();
         per_backend.sort_unstable();
         assert_eq!(per_backend, {
@@ -540,13 +632,15 @@ mod tests {
         let numbers: Vec<u32> =
             backends.iter().map(|&a| backend_number(&BackendId::new(a)).unwrap()).collect();
         assert!(per_backend.iter().all(|(n, _)| numbers.contains(n)), "{per_backend:?}");
-        assert_eq!(per_backend.iter().map(|(_, n)| n).sum::<u64>(), 3000);
+        assert_eq!(per_backend.iter().map(|(_, n)| n.total()).sum::<u64>(), 3000);
         // The same as a whole scan at once.
         let mut whole: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
         for n in w.pipeline.flows().live(w.now(), w.current.snapshot.idle_timeouts()) {
             *whole.entry(n).or_default() += 1;
         }
-        assert_eq!(per_backend.into_iter().collect::<std::collections::HashMap<_, _>>(), whole);
+        let counted: std::collections::HashMap<u32, u64> =
+            per_backend.into_iter().map(|(n, s)| (n, s.total())).collect();
+        assert_eq!(counted, whole);
         assert_eq!(w.stats.live_flows.get(), 3000);
     }
 
@@ -555,7 +649,7 @@ mod tests {
         let mut w = worker_with_flows(1 << 16, 10, &[IpAddr::V4(Ipv4Addr::new(192, 0, 2, 50))]);
         let (tx, _rx) = crossbeam_channel::unbounded();
         let (acks, _) = crossbeam_channel::unbounded();
-        w.take(Command::CountFlows(tx), &acks);
+        w.take(Command::CountFlows(FlowQuery { reply: tx, udp_window_ns: u64::MAX }), &acks);
         let counted = |w: &Worker| w.scan.as_ref().map(|s| s.next);
         let full = w.bufs.len();
         for _ in 1..SCAN_EVERY {

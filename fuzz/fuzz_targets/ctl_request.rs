@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
         let bits = data.first().copied().unwrap_or(0);
         let flags =
             ctl::CtlFlags { allow_removals: bits & 1 != 0, dry_run: bits & 2 != 0, force: bits & 4 != 0 };
-        let scope = ctl::CtlScope { vip: (bits & 8 != 0).then(|| text.to_string()) };
+        let scope = ctl::CtlScope {
+            vip: (bits & 8 != 0).then(|| text.to_string()),
+            udp_window: (bits & 16 != 0).then(|| text.to_string()),
+        };
         if let Ok(req) = ctl::request_of(&words, flags, &scope) {
             assert!(req["cmd"].is_string());
             assert!(!(req["allow_removals"] == true && req["dry_run"] == true));
