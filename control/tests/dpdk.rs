@@ -43,6 +43,7 @@ fn dpdk_config(dir: &Path, workers: usize, args: &[String], next_hop_mac: Option
         .replace("workers = 1", &format!("workers = {workers}\nidle_polls_before_sleep = 16"))
         .replace("driver = \"memory\"", &format!("driver = \"dpdk\"\nargs = [{}]", args.join(", ")))
         .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
+        .replace("/var/lib/vipgate/state.json", dir.join("state.json").to_str().unwrap())
         .replace("metrics = \"127.0.0.1:9620\"\n", "");
     if let Some(mac) = next_hop_mac {
         config = config.replace("next_hop_mac = \"02:00:00:00:00:fe\"", &format!("next_hop_mac = \"{mac}\""));
@@ -296,9 +297,20 @@ fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
         &eal("afp", Some("net_af_packet0,iface=vgd0"), false),
         Some("02:00:00:00:00:c2"),
     );
+    // 192.0.2.11 serves the TCP VIP too, and is drained in the UDP VIP alone: new UDP
+    // flows avoid it, new TCP flows still take it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let shared = text.replace(
+        "{ address = \"192.0.2.22\", weight = 50 },",
+        "{ address = \"192.0.2.22\", weight = 50 },\n  { address = \"192.0.2.11\", weight = 100 },",
+    );
+    assert_ne!(shared, text);
+    std::fs::write(&config, shared).unwrap();
     let mut child = start(&config, Some(&veth.engine_ns));
     let socket = dir.join("ctl.sock");
     wait_running(&mut child, &socket);
+    let drained = ctl_json(&socket, &["drain", "192.0.2.11", "--vip", "203.0.113.10:8000/udp"]);
+    assert_eq!(drained["ok"], true, "{drained}");
 
     // The client: resolves 198.51.100.1 (answered by vipgate), sends UDP to the VIP from
     // 40 ports and opens TCP connections to it (their SYNs), and captures on its own end.
@@ -315,10 +327,12 @@ fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
     assert!(out.status.success(), "{}\n{log}", String::from_utf8_lossy(&out.stderr));
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
 
-    // UDP 8000 goes by IPIP to the active backends of the udp VIP (never to the draining
-    // one with a fresh flow); TCP by GUE to those of the tcp VIP.
-    let udp_backends: HashSet<&str> = ["192.0.2.11", "192.0.2.12"].into();
-    let tcp_backends: HashSet<&str> = ["192.0.2.21", "192.0.2.22"].into();
+    // UDP 8000 goes by IPIP to the active backend of the udp VIP (never to the draining
+    // ones with a fresh flow: .13 in the config, .11 by the operator's drain there); TCP by
+    // GUE to those of the tcp VIP, .11 among them.
+    let udp_backends: HashSet<&str> = ["192.0.2.12"].into();
+    let tcp_backends: HashSet<&str> = ["192.0.2.21", "192.0.2.22", "192.0.2.11"].into();
+    let mut tcp_on_shared = 0;
     let packets = seen["tunnelled"].as_array().unwrap();
     let mut udp_flows = HashSet::new();
     let mut tcp_flows = HashSet::new();
@@ -335,12 +349,14 @@ fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
             ("gue", 6) => {
                 assert!(tcp_backends.contains(backend), "{p}");
                 tcp_flows.insert(p["inner_sport"].as_u64().unwrap());
+                tcp_on_shared += usize::from(backend == "192.0.2.11");
             }
             other => panic!("unexpected {other:?}: {p}"),
         }
     }
     assert_eq!(udp_flows.len(), 40, "every UDP flow came through: {seen}");
     assert!(tcp_flows.len() >= 35, "the TCP SYNs came through: {} of 40\n{seen}", tcp_flows.len());
+    assert!(tcp_on_shared > 0, "the backend drained in the UDP VIP alone still takes TCP flows\n{seen}");
     assert!(seen["arp_answered"].as_bool().unwrap(), "vipgate answered ARP for its address");
     let c = &stats["counters"];
     assert!(c["forwarded"].as_u64().unwrap() >= packets.len() as u64, "{c}");
