@@ -537,10 +537,10 @@ pub fn serve(listener: UnixListener, requests: Sender<Request>) {
 }
 
 fn connection(stream: UnixStream, requests: &Sender<Request>) {
-    let Ok(mut out) = stream.try_clone() else { return };
-    let _ = out.set_write_timeout(Some(REQUEST_DEADLINE));
+    let mut out = &stream;
+    let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
     let mut reader = BufReader::new(crate::listen::DeadlineReader::new(
-        stream,
+        &stream,
         std::time::Instant::now() + REQUEST_DEADLINE,
         UnixStream::set_read_timeout,
     ));

@@ -126,17 +126,18 @@ pub fn accept_loop<S: Send + 'static>(
 /// A reader that gives up at a deadline: before every read it sets the stream's read
 /// timeout to what is left, and once nothing is left it fails with `TimedOut`. Unlike a
 /// read timeout alone, a client that trickles a byte at a time cannot hold it past the
-/// deadline.
-pub struct DeadlineReader<S> {
-    stream: S,
+/// deadline. It reads through a shared reference, so that the same descriptor serves the
+/// answers (one descriptor a connection, not two).
+pub struct DeadlineReader<'a, S> {
+    stream: &'a S,
     deadline: Instant,
     set_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
 }
 
-impl<S> DeadlineReader<S> {
+impl<'a, S> DeadlineReader<'a, S> {
     /// Reads `stream` until `deadline`; `set_timeout` is the stream's `set_read_timeout`.
     pub fn new(
-        stream: S,
+        stream: &'a S,
         deadline: Instant,
         set_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
     ) -> Self {
@@ -149,14 +150,18 @@ impl<S> DeadlineReader<S> {
     }
 }
 
-impl<S: Read> Read for DeadlineReader<S> {
+impl<'a, S> Read for DeadlineReader<'a, S>
+where
+    &'a S: Read,
+{
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "the request's deadline passed"));
         }
-        (self.set_timeout)(&self.stream, Some(left))?;
-        self.stream.read(buf)
+        (self.set_timeout)(self.stream, Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
     }
 }
 
@@ -189,13 +194,13 @@ mod tests {
         });
         let start = Instant::now();
         let mut r =
-            DeadlineReader::new(ours, start + Duration::from_millis(300), UnixStream::set_read_timeout);
+            DeadlineReader::new(&ours, start + Duration::from_millis(300), UnixStream::set_read_timeout);
         let mut all = Vec::new();
         let err = r.read_to_end(&mut all).unwrap_err();
         assert!(matches!(err.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock), "{err}");
         assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
         assert!(!all.is_empty() && all.len() < 20, "{} bytes", all.len());
-        drop(r);
+        drop(ours);
         writer.join().unwrap();
     }
 }

@@ -208,12 +208,11 @@ pub fn serve(listener: TcpListener, requests: Sender<Sender<String>>) {
     );
 }
 
-fn answer(mut stream: TcpStream, requests: &Sender<Sender<String>>) {
+fn answer(stream: TcpStream, requests: &Sender<Sender<String>>) {
     let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
-    let Ok(clone) = stream.try_clone() else { return };
     let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
     let mut reader =
-        BufReader::new(crate::listen::DeadlineReader::new(clone, deadline, TcpStream::set_read_timeout));
+        BufReader::new(crate::listen::DeadlineReader::new(&stream, deadline, TcpStream::set_read_timeout));
     let mut first = String::new();
     if reader.by_ref().take(8192).read_line(&mut first).is_err() {
         return;
@@ -245,7 +244,7 @@ fn answer(mut stream: TcpStream, requests: &Sender<Sender<String>>) {
         }
     };
     let _ = write!(
-        stream,
+        &stream,
         "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -584,6 +584,7 @@ fn the_operator_channels_stay_open_under_a_crowd_of_slow_clients() {
     let mut slow: Vec<TcpStream> = (0..150).filter_map(|_| TcpStream::connect(addr).ok()).collect();
     let idle: Vec<UnixStream> = (0..150).filter_map(|_| UnixStream::connect(&app.socket).ok()).collect();
     assert!(slow.len() > 100 && idle.len() > 100, "{} {}", slow.len(), idle.len());
+    let idle_count = idle.len();
     let trickle = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut closed = 0;
@@ -621,8 +622,10 @@ fn the_operator_channels_stay_open_under_a_crowd_of_slow_clients() {
     assert_eq!((h[0].1.as_str(), h[0].2.as_deref()), ("up", None), "{h:?}");
     let body = Appliance::metrics(metrics);
     assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    // One descriptor a connection: the caps stay well inside the limit, so every client
+    // over the cap is refused at once rather than left waiting for a descriptor.
     let refused = metric(&body, "vipgate_operator_connections_refused_total{channel=\"ctl\"}").unwrap();
-    assert!(refused >= 50.0, "{refused}");
+    assert!(refused >= (idle_count - 64) as f64, "{refused} of {idle_count}");
     assert!(app.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
