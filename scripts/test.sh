@@ -24,8 +24,8 @@ installed with apt-get when run as root; otherwise the script names them and sto
 The network tests create and remove their own namespaces, and DPDK's EAL wants root, so
 they need root (the dpdk tests say SKIPPED when not). Exits non-zero on the first failure.
 The last line adds up every cargo test ("N passed, M failed, K ignored") and says whether
-every check passed, or where the run stopped. About 10 minutes on 2 cores from a cold
-build (a couple of minutes less with the build warm).
+every check passed, or where the run stopped. On 2 cores: about 4 minutes with the build
+warm, 7 to 10 from a cold build.
 USAGE
 }
 
