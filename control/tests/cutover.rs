@@ -14,65 +14,39 @@ use support::{fresh_dir, Appliance};
 /// - udp://203.0.113.20:53: one old backend (.11) beside one that stays (.13);
 /// - udp://203.0.113.30:53: the new backend (at weight 0) beside one that stays (.14).
 fn config(dir: &Path) -> String {
-    format!(
-        r#"[engine]
-workers = 1
-hash_seed = 3
-maglev_table_size = 251
-flow_capacity = 65536
-idle_polls_before_sleep = 16
-
-[tunnel]
-source_v4 = "198.51.100.1"
-
-[[port]]
-name = "wan"
-driver = "synth"
-rate = 20000
-mac = "02:00:00:00:00:01"
-next_hop_mac = "02:00:00:00:00:fe"
-addresses = ["198.51.100.1"]
-
-[[subnet]]
-prefix = "203.0.113.0/24"
-
+    let vips = r#"
 [[vip]]
 address = "203.0.113.10"
 port = 8000
 protocol = "udp"
 encap = "ipip"
 backends = [
-  {{ address = "192.0.2.11", weight = 100 }},
-  {{ address = "192.0.2.12", weight = 100 }},
-  {{ address = "198.51.100.21", weight = 0 }},
+  { address = "192.0.2.11", weight = 100 },
+  { address = "192.0.2.12", weight = 100 },
+  { address = "198.51.100.21", weight = 0 },
 ]
 
 [[vip]]
 address = "203.0.113.10"
 protocol = "tcp"
 encap = "gue"
-backends = [{{ address = "192.0.2.11", weight = 100 }}, {{ address = "192.0.2.12", weight = 100 }}]
+backends = [{ address = "192.0.2.11", weight = 100 }, { address = "192.0.2.12", weight = 100 }]
 
 [[vip]]
 address = "203.0.113.20"
 port = 53
 protocol = "udp"
 encap = "ipip"
-backends = [{{ address = "192.0.2.11", weight = 100 }}, {{ address = "192.0.2.13", weight = 100 }}]
+backends = [{ address = "192.0.2.11", weight = 100 }, { address = "192.0.2.13", weight = 100 }]
 
 [[vip]]
 address = "203.0.113.30"
 port = 53
 protocol = "udp"
 encap = "ipip"
-backends = [{{ address = "198.51.100.21", weight = 0 }}, {{ address = "192.0.2.14", weight = 100 }}]
-
-[control]
-socket = "{}"
-state = "state.json"
-"#,
-        dir.join("ctl.sock").display()
-    )
+backends = [{ address = "198.51.100.21", weight = 0 }, { address = "192.0.2.14", weight = 100 }]
+"#;
+    support::synth_appliance(dir, 1, 20000, &[("legacy", "203.0.113.0/24")], "") + vips
 }
 
 fn text(o: &Output) -> String {

@@ -18,44 +18,15 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Everything but the VIPs: `[control]` comes first so that any prefix of the file that
-/// ends between VIPs is a valid config of its own (as a slow writer leaves it).
+/// Everything but the VIPs, with two subnets (any prefix of the file that ends between
+/// VIPs is a valid config of its own, as a slow writer leaves it).
 fn preamble(dir: &Path, workers: u32, metrics: u16, control: &str) -> String {
-    format!(
-        r#"[engine]
-workers = {workers}
-hash_seed = 7
-maglev_table_size = 251
-flow_capacity = 4096
-idle_polls_before_sleep = 16
-
-[control]
-socket = "{socket}"
-state = "{state}"
-metrics = "127.0.0.1:{metrics}"
-{control}
-
-[tunnel]
-source_v4 = "198.51.100.1"
-
-[[port]]
-name = "wan"
-driver = "synth"
-rate = 2000
-mac = "02:00:00:00:00:01"
-next_hop_mac = "02:00:00:00:00:fe"
-addresses = ["198.51.100.1"]
-
-[[subnet]]
-name = "legacy-a"
-prefix = "203.0.113.0/25"
-
-[[subnet]]
-name = "legacy-b"
-prefix = "203.0.113.128/25"
-"#,
-        socket = dir.join("ctl.sock").display(),
-        state = dir.join("state.json").display(),
+    support::synth_appliance(
+        dir,
+        workers,
+        2000,
+        &[("legacy-a", "203.0.113.0/25"), ("legacy-b", "203.0.113.128/25")],
+        &format!("metrics = \"127.0.0.1:{metrics}\"\n{control}"),
     )
 }
 
@@ -309,7 +280,7 @@ fn keys_that_need_a_restart_are_named_and_ctl_finds_a_moved_socket() {
     let text0 = format!("{}{VIP_A}", preamble(&dir, 1, metrics, control));
     let app = Appliance::start(&dir, &text0, &socket(&dir), &[]);
     let changed = format!("{}{VIP_A}", preamble(&dir, 2, metrics, control))
-        .replace("flow_capacity = 4096", "flow_capacity = 8192")
+        .replace("flow_capacity = 65536", "flow_capacity = 8192")
         .replace(&socket(&dir).display().to_string(), &dir.join("moved.sock").display().to_string())
         .replace("weight = 10 }, { address = \"192.0.2.12\"", "weight = 30 }, { address = \"192.0.2.12\"");
     app.rewrite(&changed);

@@ -285,3 +285,48 @@ impl Drop for Appliance {
 pub fn metric(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// The TOML of a test appliance on the synth port, without its VIPs: `[engine]` with
+/// `workers`, then `[control]` (the socket and the state file in `dir`, then the lines of
+/// `control`), `[tunnel]`, a synth `[[port]]` sending `rate` packets a second, and the
+/// `subnets` as (name, prefix). `[control]` comes before the rest so that a file cut short
+/// between two VIPs is still a valid config, as a slow writer leaves it.
+pub fn synth_appliance(
+    dir: &Path,
+    workers: u32,
+    rate: u32,
+    subnets: &[(&str, &str)],
+    control: &str,
+) -> String {
+    let mut text = format!(
+        r#"[engine]
+workers = {workers}
+hash_seed = 7
+maglev_table_size = 251
+flow_capacity = 65536
+idle_polls_before_sleep = 16
+
+[control]
+socket = "{socket}"
+state = "{state}"
+{control}
+
+[tunnel]
+source_v4 = "198.51.100.1"
+
+[[port]]
+name = "wan"
+driver = "synth"
+rate = {rate}
+mac = "02:00:00:00:00:01"
+next_hop_mac = "02:00:00:00:00:fe"
+addresses = ["198.51.100.1"]
+"#,
+        socket = dir.join("ctl.sock").display(),
+        state = dir.join("state.json").display(),
+    );
+    for (name, prefix) in subnets {
+        text.push_str(&format!("\n[[subnet]]\nname = \"{name}\"\nprefix = \"{prefix}\"\n"));
+    }
+    text
+}
