@@ -115,6 +115,15 @@ fn raise_file_limit() {
 /// not start.
 pub fn run(path: &Path, options: RunOptions) -> Result<String, String> {
     let config = Config::load(path).map_err(|e| format!("{e}\n{}: nothing started", path.display()))?;
+    if let Some((missing, online)) = config.missing_cores() {
+        let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "{}: [engine] cores: core {} does not exist: this machine has cores 0..{}; nothing started",
+            path.display(),
+            list.join(", "),
+            online - 1
+        ));
+    }
     let state = StateFile::new(&config.control.state, path);
     let overrides = restore(&state, options.discard_state)
         .map_err(|e| format!("{e}\n{}: nothing started", path.display()))?;

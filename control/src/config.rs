@@ -615,15 +615,14 @@ impl Config {
     fn from_raw(r: &mut Report<'_>, raw: RawConfig) -> Config {
         let base = r.path.parent().map(Path::to_path_buf).unwrap_or_default();
         let e = &raw.engine;
-        let available = online_cores();
+        // Whether the cores exist depends on the machine: `vipgate run` checks that at start
+        // ([`Config::missing_cores`]), so that `check` answers alike on a laptop and on the
+        // appliance.
         let cores = e.cores.as_ref().map(|c| {
             let mut out = Vec::new();
             for &core in c.get_ref() {
-                if core < 0 || core as usize >= available {
-                    r.at(
-                        c.span(),
-                        format!("core {core} does not exist: this machine has cores 0..{}", available - 1),
-                    );
+                if core < 0 || core as usize >= MAX_CORES {
+                    r.at(c.span(), format!("core {core} is out of range 0..={}", MAX_CORES - 1));
                 } else {
                     out.push(core as usize);
                 }
@@ -1027,6 +1026,20 @@ impl Config {
             control: ControlConfig { socket, metrics, state, reload_settle },
             bgp,
         }
+    }
+}
+
+/// Core numbers a config may name (Linux's largest NR_CPUS).
+const MAX_CORES: usize = 8192;
+
+impl Config {
+    /// The cores of `[engine] cores` that this machine does not have online, with how
+    /// many it has: what `vipgate run` refuses to start with.
+    pub fn missing_cores(&self) -> Option<(Vec<usize>, usize)> {
+        let online = online_cores();
+        let missing: Vec<usize> =
+            self.engine.cores.iter().flatten().copied().filter(|&c| c >= online).collect();
+        (!missing.is_empty()).then_some((missing, online))
     }
 }
 

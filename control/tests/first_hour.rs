@@ -46,3 +46,23 @@ fn a_port_that_receives_nothing_is_said_in_status_and_the_log() {
     assert!(app.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `vipgate check` answers alike on any machine; whether the cores exist is `run`'s
+/// question, asked at start.
+#[test]
+fn check_is_the_same_everywhere_and_run_refuses_a_core_this_machine_lacks() {
+    let dir = fresh_dir("first-cores");
+    let text = support::synth_appliance(&dir, 1, 1000, &[("legacy", "203.0.113.0/24")], "")
+        .replace("workers = 1", "cores = [4000]")
+        + "\n[[vip]]\naddress = \"203.0.113.10\"\nprotocol = \"udp\"\nencap = \"ipip\"\nbackends = [{ address = \"192.0.2.11\" }]\n";
+    let path = dir.join("vipgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = support::vipgate(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = support::vipgate(&["run", "--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[engine] cores: core 4000 does not exist: this machine has cores 0.."), "{err}");
+    assert!(err.contains("nothing started"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
