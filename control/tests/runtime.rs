@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+use support::wait_for;
+
 use vipgate_control::config::Config;
 use vipgate_control::ports::{self, PortHost};
 use vipgate_control::swap::{Engine, EngineOptions, ReloadError};
@@ -164,9 +167,7 @@ fn a_hundred_reloads_under_load_lose_nothing_and_move_only_the_removed_backends_
     let (config_a, config_b) = (Config::load(&a).unwrap(), Config::load(&b).unwrap());
     let traffic = start_traffic(host.clone(), 3000);
     // Let every flow be seen once on config A.
-    while traffic.received.load(Ordering::Relaxed) < 6000 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("every flow seen once", 30, || traffic.received.load(Ordering::Relaxed) >= 6000);
     for i in 0..100u64 {
         let config = if i % 2 == 0 { config_b.clone() } else { config_a.clone() };
         let report = engine.reload(config).expect("every reload is acknowledged");
@@ -183,9 +184,7 @@ fn a_hundred_reloads_under_load_lose_nothing_and_move_only_the_removed_backends_
     let mut threads = threads.into_iter();
     threads.next().unwrap().join().unwrap(); // the sender
                                              // Let the workers empty their rings, then stop them, the receiver, and take the rest.
-    while host.rx_pending() > 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for("the workers to empty their rings", 30, || host.rx_pending() == 0);
     std::thread::sleep(Duration::from_millis(20));
     let (stats, _) = engine.stop();
     threads.next().unwrap().join().unwrap(); // the receiver
@@ -215,9 +214,7 @@ fn a_bad_config_under_load_is_rejected_and_traffic_goes_on() {
     let dir = tempdir("bad");
     let (mut engine, host, a, _) = start(&dir);
     let traffic = start_traffic(host, 500);
-    while traffic.received.load(Ordering::Relaxed) < 1000 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("traffic", 30, || traffic.received.load(Ordering::Relaxed) >= 1000);
     // A backend with a bad address and a VIP outside every subnet.
     let good = std::fs::read_to_string(&a).unwrap();
     let bad = good.replace("192.0.2.12", "192.0.2.300").replace("203.0.113.10", "192.0.2.10");
@@ -231,8 +228,7 @@ fn a_bad_config_under_load_is_rejected_and_traffic_goes_on() {
     assert!(text.contains("outside every [[subnet]]"), "{text}");
     assert_eq!(engine.generation(), 1, "nothing applied");
     let before = traffic.received.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(traffic.received.load(Ordering::Relaxed) > before + 100, "traffic still flows");
+    wait_for("traffic still flowing", 30, || traffic.received.load(Ordering::Relaxed) > before + 100);
     let stats = engine.stats();
     assert!(stats.workers.iter().all(|w| w.generation == 1));
     assert_eq!(stats.total.dropped(), stats.total.drop_count(vipgate_engine::pipeline::DropReason::TxFull));
