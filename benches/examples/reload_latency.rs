@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vipgate_control::config::Config;
+use vipgate_control::engine::{Engine, EngineOptions};
 use vipgate_control::ports;
-use vipgate_control::swap::{Engine, EngineOptions};
 use vipgate_engine::port::synth::SynthQueue;
 use vipgate_engine::port::Port;
 use vipgate_engine::table::Snapshot;
@@ -141,7 +141,7 @@ fn main() {
             let (seed, reweighted) = make(i);
             std::fs::write(&path, config(seed, reweighted)).unwrap();
             let t = Instant::now();
-            let r = engine.reload_file(vipgate_control::swap::Reload::default()).expect("reload");
+            let r = engine.reload_file(vipgate_control::engine::Reload::default()).expect("reload");
             total.push(ms(t.elapsed()));
             load.push(ms(r.load));
             build.push(ms(r.build));

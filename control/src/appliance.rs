@@ -24,10 +24,11 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::bgp::Announcer;
 use crate::config::Config;
 use crate::ctl;
+use crate::engine::{Engine, EngineOptions, Reload, ReloadError};
 use crate::health::{HealthState, Outcome, ProbeResult, Prober, Target};
+use crate::overrides::Overrides;
 use crate::ports::{self, PortHost};
 use crate::state::StateFile;
-use crate::swap::{Engine, EngineOptions, Overrides, Reload, ReloadError};
 
 /// How often the config file is looked at.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
@@ -42,7 +43,7 @@ fn file_stamp(path: &Path) -> Option<Stamp> {
     Some((m.ino(), m.modified().ok()?, m.len()))
 }
 
-fn log_reload(why: &str, r: &Result<crate::swap::ReloadReport, ReloadError>) {
+fn log_reload(why: &str, r: &Result<crate::engine::ReloadReport, ReloadError>) {
     match r {
         Ok(r) => {
             log::info!(

@@ -35,7 +35,8 @@ use serde_json::{json, Map, Value};
 use vipgate_engine::table::{vip_name, Snapshot, VipProtocol};
 use vipgate_engine::worker::StateCounts;
 
-use crate::swap::{state_name, BackendSelector, Engine, ReloadError, Scoped, Stats};
+use crate::engine::{state_name, Engine, ReloadError, Stats};
+use crate::overrides::{BackendSelector, Scoped};
 
 /// The longest request line taken.
 const MAX_LINE: usize = 64 * 1024;
@@ -80,7 +81,7 @@ fn flag(request: &Value, key: &str) -> Result<bool, Value> {
 
 /// The answer to a change that went through: the generation, and what only a restart
 /// applies.
-pub fn applied(r: &crate::swap::ReloadReport) -> Value {
+pub fn applied(r: &crate::engine::ReloadReport) -> Value {
     let mut a = json!({
         "ok": true,
         "generation": r.generation,
@@ -134,7 +135,7 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
         };
         Ok(Scoped { backend: b, vip })
     };
-    let reloaded = |r: Result<crate::swap::ReloadReport, ReloadError>| match r {
+    let reloaded = |r: Result<crate::engine::ReloadReport, ReloadError>| match r {
         Ok(r) => applied(&r),
         Err(e) => {
             let mut a = error(e.to_string());
@@ -159,7 +160,7 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
                 Err(e) => error(e.to_string()),
             },
             "reload" => {
-                let how = crate::swap::Reload { allow_removals: flag(request, "allow_removals")? };
+                let how = crate::engine::Reload { allow_removals: flag(request, "allow_removals")? };
                 reloaded(engine.reload_file(how))
             }
             "drain" => {

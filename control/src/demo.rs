@@ -24,8 +24,8 @@ use vipgate_engine::port::synth::SynthQueue;
 use vipgate_engine::port::Port;
 
 use crate::config::Config;
+use crate::engine::{Engine, EngineOptions, ReloadReport, Stats};
 use crate::ports;
-use crate::swap::{Engine, EngineOptions, ReloadReport, Stats};
 
 /// The config the demo starts with.
 pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");

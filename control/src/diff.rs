@@ -107,7 +107,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<VipChange> {
             let added = nb.iter().filter(|b| !ob.iter().any(|o| o.id == b.id)).map(|b| b.id).collect();
             let removed = ob.iter().filter(|b| !nb.iter().any(|n| n.id == b.id)).map(|b| b.id).collect();
             let show = |b: &vipgate_engine::table::PoolBackend| {
-                format!("{}/{}", b.weight, crate::swap::state_name(b.state))
+                format!("{}/{}", b.weight, crate::engine::state_name(b.state))
             };
             let changed = ob
                 .iter()

@@ -15,7 +15,7 @@ use vipgate_engine::table::VipProtocol;
 
 use crate::config::Config;
 use crate::ctl::VipSpec;
-use crate::swap::BackendSelector;
+use crate::overrides::BackendSelector;
 
 /// What to change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -299,7 +299,7 @@ fn run_table(args: &vipgate_control::cli::TableArgs) -> ExitCode {
 
 fn run_set_backend(args: &vipgate_control::cli::SetBackendArgs) -> ExitCode {
     use vipgate_control::edit::{set_backend_in_file, BackendChange};
-    use vipgate_control::swap::BackendSelector;
+    use vipgate_control::overrides::BackendSelector;
     if args.weight.is_none() && args.state.is_none() {
         eprintln!("vipgate set-backend: give --weight N, --state STATE or both");
         return ExitCode::from(2);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use vipgate_engine::pipeline::Counters;
 
-use crate::swap::Stats;
+use crate::engine::Stats;
 
 /// Escapes a label value.
 fn label(v: &str) -> String {
@@ -138,7 +138,7 @@ pub fn render(s: &Stats) -> String {
     for (vip, (_, b)) in &per_vip {
         let _ = writeln!(out, "vipgate_vip_bytes_total{{vip=\"{}\"}} {b}", label(vip));
     }
-    type Field = fn(&crate::swap::BackendTraffic) -> u64;
+    type Field = fn(&crate::engine::BackendTraffic) -> u64;
     let per_backend: [(&str, &str, Field); 2] = [
         ("backend_packets_total", "Packets forwarded per VIP and backend.", |t| t.packets),
         ("backend_bytes_total", "Bytes forwarded (encapsulated) per VIP and backend.", |t| t.bytes),
@@ -252,7 +252,7 @@ fn answer(stream: TcpStream, requests: &Sender<Sender<String>>) {
 
 /// The exposition of the control plane's own state: reloads by result, whether the last
 /// one was refused, keys waiting for a restart, and refused operator connections.
-pub fn render_control(engine: &crate::swap::Engine) -> String {
+pub fn render_control(engine: &crate::engine::Engine) -> String {
     let mut out = String::new();
     let counts = engine.reload_counts();
     let _ = writeln!(

@@ -67,8 +67,8 @@ pub fn dpdk_info(device: &vipgate_engine::port::dpdk::DpdkDevice) -> serde_json:
 /// `ierrors`, `oerrors`, read through their xstats). A driver that does not count a kind
 /// says so rather than show zero.
 #[cfg(feature = "dpdk")]
-pub fn dpdk_losses(device: &vipgate_engine::port::dpdk::DpdkDevice) -> Vec<crate::swap::PortLoss> {
-    use crate::swap::PortLoss;
+pub fn dpdk_losses(device: &vipgate_engine::port::dpdk::DpdkDevice) -> Vec<crate::engine::PortLoss> {
+    use crate::engine::PortLoss;
     let xstats: std::collections::HashMap<String, u64> = device.xstats().into_iter().collect();
     let counted = |reason, count| PortLoss { reason, count: Some(count), unseen: None };
     let mut out = vec![

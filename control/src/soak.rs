@@ -21,7 +21,7 @@ use vipgate_engine::port::synth::SynthQueue;
 use vipgate_engine::port::Port;
 
 use crate::config::Config;
-use crate::swap::{Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions};
 
 /// How to soak.
 #[derive(Debug, Clone, Copy, PartialEq)]

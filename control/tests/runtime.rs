@@ -11,8 +11,8 @@ mod support;
 use support::wait_for;
 
 use vipgate_control::config::Config;
+use vipgate_control::engine::{Engine, EngineOptions, ReloadError};
 use vipgate_control::ports::{self, PortHost};
-use vipgate_control::swap::{Engine, EngineOptions, ReloadError};
 use vipgate_engine::wire::checksum;
 
 fn config_text(backends: &str) -> String {
@@ -219,7 +219,7 @@ fn a_bad_config_under_load_is_rejected_and_traffic_goes_on() {
     let good = std::fs::read_to_string(&a).unwrap();
     let bad = good.replace("192.0.2.12", "192.0.2.300").replace("203.0.113.10", "192.0.2.10");
     std::fs::write(&a, bad).unwrap();
-    let err = engine.reload_file(vipgate_control::swap::Reload::default()).unwrap_err();
+    let err = engine.reload_file(vipgate_control::engine::Reload::default()).unwrap_err();
     let ReloadError::Config(errors) = &err else { panic!("a config error: {err}") };
     let text = err.to_string();
     assert_eq!(errors.0.len(), 2, "{text}");
