@@ -271,3 +271,64 @@ pub fn removals(old: &Config, new: &Config) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let text = r#"
+[tunnel]
+source_v4 = "198.51.100.1"
+
+[[vip]]
+address = "203.0.113.10"
+port = 8000
+protocol = "udp"
+encap = "ipip"
+backends = [{ address = "192.0.2.11", weight = 10 }, { address = "192.0.2.12", weight = 10 }]
+
+[[vip]]
+address = "203.0.113.20"
+protocol = "tcp"
+encap = "ipip"
+backends = [{ address = "192.0.2.11", weight = 10 }]
+"#;
+        Config::parse(std::path::Path::new("t.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn a_scoped_override_acts_in_its_vip_and_wins_over_one_for_every_vip() {
+        let sel = BackendSelector::parse("192.0.2.11").unwrap();
+        let udp = "udp://203.0.113.10:8000".to_string();
+        let mut o = Overrides::default();
+        o.weights.insert(Scoped::everywhere(sel), 5);
+        o.weights.insert(Scoped { backend: sel, vip: Some(udp.clone()) }, 7);
+        o.drained.push(Scoped { backend: sel, vip: Some(udp.clone()) });
+        let c = o.apply_operator(&config());
+        let (a, b) = (&c.vips[0].backends[0], &c.vips[1].backends[0]);
+        assert_eq!((a.weight, a.state), (7, BackendState::Draining));
+        assert_eq!((b.weight, b.state), (5, BackendState::Active));
+        // What the state file keeps reads back the same.
+        let back = Overrides::from_entry(&o.to_entry()).unwrap();
+        assert!(back.same_operator(&o), "{back:?}");
+        assert_eq!(Scoped::parse(&format!("{}", o.drained[0])).unwrap(), o.drained[0]);
+    }
+
+    #[test]
+    fn removals_name_what_a_change_takes_away() {
+        let old = config();
+        let mut new = old.clone();
+        new.vips.remove(1);
+        new.vips[0].backends.iter_mut().for_each(|b| b.state = BackendState::Draining);
+        let gone = removals(&old, &new);
+        assert_eq!(
+            gone,
+            [
+                "remove VIP tcp://203.0.113.20",
+                "leave VIP udp://203.0.113.10:8000 with no backend taking new flows (192.0.2.11 draining, 192.0.2.12 draining)"
+            ]
+        );
+        assert!(removals(&new, &new).is_empty(), "what was already so is not taken away");
+    }
+}
