@@ -489,7 +489,7 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         Workload::Syn => {}
     }
     let mut meter = Meter::new(spec, progress);
-    let mut extra: Vec<PacketBuf> = Vec::with_capacity(2 * vipgate_engine::pipeline::MAX_BURST);
+    let mut extra: Vec<PacketBuf> = Vec::with_capacity(2 * vipgate_engine::port::MAX_BURST);
     while !meter.done() {
         let t0 = Instant::now();
         source.load(&mut bufs);

@@ -24,6 +24,7 @@ pub mod flow;
 pub mod maglev;
 pub mod pipeline;
 pub mod port;
+pub mod rss;
 pub mod spread;
 pub mod stats;
 pub mod table;

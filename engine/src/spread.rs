@@ -6,7 +6,8 @@
 //! burst's order. Buffers are swapped, never copied; everything is allocated up front.
 
 use crate::buf::PacketBuf;
-use crate::pipeline::{rss_hash, Pipeline, Verdict};
+use crate::pipeline::{Pipeline, Verdict};
+use crate::rss::rss_hash;
 use crate::table::Snapshot;
 
 /// Lanes of buffers, one per pipeline, reused from burst to burst.

@@ -143,7 +143,7 @@ pub struct WorkerOptions {
     pub id: usize,
     /// The core to pin to; `None` leaves the thread to the scheduler.
     pub core: Option<usize>,
-    /// Packets per burst (at most [`crate::pipeline::MAX_BURST`]).
+    /// Packets per burst (at most [`crate::port::MAX_BURST`]).
     pub burst: usize,
     /// Empty polls before the worker starts to sleep between polls; 0 polls without rest.
     pub idle_polls_before_sleep: u64,
@@ -268,7 +268,7 @@ impl Worker {
         stats: Arc<WorkerStats>,
         clock: Instant,
     ) -> Worker {
-        let burst = options.burst.clamp(1, crate::pipeline::MAX_BURST);
+        let burst = options.burst.clamp(1, crate::port::MAX_BURST);
         let options = WorkerOptions { burst, ..options };
         pipeline.set_traffic(Arc::clone(&initial.traffic));
         stats.generation.set(initial.snapshot.generation());
@@ -281,8 +281,8 @@ impl Worker {
             bufs: (0..burst).map(|_| PacketBuf::new()).collect(),
             verdicts: vec![Verdict::Forward; burst],
             origin: Vec::with_capacity(burst),
-            extra: Vec::with_capacity(2 * crate::pipeline::MAX_BURST),
-            extra_origin: Vec::with_capacity(2 * crate::pipeline::MAX_BURST),
+            extra: Vec::with_capacity(2 * crate::port::MAX_BURST),
+            extra_origin: Vec::with_capacity(2 * crate::port::MAX_BURST),
             refused: vec![false; burst],
             scan: None,
             queued: Vec::new(),

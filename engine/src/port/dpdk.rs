@@ -28,7 +28,8 @@ use vipgate_dpdk_sys as sys;
 
 use super::Port;
 use crate::buf::{PacketBuf, HEADROOM};
-use crate::pipeline::{rss_hash, MAX_BURST};
+use crate::port::MAX_BURST;
+use crate::rss::rss_hash;
 
 /// Descriptors per RX and per TX ring asked of the device (it may round them).
 pub const RING_DESCRIPTORS: u16 = 1024;

@@ -14,7 +14,7 @@ use crossbeam_queue::ArrayQueue;
 
 use super::Port;
 use crate::buf::PacketBuf;
-use crate::pipeline::rss_hash;
+use crate::rss::rss_hash;
 
 /// The rings of one queue.
 #[derive(Debug)]

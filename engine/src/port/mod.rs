@@ -15,6 +15,10 @@
 
 use crate::buf::PacketBuf;
 
+/// The most packets a burst holds: what a driver moves at once, and what
+/// [`crate::pipeline::Pipeline::process`] takes at once.
+pub const MAX_BURST: usize = 64;
+
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod memory;
