@@ -254,8 +254,8 @@ fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value
     })
 }
 
-/// Counters as a JSON object, in [`vipgate_engine::pipeline::Counters::NAMES`] order.
-pub fn counters_json(c: &vipgate_engine::pipeline::Counters) -> Value {
+/// Counters as a JSON object, in [`vipgate_engine::counters::Counters::NAMES`] order.
+pub fn counters_json(c: &vipgate_engine::counters::Counters) -> Value {
     Value::Object(c.named().into_iter().map(|(k, v)| (k, json!(v))).collect())
 }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vipgate_engine::pipeline::{Counters, DropReason};
+use vipgate_engine::counters::{Counters, DropReason};
 use vipgate_engine::port::synth::SynthQueue;
 use vipgate_engine::port::Port;
 

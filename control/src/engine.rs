@@ -26,8 +26,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use vipgate_engine::counters::Counters;
 use vipgate_engine::maglev::BackendId;
-use vipgate_engine::pipeline::{Counters, PipelineOptions};
+use vipgate_engine::pipeline::PipelineOptions;
 use vipgate_engine::port::Port;
 use vipgate_engine::stats::WorkerStats;
 use vipgate_engine::table::{vip_name, BackendState, Snapshot};

@@ -150,7 +150,7 @@ fn run_replay(args: &vipgate_control::cli::ReplayArgs) -> ExitCode {
     match replay::replay(&snap, options, args.workers, &args.input, &args.output, args.drops.as_deref()) {
         Ok(summary) => {
             println!("{}", replay::to_json(&summary, args.workers));
-            let other_mac = summary.counters.drop_count(vipgate_engine::pipeline::DropReason::OtherMac);
+            let other_mac = summary.counters.drop_count(vipgate_engine::counters::DropReason::OtherMac);
             if summary.packets > 0 && other_mac * 2 > summary.packets {
                 let mac = config.ports.first().map_or("02:00:00:00:00:01".to_string(), |p| p.mac.to_string());
                 eprintln!(

@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use vipgate_engine::pipeline::Counters;
+use vipgate_engine::counters::Counters;
 
 use crate::engine::Stats;
 
@@ -87,7 +87,7 @@ pub fn render(s: &Stats) -> String {
     }
     family(&mut out, "drops_total", "counter", "Packets dropped, by reason.");
     for w in &s.workers {
-        for r in vipgate_engine::pipeline::DropReason::ALL {
+        for r in vipgate_engine::counters::DropReason::ALL {
             let _ = writeln!(
                 out,
                 "vipgate_drops_total{{worker=\"{}\",reason=\"{}\"}} {}",

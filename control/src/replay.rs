@@ -12,7 +12,8 @@ use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use vipgate_engine::buf::{PacketBuf, HEADROOM};
-use vipgate_engine::pipeline::{Counters, Pipeline, PipelineOptions, Verdict};
+use vipgate_engine::counters::Counters;
+use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
 use vipgate_engine::port::pcap;
 use vipgate_engine::spread::Spreader;
 use vipgate_engine::table::Snapshot;

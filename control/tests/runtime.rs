@@ -231,7 +231,7 @@ fn a_bad_config_under_load_is_rejected_and_traffic_goes_on() {
     wait_for("traffic still flowing", 30, || traffic.received.load(Ordering::Relaxed) > before + 100);
     let stats = engine.stats();
     assert!(stats.workers.iter().all(|w| w.generation == 1));
-    assert_eq!(stats.total.dropped(), stats.total.drop_count(vipgate_engine::pipeline::DropReason::TxFull));
+    assert_eq!(stats.total.dropped(), stats.total.drop_count(vipgate_engine::counters::DropReason::TxFull));
     traffic.stop.store(true, Ordering::Relaxed);
     for t in traffic.threads {
         t.join().unwrap();

@@ -14,8 +14,8 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
+use crate::encap::{write_gue, write_outer_v4, OuterV4};
 use crate::flow::{FlowTable, IdleTimeouts, TimeoutClass};
-use crate::pipeline::{write_gue, write_outer_v4, OuterV4};
 use crate::table::{BackendState, Encap, Snapshot, VipProtocol};
 use crate::wire::{checksum, ethernet, gre, gue, ipv4, ipv6, udp, EtherType, IpProtocol};
 

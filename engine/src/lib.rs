@@ -19,6 +19,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod buf;
+pub mod counters;
+pub mod encap;
 pub mod express;
 pub mod flow;
 pub mod maglev;

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::pipeline::{Counters, COUNTER_COUNT};
+use crate::counters::{Counters, COUNTER_COUNT};
 
 /// A value on a cache line of its own.
 #[derive(Debug, Default)]

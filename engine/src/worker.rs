@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::buf::PacketBuf;
+use crate::counters::Counters;
 use crate::flow::{FlowState, IdleTimeouts};
-use crate::pipeline::{Counters, Pipeline, PipelineOptions, Verdict};
+use crate::pipeline::{Pipeline, PipelineOptions, Verdict};
 use crate::port::Port;
 use crate::stats::{TrafficCounters, WorkerStats};
 use crate::table::Snapshot;

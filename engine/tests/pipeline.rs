@@ -8,9 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse as ep;
 use proptest::prelude::*;
 use vipgate_engine::buf::PacketBuf;
+use vipgate_engine::counters::DropReason;
 use vipgate_engine::flow::FlowTable;
 use vipgate_engine::maglev::{flow_hash, BackendId};
-use vipgate_engine::pipeline::{DropReason, Pipeline, PipelineOptions, Verdict};
+use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
 use vipgate_engine::table::{
     BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
     VipSpec,

@@ -44,6 +44,6 @@ fn run(pipeline: &mut Pipeline, snap: &vipgate_engine::table::Snapshot, data: &[
     }
     let c = pipeline.counters();
     assert_eq!(c.rx_packets - before.rx_packets, total);
-    let verdicts = |c: &vipgate_engine::pipeline::Counters| c.forwarded + c.replied + c.dropped();
+    let verdicts = |c: &vipgate_engine::counters::Counters| c.forwarded + c.replied + c.dropped();
     assert_eq!(verdicts(c) - verdicts(&before), total, "every packet has one verdict");
 }

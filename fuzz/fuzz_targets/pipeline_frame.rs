@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let c = pipeline.counters();
         assert_eq!(c.rx_packets - before.rx_packets, 1);
-        let verdicts = |c: &vipgate_engine::pipeline::Counters| c.forwarded + c.replied + c.dropped();
+        let verdicts = |c: &vipgate_engine::counters::Counters| c.forwarded + c.replied + c.dropped();
         assert_eq!(verdicts(c) - verdicts(&before), 1, "one verdict, counted once");
     });
 });
