@@ -106,6 +106,8 @@ pub struct WorkerResult {
     pub engine_cycles: u64,
     /// Forwarded.
     pub forwarded: u64,
+    /// Of those, forwarded by the express lane.
+    pub express_forwarded: u64,
     /// Latency percentiles of a packet's time in the engine, nanoseconds: p50, p99, p99.9.
     pub latency_ns: [u64; 3],
 }
@@ -409,6 +411,7 @@ impl<'a> Meter<'a> {
             load_ns: self.load_ns,
             engine_cycles: self.cycles,
             forwarded: self.forwarded,
+            express_forwarded: 0,
             latency_ns: [
                 self.hist.value_at_quantile(0.5),
                 self.hist.value_at_quantile(0.99),
@@ -489,6 +492,7 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         Workload::Syn => {}
     }
     let mut meter = Meter::new(spec, progress);
+    let lane_before = pipeline.counters().express_forwarded;
     let mut extra: Vec<PacketBuf> = Vec::with_capacity(2 * vipgate_engine::port::MAX_BURST);
     while !meter.done() {
         let t0 = Instant::now();
@@ -510,7 +514,9 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         let forwarded = verdicts.iter().filter(|v| **v == Verdict::Forward).count();
         meter.record([t0, t1, t2], c1.wrapping_sub(c0), BURST, forwarded);
     }
-    meter.result()
+    let mut result = meter.result();
+    result.express_forwarded = pipeline.counters().express_forwarded - lane_before;
+    result
 }
 
 /// Runs `spec` on a DPDK port's queue, one worker pinned to core 1 (where the machine has
@@ -604,6 +610,7 @@ fn run_dpdk_worker(
         }
     }
     let mut meter = Meter::new(spec, progress);
+    let lane_before = pipeline.counters().express_forwarded;
     while !meter.done() {
         let t0 = Instant::now();
         let n = queue.rx_generated(&mut bufs, |b| source.write_one(b));
@@ -620,7 +627,9 @@ fn run_dpdk_worker(
             break;
         }
     }
-    meter.result()
+    let mut result = meter.result();
+    result.express_forwarded = pipeline.counters().express_forwarded - lane_before;
+    result
 }
 
 /// Runs `spec`: one thread per worker, pinned from core 1 up when the machine has the
@@ -693,6 +702,8 @@ pub fn to_json(spec: &BenchSpec, results: &[WorkerResult]) -> Value {
             "load_ns_per_packet": (r.load_ns as f64 / r.packets.max(1) as f64 * 10.0).round() / 10.0,
             "loop_mpps": (r.packets as f64 / (r.engine_ns + r.load_ns).max(1) as f64 * 1e6).round() / 1e3,
             "forwarded": r.forwarded,
+            "express_forwarded": r.express_forwarded,
+            "lane_percent": (r.express_forwarded as f64 * 1000.0 / r.forwarded.max(1) as f64).round() / 10.0,
             "latency_ns": { "p50": r.latency_ns[0], "p99": r.latency_ns[1], "p99.9": r.latency_ns[2] },
         })).collect::<Vec<_>>(),
     });
@@ -711,8 +722,8 @@ pub fn to_json(spec: &BenchSpec, results: &[WorkerResult]) -> Value {
 
 /// The header of the table.
 pub const TABLE_HEADER: &str =
-    "workload   flows      VIPs  backends worker    packets    Mpps  ns/pkt  cycles/pkt  p50 ns  p99 ns  p99.9 ns  floor ns/pkt\n\
-     (ns, cycles: in the engine per packet; p50..p99.9: a packet's time in the engine, its burst's; floor: writing the frames, the NIC's share)";
+    "workload   flows      VIPs  backends worker    packets    Mpps  ns/pkt  cycles/pkt  p50 ns  p99 ns  p99.9 ns  floor ns/pkt  lane %\n\
+     (ns, cycles: in the engine per packet; p50..p99.9: a packet's time in the engine, its burst's; floor: writing the frames, the NIC's share; lane: forwarded packets the express lane took)";
 
 /// Table rows of a run (one per worker), with ratios to `baseline` (the same run from
 /// `--compare`) appended where given.
@@ -721,7 +732,7 @@ pub fn to_rows(run: &Value, baseline: Option<&Value>) -> Vec<String> {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     for (i, w) in run["workers"].as_array().into_iter().flatten().enumerate() {
         let mut row = format!(
-            "{:<10} {:<10} {:<5} {:<8} {:<6} {:>10} {:>7.2} {:>7.1} {:>11.1} {:>7} {:>7} {:>9} {:>13.1}",
+            "{:<10} {:<10} {:<5} {:<8} {:<6} {:>10} {:>7.2} {:>7.1} {:>11.1} {:>7} {:>7} {:>9} {:>13.1} {:>7.1}",
             format!(
                 "{}{}{}{}",
                 run["workload"].as_str().unwrap_or(""),
@@ -741,6 +752,7 @@ pub fn to_rows(run: &Value, baseline: Option<&Value>) -> Vec<String> {
             w["latency_ns"]["p99"].to_string(),
             w["latency_ns"]["p99.9"].to_string(),
             f(&w["load_ns_per_packet"]),
+            f(&w["lane_percent"]),
         );
         if let Some(b) = baseline.and_then(|b| b["workers"].get(i)) {
             row.push_str(&format!(

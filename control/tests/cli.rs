@@ -101,6 +101,8 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
     let w = &run["workers"][0];
     assert_eq!(w["packets"], 3200);
     assert_eq!(w["forwarded"], 3200, "every 64b packet goes to a VIP: {w}");
+    assert_eq!(w["express_forwarded"], 3200, "and takes the express lane: {w}");
+    assert_eq!(w["lane_percent"], 100.0, "{w}");
     assert!(w["mpps"].as_f64().unwrap() > 0.0 && w["ns_per_packet"].as_f64().unwrap() > 0.0);
     let (p50, p999) = (w["latency_ns"]["p50"].as_u64().unwrap(), w["latency_ns"]["p99.9"].as_u64().unwrap());
     assert!(p50 > 0 && p50 <= p999, "{w}");
@@ -146,6 +148,7 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["runs"][0]["general_path"], true);
     assert_eq!(v["runs"][0]["workers"][0]["forwarded"], 640);
+    assert_eq!(v["runs"][0]["workers"][0]["express_forwarded"], 0, "the lane is off: {v}");
     let text = compared(&["--general-path"]);
     assert!(!text.contains("vs baseline") && text.lines().any(|l| l.starts_with("gateway gp")), "{text}");
 
@@ -166,6 +169,7 @@ fn bench_counts_exact_packets_sweeps_and_compares() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["runs"][0]["ipv6"], true);
         assert_eq!(v["runs"][0]["workers"][0]["forwarded"], 640, "{workload}: {v}");
+        assert_eq!(v["runs"][0]["workers"][0]["express_forwarded"], 640, "the IPv6 lane: {workload}: {v}");
     }
     // Frames flushed from the caches before the engine reads them: the same packets
     // forwarded, the runs marked, no baseline in a hot run.

@@ -407,6 +407,7 @@ impl Pipeline {
             }
             self.counters.forwarded += forwarded;
             self.counters.forwarded_bytes += forwarded_bytes;
+            self.counters.express_forwarded += forwarded;
             self.prefetch_rings = (self.counters.flow_misses - misses) * 4 >= (end - chunk_start) as u64;
             // Large counter sets are counted at the end of the chunk: each counter was
             // prefetched as its packet was forwarded (see `count_traffic`).
@@ -580,6 +581,7 @@ impl Pipeline {
         at: usize,
     ) -> Verdict {
         if self.express_forward_v6(snap, now, buf, slot, at).is_some() {
+            self.counters.express_forwarded += 1;
             return Verdict::Forward;
         }
         self.slot = slot;
