@@ -7,8 +7,8 @@ usage() {
     cat <<'USAGE'
 Usage: fuzz/run.sh SECONDS [TARGET...]
 
-Runs each fuzz target (default: all of wire, pipeline_frame, pipeline_burst, config,
-ctl_request, capture) for SECONDS with libFuzzer, through cargo-fuzz on the stable toolchain
+Runs each fuzz target (default: all of wire, pipeline_frame, pipeline_burst, lanes,
+config, ctl_request, capture) for SECONDS with libFuzzer, through cargo-fuzz on the stable toolchain
 (--sanitizer none: Rust's own checks catch out-of-bounds; there is no unsafe code on
 these paths but the prefetch hints). New inputs go to fuzz/corpus/TARGET; a crash stops
 the script, leaves its reproducer in fuzz/artifacts/TARGET/ and exits 1. Prints one line
@@ -26,7 +26,7 @@ seconds="$1"
 shift
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz/run.sh: '$seconds' is not a number of seconds" >&2; exit 2; }
 targets=("$@")
-((${#targets[@]} > 0)) || targets=(wire pipeline_frame pipeline_burst config ctl_request capture)
+((${#targets[@]} > 0)) || targets=(wire pipeline_frame pipeline_burst lanes config ctl_request capture)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"

@@ -17,7 +17,7 @@ use vipgate_engine::port::Port;
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let seeds = root.join("fuzz/seeds");
-    for t in ["wire", "pipeline_frame", "pipeline_burst", "config", "ctl_request", "capture"] {
+    for t in ["wire", "pipeline_frame", "pipeline_burst", "lanes", "config", "ctl_request", "capture"] {
         std::fs::create_dir_all(seeds.join(t))?;
     }
     let example = root.join("configs/example.toml");
@@ -49,6 +49,18 @@ fn main() -> std::io::Result<()> {
         }
         std::fs::write(seeds.join(format!("pipeline_burst/burst-{k}")), burst)?;
     }
+    // The lanes target builds frames from 16-byte records (fuzz/fuzz_targets/lanes.rs):
+    // every kind of frame as the lane takes it, and each with one byte changed.
+    let mut plain = Vec::new();
+    for kind in 0..6u8 {
+        for i in 0..4u8 {
+            plain.extend_from_slice(&[kind, 7 + i, i, 0x4e, 0x20 + i, 0x1f, 0x40, 0, 0, 3, 0, 0, 0, 0, 0, 0]);
+        }
+    }
+    std::fs::write(seeds.join("lanes/plain"), plain)?;
+    let near: Vec<u8> =
+        (0..6u8).flat_map(|k| [k, 9, 1, 0x4e, 0x21, 0x1f, 0x40, 1, 0x40, 2, 1, 0, 14 + k * 3, 0xff, 0, 0]).collect();
+    std::fs::write(seeds.join("lanes/near-miss"), near)?;
     // Captures of the first frames: classic pcap (ours) and pcapng (the pcap-file crate's,
     // big- and little-endian), and as `tcpdump -i any` (Linux cooked) and a tunnel
     // interface (raw IP) capture them.
