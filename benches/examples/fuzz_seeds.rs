@@ -58,8 +58,9 @@ fn main() -> std::io::Result<()> {
         }
     }
     std::fs::write(seeds.join("lanes/plain"), plain)?;
-    let near: Vec<u8> =
-        (0..6u8).flat_map(|k| [k, 9, 1, 0x4e, 0x21, 0x1f, 0x40, 1, 0x40, 2, 1, 0, 14 + k * 3, 0xff, 0, 0]).collect();
+    let near: Vec<u8> = (0..6u8)
+        .flat_map(|k| [k, 9, 1, 0x4e, 0x21, 0x1f, 0x40, 1, 0x40, 2, 1, 0, 14 + k * 3, 0xff, 0, 0])
+        .collect();
     std::fs::write(seeds.join("lanes/near-miss"), near)?;
     // Captures of the first frames: classic pcap (ours) and pcapng (the pcap-file crate's,
     // big- and little-endian), and as `tcpdump -i any` (Linux cooked) and a tunnel
