@@ -93,28 +93,15 @@ fn the_router_learns_and_loses_the_subnet_as_the_appliance_starts_drains_and_sto
             .unwrap()
             .replace("/run/vipgate/bird", routes.to_str().unwrap())
             .replace("log syslog all;", "");
-    let vipgate_config = format!(
-        r#"[engine]
-workers = 1
-maglev_table_size = 251
-flow_capacity = 4096
-idle_polls_before_sleep = 16
-
-[tunnel]
-source_v4 = "198.51.100.1"
-
-[[port]]
-name = "wan"
-driver = "synth"
-rate = 1000
-mac = "02:00:00:00:00:01"
-next_hop_mac = "02:00:00:00:00:fe"
-addresses = ["198.51.100.1"]
-
-[[subnet]]
-name = "legacy-2g-a"
-prefix = "203.0.113.0/24"
-
+    let base = support::TestConfig {
+        rate: 1000,
+        flow_capacity: 4096,
+        subnets: vec![("legacy-2g-a", "203.0.113.0/24")],
+        ..support::TestConfig::new(&lab.dir)
+    };
+    let vipgate_config = base.text()
+        + &format!(
+            r#"
 [[vip]]
 address = "203.0.113.10"
 port = 8000
@@ -122,18 +109,13 @@ protocol = "udp"
 encap = "ipip"
 backends = [{{ address = "192.0.2.11" }}]
 
-[control]
-socket = "{}"
-state = "state.json"
-
 [bgp]
 routes_dir = "{}"
 bird_socket = "{}"
 "#,
-        lab.dir.join("ctl.sock").display(),
-        routes.display(),
-        speaker_sock.display()
-    );
+            routes.display(),
+            speaker_sock.display()
+        );
     let path = lab.dir.join("vipgate.toml");
     std::fs::write(&path, vipgate_config).unwrap();
     // vipgate first: it writes the route files that the speaker's config includes.

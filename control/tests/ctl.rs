@@ -21,29 +21,18 @@ fn free_port() -> u16 {
 }
 
 fn config(dir: &Path, metrics: u16, tcp_weight: &str) -> String {
-    format!(
-        r#"
-[engine]
-workers = 2
-hash_seed = 11
-maglev_table_size = 251
-flow_capacity = 4096
-idle_polls_before_sleep = 16
-
-[tunnel]
-source_v4 = "198.51.100.1"
-
-[[port]]
-name = "wan"
-driver = "synth"
-rate = 20000
-mac = "02:00:00:00:00:01"
-next_hop_mac = "02:00:00:00:00:fe"
-addresses = ["198.51.100.1"]
-
-[[subnet]]
-prefix = "203.0.113.0/24"
-
+    let base = support::TestConfig {
+        workers: 2,
+        rate: 20000,
+        hash_seed: 11,
+        flow_capacity: 4096,
+        subnets: vec![("", "203.0.113.0/24")],
+        control: format!("metrics = \"127.0.0.1:{metrics}\""),
+        ..support::TestConfig::new(dir)
+    };
+    base.text()
+        + &format!(
+            r#"
 [[vip]]
 address = "203.0.113.10"
 port = 8000
@@ -56,14 +45,8 @@ address = "203.0.113.10"
 protocol = "tcp"
 encap = "gue"
 backends = [{{ address = "192.0.2.21", weight = {tcp_weight} }}, {{ address = "192.0.2.22", weight = 10 }}]
-
-[control]
-socket = "{}"
-state = "state.json"
-metrics = "127.0.0.1:{metrics}"
-"#,
-        dir.join("ctl.sock").display()
-    )
+"#
+        )
 }
 
 struct Appliance {
@@ -285,7 +268,10 @@ fn reloads_by_sighup_by_file_change_and_a_bad_config_changes_nothing() {
     let out = app.ctl(&["reload"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    let at = format!("{}:34:48:", app.config.display());
+    let bad = config(&app.dir, app.metrics, "-5");
+    let line = bad.lines().position(|l| l.contains("weight = -5")).unwrap() + 1;
+    let col = bad.lines().nth(line - 1).unwrap().find("-5").unwrap() + 1;
+    let at = format!("{}:{line}:{col}:", app.config.display());
     assert!(err.contains(&at) && err.contains("weight -5 is out of range"), "{err}");
     assert_eq!(app.generation(), 3);
     let table = app.json(&["table", "203.0.113.10/tcp"]);

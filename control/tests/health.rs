@@ -68,49 +68,29 @@ impl Drop for Backend {
 }
 
 fn config(dir: &Path) -> String {
-    format!(
-        r#"[engine]
-workers = 1
-maglev_table_size = 251
-flow_capacity = 4096
-idle_polls_before_sleep = 16
-
-[tunnel]
-source_v4 = "198.51.100.1"
-
-[[port]]
-name = "wan"
-driver = "synth"
-rate = 2000
-mac = "02:00:00:00:00:01"
-next_hop_mac = "02:00:00:00:00:fe"
-addresses = ["198.51.100.1"]
-
-[[subnet]]
-prefix = "203.0.113.0/24"
-
+    let base = support::TestConfig {
+        flow_capacity: 4096,
+        subnets: vec![("", "203.0.113.0/24")],
+        ..support::TestConfig::new(dir)
+    };
+    base.text()
+        + r#"
 [[vip]]
 address = "203.0.113.10"
 port = 8000
 protocol = "udp"
 encap = "ipip"
-backends = [{{ address = "192.0.2.11" }}, {{ address = "192.0.2.12" }}]
-health = {{ kind = "tcp", port = 8080, interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }}
+backends = [{ address = "192.0.2.11" }, { address = "192.0.2.12" }]
+health = { kind = "tcp", port = 8080, interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }
 
 [[vip]]
 address = "203.0.113.10"
 port = 443
 protocol = "tcp"
 encap = "ipip"
-backends = [{{ address = "192.0.2.11" }}, {{ address = "192.0.2.12" }}]
-health = {{ kind = "http", port = 8080, path = "/health", interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}
-
-[control]
-socket = "{}"
-state = "state.json"
-"#,
-        dir.join("ctl.sock").display()
-    )
+backends = [{ address = "192.0.2.11" }, { address = "192.0.2.12" }]
+health = { kind = "http", port = 8080, path = "/health", interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }
+"#
 }
 
 /// Slots per backend of a VIP, in backend order.

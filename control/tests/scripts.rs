@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
 }
@@ -26,28 +28,16 @@ fn text(o: &Output) -> String {
 /// The config: a UDP VIP on the old site (.11, .12) with the new site's backends listed at
 /// weight 0 (`new_state` for them), and a TCP VIP.
 fn config(dir: &Path, new_state: &str) -> String {
-    format!(
-        r#"[engine]
-workers = 2
-hash_seed = 5
-maglev_table_size = 251
-flow_capacity = 65536
-idle_polls_before_sleep = 16
-
-[tunnel]
-source_v4 = "198.51.100.1"
-
-[[port]]
-name = "wan"
-driver = "synth"
-rate = 20000
-mac = "02:00:00:00:00:01"
-next_hop_mac = "02:00:00:00:00:fe"
-addresses = ["198.51.100.1"]
-
-[[subnet]]
-prefix = "203.0.113.0/24"
-
+    let base = support::TestConfig {
+        workers: 2,
+        rate: 20000,
+        hash_seed: 5,
+        subnets: vec![("", "203.0.113.0/24")],
+        ..support::TestConfig::new(dir)
+    };
+    base.text()
+        + &format!(
+            r#"
 [[vip]]
 address = "203.0.113.10"
 port = 8000
@@ -65,13 +55,8 @@ address = "203.0.113.10"
 protocol = "tcp"
 encap = "gue"
 backends = [{{ address = "192.0.2.21", weight = 1 }}, {{ address = "192.0.2.22", weight = 1 }}]
-
-[control]
-socket = "{}"
-state = "state.json"
-"#,
-        dir.join("ctl.sock").display()
-    )
+"#
+        )
 }
 
 struct Appliance {

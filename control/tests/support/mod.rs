@@ -286,24 +286,45 @@ pub fn metric(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// The TOML of a test appliance on the synth port, without its VIPs: `[engine]` with
-/// `workers`, then `[control]` (the socket and the state file in `dir`, then the lines of
-/// `control`), `[tunnel]`, a synth `[[port]]` sending `rate` packets a second, and the
-/// `subnets` as (name, prefix). `[control]` comes before the rest so that a file cut short
-/// between two VIPs is still a valid config, as a slow writer leaves it.
-pub fn synth_appliance(
-    dir: &Path,
-    workers: u32,
-    rate: u32,
-    subnets: &[(&str, &str)],
-    control: &str,
-) -> String {
-    let mut text = format!(
-        r#"[engine]
+/// The TOML of a test appliance on the synth port, without its VIPs: `[engine]`, then
+/// `[control]` (the socket and the state file in `dir`, then the lines of `control`),
+/// `[tunnel]`, a synth `[[port]]` and the subnets. `[control]` comes before the rest so
+/// that a file cut short between two VIPs is still a valid config, as a slow writer
+/// leaves it. Tests set what they need and take the defaults for the rest:
+/// `TestConfig { workers: 2, ..TestConfig::new(&dir) }.text()`, then add their VIPs.
+pub struct TestConfig<'a> {
+    pub dir: &'a Path,
+    pub workers: u32,
+    /// Packets a second the synth port sends.
+    pub rate: u32,
+    pub hash_seed: u64,
+    pub flow_capacity: u32,
+    /// (name, prefix); an empty name leaves the subnet unnamed.
+    pub subnets: Vec<(&'a str, &'a str)>,
+    /// More lines of `[control]`.
+    pub control: String,
+}
+
+impl<'a> TestConfig<'a> {
+    pub fn new(dir: &'a Path) -> TestConfig<'a> {
+        TestConfig {
+            dir,
+            workers: 1,
+            rate: 2000,
+            hash_seed: 7,
+            flow_capacity: 65536,
+            subnets: vec![("legacy", "203.0.113.0/24")],
+            control: String::new(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            r#"[engine]
 workers = {workers}
-hash_seed = 7
+hash_seed = {seed}
 maglev_table_size = 251
-flow_capacity = 65536
+flow_capacity = {capacity}
 idle_polls_before_sleep = 16
 
 [control]
@@ -322,11 +343,39 @@ mac = "02:00:00:00:00:01"
 next_hop_mac = "02:00:00:00:00:fe"
 addresses = ["198.51.100.1"]
 "#,
-        socket = dir.join("ctl.sock").display(),
-        state = dir.join("state.json").display(),
-    );
-    for (name, prefix) in subnets {
-        text.push_str(&format!("\n[[subnet]]\nname = \"{name}\"\nprefix = \"{prefix}\"\n"));
+            workers = self.workers,
+            seed = self.hash_seed,
+            capacity = self.flow_capacity,
+            socket = self.dir.join("ctl.sock").display(),
+            state = self.dir.join("state.json").display(),
+            control = self.control,
+            rate = self.rate,
+        );
+        for (name, prefix) in &self.subnets {
+            text.push_str("\n[[subnet]]\n");
+            if !name.is_empty() {
+                text.push_str(&format!("name = \"{name}\"\n"));
+            }
+            text.push_str(&format!("prefix = \"{prefix}\"\n"));
+        }
+        text
     }
-    text
+}
+
+/// [`TestConfig`] with `workers`, `rate`, `subnets` and `control` given.
+pub fn synth_appliance(
+    dir: &Path,
+    workers: u32,
+    rate: u32,
+    subnets: &[(&str, &str)],
+    control: &str,
+) -> String {
+    TestConfig {
+        workers,
+        rate,
+        subnets: subnets.to_vec(),
+        control: control.to_string(),
+        ..TestConfig::new(dir)
+    }
+    .text()
 }
