@@ -151,9 +151,8 @@ pub fn run(path: &Path, options: RunOptions) -> Result<String, String> {
     engine.set_state_file(state);
     #[cfg(feature = "dpdk")]
     if let PortHost::Dpdk(device) = &host {
-        let (info, losses) = (std::sync::Arc::clone(device), std::sync::Arc::clone(device));
-        engine.set_port_info(Box::new(move || ports::dpdk_info(&info)));
-        engine.set_port_losses(Box::new(move || ports::dpdk_losses(&losses)));
+        let device = std::sync::Arc::clone(device);
+        engine.set_port_info(Box::new(move || ports::dpdk_info(&device)));
     }
     log::info!(
         "running {} with {workers} worker(s); operator socket {}{}",

@@ -280,7 +280,7 @@ pub fn stats_json(s: &Stats) -> Value {
     // The port's own losses are drop reasons like the pipeline's: one accounting.
     let mut counters = counters_json(&s.total);
     let mut unseen = Map::new();
-    for l in &s.port_losses {
+    for l in s.port_losses() {
         match (l.count, &l.unseen) {
             (Some(n), _) => counters[format!("drop_{}", l.reason)] = json!(n),
             (None, why) => {
@@ -298,7 +298,7 @@ pub fn stats_json(s: &Stats) -> Value {
         "vips": vips,
     });
     if let Some(port) = &s.port {
-        answer["port"] = port.clone();
+        answer["port"] = serde_json::to_value(port).unwrap_or_default();
     }
     answer
 }

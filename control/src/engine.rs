@@ -275,9 +275,14 @@ pub struct Stats {
     /// Per (VIP, backend), in VIP order then backend order.
     pub traffic: Vec<BackendTraffic>,
     /// The port's device, when its driver reports one.
-    pub port: Option<serde_json::Value>,
+    pub port: Option<PortReport>,
+}
+
+impl Stats {
     /// The losses the port or its device counts outside the pipeline.
-    pub port_losses: Vec<PortLoss>,
+    pub fn port_losses(&self) -> &[PortLoss] {
+        self.port.as_ref().map_or(&[], |p| p.losses.as_slice())
+    }
 }
 
 struct WorkerSlot {
@@ -320,7 +325,6 @@ pub struct Engine {
     last_reload: Option<ReloadReport>,
     alarms: Vec<String>,
     port_info: Option<PortInfo>,
-    port_losses: Option<PortLosses>,
     /// The config the workers, port and sockets were started with.
     started_config: Config,
     /// Keys changed since start that only a restart applies.
@@ -331,8 +335,48 @@ pub struct Engine {
     state: Option<crate::state::StateFile>,
 }
 
-/// What a port driver reports about its device (link, the device's own counters).
-pub type PortInfo = Box<dyn Fn() -> serde_json::Value + Send>;
+/// What a port driver reports about its device: its link, queues and buffers, its own
+/// counters, and the losses it sees outside the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PortReport {
+    /// The port's driver (`dpdk`).
+    pub driver: &'static str,
+    /// The device's name (`0000:3b:00.0`, `net_af_packet0`).
+    pub device: String,
+    /// The device's driver (`net_ixgbe`, `net_af_packet`).
+    pub device_driver: String,
+    /// The link.
+    pub link: PortLink,
+    /// Receive queues.
+    pub queues: usize,
+    /// Whether the workers spread one queue in software.
+    pub software_rss: bool,
+    /// Frames the software spread could not queue to a worker.
+    pub share_full: u64,
+    /// Frames longer than an mbuf, dropped whole.
+    pub chained_dropped: u64,
+    /// mbufs free in the pool.
+    pub mbufs_free: u64,
+    /// The device's own counters (DPDK xstats), by name.
+    pub xstats: BTreeMap<String, u64>,
+    /// The losses it sees outside the pipeline, as drop reasons.
+    #[serde(skip)]
+    pub losses: Vec<PortLoss>,
+}
+
+/// A port's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PortLink {
+    /// Up.
+    pub up: bool,
+    /// Speed in Mb/s (0: unknown).
+    pub speed_mbps: u32,
+    /// Full duplex.
+    pub full_duplex: bool,
+}
+
+/// Reads a port's report when the counters are read.
+pub type PortInfo = Box<dyn Fn() -> PortReport + Send>;
 
 /// A loss outside the pipeline that a port or its device counts: frames that never
 /// reached a worker, or that the device did not send.
@@ -345,9 +389,6 @@ pub struct PortLoss {
     /// Where it cannot tell: why, for the operator.
     pub unseen: Option<String>,
 }
-
-/// The losses a port reports ([`PortLoss`]), read when the counters are.
-pub type PortLosses = Box<dyn Fn() -> Vec<PortLoss> + Send>;
 
 impl core::fmt::Debug for Engine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -448,7 +489,6 @@ impl Engine {
             last_reload: None,
             alarms,
             port_info: None,
-            port_losses: None,
             restart_needed: Vec::new(),
             reload_error: None,
             counts: ReloadCounts::default(),
@@ -456,14 +496,9 @@ impl Engine {
         })
     }
 
-    /// Lets `stats` report the port's device (its link, its own counters).
+    /// Lets `stats` report the port's device (its link, its own counters, its losses).
     pub fn set_port_info(&mut self, info: PortInfo) {
         self.port_info = Some(info);
-    }
-
-    /// Lets `stats` count the port's own losses as drop reasons.
-    pub fn set_port_losses(&mut self, losses: PortLosses) {
-        self.port_losses = Some(losses);
     }
 
     /// The running config (without the overrides).
@@ -913,7 +948,6 @@ impl Engine {
             workers,
             traffic,
             port: self.port_info.as_ref().map(|f| f()),
-            port_losses: self.port_losses.as_ref().map(|f| f()).unwrap_or_default(),
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use vipgate_engine::counters::Counters;
 
-use crate::engine::Stats;
+use crate::engine::{PortReport, Stats};
 
 /// Escapes a label value.
 fn label(v: &str) -> String {
@@ -22,46 +22,33 @@ fn label(v: &str) -> String {
 }
 
 /// The port's device (the dpdk driver): its link and its own counters.
-fn render_port(out: &mut String, port: &serde_json::Value) {
-    let device = label(port["device"].as_str().unwrap_or("?"));
+fn render_port(out: &mut String, port: &PortReport) {
+    let device = label(&port.device);
     let _ = writeln!(
         out,
         "# HELP vipgate_port_link_up 1 while the port's link is up.\n# TYPE vipgate_port_link_up gauge"
     );
-    let up = port["link"]["up"].as_bool().unwrap_or(false);
-    let _ = writeln!(out, "vipgate_port_link_up{{device=\"{device}\"}} {}", u8::from(up));
+    let _ = writeln!(out, "vipgate_port_link_up{{device=\"{device}\"}} {}", u8::from(port.link.up));
     let _ = writeln!(
         out,
         "# HELP vipgate_port_mbufs_free mbufs free in the port's pool.\n# TYPE vipgate_port_mbufs_free gauge"
     );
+    let _ = writeln!(out, "vipgate_port_mbufs_free{{device=\"{device}\"}} {}", port.mbufs_free);
     let _ = writeln!(
         out,
-        "vipgate_port_mbufs_free{{device=\"{device}\"}} {}",
-        port["mbufs_free"].as_u64().unwrap_or(0)
+        "# HELP vipgate_port_dropped_total Frames the driver freed before the engine saw them: chained (longer than an mbuf), share_full (a worker's software-spread share was full); also in vipgate_drops_total{{worker=\"port\"}}.\n# TYPE vipgate_port_dropped_total counter"
     );
-    let _ = writeln!(
-        out,
-        "# HELP vipgate_port_dropped_total Frames the driver freed before the engine saw them: chained (longer than an mbuf), share_full (a worker's software-spread share was full).\n# TYPE vipgate_port_dropped_total counter"
-    );
-    for (reason, key) in [("chained", "chained_dropped"), ("share_full", "share_full")] {
-        let _ = writeln!(
-            out,
-            "vipgate_port_dropped_total{{device=\"{device}\",reason=\"{reason}\"}} {}",
-            port[key].as_u64().unwrap_or(0)
-        );
+    for (reason, n) in [("chained", port.chained_dropped), ("share_full", port.share_full)] {
+        let _ = writeln!(out, "vipgate_port_dropped_total{{device=\"{device}\",reason=\"{reason}\"}} {n}");
     }
-    if let Some(xstats) = port["xstats"].as_object() {
+    if !port.xstats.is_empty() {
         let _ = writeln!(
             out,
             "# HELP vipgate_port_xstat The device's own counters (DPDK xstats), by name.\n# TYPE vipgate_port_xstat counter"
         );
-        for (name, value) in xstats {
-            let _ = writeln!(
-                out,
-                "vipgate_port_xstat{{device=\"{device}\",name=\"{}\"}} {}",
-                label(name),
-                value.as_u64().unwrap_or(0)
-            );
+        for (name, value) in &port.xstats {
+            let _ =
+                writeln!(out, "vipgate_port_xstat{{device=\"{device}\",name=\"{}\"}} {value}", label(name));
         }
     }
 }
@@ -98,19 +85,19 @@ pub fn render(s: &Stats) -> String {
         }
     }
     // The port's own losses, beside the pipeline's, under the same family.
-    for l in &s.port_losses {
+    for l in s.port_losses() {
         if let Some(n) = l.count {
             let _ = writeln!(out, "vipgate_drops_total{{worker=\"port\",reason=\"{}\"}} {n}", l.reason);
         }
     }
-    if s.port_losses.iter().any(|l| l.count.is_none()) {
+    if s.port_losses().iter().any(|l| l.count.is_none()) {
         family(
             &mut out,
             "drops_unseen",
             "gauge",
             "1 for each kind of loss the port's device cannot report (not counted in vipgate_drops_total).",
         );
-        for l in s.port_losses.iter().filter(|l| l.count.is_none()) {
+        for l in s.port_losses().iter().filter(|l| l.count.is_none()) {
             let why = label(l.unseen.as_deref().unwrap_or(""));
             let _ = writeln!(out, "vipgate_drops_unseen{{reason=\"{}\",why=\"{why}\"}} 1", l.reason);
         }
@@ -326,10 +313,19 @@ mod tests {
 
     #[test]
     fn a_dpdk_port_shows_its_link_pool_and_xstats() {
-        let port = serde_json::json!({
-            "device": "0000:3b:00.0", "link": { "up": true, "speed_mbps": 10000 },
-            "mbufs_free": 8000, "chained_dropped": 2, "xstats": { "rx_good_packets": 12, "rx_missed_errors": 3 },
-        });
+        let port = PortReport {
+            driver: "dpdk",
+            device: "0000:3b:00.0".into(),
+            device_driver: "net_ixgbe".into(),
+            link: crate::engine::PortLink { up: true, speed_mbps: 10000, full_duplex: true },
+            queues: 2,
+            software_rss: false,
+            share_full: 0,
+            chained_dropped: 2,
+            mbufs_free: 8000,
+            xstats: [("rx_good_packets".to_string(), 12), ("rx_missed_errors".to_string(), 3)].into(),
+            losses: Vec::new(),
+        };
         let mut out = String::new();
         render_port(&mut out, &port);
         for line in [

@@ -40,25 +40,27 @@ pub enum PortHost {
     Dpdk(Arc<vipgate_engine::port::dpdk::DpdkDevice>),
 }
 
-/// What `ctl stats` shows of a DPDK device: its link, how it spreads flows, its mbufs and
-/// the device's own counters (xstats).
+/// The report of a DPDK port: its link, queues, pool and counters, and its losses.
 #[cfg(feature = "dpdk")]
-pub fn dpdk_info(device: &vipgate_engine::port::dpdk::DpdkDevice) -> serde_json::Value {
+pub fn dpdk_info(device: &vipgate_engine::port::dpdk::DpdkDevice) -> crate::engine::PortReport {
     let link = device.link();
-    let xstats: serde_json::Map<String, serde_json::Value> =
-        device.xstats().into_iter().map(|(k, v)| (k, serde_json::Value::from(v))).collect();
-    serde_json::json!({
-        "driver": "dpdk",
-        "device": device.name,
-        "device_driver": device.driver,
-        "link": { "up": link.up, "speed_mbps": link.speed_mbps, "full_duplex": link.full_duplex },
-        "queues": device.queues,
-        "software_rss": device.software_rss,
-        "share_full": device.share_full.load(Ordering::Relaxed),
-        "chained_dropped": device.chained.load(Ordering::Relaxed),
-        "mbufs_free": device.mbufs_free(),
-        "xstats": xstats,
-    })
+    crate::engine::PortReport {
+        driver: "dpdk",
+        device: device.name.clone(),
+        device_driver: device.driver.clone(),
+        link: crate::engine::PortLink {
+            up: link.up,
+            speed_mbps: link.speed_mbps,
+            full_duplex: link.full_duplex,
+        },
+        queues: device.queues,
+        software_rss: device.software_rss,
+        share_full: device.share_full.load(Ordering::Relaxed),
+        chained_dropped: device.chained.load(Ordering::Relaxed),
+        mbufs_free: u64::from(device.mbufs_free()),
+        xstats: device.xstats().into_iter().collect(),
+        losses: dpdk_losses(device),
+    }
 }
 
 /// The losses a DPDK port sees outside the pipeline: frames its software spread could not
