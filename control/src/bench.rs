@@ -586,7 +586,7 @@ fn run_dpdk_worker(
         |bufs: &mut [PacketBuf], verdicts: &[Verdict], queue: &mut vipgate_engine::port::dpdk::DpdkQueue| {
             let mut k = 0;
             for (i, v) in verdicts.iter().enumerate().take(bufs.len()) {
-                if matches!(v, Verdict::Forward | Verdict::Reply) {
+                if v.sends() {
                     bufs.swap(i, k);
                     k += 1;
                 }

@@ -152,7 +152,7 @@ pub fn replay(
         }
         for i in 0..n {
             match verdicts[i] {
-                Verdict::Forward | Verdict::Reply => {
+                Verdict::Forward | Verdict::Reply | Verdict::TooBigReply => {
                     out.write(times[i], bufs[i].as_slice()).map_err(out_err(output))?;
                     summary.written += 1;
                     for f in &extra[i] {

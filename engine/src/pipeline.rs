@@ -67,8 +67,19 @@ pub enum Verdict {
     Forward,
     /// Answered: send the buffer (it holds the answer).
     Reply,
+    /// Too big for the tunnel: send the buffer, which holds our ICMP "too big" (or
+    /// "fragmentation needed") to the sender; the packet counts as a `too_big` drop.
+    TooBigReply,
     /// Dropped; the buffer holds the packet as received.
     Drop(DropReason),
+}
+
+impl Verdict {
+    /// Whether the buffer is to be sent (forwarded, or holding our answer).
+    #[inline(always)]
+    pub fn sends(self) -> bool {
+        matches!(self, Verdict::Forward | Verdict::Reply | Verdict::TooBigReply)
+    }
 }
 
 /// A token bucket for the ICMP messages a worker generates.
@@ -161,8 +172,6 @@ pub struct Pipeline {
     icmp: RateLimit,
     ip_ident: u16,
     general_path_only: bool,
-    /// The last `Reply` verdict is an ICMP "too big": count it as a `too_big` drop.
-    reply_is_too_big: bool,
     pending: Box<[Option<ToVip>; MAX_BURST]>,
     /// What the express lane learnt of each packet it took, by slot in the burst.
     express: Box<[Express; MAX_BURST]>,
@@ -236,7 +245,6 @@ impl Pipeline {
             },
             ip_ident: 0,
             general_path_only: options.general_path_only,
-            reply_is_too_big: false,
             pending: Box::new([None; MAX_BURST]),
             express: Box::new([Express::default(); MAX_BURST]),
             extra: Vec::with_capacity(SPARE_BUFFERS),
@@ -700,21 +708,20 @@ impl Pipeline {
                 }
             }
             Verdict::Reply => self.counters.replied = self.counters.replied.saturating_sub(1),
-            Verdict::Drop(_) => return,
+            // The packet counts as a too_big drop already, whether its answer goes or not.
+            Verdict::TooBigReply | Verdict::Drop(_) => return,
         }
         self.counters.drops[DropReason::TxFull as usize] += 1;
     }
 
+    #[inline(always)]
     fn count(&mut self, verdict: Verdict, buf: &PacketBuf) {
         match verdict {
             Verdict::Forward => {
                 self.counters.forwarded += 1;
                 self.counters.forwarded_bytes += buf.len() as u64;
             }
-            Verdict::Reply if self.reply_is_too_big => {
-                self.reply_is_too_big = false;
-                self.counters.drops[DropReason::TooBig as usize] += 1;
-            }
+            Verdict::TooBigReply => self.counters.drops[DropReason::TooBig as usize] += 1,
             Verdict::Reply => self.counters.replied += 1,
             Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
         }
@@ -1318,8 +1325,7 @@ impl Pipeline {
             _ => return Verdict::Drop(DropReason::TooBig),
         }
         self.counters.icmp_too_big_sent += 1;
-        self.reply_is_too_big = true;
-        Verdict::Reply
+        Verdict::TooBigReply
     }
 
     fn answer_arp(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize) -> Verdict {

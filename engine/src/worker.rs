@@ -362,7 +362,7 @@ impl Worker {
         // Move what is to be sent to the front, in order.
         self.origin.clear();
         for i in 0..n {
-            if matches!(self.verdicts[i], Verdict::Forward | Verdict::Reply) {
+            if self.verdicts[i].sends() {
                 let j = self.origin.len();
                 self.bufs.swap(i, j);
                 self.origin.push(i);

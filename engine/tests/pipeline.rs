@@ -512,7 +512,7 @@ fn too_big_with_df_gets_icmp_frag_needed_from_the_vip() {
     // 1500-byte IP packet with DF: 1520 once in IPIP.
     let frame = udp4([198, 51, 100, 7], [203, 0, 113, 10], 40000, 8000, &[0xab; 1472]);
     let out = run(&mut p, &snap, SECOND, &frame);
-    assert_eq!(out.verdict, Verdict::Reply);
+    assert_eq!(out.verdict, Verdict::TooBigReply);
     let (e, rest) = ep::Ethernet2Header::from_slice(&out.bytes).unwrap();
     assert_eq!((e.source, e.destination), (OUR_MAC, CLIENT_MAC));
     let (ip4, icmp) = ep::Ipv4Header::from_slice(rest).unwrap();
@@ -530,6 +530,10 @@ fn too_big_with_df_gets_icmp_frag_needed_from_the_vip() {
     assert_eq!(p.counters().drop_count(DropReason::TooBig), 1);
     assert_eq!(p.counters().icmp_too_big_sent, 1);
     assert_eq!(p.counters().replied, 0);
+    // Its answer refused by the port: the packet is a too_big drop still, counted once.
+    p.count_tx_full(0, out.verdict);
+    assert_eq!(p.counters().drop_count(DropReason::TxFull), 0);
+    assert_eq!(p.counters().dropped(), 1);
 
     // IPv6: packet too big, quoting up to 1280 bytes in all.
     let mut f = Vec::new();
@@ -539,7 +543,7 @@ fn too_big_with_df_gets_icmp_frag_needed_from_the_vip() {
         .write(&mut f, &[1; 1440])
         .unwrap();
     let out = run(&mut p, &snap, SECOND, &f);
-    assert_eq!(out.verdict, Verdict::Reply);
+    assert_eq!(out.verdict, Verdict::TooBigReply);
     let h = ep::PacketHeaders::from_ethernet_slice(&out.bytes).unwrap();
     let Some(ep::NetHeaders::Ipv6(ip6, _)) = h.net else { panic!() };
     assert_eq!((ip6.source, ip6.destination), (v6("2001:db8:ab::10"), v6("2001:db8:c::7")));
@@ -562,11 +566,11 @@ fn too_big_icmp_is_rate_limited() {
     );
     let frame = udp4([198, 51, 100, 7], [203, 0, 113, 10], 40000, 8000, &[0xab; 1472]);
     let verdicts: Vec<Verdict> = (0..5).map(|_| run(&mut p, &snap, SECOND, &frame).verdict).collect();
-    assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Reply).count(), 3);
+    assert_eq!(verdicts.iter().filter(|v| **v == Verdict::TooBigReply).count(), 3);
     assert_eq!(p.counters().icmp_rate_limited, 2);
     assert_eq!(p.counters().drop_count(DropReason::TooBig), 5);
     // A tenth of a second later, one more token.
-    assert_eq!(run(&mut p, &snap, SECOND + SECOND / 10, &frame).verdict, Verdict::Reply);
+    assert_eq!(run(&mut p, &snap, SECOND + SECOND / 10, &frame).verdict, Verdict::TooBigReply);
 }
 
 #[test]
