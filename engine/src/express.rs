@@ -10,7 +10,9 @@
 //! does not take (another frame, an option or an extension header, a fragment, a packet
 //! too big for the tunnel, a backend of the other family, for IPv6 a tunnel other than
 //! IPIP) goes to the general path, which reaches the same verdict, bytes and counters for
-//! what the lane takes: the tests run both on the same traffic.
+//! what the lane takes: the tests and the `lanes` fuzz target run both on the same
+//! traffic, the general path as an independent oracle that asks the snapshot itself
+//! ([`crate::pipeline::PipelineOptions::oracle`]), not these tables.
 
 use std::net::{IpAddr, Ipv6Addr};
 

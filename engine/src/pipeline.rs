@@ -120,6 +120,11 @@ pub struct PipelineOptions {
     /// Take every packet through the general path, never the express lane (to check that
     /// both reach the same verdicts, bytes and counters).
     pub general_path_only: bool,
+    /// Have the general path find VIPs and backends the snapshot's own way
+    /// ([`Snapshot::find_vip`], the pools' numbers) rather than through the express lane's
+    /// tables, which answer the same in fewer instructions: the independent oracle the
+    /// tests compare the lane against. Off in the appliance.
+    pub oracle: bool,
 }
 
 impl Default for PipelineOptions {
@@ -129,6 +134,7 @@ impl Default for PipelineOptions {
             icmp_per_second: 1000,
             icmp_burst: 100,
             general_path_only: false,
+            oracle: false,
         }
     }
 }
@@ -172,6 +178,8 @@ pub struct Pipeline {
     icmp: RateLimit,
     ip_ident: u16,
     general_path_only: bool,
+    /// See [`PipelineOptions::oracle`].
+    oracle: bool,
     pending: Box<[Option<ToVip>; MAX_BURST]>,
     /// What the express lane learnt of each packet it took, by slot in the burst.
     express: Box<[Express; MAX_BURST]>,
@@ -245,6 +253,7 @@ impl Pipeline {
             },
             ip_ident: 0,
             general_path_only: options.general_path_only,
+            oracle: options.oracle,
             pending: Box::new([None; MAX_BURST]),
             express: Box::new([Express::default(); MAX_BURST]),
             extra: Vec::with_capacity(SPARE_BUFFERS),
@@ -925,6 +934,8 @@ impl Pipeline {
         let lane = snap.lane();
         let found = match (frame.fragment, vip_addr, protocol) {
             (true, ..) => snap.find_fragment_vip(vip_addr, protocol).map(|(i, _)| i),
+            // The oracle asks the snapshot itself (see `PipelineOptions::oracle`).
+            (false, ..) if self.oracle => snap.find_vip(vip_addr, protocol, vip_port).map(|(i, _)| i),
             // TCP and UDP: the lane's tables, which answer as `find_vip` does in one or two
             // probes.
             (false, IpAddr::V4(a), IpProtocol::Tcp | IpProtocol::Udp) => {
@@ -984,14 +995,18 @@ impl Pipeline {
         let mut backend: Option<(u16, &PoolBackend)> = None;
         let found = self.flows.lookup_absent(p.check, p.hash, now, &timeouts, class);
         if let Ok(number) = found {
-            let lane = snap.lane();
-            let found =
+            let known = if self.oracle {
+                // The pool's own index of numbers (see `PipelineOptions::oracle`).
+                pool.by_number(number)
+            } else {
+                let lane = snap.lane();
                 lane.vip.get(p.vip as usize).and_then(|v| lane.outer_of_number(v, number)).and_then(|o| {
                     let i = usize::from(o.index);
                     let b = pool.backends().get(i)?;
                     Some((i as u16, b))
-                });
-            match found {
+                })
+            };
+            match known {
                 Some(b) if b.1.state != BackendState::Down => {
                     self.counters.flow_hits += 1;
                     backend = Some(b);

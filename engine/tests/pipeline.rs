@@ -1047,7 +1047,7 @@ proptest! {
         frame.truncate(keep.max(1));
         static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
         let snap = SNAP.get_or_init(|| Snapshot::build(&spec()).unwrap());
-        let general = PipelineOptions { general_path_only: true, ..PipelineOptions::default() };
+        let general = PipelineOptions { general_path_only: true, oracle: true, ..PipelineOptions::default() };
         let mut fast = pipeline();
         let mut slow = Pipeline::with_flow_table(FlowTable::with_keys(4096, (7, 9)), general);
         let a = run(&mut fast, snap, SECOND, &frame);
@@ -1149,7 +1149,7 @@ proptest! {
         s.generation = 2;
         s.vips[0].backends[0].state = BackendState::Down;
         let down = Snapshot::build(&s).unwrap();
-        let general = PipelineOptions { general_path_only: true, ..PipelineOptions::default() };
+        let general = PipelineOptions { general_path_only: true, oracle: true, ..PipelineOptions::default() };
         let mut fast = pipeline();
         let mut slow = Pipeline::with_flow_table(FlowTable::with_keys(4096, (7, 9)), general);
         for (n, burst) in bursts.iter().enumerate() {
@@ -1217,7 +1217,7 @@ fn a_refused_packet_of_a_long_burst_is_taken_out_of_its_own_vips_traffic() {
 #[test]
 fn a_flood_of_new_flows_is_forwarded_as_the_general_path_forwards_it() {
     let snap = Snapshot::build(&spec()).unwrap();
-    let general = PipelineOptions { general_path_only: true, ..PipelineOptions::default() };
+    let general = PipelineOptions { general_path_only: true, oracle: true, ..PipelineOptions::default() };
     let mut fast = pipeline();
     let mut slow = Pipeline::with_flow_table(FlowTable::with_keys(4096, (7, 9)), general);
     for burst in 0..4usize {
