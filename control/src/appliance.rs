@@ -92,7 +92,11 @@ fn restore(state: &StateFile, discard: bool) -> Result<Overrides, String> {
     let o = Overrides::from_entry(&entry).map_err(|e| {
         format!("state file {}: {e}\nfix or remove it, or start with --discard-state", state.path().display())
     })?;
-    log::warn!("restored from state file {}: overrides {}", state.path().display(), o.describe());
+    if o.is_empty() {
+        log::info!("state file {}: no overrides were in force", state.path().display());
+    } else {
+        log::warn!("restored from state file {}: overrides {}", state.path().display(), o.describe());
+    }
     Ok(o)
 }
 
