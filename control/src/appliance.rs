@@ -53,13 +53,8 @@ fn log_reload(why: &str, r: &Result<crate::engine::ReloadReport, ReloadError>) {
                 r.build.as_secs_f64() * 1e3,
                 r.swap.as_secs_f64() * 1e3
             );
-            if r.only_restart_keys {
-                log::warn!(
-                    "{why}: nothing of the change is applied: restart needed for: {}",
-                    r.restart_needed.join(", ")
-                );
-            } else if !r.restart_needed.is_empty() {
-                log::warn!("{why}: {}", ctl::restart_warning(&r.restart_needed));
+            if let Some(m) = ctl::restart_message(r) {
+                log::warn!("{why}: {m}");
             }
         }
         Err(e) => log::error!("{why}: not applied, the running config stays:\n{e}"),

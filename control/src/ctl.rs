@@ -89,25 +89,29 @@ pub fn applied(r: &crate::engine::ReloadReport) -> Value {
         "swap_ms": ms(r.swap),
         "restart_needed": r.restart_needed,
     });
-    if r.only_restart_keys {
+    match restart_message(r) {
         // Nothing of what changed took effect: the operator must hear it as a failure.
-        a["ok"] = json!(false);
-        a["error"] = json!(format!(
-            "nothing of the change is applied: restart needed for: {} (the running appliance keeps what it started with)",
-            r.restart_needed.join(", ")
-        ));
-    } else if !r.restart_needed.is_empty() {
-        a["warning"] = json!(restart_warning(&r.restart_needed));
+        Some(m) if r.only_restart_keys => {
+            a["ok"] = json!(false);
+            a["error"] = json!(m);
+        }
+        Some(m) => a["warning"] = json!(m),
+        None => {}
     }
     a
 }
 
-/// What a reload says of keys only a restart applies.
-pub fn restart_warning(keys: &[String]) -> String {
-    format!(
-        "the rest is applied; restart needed for: {} (the running appliance keeps what it started with)",
-        keys.join(", ")
-    )
+/// What a reload says of keys only a restart applies, if any changed: that the rest is
+/// applied, or that nothing of the change is.
+pub fn restart_message(r: &crate::engine::ReloadReport) -> Option<String> {
+    if r.restart_needed.is_empty() {
+        return None;
+    }
+    let what = if r.only_restart_keys { "nothing of the change is applied:" } else { "the rest is applied;" };
+    Some(format!(
+        "{what} restart needed for: {} (the running appliance keeps what it started with)",
+        r.restart_needed.join(", ")
+    ))
 }
 
 /// Answers `request` against `engine` (on the control thread).
@@ -318,7 +322,8 @@ pub struct VipSpec {
     pub protocol: Option<VipProtocol>,
 }
 
-fn protocol_named(p: &str) -> Result<VipProtocol, String> {
+/// A VIP's protocol by its name in configs and VIP names: tcp, udp or any.
+pub fn protocol_named(p: &str) -> Result<VipProtocol, String> {
     match p {
         "tcp" => Ok(VipProtocol::Tcp),
         "udp" => Ok(VipProtocol::Udp),
@@ -516,8 +521,7 @@ pub fn refused() -> u64 {
 }
 
 /// Serves the socket: a thread per connection, up to [`MAX_CONNECTIONS`], each request
-/// passed to the control thread through `requests`. Returns when the listener fails for
-/// good (it is closed on exit).
+/// passed to the control thread through `requests`. Runs until the process ends.
 pub fn serve(listener: UnixListener, requests: Sender<Request>) {
     let gate = crate::listen::Gate::new(MAX_CONNECTIONS);
     crate::listen::accept_loop(

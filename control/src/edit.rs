@@ -11,10 +11,8 @@ use std::path::Path;
 
 use toml_edit::{DocumentMut, Item, Value};
 
-use vipgate_engine::table::VipProtocol;
-
 use crate::config::Config;
-use crate::ctl::VipSpec;
+use crate::ctl::{protocol_named, VipSpec};
 use crate::overrides::BackendSelector;
 
 /// What to change.
@@ -54,12 +52,7 @@ pub fn set_backend(
         if let Some(spec) = vip {
             let addr = table.get("address").and_then(Item::as_str).and_then(|a| a.parse::<IpAddr>().ok());
             let port = table.get("port").and_then(Item::as_integer).and_then(|p| u16::try_from(p).ok());
-            let protocol = match table.get("protocol").and_then(Item::as_str) {
-                Some("tcp") => Some(VipProtocol::Tcp),
-                Some("udp") => Some(VipProtocol::Udp),
-                Some("any") => Some(VipProtocol::Any),
-                _ => None,
-            };
+            let protocol = table.get("protocol").and_then(Item::as_str).and_then(|p| protocol_named(p).ok());
             match (addr, protocol) {
                 (Some(a), Some(p)) if spec.matches(a, p, port) => {}
                 _ => continue,

@@ -130,49 +130,55 @@ pub struct ReloadReport {
     pub only_restart_keys: bool,
 }
 
+/// Copies one key that only a restart applies from the config the appliance started with
+/// (second) into another config (first).
+type TakeKey = fn(&mut Config, &Config);
+
+/// The keys a running appliance cannot change (its workers and their options, its port,
+/// its sockets), each with how to take it from the started config: one list, from which
+/// both what a reload names ([`restart_needed`]) and what it can apply
+/// ([`with_restart_keys_of`]) follow.
+const RESTART_KEYS: &[(&str, TakeKey)] = &[
+    ("workers", |c, s| c.engine.workers = s.engine.workers),
+    ("cores", |c, s| c.engine.cores.clone_from(&s.engine.cores)),
+    ("burst", |c, s| c.engine.burst = s.engine.burst),
+    ("flow_capacity", |c, s| c.engine.flow_capacity = s.engine.flow_capacity),
+    ("idle_polls_before_sleep", |c, s| c.engine.idle_polls_before_sleep = s.engine.idle_polls_before_sleep),
+    ("[[port]]", |c, s| {
+        if c.ports.len() != s.ports.len() {
+            c.ports.clone_from(&s.ports);
+        }
+    }),
+    ("[[port]] name", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.name.clone_from(&q.name))),
+    ("[[port]] driver", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.driver = q.driver)),
+    ("[[port]] input", |c, s| {
+        c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.input.clone_from(&q.input))
+    }),
+    ("[[port]] output", |c, s| {
+        c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.output.clone_from(&q.output))
+    }),
+    ("[[port]] args", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.args.clone_from(&q.args))),
+    ("[[port]] queues", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.queues = q.queues)),
+    ("[[port]] profile", |c, s| {
+        c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.profile.clone_from(&q.profile))
+    }),
+    ("[[port]] rate", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.rate = q.rate)),
+    ("[control] socket", |c, s| c.control.socket.clone_from(&s.control.socket)),
+    ("[control] metrics", |c, s| c.control.metrics = s.control.metrics),
+];
+
 /// The keys of `new` that differ from `started` and that a running appliance cannot
-/// change: its workers and their options, its port, its sockets.
+/// change ([`RESTART_KEYS`]), in that list's order.
 pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let (a, b) = (&started.engine, &new.engine);
-    for (name, differs) in [
-        ("workers", a.workers != b.workers),
-        ("cores", a.cores != b.cores),
-        ("burst", a.burst != b.burst),
-        ("flow_capacity", a.flow_capacity != b.flow_capacity),
-        ("idle_polls_before_sleep", a.idle_polls_before_sleep != b.idle_polls_before_sleep),
-    ] {
-        if differs {
-            out.push(name.to_string());
-        }
-    }
-    if started.ports.len() != new.ports.len() {
-        out.push("[[port]]".into());
-    } else {
-        for (p, q) in started.ports.iter().zip(&new.ports) {
-            for (name, differs) in [
-                ("name", p.name != q.name),
-                ("driver", p.driver != q.driver),
-                ("input", p.input != q.input),
-                ("output", p.output != q.output),
-                ("args", p.args != q.args),
-                ("queues", p.queues != q.queues),
-                ("profile", p.profile != q.profile),
-                ("rate", p.rate != q.rate),
-            ] {
-                if differs {
-                    out.push(format!("[[port]] {name}"));
-                }
-            }
-        }
-    }
-    if started.control.socket != new.control.socket {
-        out.push("[control] socket".into());
-    }
-    if started.control.metrics != new.control.metrics {
-        out.push("[control] metrics".into());
-    }
-    out
+    RESTART_KEYS
+        .iter()
+        .filter(|(_, take)| {
+            let mut c = new.clone();
+            take(&mut c, started);
+            c != *new
+        })
+        .map(|(name, _)| (*name).to_string())
+        .collect()
 }
 
 /// What a reload of the config file would do.
@@ -190,28 +196,9 @@ pub struct ReloadPreview {
 /// running appliance can apply of it.
 fn with_restart_keys_of(config: &Config, started: &Config) -> Config {
     let mut c = config.clone();
-    let (e, s) = (&mut c.engine, &started.engine);
-    e.workers = s.workers;
-    e.cores.clone_from(&s.cores);
-    e.burst = s.burst;
-    e.flow_capacity = s.flow_capacity;
-    e.idle_polls_before_sleep = s.idle_polls_before_sleep;
-    if c.ports.len() == started.ports.len() {
-        for (p, q) in c.ports.iter_mut().zip(&started.ports) {
-            p.name.clone_from(&q.name);
-            p.driver = q.driver;
-            p.input.clone_from(&q.input);
-            p.output.clone_from(&q.output);
-            p.args.clone_from(&q.args);
-            p.queues = q.queues;
-            p.profile.clone_from(&q.profile);
-            p.rate = q.rate;
-        }
-    } else {
-        c.ports.clone_from(&started.ports);
+    for (_, take) in RESTART_KEYS {
+        take(&mut c, started);
     }
-    c.control.socket.clone_from(&started.control.socket);
-    c.control.metrics = started.control.metrics;
     c
 }
 
@@ -579,8 +566,7 @@ impl Engine {
     /// what it would take away, and what only a restart applies.
     pub fn reload_preview(&self) -> Result<ReloadPreview, ReloadError> {
         let config = Config::load(&self.config.path).map_err(ReloadError::Config)?;
-        let gone =
-            removals(&self.overrides.apply_operator(&self.config), &self.overrides.apply_operator(&config));
+        let gone = self.removals_of(&config);
         let next = build_snapshot(&config, &self.overrides.apply(&config), self.generation + 1, None)?;
         Ok(ReloadPreview {
             changes: crate::diff::diff(&self.snapshot, &next),
@@ -602,6 +588,12 @@ impl Engine {
         self.record(r)
     }
 
+    /// What going from the running config to `config` would take away, the operator's
+    /// overrides in force on both sides.
+    fn removals_of(&self, config: &Config) -> Vec<String> {
+        removals(&self.overrides.apply_operator(&self.config), &self.overrides.apply_operator(config))
+    }
+
     fn record(&mut self, r: Result<ReloadReport, ReloadError>) -> Result<ReloadReport, ReloadError> {
         match &r {
             Ok(report) => {
@@ -619,10 +611,7 @@ impl Engine {
 
     fn reload_unrecorded(&mut self, config: Config, how: Reload) -> Result<ReloadReport, ReloadError> {
         if !how.allow_removals {
-            let gone = removals(
-                &self.overrides.apply_operator(&self.config),
-                &self.overrides.apply_operator(&config),
-            );
+            let gone = self.removals_of(&config);
             if !gone.is_empty() {
                 return Err(ReloadError::Removals {
                     what: config.path.display().to_string(),

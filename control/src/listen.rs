@@ -9,7 +9,8 @@
 //!   descriptor are free again.
 //! - When `accept` fails for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
 //!   ENOMEM), the loop waits before trying again instead of spinning, and says so in the
-//!   log at most every 10 s; the connections already open finish, which frees some.
+//!   log at most every 10 s; the connections already open finish, which frees some. No
+//!   error ends the loop.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -62,9 +63,12 @@ pub fn is_shortage(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
-/// Accepts connections until `accept` fails for good: each one under the cap goes to
+/// Accepts connections for as long as the process runs: each one under the cap goes to
 /// `serve` on a thread of its own (named `name`), each one over it to `refuse` (and
-/// `refused` counts it).
+/// `refused` counts it). `accept` failing never ends the loop (the operator's channel must
+/// not go away for a burst of errors): it waits, 100 ms after a shortage of descriptors
+/// or memory, and up to a second as other errors repeat, and says so in the log at most
+/// every 10 s.
 pub fn accept_loop<S: Send + 'static>(
     name: &'static str,
     mut accept: impl FnMut() -> io::Result<S>,
@@ -81,29 +85,23 @@ pub fn accept_loop<S: Send + 'static>(
                 failures = 0;
                 s
             }
-            Err(e) if is_shortage(&e) => {
-                if last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    log::error!(
-                        "{name}: cannot accept a connection ({e}); trying again every {SHORTAGE_PAUSE:?}"
-                    );
-                    last_said = Some(Instant::now());
-                }
-                std::thread::sleep(SHORTAGE_PAUSE);
-                continue;
-            }
             Err(e)
                 if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted =>
             {
                 continue
             }
             Err(e) => {
-                // Anything else is unexpected; a closed listener fails every time.
-                failures += 1;
-                if failures >= 100 {
-                    log::error!("{name}: accept keeps failing ({e}); no more connections");
-                    return;
+                let pause = if is_shortage(&e) {
+                    SHORTAGE_PAUSE
+                } else {
+                    failures = failures.saturating_add(1);
+                    Duration::from_millis(10 << failures.min(7)).min(Duration::from_secs(1))
+                };
+                if last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    log::error!("{name}: cannot accept a connection ({e}); trying again in {pause:?}");
+                    last_said = Some(Instant::now());
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(pause);
                 continue;
             }
         };

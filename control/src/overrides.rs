@@ -158,10 +158,10 @@ impl Overrides {
                     b.state = BackendState::Draining;
                 }
                 // A weight set for this VIP wins over one set for every VIP.
-                let mut weights = self.weights.iter().filter(|(s, _)| s.matches(&name, &b.id));
-                let (scoped, everywhere): (Vec<_>, Vec<_>) =
-                    weights.by_ref().partition(|(s, _)| s.vip.is_some());
-                if let Some((_, &w)) = scoped.first().or(everywhere.first()) {
+                let weight = |scoped: bool| {
+                    self.weights.iter().find(|(s, _)| s.vip.is_some() == scoped && s.matches(&name, &b.id))
+                };
+                if let Some((_, &w)) = weight(true).or_else(|| weight(false)) {
                     b.weight = w;
                 }
             }
