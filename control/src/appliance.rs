@@ -497,14 +497,14 @@ impl Fleet {
             self.announcer = Some(Announcer::new(cfg.clone()));
         }
         let now = std::time::Instant::now();
-        let workers = engine.stats().workers;
-        self.progress.resize(workers.len(), (u64::MAX, now));
+        let polls = engine.polls();
+        self.progress.resize(polls.len(), (u64::MAX, now));
         let mut stuck = None;
-        for (w, p) in workers.iter().zip(self.progress.iter_mut()) {
-            if w.polls.0 != p.0 {
-                *p = (w.polls.0, now);
+        for (id, (&n, p)) in polls.iter().zip(self.progress.iter_mut()).enumerate() {
+            if n != p.0 {
+                *p = (n, now);
             } else if now - p.1 >= cfg.stuck_after {
-                stuck = Some(format!("worker {} has not polled for {} s", w.id, (now - p.1).as_secs()));
+                stuck = Some(format!("worker {id} has not polled for {} s", (now - p.1).as_secs()));
             }
         }
         let drained = engine.overrides().appliance_drained;

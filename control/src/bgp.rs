@@ -54,22 +54,31 @@ pub struct Announcer {
     written: Option<(Vec<SubnetConfig>, Option<String>)>,
     configured: bool,
     last_error: Option<String>,
+    /// When BIRD was last asked, so that a failure is retried once a second however often
+    /// the control loop comes by.
+    last_try: Option<std::time::Instant>,
 }
+
+/// How long after a failed attempt BIRD is asked again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Announcer {
     /// An announcer that has written nothing yet.
     pub fn new(config: BgpConfig) -> Announcer {
-        Announcer { config, written: None, configured: false, last_error: None }
+        Announcer { config, written: None, configured: false, last_error: None, last_try: None }
     }
 
     /// Announces `subnets`, or withdraws every route with `withdrawn = Some(reason)`.
-    /// Writes and reconfigures BIRD only when something changed, or when the last attempt
-    /// failed.
+    /// Writes and reconfigures BIRD only when something changed, or (once a second) when
+    /// the last attempt failed.
     pub fn set(&mut self, subnets: &[SubnetConfig], withdrawn: Option<&str>) {
         let want = (subnets.to_vec(), withdrawn.map(str::to_string));
-        if self.written.as_ref() == Some(&want) && self.configured {
+        if self.written.as_ref() == Some(&want)
+            && (self.configured || self.last_try.is_some_and(|t| t.elapsed() < RETRY_EVERY))
+        {
             return;
         }
+        self.last_try = Some(std::time::Instant::now());
         let result = self.write_and_configure(subnets, withdrawn);
         match &result {
             Ok(()) => {

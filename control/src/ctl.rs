@@ -230,6 +230,7 @@ fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value
     json!({
         "ok": true,
         "config": engine.config().path.display().to_string(),
+        "pid": std::process::id(),
         "generation": s.generation,
         "uptime_s": (s.uptime * 1000.0).round() / 1000.0,
         "reloads": engine.reloads(),

@@ -852,6 +852,12 @@ impl Engine {
         !self.overrides.is_empty()
     }
 
+    /// Each worker's polls of its port so far, by worker (cheap: what the control loop
+    /// watches for a worker that has stopped).
+    pub fn polls(&self) -> Vec<u64> {
+        self.workers.iter().map(|w| w.stats.polls.get()).collect()
+    }
+
     /// Packets the workers have received since start, over every worker (cheap: no
     /// per-VIP tallies).
     pub fn rx_packets(&self) -> u64 {

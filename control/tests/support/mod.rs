@@ -138,6 +138,19 @@ pub fn replayed(dir: &Path, input: &Path, workers: usize) -> Vec<Vec<u8>> {
     read_capture(&out)
 }
 
+/// The process id that the appliance answering on `socket` reports in `status`, if one
+/// answers within a second.
+pub fn answering_pid(socket: &Path) -> Option<u32> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"{\"cmd\":\"status\"}\n").ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+    v["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
+}
+
 /// A `vipgate run` process on a config in a directory of its own, as an operator runs it.
 pub struct Appliance {
     pub child: std::process::Child,
@@ -196,8 +209,11 @@ impl Appliance {
             .stderr(file("log"))
             .spawn()
             .unwrap();
+        // Up when it answers `status` as this process: a socket that merely takes a
+        // connection may still be a killed predecessor's, held for a moment by a child it
+        // forked.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        while answering_pid(socket) != Some(child.id()) {
             if let Some(status) = child.try_wait().unwrap() {
                 let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
                 panic!("vipgate run exited ({status}): {log}");
