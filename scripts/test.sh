@@ -19,7 +19,7 @@ Runs, from the repository root:
   cargo-fuzz with cargo when missing)
 
 System packages that are missing (shellcheck, C and C++ compilers, python3, jq, iproute2,
-procps, bird2, and for the dpdk driver libdpdk-dev, dpdk-dev, clang and pkg-config) are
+procps, util-linux, bird2, and for the dpdk driver libdpdk-dev, dpdk-dev, clang and pkg-config) are
 installed with apt-get when run as root; otherwise the script names them and stops.
 The network tests create and remove their own namespaces, and DPDK's EAL wants root, so
 they need root (the dpdk tests say SKIPPED when not). Exits non-zero on the first failure.
@@ -53,6 +53,8 @@ command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The tests signal the appliance with kill(1) (bash's builtin is no help to them).
 [[ -x /bin/kill || -x /usr/bin/kill ]] || missing+=(procps)
+# They run it under a small descriptor limit (prlimit) and as nobody (setpriv).
+{ command -v prlimit && command -v setpriv; } >/dev/null 2>&1 || missing+=(util-linux)
 command -v bird >/dev/null 2>&1 || missing+=(bird2)
 # The dpdk driver: DPDK 22.11's headers and libraries (pkg-config finds them), its
 # virtual devices' drivers, dpdk-testpmd for the benchmarks, and libclang for bindgen.
