@@ -30,8 +30,8 @@ are left alone, and said so: their old backends keep taking new flows. Then:
   5. drains the old backends in those VIPs and waits until their open connections fall
      to FLOWS_BELOW or FLOWS_TIMEOUT passes (their established flows stay on them
      meanwhile): TCP flows with no FIN or RST seen, and UDP flows seen within UDP_WINDOW
-     (closing TCP flows and quiet UDP ones in the flow table are not waited on). An old backend that also serves a VIP left alone is not waited on (flows
-     are counted per backend, not per VIP) and is named;
+     (closing TCP flows and quiet UDP ones in the flow table are not waited on). Flows
+     are counted per VIP: an old backend's flows in a VIP left alone are not waited on;
   6. writes the end state to the config file for those VIPs (NEW at WEIGHT and active,
      OLD draining), reloads it, and removes the overrides: a restart keeps the new state.
 
@@ -232,25 +232,16 @@ for p in "${old_pairs[@]}"; do
     IFS=$'\t' read -r v b w <<<"$p"
     ctl drain "$b" --vip "$v" >/dev/null || rollback "draining $b in $v failed"
 done
-# Flows are counted per backend: an old backend that also serves a VIP left alone keeps
-# its flows there, so the wait is only on the others.
-waited=()
-for ob in "${old[@]}"; do
-    shared="$(jq -r --arg b "$ob" --argjson s "$scope_json" '[.[] | select(.vip as $v | any($s[]; . == $v) | not) | select(any(.backends[]; .backend == $b)) | .vip] | join(", ")' <<<"$vips_json")"
-    if [[ -n "$shared" ]]; then
-        say "not waiting on $ob's flows: it also serves $shared, left alone"
-    else
-        waited+=("$ob")
-    fi
-done
-say "drained ${old[*]} in the VIPs moved; waiting for the open connections of ${waited[*]:-none} (TCP established, UDP seen in ${udp_window}s) to fall to $flows_below"
-wait_list="$(IFS=,; echo "${waited[*]:-}")"
+# Flows are counted per VIP and backend: the wait is on the old backends' flows in the VIPs
+# moved, not on their flows in VIPs left alone.
+pairs_json="$(for p in "${old_pairs[@]}"; do IFS=$'\t' read -r v b w <<<"$p"; jq -n --arg v "$v" --arg b "$b" '{vip: $v, backend: $b}'; done | jq -s .)"
+say "drained ${old[*]} in the VIPs moved; waiting for their open connections there (TCP established, UDP seen in ${udp_window}s) to fall to $flows_below"
 deadline=$((SECONDS + flows_timeout))
-while ((${#waited[@]} > 0)); do
-    live="$(ctl_json flows --udp-window "${udp_window}s" | jq --arg list "$wait_list" '($list | split(",")) as $o | [.backends[] | select(.backend as $b | $o | index($b)) | .tcp_established + .udp_recent] | add // 0')"
+while ((${#old_pairs[@]} > 0)); do
+    live="$(ctl_json flows --udp-window "${udp_window}s" | jq --argjson pairs "$pairs_json" '[.vips[] | .vip as $v | .backends[] | .backend as $b | select(any($pairs[]; .vip == $v and .backend == $b)) | .tcp_established + .udp_recent] | add // 0')"
     ((live > flows_below)) || break
     if ((SECONDS >= deadline)); then
-        say "$live open connections still on ${waited[*]} after ${flows_timeout}s: they stay drained; the config file is unchanged (run again to finish)"
+        say "$live open connections still on ${old[*]} in the VIPs moved after ${flows_timeout}s: they stay drained; the config file is unchanged (run again to finish)"
         exit 3
     fi
     sleep 1

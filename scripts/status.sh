@@ -14,8 +14,7 @@ per second in and out over the interval, drops by reason (per second, and since 
 the pipeline's and the port's own, such as its software spread's full queues and the
 device's RX misses; a kind the device cannot report is said so),
 and per VIP each backend's state, weight, share of the packets in the interval and live
-flows (TCP established and closing, UDP; flows are counted per backend, over every VIP
-that lists it). Takes two samples of the counters INTERVAL seconds apart (default 1).
+flows in that VIP (TCP established and closing, UDP). Takes two samples of the counters INTERVAL seconds apart (default 1).
 
   --config FILE       the appliance's config (default: $VIPGATE_CONFIG or /etc/vipgate/vipgate.toml)
   --interval SECONDS  between the two samples (default 1)
@@ -71,6 +70,6 @@ jq -rn --argjson a "$before" --argjson b "$after" --argjson s "$status" --argjso
     | "\($v.vip)",
       ($v.backends[] | . as $x
         | ($x.packets - ([$av.backends[] | select(.backend == $x.backend)][0].packets // 0)) as $d
-        | ([$f.backends[] | select(.backend == $x.backend)][0] // {flows: 0, tcp_established: 0, tcp_closing: 0, udp: 0}) as $fl
+        | ([$f.vips[] | select(.vip == $v.vip) | .backends[] | select(.backend == $x.backend)][0] // {flows: 0, tcp_established: 0, tcp_closing: 0, udp: 0}) as $fl
         | "  \($x.backend | . + (" " * (28 - length))) \($x.state | . + (" " * (9 - length))) weight \($x.weight)   share \(if $tot > 0 then pct($d / $tot) else 0 end)%   live flows \($fl.flows) (TCP \($fl.tcp_established) open, \($fl.tcp_closing) closing; UDP \($fl.udp))"))
 '

@@ -112,7 +112,14 @@ fn main() {
     drop(snap);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let t = Instant::now();
-    let snap = vipgate_control::build::snapshot_with(&config0, 1, None, cores).unwrap();
+    let snap = vipgate_control::build::snapshot_with(
+        &config0,
+        1,
+        None,
+        cores,
+        &mut vipgate_engine::numbering::Numbering::new(),
+    )
+    .unwrap();
     println!(
         "first build on {cores} threads (no worker running yet, as at start): {:.1} ms",
         ms(t.elapsed())

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use vipgate_engine::numbering::Numbering;
 use vipgate_engine::table::{
     BackendSpec, Interface, Snapshot, SnapshotSpec, TableError, Timeouts, Tunnel, VipSpec,
 };
@@ -64,14 +65,15 @@ pub fn snapshot(config: &Config, generation: u64) -> Result<Snapshot, TableError
     Snapshot::build(&snapshot_spec(config, 0, generation))
 }
 
-/// Builds the snapshot of `config` for its first port, taking unchanged rings from
-/// `previous` (see [`Snapshot::build_from`]) and building new ones on up to `threads`
-/// threads.
+/// Builds the snapshot of `config` for its first port with `numbering`, taking unchanged
+/// rings from `previous` (see [`Snapshot::build_from`]) and building new ones on up to
+/// `threads` threads.
 pub fn snapshot_with(
     config: &Config,
     generation: u64,
     previous: Option<&Snapshot>,
     threads: usize,
+    numbering: &mut Numbering,
 ) -> Result<Snapshot, TableError> {
-    Snapshot::build_with(&snapshot_spec(config, 0, generation), previous, threads)
+    Snapshot::build_with(&snapshot_spec(config, 0, generation), previous, threads, numbering)
 }

@@ -12,7 +12,7 @@
 //! {"cmd":"weight","backend":"192.0.2.11","weight":5} another weight (until undrain)
 //!                                                    drain and weight take "force":true to empty a VIP
 //! {"cmd":"table","vip":"203.0.113.10:8000/udp"}      the VIP's Maglev slots per backend
-//! {"cmd":"flows"}                                    live flows per worker and per backend
+//! {"cmd":"flows"}                                    live flows by state: per worker, per backend, per VIP and backend
 //! ```
 //! Every answer has `"ok": true`, or `"ok": false` and an `"error"`. A line that is not
 //! such a request, or a field of the wrong type ("backend must be a string"), gets an
@@ -451,15 +451,45 @@ fn states_json(total: u64, s: &StateCounts) -> Value {
 }
 
 fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
+    use std::collections::BTreeMap;
     let counts = engine.flows(Duration::from_secs(10), udp_window);
-    let mut per_backend: std::collections::BTreeMap<String, StateCounts> = std::collections::BTreeMap::new();
     let mut all = StateCounts::default();
+    let mut by_number: BTreeMap<u32, StateCounts> = BTreeMap::new();
     for c in &counts {
         all.add(&c.states);
         for (number, n) in &c.per_backend {
-            per_backend.entry(engine.backend_name(*number)).or_default().add(n);
+            by_number.entry(*number).or_default().add(n);
         }
     }
+    /// Flows by state, and whether the running tables still have any of them.
+    #[derive(Default, Clone, Copy)]
+    struct Tally(StateCounts, bool);
+    impl Tally {
+        fn add(&mut self, n: &StateCounts, present: bool) {
+            self.0.add(n);
+            self.1 |= present;
+        }
+    }
+    // Per backend (over every VIP), and per VIP and backend. A pair the running tables no
+    // longer have is marked removed; a number no pair has (none should) is named as such.
+    let mut per_backend: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut per_vip: BTreeMap<String, (Tally, BTreeMap<String, Tally>)> = BTreeMap::new();
+    for (number, n) in &by_number {
+        let (vip, backend, present) = match engine.target(*number) {
+            Some((t, present)) => (t.vip.to_string(), t.backend.to_string(), present),
+            None => ("(unknown)".to_string(), format!("#{number} (unknown)"), false),
+        };
+        per_backend.entry(backend.clone()).or_default().add(n, present);
+        let v = per_vip.entry(vip).or_default();
+        v.0.add(n, present);
+        v.1.entry(backend).or_default().add(n, present);
+    }
+    let entry = |key: &str, name: &str, Tally(n, present): &Tally| {
+        let mut e = states_json(n.total(), n);
+        e[key] = json!(name);
+        e["removed"] = json!(!present);
+        e
+    };
     let mut answer = states_json(all.total(), &all);
     answer["ok"] = json!(counts.len() == engine.workers());
     if counts.len() != engine.workers() {
@@ -477,11 +507,12 @@ fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
             w
         })
         .collect();
-    answer["backends"] = per_backend
-        .into_iter()
-        .map(|(b, n)| {
-            let mut e = states_json(n.total(), &n);
-            e["backend"] = json!(b);
+    answer["backends"] = per_backend.iter().map(|(b, n)| entry("backend", b, n)).collect();
+    answer["vips"] = per_vip
+        .iter()
+        .map(|(v, (tally, backends))| {
+            let mut e = entry("vip", v, tally);
+            e["backends"] = backends.iter().map(|(b, n)| entry("backend", b, n)).collect();
             e
         })
         .collect();
@@ -991,19 +1022,34 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                 ));
             }
             s.push_str(&format!(
-                "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
                 "backend", "flows", "tcp_est", "tcp_close", "udp", "udp_recent"
             ));
-            for b in a["backends"].as_array().into_iter().flatten() {
+            let row = |s: &mut String, name: String, b: &Value| {
+                let name =
+                    if b["removed"].as_bool() == Some(true) { format!("{name} (removed)") } else { name };
                 s.push_str(&format!(
-                    "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-                    b["backend"].as_str().unwrap_or(""),
+                    "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                    name,
                     u(&b["flows"]),
                     u(&b["tcp_established"]),
                     u(&b["tcp_closing"]),
                     u(&b["udp"]),
                     u(&b["udp_recent"])
                 ));
+            };
+            for b in a["backends"].as_array().into_iter().flatten() {
+                row(&mut s, b["backend"].as_str().unwrap_or("").to_string(), b);
+            }
+            s.push_str(&format!(
+                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                "VIP / backend", "flows", "tcp_est", "tcp_close", "udp", "udp_recent"
+            ));
+            for v in a["vips"].as_array().into_iter().flatten() {
+                row(&mut s, v["vip"].as_str().unwrap_or("").to_string(), v);
+                for b in v["backends"].as_array().into_iter().flatten() {
+                    row(&mut s, format!("  {}", b["backend"].as_str().unwrap_or("")), b);
+                }
             }
         }
         _ => s.push_str(&format!("{a}\n")),

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use vipgate_engine::counters::Counters;
 use vipgate_engine::maglev::BackendId;
+use vipgate_engine::numbering::{Numbering, Target};
 use vipgate_engine::pipeline::PipelineOptions;
 use vipgate_engine::port::Port;
 use vipgate_engine::stats::WorkerStats;
@@ -301,6 +302,9 @@ pub struct Engine {
     overrides: Overrides,
     generation: u64,
     snapshot: Arc<Snapshot>,
+    /// The numbers of (VIP, backend) pairs every snapshot is built with: a pair keeps its
+    /// number, and its flows their backend, across reloads.
+    numbering: Numbering,
     workers: Vec<WorkerSlot>,
     acks: Receiver<Ack>,
     stop: Arc<AtomicBool>,
@@ -391,13 +395,14 @@ fn build_snapshot(
     applied: &Config,
     generation: u64,
     previous: Option<&Snapshot>,
+    numbering: &mut Numbering,
 ) -> Result<Snapshot, ReloadError> {
     // Rings are built on the cores the workers leave free: all of them before the workers
     // start, none but the control thread's own when they take every core.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let busy = if previous.is_some() { config.engine.workers } else { 0 };
     let threads = cores.saturating_sub(busy).max(1);
-    build::snapshot_with(applied, generation, previous, threads)
+    build::snapshot_with(applied, generation, previous, threads, numbering)
         .map_err(|e| ReloadError::Build { path: config.path.display().to_string(), message: e.to_string() })
 }
 
@@ -421,7 +426,8 @@ impl Engine {
         overrides: Overrides,
     ) -> Result<Engine, ReloadError> {
         let (applied, alarms) = overrides.apply_with_alarms(&config);
-        let snapshot = Arc::new(build_snapshot(&config, &applied, 1, None)?);
+        let mut numbering = Numbering::new();
+        let snapshot = Arc::new(build_snapshot(&config, &applied, 1, None, &mut numbering)?);
         let clock = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let (ack_tx, acks) = crossbeam_channel::unbounded();
@@ -466,6 +472,7 @@ impl Engine {
             overrides,
             generation: 1,
             snapshot,
+            numbering,
             workers,
             acks,
             stop,
@@ -567,7 +574,15 @@ impl Engine {
     pub fn reload_preview(&self) -> Result<ReloadPreview, ReloadError> {
         let config = Config::load(&self.config.path).map_err(ReloadError::Config)?;
         let gone = self.removals_of(&config);
-        let next = build_snapshot(&config, &self.overrides.apply(&config), self.generation + 1, None)?;
+        // Numbered apart (the diff compares tables, not numbers): a preview gives no pair a number.
+        let mut numbering = Numbering::new();
+        let next = build_snapshot(
+            &config,
+            &self.overrides.apply(&config),
+            self.generation + 1,
+            None,
+            &mut numbering,
+        )?;
         Ok(ReloadPreview {
             changes: crate::diff::diff(&self.snapshot, &next),
             removals: gone,
@@ -647,7 +662,15 @@ impl Engine {
         let generation = self.generation + 1;
         let t0 = Instant::now();
         let (applied, alarms) = overrides.apply_with_alarms(&config);
-        let snapshot = Arc::new(build_snapshot(&config, &applied, generation, Some(&self.snapshot))?);
+        // A build that fails may have numbered pairs of its config: numbers are never given
+        // twice anyway, and a later build of that config finds them.
+        let snapshot = Arc::new(build_snapshot(
+            &config,
+            &applied,
+            generation,
+            Some(&self.snapshot),
+            &mut self.numbering,
+        )?);
         let build = t0.elapsed();
         if !overrides.same_operator(&self.overrides) {
             // Saved before it is applied: an override a crash would forget is not taken.
@@ -1003,10 +1026,11 @@ impl Engine {
         out
     }
 
-    /// The name of backend `number` ([`PoolBackend::number`]), with " (removed)" when the
-    /// running snapshot no longer has it.
-    pub fn backend_name(&self, number: u32) -> String {
-        self.snapshot.backend_name(number)
+    /// The (VIP, backend) pair that flows remember as `number` ([`PoolBackend::number`]),
+    /// and whether the running snapshot still has it. `None` for a number never given.
+    pub fn target(&self, number: u32) -> Option<(Target, bool)> {
+        let target = *self.numbering.target(number)?;
+        Some((target, self.snapshot.has_pair(number, &target)))
     }
 
     /// Stops every worker, waits for them, and returns the final counters.

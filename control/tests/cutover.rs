@@ -172,17 +172,37 @@ fn a_cutover_moves_only_the_vips_that_list_a_new_backend() {
         "{plan}"
     );
 
+    // The old backends carry open TCP connections in the TCP VIP, which stays: the wait
+    // is on their flows in the VIPs moved (UDP, none seen within a window of 0 s), so it
+    // ends at once even though they must fall to 0.
+    support::wait_for("open TCP connections on 192.0.2.11 in the TCP VIP", 20, || {
+        let f = app.json(&["flows"]);
+        let tcp = f["vips"].as_array().unwrap().iter().find(|v| v["vip"] == "tcp://203.0.113.10").cloned();
+        tcp.is_some_and(|v| {
+            v["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["backend"] == "192.0.2.11" && b["tcp_established"].as_u64().unwrap() > 0)
+        })
+    });
     let mut args = base.to_vec();
-    args.extend_from_slice(&run);
+    args.extend_from_slice(&[
+        "--steps",
+        "1",
+        "--step-wait",
+        "1",
+        "--flows-below",
+        "0",
+        "--udp-window",
+        "0",
+        "--flows-timeout",
+        "20",
+    ]);
     let out = cutover(&app, &args);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    assert!(
-        log.contains(
-            "not waiting on 192.0.2.11's flows: it also serves tcp://203.0.113.10, udp://203.0.113.20:53"
-        ),
-        "{log}"
-    );
+    assert!(log.contains("waiting for their open connections there"), "{log}");
     // Moved: the old site drains in the UDP VIP; the new backend takes every slot there.
     assert_eq!(slot(&app, "udp://203.0.113.10:8000", "192.0.2.11"), ("draining".into(), 0));
     assert_eq!(slot(&app, "udp://203.0.113.10:8000", "198.51.100.21"), ("active".into(), 251));
@@ -205,9 +225,10 @@ fn a_cutover_moves_only_the_vips_that_list_a_new_backend() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// What `ctl flows` must tell apart: open TCP connections, closing ones, and UDP flows.
+/// What `ctl flows` must tell apart: open TCP connections, closing ones, and UDP flows, per
+/// backend and per VIP (192.0.2.11 serves both VIPs).
 #[test]
-fn flows_are_counted_by_state_per_backend() {
+fn flows_are_counted_by_state_per_backend_and_per_vip() {
     use etherparse::PacketBuilder;
     let dir = fresh_dir("cutover-flows");
     let client = [2, 0, 0, 0, 0, 0xc1];
@@ -271,7 +292,7 @@ backends = [{{ address = "192.0.2.11" }}]
 address = "203.0.113.10"
 protocol = "tcp"
 encap = "ipip"
-backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}]
+backends = [{{ address = "192.0.2.11" }}, {{ address = "192.0.2.22" }}]
 
 [control]
 socket = "{}"
@@ -290,21 +311,43 @@ state = "state.json"
         (&100.into(), &50.into(), &20.into(), &30.into(), &30.into()),
         "{f}"
     );
-    let backends = f["backends"].as_array().unwrap();
-    let udp = backends.iter().find(|b| b["backend"] == "192.0.2.11").unwrap();
-    assert_eq!((&udp["udp"], &udp["tcp_established"]), (&30.into(), &0.into()), "{f}");
-    let tcp: u64 = backends
-        .iter()
-        .filter(|b| b["backend"] != "192.0.2.11")
-        .map(|b| b["tcp_established"].as_u64().unwrap())
-        .sum();
-    assert_eq!(tcp, 50, "{f}");
+    let field = |e: &serde_json::Value, k: &str| e[k].as_u64().unwrap();
+    let vip = |name: &str| f["vips"].as_array().unwrap().iter().find(|v| v["vip"] == name).unwrap().clone();
+    let in_vip = |v: &serde_json::Value, b: &str| {
+        v["backends"].as_array().unwrap().iter().find(|e| e["backend"] == b).cloned().unwrap_or_default()
+    };
+    let (udp, tcp) = (vip("udp://203.0.113.10:8000"), vip("tcp://203.0.113.10"));
+    assert_eq!(
+        (field(&udp, "udp"), field(&udp, "tcp_established"), field(&udp, "flows")),
+        (30, 0, 30),
+        "{f}"
+    );
+    assert_eq!(
+        (field(&tcp, "tcp_established"), field(&tcp, "tcp_closing"), field(&tcp, "udp")),
+        (50, 20, 0),
+        "{f}"
+    );
+    assert_eq!(field(&in_vip(&udp, "192.0.2.11"), "udp"), 30, "{f}");
+    let (shared, other) = (in_vip(&tcp, "192.0.2.11"), in_vip(&tcp, "192.0.2.22"));
+    assert_eq!(field(&shared, "tcp_established") + field(&other, "tcp_established"), 50, "{f}");
+    assert!(
+        field(&shared, "flows") > 0 && field(&other, "flows") > 0,
+        "Maglev spreads 70 connections over both: {f}"
+    );
+    // Per backend, over both VIPs.
+    let backend =
+        f["backends"].as_array().unwrap().iter().find(|b| b["backend"] == "192.0.2.11").unwrap().clone();
+    assert_eq!(field(&backend, "udp"), 30, "{f}");
+    assert_eq!(field(&backend, "tcp_established"), field(&shared, "tcp_established"), "{f}");
+    assert_eq!(backend["removed"], false, "{f}");
     // A window that nothing was seen in: no UDP flow is recent.
     let f = app.json(&["flows", "--udp-window", "0s"]);
     assert_eq!((&f["udp"], &f["udp_recent"]), (&30.into(), &0.into()), "{f}");
     let out = app.ctl(&["flows"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.starts_with("100 live flows: 50 TCP established, 20 TCP closing, 30 UDP"), "{text}");
+    assert!(text.contains("\n  udp://203.0.113.10:8000 "), "{text}");
+    assert!(text.contains("\n    192.0.2.11 "), "{text}");
     assert!(app.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -81,7 +81,7 @@ pub(crate) const NO_OUTER6: u32 = u32::MAX;
 #[repr(C, align(64))]
 pub(crate) struct Outer6 {
     pub(crate) header: [u8; BLOCK6],
-    /// The backend's number.
+    /// The (VIP, backend) pair's number.
     pub(crate) number: u32,
     /// The backend's index in its pool.
     pub(crate) index: u16,
@@ -109,7 +109,7 @@ pub(crate) struct Outer {
     /// whole block is copied in front of the inner packet, whatever the tunnel (see
     /// [`crate::buf::PacketBuf::reframe`]).
     pub(crate) header: [u8; BLOCK],
-    /// The backend's number.
+    /// The (VIP, backend) pair's number.
     pub(crate) number: u32,
     /// The one's complement sum of the IPv4 header's fixed 16-bit words.
     pub(crate) sum: u32,

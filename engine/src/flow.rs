@@ -9,8 +9,8 @@
 //! Entries are 16 bytes, four to a cache line: a 64-bit check of the key (a second keyed
 //! hash of it: it shares the first round of the one that places it, then has a round and
 //! keys of its own), the last time the flow was seen
-//! (32 bits of a millisecond clock, below), and the backend's number (its identity, the
-//! same in every snapshot: [`crate::table::backend_number`]) with the timeout class in its
+//! (32 bits of a millisecond clock, below), and the number of the flow's (VIP, backend)
+//! pair (the same in every snapshot: [`crate::numbering`]) with the timeout class in its
 //! top two bits. The key itself is not kept: an entry is a key's when its 64-bit check
 //! matches, so that a stranger matching by chance takes thousands of years at line rate
 //! (and the caller checks that the backend belongs to the packet's VIP). The table holds
@@ -202,7 +202,7 @@ struct Entry {
     check: u64,
     /// When the flow was last seen, in [`ticks`] (wrapping).
     seen: u32,
-    /// The backend's number, with the timeout class in the top two bits.
+    /// The (VIP, backend) pair's number, with the timeout class in the top two bits.
     backend_class: u32,
 }
 

@@ -9,6 +9,7 @@
 //! - [`wire`]: zero-copy header views and their plain `Repr` structs, and checksums.
 //! - [`maglev`]: the Maglev lookup table, and the stable hash functions it is built on.
 //! - [`table`]: the immutable forwarding snapshot; [`flow`]: a worker's flow table;
+//!   [`numbering`]: the (VIP, backend) numbers flows remember;
 //!   [`pipeline`]: from a burst of frames to verdicts, with [`express`] the lane that most
 //!   packets take through it.
 //! - [`port`]: the port trait and drivers; [`worker`]: the poll loop of one core;
@@ -24,6 +25,7 @@ pub mod encap;
 pub mod express;
 pub mod flow;
 pub mod maglev;
+pub mod numbering;
 pub mod pipeline;
 pub mod port;
 pub mod rss;

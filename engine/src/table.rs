@@ -20,6 +20,7 @@ use hashbrown::HashMap;
 
 use crate::express::Lane;
 use crate::maglev::{self, BackendId, MaglevError, Ring};
+use crate::numbering::{Numbering, Target, VipId};
 use crate::wire::{EthernetAddress, IpProtocol};
 
 /// How packets are tunnelled to a VIP's backends.
@@ -86,8 +87,8 @@ pub struct PoolBackend {
     pub weight: u32,
     /// State.
     pub state: BackendState,
-    /// The identity's number ([`backend_number`]): what the flow table remembers, the same
-    /// in every snapshot.
+    /// The number of this (VIP, backend) pair ([`crate::numbering`]): what the flow table
+    /// remembers, the same in every snapshot.
     pub number: u32,
 }
 
@@ -137,11 +138,19 @@ pub struct Vip {
     pub protocol: VipProtocol,
     /// The tunnel toward backends.
     pub encap: Encap,
-    /// Index into [`Snapshot::pools`].
+    /// Index into [`Snapshot::pools`] (each VIP has its own pool; VIPs with the same
+    /// backend set share its ring).
     pub pool: u32,
     /// Where this VIP's per-backend traffic counters start (see
     /// [`Snapshot::traffic_slots`]): slot `counter_base + i` counts the pool's backend `i`.
     pub counter_base: u32,
+}
+
+impl Vip {
+    /// Its identity: what its flows' numbers are given under.
+    pub fn id(&self) -> VipId {
+        VipId { addr: self.addr, protocol: self.protocol, port: self.port }
+    }
 }
 
 /// The port's own identity.
@@ -242,9 +251,9 @@ pub enum TableError {
     /// A ring was not built (a builder thread failed).
     #[error("the Maglev rings could not all be built")]
     Incomplete,
-    /// Every backend number is taken: more distinct backends than the flow table can name
-    /// have been configured since the process started.
-    #[error("more than {} distinct backends were configured since vipgate started", crate::flow::MAX_BACKEND + 1)]
+    /// Every number is taken: more distinct (VIP, backend) pairs than the flow table can
+    /// name have been configured since the process started.
+    #[error("more than {} distinct (VIP, backend) pairs were configured since vipgate started", crate::flow::MAX_BACKEND + 1)]
     TooManyBackends,
 }
 
@@ -342,7 +351,7 @@ impl core::hash::Hasher for ConfigHasher {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, core::hash::BuildHasherDefault<ConfigHasher>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, core::hash::BuildHasherDefault<ConfigHasher>>;
 
 /// The VIP lookup table: open addressing with linear probing over a power-of-two array at
 /// most a quarter full, so a probe is one hash and, nearly always, one entry. Keys come
@@ -435,9 +444,13 @@ pub struct Snapshot {
     fragment_map: HashMap<(IpAddr, u8), u32>,
     vip_addrs: hashbrown::HashSet<IpAddr>,
     vips: Vec<Vip>,
+    /// One per VIP, in VIP order.
     pools: Vec<Pool>,
-    /// Each pool's backend set as configured, sorted: what [`Snapshot::build_from`] matches.
-    pool_specs: Vec<Vec<BackendSpec>>,
+    /// The distinct backend sets as configured, sorted: what [`Snapshot::build_from`]
+    /// matches.
+    sets: Vec<Vec<BackendSpec>>,
+    /// Each set's ring (the pools of its VIPs share its slots).
+    set_rings: Vec<Option<Ring>>,
     table_size: u32,
     traffic_slots: usize,
     /// What the express lane reads.
@@ -445,17 +458,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the snapshot: one pool (and ring) per distinct backend set.
+    /// Builds the snapshot, numbering its (VIP, backend) pairs afresh: one pool per VIP,
+    /// one ring per distinct backend set.
     pub fn build(spec: &SnapshotSpec) -> Result<Snapshot, TableError> {
-        Snapshot::build_from(spec, None)
+        Snapshot::build_from(spec, None, &mut Numbering::new())
     }
 
-    /// Builds the snapshot, taking from `previous` every pool whose backend set (weights
-    /// and states included), hash seed and table size are unchanged, rather than building
-    /// its ring again: a reload that changes a few VIPs builds a few rings. The result is
-    /// the same as [`Snapshot::build`]'s.
-    pub fn build_from(spec: &SnapshotSpec, previous: Option<&Snapshot>) -> Result<Snapshot, TableError> {
-        Snapshot::build_with(spec, previous, 1)
+    /// Builds the snapshot, numbering its (VIP, backend) pairs with `numbering` (so that a
+    /// pair keeps the number the snapshots before gave it, and a flow keeps its backend),
+    /// and taking from `previous` every ring whose backend set (weights and states
+    /// included), hash seed and table size are unchanged, rather than building it again: a
+    /// reload that changes a few VIPs builds a few rings. The result is the same as a
+    /// build without `previous`.
+    pub fn build_from(
+        spec: &SnapshotSpec,
+        previous: Option<&Snapshot>,
+        numbering: &mut Numbering,
+    ) -> Result<Snapshot, TableError> {
+        Snapshot::build_with(spec, previous, 1, numbering)
     }
 
     /// [`Snapshot::build_from`], building the new rings on up to `threads` threads (the
@@ -464,10 +484,11 @@ impl Snapshot {
         spec: &SnapshotSpec,
         previous: Option<&Snapshot>,
         threads: usize,
+        numbering: &mut Numbering,
     ) -> Result<Snapshot, TableError> {
         let reusable: HashMap<&[BackendSpec], usize> = match previous {
             Some(p) if p.hash_seed == spec.hash_seed && p.table_size == spec.table_size => {
-                p.pool_specs.iter().enumerate().map(|(i, s)| (s.as_slice(), i)).collect()
+                p.sets.iter().enumerate().map(|(i, s)| (s.as_slice(), i)).collect()
             }
             _ => HashMap::new(),
         };
@@ -480,32 +501,34 @@ impl Snapshot {
                 _ => return Err(TableError::BadPrefix(addr, len)),
             }
         }
-        let mut pool_index: HashMap<Vec<BackendSpec>, u32> = HashMap::new();
-        let mut pools: Vec<Option<Pool>> = Vec::new();
-        // Pools whose rings must be built: (pool index, the first VIP that has it).
+        // The distinct backend sets, each with its ring: taken from `previous`, or built.
+        let mut set_index: HashMap<Vec<BackendSpec>, u32> = HashMap::new();
+        let mut sets: Vec<Vec<BackendSpec>> = Vec::new();
+        let mut rings: Vec<Option<Option<Ring>>> = Vec::new();
+        // Sets whose rings must be built: (set index, the first VIP that has it).
         let mut to_build: Vec<(usize, String)> = Vec::new();
+        let mut set_of_vip: Vec<u32> = Vec::with_capacity(spec.vips.len());
         let mut vips = Vec::with_capacity(spec.vips.len());
         let mut vip_map: FastMap<VipKey, u32> = FastMap::default();
         let mut traffic_slots = 0usize;
-        let mut pool_specs: Vec<Vec<BackendSpec>> = Vec::new();
         for v in &spec.vips {
             let name = vip_name(v.addr, v.protocol, v.port);
             let mut set = v.backends.clone();
             set.sort_by_key(|b| b.id);
-            let pool = match pool_index.get(&set) {
-                Some(&p) => p,
+            let s = match set_index.get(&set) {
+                Some(&s) => s,
                 None => {
-                    let p = pools.len() as u32;
+                    let s = sets.len() as u32;
                     match (reusable.get(set.as_slice()), previous) {
-                        (Some(&i), Some(prev)) => pools.push(Some(prev.pools[i].clone())),
+                        (Some(&i), Some(prev)) => rings.push(Some(prev.set_rings[i].clone())),
                         _ => {
-                            pools.push(None);
-                            to_build.push((p as usize, name.clone()));
+                            rings.push(None);
+                            to_build.push((s as usize, name.clone()));
                         }
                     }
-                    pool_specs.push(set.clone());
-                    pool_index.insert(set, p);
-                    p
+                    sets.push(set.clone());
+                    set_index.insert(set, s);
+                    s
                 }
             };
             let key = vip_key(v.addr, v.protocol.number(), v.port.unwrap_or(0));
@@ -513,35 +536,24 @@ impl Snapshot {
                 return Err(TableError::DuplicateVip(name));
             }
             let counter_base = traffic_slots as u32;
-            traffic_slots += pool_specs[pool as usize].len();
+            traffic_slots += sets[s as usize].len();
+            set_of_vip.push(s);
             vips.push(Vip {
                 addr: v.addr,
                 port: v.port,
                 protocol: v.protocol,
                 encap: v.encap,
-                pool,
+                pool: vips.len() as u32,
                 counter_base,
             });
         }
-        // Number the backends here, before any builder thread, each pool's in its own
-        // (identity) order: a config's new pools get their numbers in a row, in the order of
-        // their indexes, which the express lane turns back into indexes without a lookup.
-        for set in &pool_specs {
-            let mut ids: Vec<BackendId> = set.iter().map(|b| b.id).collect();
-            ids.sort_unstable();
-            for id in &ids {
-                backend_number(id).ok_or(TableError::TooManyBackends)?;
-            }
-        }
         // Build the new rings, on several threads when there are several to build.
-        let build = |(p, name): &(usize, String)| {
-            build_pool(&pool_specs[*p], spec.hash_seed, spec.table_size).map_err(|e| match e {
-                PoolError::Maglev(source) => TableError::Maglev { vip: name.clone(), source },
-                PoolError::Numbers => TableError::TooManyBackends,
-            })
+        let build = |(s, name): &(usize, String)| {
+            build_ring(&sets[*s], spec.hash_seed, spec.table_size)
+                .map_err(|source| TableError::Maglev { vip: name.clone(), source })
         };
         let threads = threads.clamp(1, to_build.len().max(1));
-        let built: Vec<Result<Pool, TableError>> = if threads == 1 {
+        let built: Vec<Result<Option<Ring>, TableError>> = if threads == 1 {
             to_build.iter().map(build).collect()
         } else {
             let chunk = to_build.len().div_ceil(threads);
@@ -560,15 +572,14 @@ impl Snapshot {
         }
         // Sparse rings (see `maglev::is_sparse`), in one line for the whole snapshot.
         let mut sparse: Option<(&str, usize, usize)> = None;
-        for ((p, name), pool) in to_build.iter().zip(built) {
-            let pool = pool?;
-            let active =
-                pool.backends().iter().filter(|b| b.state == BackendState::Active && b.weight > 0).count();
-            if pool.ring().is_some() && maglev::is_sparse(spec.table_size, active) {
+        for ((s, name), ring) in to_build.iter().zip(built) {
+            let ring = ring?;
+            let active = sets[*s].iter().filter(|b| b.state == BackendState::Active && b.weight > 0).count();
+            if ring.is_some() && maglev::is_sparse(spec.table_size, active) {
                 let (first, most, count) = sparse.unwrap_or((name, 0, 0));
                 sparse = Some((first, most.max(active), count + 1));
             }
-            pools[*p] = Some(pool);
+            rings[*s] = Some(ring);
         }
         if let Some((first, most, count)) = sparse {
             let (m, least) = (spec.table_size, maglev::SPARSE_FACTOR * most);
@@ -578,9 +589,32 @@ impl Snapshot {
             };
             log::warn!("Maglev {which}: shares may differ by more than 1%; use at least {least} slots");
         }
-        let pools: Vec<Pool> =
-            pools.into_iter().map(|p| p.ok_or(TableError::Incomplete)).collect::<Result<_, _>>()?;
-        let fragment_map = fragment_vips(&vips);
+        let set_rings: Vec<Option<Ring>> =
+            rings.into_iter().map(|r| r.ok_or(TableError::Incomplete)).collect::<Result<_, _>>()?;
+        // One pool per VIP: its set's ring, and the VIP's own numbers, given here in VIP
+        // order and each VIP's in identity order, so that a config's new VIPs get their
+        // numbers in a row, which the express lane turns back into indexes without a lookup.
+        let pools: Vec<Pool> = vips
+            .iter()
+            .zip(&set_of_vip)
+            .map(|(v, &s)| {
+                let set = &sets[s as usize];
+                let mut backends = Vec::with_capacity(set.len());
+                for b in set {
+                    let number = numbering
+                        .number(Target { vip: v.id(), backend: b.id })
+                        .ok_or(TableError::TooManyBackends)?;
+                    backends.push(PoolBackend { id: b.id, weight: b.weight, state: b.state, number });
+                }
+                let by_number = backends.iter().enumerate().map(|(i, b)| (b.number, i as u16)).collect();
+                Ok(Pool {
+                    backends: backends.into_boxed_slice(),
+                    ring: set_rings[s as usize].clone(),
+                    by_number,
+                })
+            })
+            .collect::<Result<_, TableError>>()?;
+        let fragment_map = fragment_vips(&vips, &set_of_vip);
         let entries: Vec<(VipKey, u32)> = vip_map.into_iter().collect();
         let vip_map = VipTable::new(&entries);
         let mut addr_index: FastMap<u128, u32> = FastMap::default();
@@ -622,7 +656,8 @@ impl Snapshot {
             vip_addrs,
             vips,
             pools,
-            pool_specs,
+            sets,
+            set_rings,
             table_size: spec.table_size,
             traffic_slots,
             lane: Lane::empty(),
@@ -646,9 +681,17 @@ impl Snapshot {
                 size_of::<Pool>()
                     + core::mem::size_of_val(&*p.backends)
                     + map(&p.by_number)
-                    + p.ring.as_ref().map_or(0, |r| {
-                        core::mem::size_of_val(r.slots()) + core::mem::size_of_val(r.backends())
-                    })
+                    + p.ring.as_ref().map_or(0, |r| core::mem::size_of_val(r.backends()))
+            })
+            .sum();
+        // A set's ring slots once: its VIPs' pools share them.
+        let sets: usize = self
+            .sets
+            .iter()
+            .zip(&self.set_rings)
+            .map(|(s, r)| {
+                s.capacity() * size_of::<BackendSpec>()
+                    + r.as_ref().map_or(0, |r| core::mem::size_of_val(r.slots()))
             })
             .sum();
         lpm(&self.subnets_v4)
@@ -660,6 +703,7 @@ impl Snapshot {
             + self.vips.capacity() * size_of::<Vip>()
             + self.lane.heap_bytes()
             + pools
+            + sets
     }
 
     /// How many (VIP, backend) traffic counters a worker keeps for this snapshot: one per
@@ -699,16 +743,15 @@ impl Snapshot {
         &self.lane.timeouts
     }
 
-    /// The name of backend `number` ([`PoolBackend::number`]): its identity, with
-    /// " (removed)" when no pool of this snapshot has it (flows may still remember it).
-    pub fn backend_name(&self, number: u32) -> String {
-        match self.pools.iter().find_map(|p| p.by_number(number)) {
-            Some((_, b)) => b.id.to_string(),
-            None => match backend_of_number(number) {
-                Some(id) => format!("{id} (removed)"),
-                None => format!("backend #{number} (unknown)"),
-            },
-        }
+    /// Whether this snapshot has `target` under `number` ([`PoolBackend::number`], given by
+    /// [`Numbering`]). Flows may remember pairs a snapshot no longer has.
+    pub fn has_pair(&self, number: u32, target: &Target) -> bool {
+        let v = target.vip;
+        let Some(i) = self.vip_map.get(vip_key(v.addr, v.protocol.number(), v.port.unwrap_or(0))) else {
+            return false;
+        };
+        let pool = &self.pools[self.vips[i as usize].pool as usize];
+        pool.by_number(number).is_some_and(|(_, b)| b.id == target.backend)
     }
 
     /// What the express lane reads.
@@ -804,7 +847,7 @@ pub fn vip_name(addr: IpAddr, protocol: VipProtocol, port: Option<u16>) -> Strin
 }
 
 /// See [`Snapshot::find_fragment_vip`].
-fn fragment_vips(vips: &[Vip]) -> HashMap<(IpAddr, u8), u32> {
+fn fragment_vips(vips: &[Vip], set_of_vip: &[u32]) -> HashMap<(IpAddr, u8), u32> {
     let mut map: HashMap<(IpAddr, u8), u32> = HashMap::new();
     for proto in [6u8, 17] {
         let mut specific: HashMap<IpAddr, Option<u32>> = HashMap::new();
@@ -828,7 +871,7 @@ fn fragment_vips(vips: &[Vip]) -> HashMap<(IpAddr, u8), u32> {
                 specific
                     .entry(v.addr)
                     .and_modify(|e| {
-                        if e.is_some_and(|j| vips[j as usize].pool != v.pool) {
+                        if e.is_some_and(|j| set_of_vip[j as usize] != set_of_vip[i]) {
                             *e = None;
                         }
                     })
@@ -850,61 +893,8 @@ fn fragment_vips(vips: &[Vip]) -> HashMap<(IpAddr, u8), u32> {
     map
 }
 
-enum PoolError {
-    Maglev(MaglevError),
-    Numbers,
-}
-
-/// Every backend identity numbered so far, both ways.
-#[derive(Default)]
-struct NumberRegistry {
-    by_id: FastMap<BackendId, u32>,
-    ids: Vec<BackendId>,
-}
-
-fn registry() -> std::sync::MutexGuard<'static, NumberRegistry> {
-    static NUMBERS: std::sync::LazyLock<std::sync::Mutex<NumberRegistry>> =
-        std::sync::LazyLock::new(Default::default);
-    // A poisoned lock still holds a consistent registry: entries are only added whole.
-    NUMBERS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The number of a backend identity: the same for the life of the process, in every
-/// snapshot, and never given to another identity. A flow remembers its backend by number:
-/// 30 bits that survive any swap. `None` once every number up to
-/// [`crate::flow::MAX_BACKEND`] is taken. The registry keeps every identity it was asked
-/// about (about 40 bytes each) until the process ends.
-pub fn backend_number(id: &BackendId) -> Option<u32> {
-    let mut numbers = registry();
-    if let Some(&n) = numbers.by_id.get(id) {
-        return Some(n);
-    }
-    let n = u32::try_from(numbers.ids.len()).ok().filter(|&n| n <= crate::flow::MAX_BACKEND)?;
-    numbers.by_id.insert(*id, n);
-    numbers.ids.push(*id);
-    Some(n)
-}
-
-/// Numbers `ids` in their order, the registry held throughout (tests that need numbers in a
-/// given order, while other tests number identities of their own).
-#[cfg(test)]
-fn number_in_order(ids: impl IntoIterator<Item = BackendId>) {
-    let mut numbers = registry();
-    for id in ids {
-        if !numbers.by_id.contains_key(&id) {
-            let n = numbers.ids.len() as u32;
-            numbers.by_id.insert(id, n);
-            numbers.ids.push(id);
-        }
-    }
-}
-
-/// The identity numbered `number`, in a snapshot or not any more.
-pub fn backend_of_number(number: u32) -> Option<BackendId> {
-    registry().ids.get(number as usize).copied()
-}
-
-fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, PoolError> {
+/// The ring of a backend set, or `None` when none of it takes new flows.
+fn build_ring(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Option<Ring>, MaglevError> {
     let ring_input: Vec<maglev::Backend> = set
         .iter()
         .map(|b| maglev::Backend {
@@ -912,23 +902,13 @@ fn build_pool(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Pool, P
             weight: if b.state == BackendState::Active { b.weight } else { 0 },
         })
         .collect();
-    let ring = match Ring::build(&ring_input, seed, table_size) {
-        Ok(r) => Some(r),
+    match Ring::build(&ring_input, seed, table_size) {
+        Ok(r) => Ok(Some(r)),
         // Every backend draining, down or at weight 0: established flows still go to the
         // draining ones, new flows are dropped as `no_backend`.
-        Err(MaglevError::AllWeightsZero) => None,
-        Err(e) => return Err(PoolError::Maglev(e)),
-    };
-    let mut backends: Vec<PoolBackend> = set
-        .iter()
-        .map(|b| {
-            let number = backend_number(&b.id).ok_or(PoolError::Numbers)?;
-            Ok(PoolBackend { id: b.id, weight: b.weight, state: b.state, number })
-        })
-        .collect::<Result<_, PoolError>>()?;
-    backends.sort_by_key(|b| b.id);
-    let by_number = backends.iter().enumerate().map(|(i, b)| (b.number, i as u16)).collect();
-    Ok(Pool { backends: backends.into_boxed_slice(), ring, by_number })
+        Err(MaglevError::AllWeightsZero) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -1119,12 +1099,16 @@ mod tests {
     }
 
     #[test]
-    fn pools_are_shared_and_duplicates_refused() {
+    fn rings_are_shared_and_duplicates_refused() {
         use VipProtocol::*;
         let mut sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(443), Tcp)]);
         sp.vips[1].backends = sp.vips[0].backends.clone();
         let s = Snapshot::build(&sp).unwrap();
-        assert_eq!(s.pools().len(), 1, "equal backend sets share one ring");
+        assert_eq!(s.pools().len(), 2, "a pool per VIP");
+        let slots = |p: &Pool| p.ring().unwrap().slots().as_ptr();
+        assert_eq!(slots(&s.pools()[0]), slots(&s.pools()[1]), "equal backend sets share one ring");
+        let number = |p: &Pool| p.backends()[0].number;
+        assert_ne!(number(&s.pools()[0]), number(&s.pools()[1]), "the shared backend has a number per VIP");
         let dup = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(80), Tcp)]);
         assert!(matches!(Snapshot::build(&dup), Err(TableError::DuplicateVip(_))));
     }
@@ -1143,7 +1127,7 @@ mod tests {
         }
         let one = Snapshot::build(&sp).unwrap();
         for threads in [2, 3, 8] {
-            let many = Snapshot::build_with(&sp, None, threads).unwrap();
+            let many = Snapshot::build_with(&sp, None, threads, &mut Numbering::new()).unwrap();
             assert_eq!(many.pools().len(), 4);
             for (a, b) in one.pools().iter().zip(many.pools()) {
                 assert_eq!(a.ring().unwrap().slots(), b.ring().unwrap().slots(), "{threads} threads");
@@ -1157,10 +1141,11 @@ mod tests {
     fn a_rebuild_takes_unchanged_rings_from_the_previous_snapshot() {
         use VipProtocol::*;
         let sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.11", Some(443), Tcp)]);
-        let old = Snapshot::build(&sp).unwrap();
+        let mut numbering = Numbering::new();
+        let old = Snapshot::build_from(&sp, None, &mut numbering).unwrap();
         let mut changed = sp.clone();
         changed.vips[1].backends[0].weight += 1;
-        let new = Snapshot::build_from(&changed, Some(&old)).unwrap();
+        let new = Snapshot::build_from(&changed, Some(&old), &mut numbering).unwrap();
         let fresh = Snapshot::build(&changed).unwrap();
         let ring =
             |s: &Snapshot, v: usize| s.pools()[s.vips()[v].pool as usize].ring().unwrap().slots().as_ptr();
@@ -1173,35 +1158,64 @@ mod tests {
         // Another seed: nothing can be taken over.
         let mut reseeded = sp.clone();
         reseeded.hash_seed ^= 1;
-        let other = Snapshot::build_from(&reseeded, Some(&old)).unwrap();
+        let other = Snapshot::build_from(&reseeded, Some(&old), &mut numbering).unwrap();
         assert_ne!(ring(&other, 0), ring(&old, 0));
     }
 
     #[test]
-    fn a_backend_keeps_its_number_in_every_snapshot_and_no_other_takes_it() {
+    fn a_pair_keeps_its_number_in_every_snapshot_and_no_other_takes_it() {
         use VipProtocol::*;
-        let sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.11", Some(443), Tcp)]);
-        let a = Snapshot::build(&sp).unwrap();
-        let mut changed = sp.clone();
+        let mut sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.11", Some(443), Tcp)]);
         let other = |last: u8| BackendSpec {
             id: BackendId::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))),
             weight: 1,
             state: BackendState::Active,
         };
+        // 192.0.2.1 in both VIPs: a pair in each.
+        let shared = sp.vips[0].backends[0];
+        sp.vips[1].backends.push(shared);
+        let mut numbering = Numbering::new();
+        let a = Snapshot::build_from(&sp, None, &mut numbering).unwrap();
+        let mut changed = sp.clone();
         changed.vips[0].backends.insert(0, other(200));
         changed.vips[1].backends = vec![other(201)];
-        let b = Snapshot::build(&changed).unwrap();
-        let numbers = |s: &Snapshot| -> Vec<(BackendId, u32)> {
-            s.pools().iter().flat_map(|p| p.backends().iter().map(|b| (b.id, b.number))).collect()
+        let b = Snapshot::build_from(&changed, Some(&a), &mut numbering).unwrap();
+        let numbers = |s: &Snapshot| -> Vec<(Target, u32)> {
+            s.vips()
+                .iter()
+                .flat_map(|v| {
+                    let pool = &s.pools()[v.pool as usize];
+                    pool.backends().iter().map(|b| (Target { vip: v.id(), backend: b.id }, b.number))
+                })
+                .collect()
         };
         let (na, nb) = (numbers(&a), numbers(&b));
-        let kept = nb.iter().filter(|(id, n)| na.iter().any(|(i, m)| i == id && m == n)).count();
-        assert_eq!(kept, 1, "192.0.2.1, in both, kept its number");
-        for (id, n) in na.iter().chain(&nb) {
-            assert_eq!(backend_of_number(*n), Some(*id));
-            assert!(na.iter().chain(&nb).all(|(i, m)| (i == id) == (m == n)), "one number per identity");
-            let pool = b.pools().iter().find(|p| p.by_number(*n).is_some());
-            assert_eq!(pool.is_some(), nb.iter().any(|(i, _)| i == id), "{id} found by number where present");
+        assert_eq!(na.len(), 3);
+        let kept = nb.iter().filter(|(t, n)| na.iter().any(|(u, m)| u == t && m == n)).count();
+        assert_eq!(kept, 1, "192.0.2.1 in VIP 0, in both, kept its number");
+        for (t, n) in na.iter().chain(&nb) {
+            assert_eq!(numbering.target(*n), Some(t));
+            assert!(na.iter().chain(&nb).all(|(u, m)| (u == t) == (m == n)), "one number per pair");
+            assert_eq!(
+                b.has_pair(*n, t),
+                nb.iter().any(|(u, _)| u == t),
+                "{t:?} found by number where present"
+            );
+        }
+        // A fresh numbering numbers one config alike.
+        let again = Snapshot::build(&sp).unwrap();
+        assert_eq!(numbers(&again), na);
+    }
+
+    /// Numbers `backends` of the VIP of `spec` at `vip` in their order.
+    fn number_in_order(
+        numbering: &mut Numbering,
+        spec: &VipSpec,
+        backends: impl IntoIterator<Item = BackendId>,
+    ) {
+        let vip = VipId { addr: spec.addr, protocol: spec.protocol, port: spec.port };
+        for backend in backends {
+            numbering.number(Target { vip, backend }).unwrap();
         }
     }
 
@@ -1219,23 +1233,27 @@ mod tests {
             weight: 1,
             state: BackendState::Active,
         };
-        // Numbered in this order, in one go (other tests number identities meanwhile):
-        // VIP 0's backends as one config reads them; VIP 1's first thousands of numbers
-        // before its others, so that its pool's numbers are looked up hashed; VIP 2's close
-        // together, but against the pool's order; VIP 3's first 400 numbers before its other
-        // 20 (as when a reload adds backends to many pools): more than four places a
-        // backend apart, less than sixteen.
-        let order = [1..21, 1000..1001, 2000..4000, 5000..5010]
-            .into_iter()
-            .flatten()
-            .chain((400..410).rev())
-            .chain([6000..6001, 6100..6500, 7000..7020].into_iter().flatten());
-        number_in_order(order.map(|n| backend(n).id));
+        // Numbered in this order: VIP 0's backends as one config reads them; VIP 1's first
+        // thousands of numbers before its others, so that its pool's numbers are looked up
+        // hashed; VIP 2's close together, but against the pool's order; VIP 3's first 400
+        // numbers before its other 20 (as when a reload adds backends to many pools): more
+        // than four places a backend apart, less than sixteen.
+        let mut numbering = Numbering::new();
+        let (v0, v1, v2, v3) = (&sp.vips[0], &sp.vips[1], &sp.vips[2], &sp.vips[3]);
+        let ids = |r: core::ops::Range<u16>| r.map(|n| backend(n).id);
+        number_in_order(&mut numbering, v0, ids(1..21));
+        number_in_order(&mut numbering, v1, ids(1000..1001));
+        number_in_order(&mut numbering, v2, ids(2000..4000));
+        number_in_order(&mut numbering, v1, ids(5000..5010));
+        number_in_order(&mut numbering, v2, (400..410).rev().map(|n| backend(n).id));
+        number_in_order(&mut numbering, v3, ids(6000..6001));
+        number_in_order(&mut numbering, v2, ids(6100..6500));
+        number_in_order(&mut numbering, v3, ids(7000..7020));
         sp.vips[0].backends = (1..=20).map(backend).collect();
         sp.vips[1].backends = std::iter::once(1000).chain(5000..5010).map(backend).collect();
         sp.vips[2].backends = (400..410).map(backend).collect();
         sp.vips[3].backends = std::iter::once(6000).chain(7000..7020).map(backend).collect();
-        let snap = Snapshot::build(&sp).unwrap();
+        let snap = Snapshot::build_from(&sp, None, &mut numbering).unwrap();
         let lane = snap.lane();
         assert!(lane.vip[1].hashed);
         assert!(!lane.vip[2].hashed, "laid out by number, against its order");
@@ -1289,17 +1307,20 @@ mod tests {
             weight: 1,
             state: BackendState::Active,
         };
-        number_in_order(
-            (0..POOLS / GROUP)
-                .flat_map(|group| (0..N).flat_map(move |j| (0..GROUP).map(move |p| (group * GROUP + p, j))))
-                .map(|(p, j)| backend(p, j).id),
-        );
         let addrs: Vec<String> = (0..POOLS).map(|p| format!("203.0.113.{}", p + 100)).collect();
         let mut sp = spec(addrs.iter().map(|a| (a.as_str(), Some(80), VipProtocol::Tcp)).collect());
         for (p, v) in sp.vips.iter_mut().enumerate() {
             v.backends = (0..N).map(|j| backend(p, j)).collect();
         }
-        let snap = Snapshot::build(&sp).unwrap();
+        let mut numbering = Numbering::new();
+        for group in 0..POOLS / GROUP {
+            for j in 0..N {
+                for p in group * GROUP..(group + 1) * GROUP {
+                    number_in_order(&mut numbering, &sp.vips[p], [backend(p, j).id]);
+                }
+            }
+        }
+        let snap = Snapshot::build_from(&sp, None, &mut numbering).unwrap();
         let lane = snap.lane();
         let span = (N - 1) * GROUP + 1;
         let budget = 8 * POOLS * N + 65_536;
@@ -1312,20 +1333,22 @@ mod tests {
     }
 
     #[test]
-    fn a_backend_is_named_by_number_even_once_removed() {
+    fn a_removed_pair_is_named_by_number_and_not_found_in_the_snapshot() {
         use VipProtocol::*;
         let sp = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.11", Some(443), Tcp)]);
-        let old = Snapshot::build(&sp).unwrap();
+        let mut numbering = Numbering::new();
+        let old = Snapshot::build_from(&sp, None, &mut numbering).unwrap();
         let number = |s: &Snapshot, v: usize| s.pools()[s.vips()[v].pool as usize].backends()[0].number;
         let (kept, gone) = (number(&old, 0), number(&old, 1));
         let mut changed = sp.clone();
         changed.vips.truncate(1);
-        let new = Snapshot::build(&changed).unwrap();
-        assert_eq!(new.backend_name(kept), "192.0.2.1");
-        assert_eq!(new.backend_name(gone), "192.0.2.2 (removed)");
-        assert_eq!(
-            new.backend_name(crate::flow::MAX_BACKEND),
-            format!("backend #{} (unknown)", crate::flow::MAX_BACKEND)
-        );
+        let new = Snapshot::build_from(&changed, Some(&old), &mut numbering).unwrap();
+        let target = |n: u32| *numbering.target(n).unwrap();
+        assert!(new.has_pair(kept, &target(kept)) && !new.has_pair(gone, &target(gone)));
+        assert!(!new.has_pair(gone, &target(kept)), "a number is one pair's");
+        let name = |n: u32| numbering.target(n).map(|t| format!("{} {}", t.vip, t.backend));
+        assert_eq!(name(kept).as_deref(), Some("tcp://203.0.113.10:80 192.0.2.1"));
+        assert_eq!(name(gone).as_deref(), Some("tcp://203.0.113.11:443 192.0.2.2"));
+        assert_eq!(name(crate::flow::MAX_BACKEND), None);
     }
 }

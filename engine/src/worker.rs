@@ -510,8 +510,7 @@ mod tests {
     use super::*;
     use crate::maglev::BackendId;
     use crate::table::{
-        backend_number, BackendSpec, BackendState, Encap, Interface, SnapshotSpec, Timeouts, Tunnel,
-        VipProtocol, VipSpec,
+        BackendSpec, BackendState, Encap, Interface, SnapshotSpec, Timeouts, Tunnel, VipProtocol, VipSpec,
     };
     use crate::wire::EthernetAddress;
     use std::net::{IpAddr, Ipv4Addr};
@@ -629,9 +628,12 @@ mod tests {
             b.sort_unstable();
             b
         });
-        // Every flow under its backend's number, as the table holds them.
-        let numbers: Vec<u32> =
-            backends.iter().map(|&a| backend_number(&BackendId::new(a)).unwrap()).collect();
+        // Every flow under its (VIP, backend) pair's number, as the table holds them.
+        let pool = &w.current.snapshot.pools()[0];
+        let numbers: Vec<u32> = backends
+            .iter()
+            .map(|&a| pool.backends().iter().find(|b| b.id == BackendId::new(a)).unwrap().number)
+            .collect();
         assert!(per_backend.iter().all(|(n, _)| numbers.contains(n)), "{per_backend:?}");
         assert_eq!(per_backend.iter().map(|(_, n)| n.total()).sum::<u64>(), 3000);
         // The same as a whole scan at once.

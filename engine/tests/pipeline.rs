@@ -11,6 +11,7 @@ use vipgate_engine::buf::PacketBuf;
 use vipgate_engine::counters::DropReason;
 use vipgate_engine::flow::FlowTable;
 use vipgate_engine::maglev::{flow_hash, BackendId};
+use vipgate_engine::numbering::Numbering;
 use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
 use vipgate_engine::table::{
     BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
@@ -679,8 +680,13 @@ fn fragments_of_a_datagram_go_to_one_backend() {
     assert_eq!(p.counters().fragments, 2);
 }
 
-/// A snapshot with one pool of `n` backends in given states, as generation `generation`.
-fn pool_snapshot(generation: u64, backends: &[(u32, u32, BackendState)]) -> Snapshot {
+/// A snapshot with one pool of `n` backends in given states, as generation `generation`,
+/// numbered by `numbering` (one numbering for snapshots that follow each other).
+fn pool_snapshot(
+    numbering: &mut Numbering,
+    generation: u64,
+    backends: &[(u32, u32, BackendState)],
+) -> Snapshot {
     let mut s = spec();
     s.generation = generation;
     s.vips = vec![vip(
@@ -697,7 +703,7 @@ fn pool_snapshot(generation: u64, backends: &[(u32, u32, BackendState)]) -> Snap
             })
             .collect(),
     )];
-    Snapshot::build(&s).unwrap()
+    Snapshot::build_from(&s, None, numbering).unwrap()
 }
 
 fn backend_of(p: &mut Pipeline, snap: &Snapshot, now: u64, sport: u16, fin: bool) -> Option<IpAddr> {
@@ -735,9 +741,10 @@ proptest! {
             after[change as usize].2 = new_state;
         }
         let changed_addr = IpAddr::V4(Ipv4Addr::from(0xc000_0200 + change + 1));
-        let s1 = pool_snapshot(1, &before);
-        let s1_again = pool_snapshot(1, &before);
-        let s2 = pool_snapshot(2, &after);
+        let mut numbering = Numbering::new();
+        let s1 = pool_snapshot(&mut numbering, 1, &before);
+        let s1_again = pool_snapshot(&mut Numbering::new(), 1, &before);
+        let s2 = pool_snapshot(&mut numbering, 2, &after);
         let mut p = pipeline();
         let mut q = pipeline();
         let mut first = Vec::new();
@@ -840,8 +847,9 @@ fn destination(frame: &[u8]) -> Option<IpAddr> {
 #[test]
 fn draining_backends_keep_flows_until_idle_timeout() {
     use BackendState::*;
-    let s1 = pool_snapshot(1, &[(1, 1, Active), (2, 1, Active)]);
-    let s2 = pool_snapshot(2, &[(1, 1, Draining), (2, 1, Draining)]);
+    let mut numbering = Numbering::new();
+    let s1 = pool_snapshot(&mut numbering, 1, &[(1, 1, Active), (2, 1, Active)]);
+    let s2 = pool_snapshot(&mut numbering, 2, &[(1, 1, Draining), (2, 1, Draining)]);
     let mut p = pipeline();
     let b = backend_of(&mut p, &s1, SECOND, 5000, false).unwrap();
     // Every backend draining: the established flow still goes, a new one has nowhere to go.
