@@ -2,6 +2,8 @@
 //! the general path): the outer Ethernet and IPv4 headers with their checksum, and GUE's
 //! UDP and GUE headers with the flow's source port.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use std::net::IpAddr;
 
 use crate::wire::{gue, udp, EthernetAddress, IpProtocol};
@@ -83,4 +85,17 @@ pub(crate) fn write_gue(
 #[inline(always)]
 pub(crate) fn gue_source_port(flow_hash: u32) -> u16 {
     0xc000 | (flow_hash >> 18) as u16
+}
+
+/// Tunnel parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Outer source for IPv4 tunnels.
+    pub source_v4: Option<Ipv4Addr>,
+    /// Outer source for IPv6 tunnels.
+    pub source_v6: Option<Ipv6Addr>,
+    /// Egress MTU: the largest IP packet (outer header included) we send.
+    pub mtu: u16,
+    /// The UDP destination port of GUE.
+    pub gue_port: u16,
 }

@@ -4,7 +4,7 @@
 //! over IPIP (IPv6 in IPv6) to an IPv6 backend.
 //!
 //! The lane reads the frame at fixed offsets and answers the VIP from [`V4Vips`] (or
-//! [`V6Vips`]), a table that has already resolved the order of [`Snapshot::find_vip`] for
+//! [`V6Vips`]), a table that has already resolved the order of [`crate::table::Snapshot::find_vip`] for
 //! every VIP address (the general path asks these tables too, for TCP and UDP that are
 //! not fragments; the tests check their answers against `find_vip`'s). Whatever the lane
 //! does not take (another frame, an option or an extension header, a fragment, a packet
@@ -16,15 +16,35 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::encap::{write_gue, write_outer_v4, OuterV4};
+use crate::encap::{write_gue, write_outer_v4, OuterV4, Tunnel};
+use crate::flow::Timeouts;
 use crate::flow::{FlowTable, IdleTimeouts, TimeoutClass};
-use crate::table::{BackendState, Encap, Snapshot, VipProtocol};
+use crate::pool::{BackendState, Pool};
+use crate::port::Interface;
+use crate::vip::{Encap, Vip, VipProtocol};
 use crate::wire::{checksum, ethernet, gre, gue, ipv4, ipv6, udp, EtherType, IpProtocol};
 
+/// What a lane is built from: a snapshot's VIPs, pools and parameters, and its own VIP
+/// lookup ([`crate::table::Snapshot::find_vip`]), which the lane's VIP tables resolve in
+/// advance.
+pub struct LaneSource<'a> {
+    /// The VIPs, in config order.
+    pub vips: &'a [Vip],
+    /// The pools, which [`Vip::pool`] indexes.
+    pub pools: &'a [Pool],
+    /// Tunnel parameters.
+    pub tunnel: &'a Tunnel,
+    /// The port's identity (its MAC and next hop).
+    pub interface: &'a Interface,
+    /// Flow idle timeouts.
+    pub timeouts: &'a Timeouts,
+    /// The VIP (its index) a packet to (address, protocol, port) goes to.
+    pub find_vip: &'a dyn Fn(IpAddr, IpProtocol, u16) -> Option<u32>,
+}
+
 /// Everything the lane reads of a snapshot, built with it: the VIP lookup, per VIP what
-/// its tunnel costs, and per (pool, encapsulation, backend) the outer headers ready to
-/// copy (VIPs that share a pool and a tunnel share them: a thousand VIP:port pairs on one
-/// pool cost one set).
+/// its tunnel costs, and per (VIP, backend) the outer headers ready to copy (a record of
+/// 64 bytes, with the number the VIP's flows remember for the backend).
 #[derive(Debug, Clone)]
 pub struct Lane {
     pub(crate) vips: V4Vips,
@@ -150,15 +170,15 @@ impl Lane {
         }
     }
 
-    /// The lane of `snap`.
-    pub fn build(snap: &Snapshot) -> Lane {
-        let tunnel = snap.tunnel();
-        let iface = snap.interface();
+    /// The lane of a snapshot's VIPs, pools and parameters.
+    pub fn build(src: &LaneSource<'_>) -> Lane {
+        let tunnel = src.tunnel;
+        let iface = src.interface;
         let mut outer: Vec<Outer> = Vec::new();
         let mut outer6: Vec<Outer6> = Vec::new();
         let mut groups: std::collections::HashMap<(u32, Encap), u32> = std::collections::HashMap::new();
         let mut groups6: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        let mut vip = Vec::with_capacity(snap.vips().len());
+        let mut vip = Vec::with_capacity(src.vips.len());
         // Per pool: the range of its numbers, when they are close enough to lay its outer
         // headers out by number (see `LaneVip::number_lo`): always within four places a
         // backend (and 256 more), and within sixteen (and 1 024) while the holes of all such
@@ -166,8 +186,8 @@ impl Lane {
         // at most: 64 bytes each, so 16 MiB at most). Numbers spread so as reloads add
         // backends to many pools at once: each pool's new ones are numbered after the
         // others' old ones.
-        let spans: Vec<(u32, usize, usize)> = snap
-            .pools()
+        let spans: Vec<(u32, usize, usize)> = src
+            .pools
             .iter()
             .map(|p| {
                 let numbers = p.backends().iter().map(|b| b.number);
@@ -187,9 +207,9 @@ impl Lane {
                 (near || spread).then_some((lo, span as u32))
             })
             .collect();
-        let (numbers, maps) = Numbers::build(snap.pools(), |p| by_number[p].is_none());
-        for v in snap.vips() {
-            let pool = &snap.pools()[v.pool as usize];
+        let (numbers, maps) = Numbers::build(src.pools, |p| by_number[p].is_none());
+        for v in src.vips {
+            let pool = &src.pools[v.pool as usize];
             let (protocol, extra) = match v.encap {
                 Encap::Ipip => (IpProtocol::Ipv4, 0),
                 Encap::Gre => (IpProtocol::Gre, gre::BASE_HEADER_LEN),
@@ -294,10 +314,10 @@ impl Lane {
                 }
             }
         }
-        let t = snap.timeouts();
+        let t = src.timeouts;
         Lane {
-            vips: V4Vips::build(snap),
-            vips6: V6Vips::build(snap),
+            vips: V4Vips::build(src),
+            vips6: V6Vips::build(src),
             vip: vip.into_boxed_slice(),
             outer: outer.into_boxed_slice(),
             outer6: outer6.into_boxed_slice(),
@@ -328,7 +348,7 @@ impl Lane {
 
     /// Where backend `index` of `pool` (VIP `v`'s) is in the records of `v`'s group.
     #[inline(always)]
-    fn place_of_index(&self, v: &LaneVip, pool: &crate::table::Pool, index: usize) -> Option<usize> {
+    fn place_of_index(&self, v: &LaneVip, pool: &Pool, index: usize) -> Option<usize> {
         if v.hashed {
             Some(index)
         } else {
@@ -345,24 +365,14 @@ impl Lane {
 
     /// [`outer_of_index`](Lane::outer_of_index) for an IPv6 VIP over IPIP.
     #[inline(always)]
-    pub(crate) fn outer6_of_index(
-        &self,
-        v: &LaneVip,
-        pool: &crate::table::Pool,
-        index: usize,
-    ) -> Option<&Outer6> {
+    pub(crate) fn outer6_of_index(&self, v: &LaneVip, pool: &Pool, index: usize) -> Option<&Outer6> {
         let at = self.place_of_index(v, pool, index)?;
         self.outer6.get((v.outer6_base as usize).wrapping_add(at))
     }
 
     /// The outer headers of backend `index` (Maglev's pick) of `pool`, the pool of VIP `v`.
     #[inline(always)]
-    pub(crate) fn outer_of_index(
-        &self,
-        v: &LaneVip,
-        pool: &crate::table::Pool,
-        index: usize,
-    ) -> Option<&Outer> {
+    pub(crate) fn outer_of_index(&self, v: &LaneVip, pool: &Pool, index: usize) -> Option<&Outer> {
         let at = self.place_of_index(v, pool, index)?;
         self.outer.get(v.outer_base as usize + at)
     }
@@ -403,7 +413,7 @@ const NO_NUMBER: NumberSlot = NumberSlot { number: u32::MAX, index: 0 };
 impl Numbers {
     /// The maps of the pools `take` says, and per pool where its map starts and its mask
     /// ((0, 0) for the others).
-    fn build(pools: &[crate::table::Pool], take: impl Fn(usize) -> bool) -> (Numbers, Vec<(u32, u32)>) {
+    fn build(pools: &[Pool], take: impl Fn(usize) -> bool) -> (Numbers, Vec<(u32, u32)>) {
         let mut slots: Vec<NumberSlot> = Vec::new();
         let mut maps = Vec::with_capacity(pools.len());
         for (p, pool) in pools.iter().enumerate() {
@@ -444,7 +454,7 @@ impl Numbers {
 }
 
 /// The VIPs of IPv4 addresses, for TCP and UDP, with the lookup order of
-/// [`Snapshot::find_vip`] resolved in advance: one probe by address answers a packet to an
+/// [`crate::table::Snapshot::find_vip`] resolved in advance: one probe by address answers a packet to an
 /// address whose VIPs take any port, and one more by port where some take single ports.
 #[derive(Debug, Clone)]
 pub struct V4Vips {
@@ -483,11 +493,11 @@ const NONE: u32 = u32::MAX >> 1;
 const BY_PORT: u32 = 1 << 31;
 const EMPTY_ADDR: AddrSlot = AddrSlot { key: 0, any_port: [NONE; 2] };
 
-/// What [`Snapshot::find_vip`] answers for the TCP and UDP packets to `addr`, whose VIPs
+/// What [`crate::table::Snapshot::find_vip`] answers for the TCP and UDP packets to `addr`, whose VIPs
 /// are `here` (protocol and port of each): per kind, the VIP of a port no single-port VIP
 /// names, with [`BY_PORT`] set where some do; and each (kind, named port, VIP).
 fn resolve(
-    snap: &Snapshot,
+    src: &LaneSource<'_>,
     addr: IpAddr,
     here: &[(VipProtocol, Option<u16>)],
 ) -> ([u32; 2], Vec<(usize, u16, u32)>) {
@@ -503,7 +513,7 @@ fn resolve(
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        let find = |port: u16| snap.find_vip(addr, protocol, port).map_or(NONE, |(i, _)| i);
+        let find = |port: u16| (src.find_vip)(addr, protocol, port).unwrap_or(NONE);
         // A port no single-port VIP names gets the answer of any such port.
         any_port[kind] = (0..=u16::MAX).find(|p| ports.binary_search(p).is_err()).map_or(NONE, find);
         if !ports.is_empty() {
@@ -544,12 +554,12 @@ impl V4Vips {
         }
     }
 
-    /// The IPv4 VIPs of `snap`, resolved with `snap`'s own lookup.
-    pub fn build(snap: &Snapshot) -> V4Vips {
+    /// The IPv4 VIPs of `src`, resolved with its own lookup.
+    pub fn build(src: &LaneSource<'_>) -> V4Vips {
         // The IPv4 VIPs by address: (protocol, port) of each.
         let mut by_addr: std::collections::BTreeMap<u32, Vec<(VipProtocol, Option<u16>)>> =
             std::collections::BTreeMap::new();
-        for v in snap.vips() {
+        for v in src.vips {
             if let IpAddr::V4(a) = v.addr {
                 by_addr.entry(u32::from(a)).or_default().push((v.protocol, v.port));
             }
@@ -557,7 +567,7 @@ impl V4Vips {
         let mut port_entries: Vec<(u64, u32)> = Vec::new();
         let mut addr_entries: Vec<AddrSlot> = Vec::new();
         for (&a, here) in &by_addr {
-            let (any_port, named) = resolve(snap, IpAddr::V4(a.into()), here);
+            let (any_port, named) = resolve(src, IpAddr::V4(a.into()), here);
             port_entries.extend(named.into_iter().map(|(kind, p, vip)| (port_key(a, kind, p), vip)));
             addr_entries.push(AddrSlot { key: 1 << 32 | u64::from(a), any_port });
         }
@@ -592,8 +602,8 @@ impl V4Vips {
         V4Vips { addrs, ports, addr_mask: n - 1, port_mask: m - 1, lo, span }
     }
 
-    /// The VIP (its index in [`Snapshot::vips`]) of a packet to `addr:port` over TCP
-    /// (`udp` false) or UDP: what [`Snapshot::find_vip`] answers.
+    /// The VIP (its index in [`crate::table::Snapshot::vips`]) of a packet to `addr:port` over TCP
+    /// (`udp` false) or UDP: what [`crate::table::Snapshot::find_vip`] answers.
     #[inline(always)]
     pub fn find(&self, addr: u32, udp: bool, port: u16) -> Option<u32> {
         let kind = usize::from(udp);
@@ -675,7 +685,7 @@ fn outer6_header(
 }
 
 /// The VIPs of IPv6 addresses, for TCP and UDP, with the lookup order of
-/// [`Snapshot::find_vip`] resolved in advance, as [`V4Vips`] does for IPv4 (hashed only:
+/// [`crate::table::Snapshot::find_vip`] resolved in advance, as [`V4Vips`] does for IPv4 (hashed only:
 /// IPv6 VIPs need not lie close together).
 #[derive(Debug, Clone)]
 pub struct V6Vips {
@@ -711,11 +721,11 @@ fn home6(addr: u128, extra: u32, mask: usize) -> usize {
 }
 
 impl V6Vips {
-    /// The IPv6 VIPs of `snap`, resolved with `snap`'s own lookup.
-    pub fn build(snap: &Snapshot) -> V6Vips {
+    /// The IPv6 VIPs of `src`, resolved with its own lookup.
+    pub fn build(src: &LaneSource<'_>) -> V6Vips {
         let mut by_addr: std::collections::BTreeMap<u128, Vec<(VipProtocol, Option<u16>)>> =
             std::collections::BTreeMap::new();
-        for v in snap.vips() {
+        for v in src.vips {
             if let IpAddr::V6(a) = v.addr {
                 by_addr.entry(u128::from(a)).or_default().push((v.protocol, v.port));
             }
@@ -723,7 +733,7 @@ impl V6Vips {
         let slots = by_addr
             .iter()
             .map(|(&a, here)| {
-                let (any_port, named) = resolve(snap, IpAddr::V6(a.into()), here);
+                let (any_port, named) = resolve(src, IpAddr::V6(a.into()), here);
                 let ports = named.into_iter().map(|(kind, p, vip)| ((kind as u32) << 16 | u32::from(p), vip));
                 (AddrSlot6 { addr: a, used: true, any_port }, ports.collect())
             })
@@ -754,8 +764,8 @@ impl V6Vips {
         V6Vips { addrs, ports }
     }
 
-    /// The VIP (its index in [`Snapshot::vips`]) of a packet to `addr:port` over TCP
-    /// (`udp` false) or UDP: what [`Snapshot::find_vip`] answers.
+    /// The VIP (its index in [`crate::table::Snapshot::vips`]) of a packet to `addr:port` over TCP
+    /// (`udp` false) or UDP: what [`crate::table::Snapshot::find_vip`] answers.
     #[inline(always)]
     pub fn find(&self, addr: u128, udp: bool, port: u16) -> Option<u32> {
         let kind = usize::from(udp);

@@ -792,6 +792,23 @@ fn mum(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
+/// Idle timeouts of the flow table, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP flows.
+    pub tcp: u64,
+    /// UDP and other flows.
+    pub udp: u64,
+    /// TCP flows after a FIN or RST was seen.
+    pub closing: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { tcp: 15 * 60 * 1_000_000_000, udp: 120 * 1_000_000_000, closing: 10 * 1_000_000_000 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,11 +27,13 @@ pub mod flow;
 pub mod maglev;
 pub mod numbering;
 pub mod pipeline;
+pub mod pool;
 pub mod port;
 pub mod rss;
 pub mod spread;
 pub mod stats;
 pub mod table;
+pub mod vip;
 pub mod wire;
 pub mod worker;
 

@@ -586,6 +586,41 @@ fn pow_mod(base: u32, mut exp: u32, m: u32, mu: u64) -> u32 {
     result
 }
 
+/// A fast hasher for maps keyed by the config (VIPs, backend numbers): their keys are not
+/// chosen by whoever sends packets, so they need no per-process key, only speed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigHasher(u64);
+
+impl core::hash::Hasher for ConfigHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = fmix64(self.0 ^ i).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.write_u64(i as u64);
+        self.write_u64((i >> 64) as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FastMap<K, V> = hashbrown::HashMap<K, V, core::hash::BuildHasherDefault<ConfigHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

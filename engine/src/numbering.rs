@@ -14,28 +14,8 @@
 //! fresh numberings number alike. A numbering keeps every pair it was asked about (about
 //! 64 bytes each) for its life; at most [`crate::flow::MAX_BACKEND`] + 1 pairs fit.
 
-use core::fmt;
-use std::net::IpAddr;
-
-use crate::maglev::BackendId;
-use crate::table::{vip_name, FastMap, VipProtocol};
-
-/// A VIP's identity: its address, protocol and port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct VipId {
-    /// The address clients send to.
-    pub addr: IpAddr,
-    /// The protocol.
-    pub protocol: VipProtocol,
-    /// The port, or `None` for any.
-    pub port: Option<u16>,
-}
-
-impl fmt::Display for VipId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&vip_name(self.addr, self.protocol, self.port))
-    }
-}
+use crate::maglev::{BackendId, FastMap};
+use crate::vip::VipId;
 
 /// Where a flow goes: a backend of a VIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,7 +75,8 @@ impl Numbering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use crate::vip::VipProtocol;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn target(vip: u8, backend: u8) -> Target {
         Target {

@@ -8,191 +8,28 @@
 //! - the VIPs, in an open-addressing table keyed by (address, protocol, port), with
 //!   wildcard entries for "any port" and "any protocol", and a per-address record that says
 //!   which of those exist, so that most lookups are one probe;
-//! - the pools: each distinct backend set once, with its Maglev ring, so that a thousand
-//!   VIP:port pairs on one pool cost one ring;
+//! - the pools ([`crate::pool`]), one per VIP with the numbers its flows remember
+//!   ([`crate::numbering`]), around a Maglev ring built once per distinct backend set, so
+//!   that a thousand VIP:port pairs on one backend set cost one ring;
 //! - tunnel sources, MTU, GUE port, hash seed, flow timeouts and a generation number.
 //!
 //! Lookups here never allocate and never panic on any address or port.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
-use crate::express::Lane;
-use crate::maglev::{self, BackendId, MaglevError, Ring};
-use crate::numbering::{Numbering, Target, VipId};
-use crate::wire::{EthernetAddress, IpProtocol};
+use crate::express::{Lane, LaneSource};
+use crate::maglev::{self, FastMap, MaglevError, Ring};
+use crate::numbering::{Numbering, Target};
+use crate::pool::build_ring;
+use crate::wire::IpProtocol;
 
-/// How packets are tunnelled to a VIP's backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Encap {
-    /// IP in IP: IPv4 in IPv4 (RFC 2003), IPv6 in IPv6 (RFC 2473), or either in the other
-    /// when the backend's family differs from the client's.
-    Ipip,
-    /// Generic UDP Encapsulation, variant 0, to the tunnel's GUE port.
-    Gue,
-    /// GRE (RFC 2784) without optional fields.
-    Gre,
-}
-
-/// Which transport protocol a VIP takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VipProtocol {
-    /// TCP only.
-    Tcp,
-    /// UDP only.
-    Udp,
-    /// Any IP protocol (TCP, UDP, ICMP errors...).
-    Any,
-}
-
-impl VipProtocol {
-    fn number(self) -> u8 {
-        match self {
-            VipProtocol::Tcp => 6,
-            VipProtocol::Udp => 17,
-            VipProtocol::Any => 0,
-        }
-    }
-}
-
-/// A backend's administrative state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackendState {
-    /// Takes new flows, in proportion to its weight.
-    Active,
-    /// Keeps its established flows, takes no new ones.
-    Draining,
-    /// Takes nothing; its flows move to what Maglev picks now.
-    Down,
-}
-
-/// A backend as configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BackendSpec {
-    /// Who.
-    pub id: BackendId,
-    /// Relative share of new flows.
-    pub weight: u32,
-    /// Whether it takes new flows, old flows, or none.
-    pub state: BackendState,
-}
-
-/// A backend in a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolBackend {
-    /// Who.
-    pub id: BackendId,
-    /// Relative share of new flows as configured.
-    pub weight: u32,
-    /// State.
-    pub state: BackendState,
-    /// The number of this (VIP, backend) pair ([`crate::numbering`]): what the flow table
-    /// remembers, the same in every snapshot.
-    pub number: u32,
-}
-
-/// A set of backends and its Maglev ring.
-#[derive(Debug, Clone)]
-pub struct Pool {
-    backends: Box<[PoolBackend]>,
-    ring: Option<Ring>,
-    by_number: FastMap<u32, u16>,
-}
-
-impl Pool {
-    /// The backends, in identity order (ring slots index this).
-    pub fn backends(&self) -> &[PoolBackend] {
-        &self.backends
-    }
-
-    /// The ring, or `None` when no backend takes new flows.
-    pub fn ring(&self) -> Option<&Ring> {
-        self.ring.as_ref()
-    }
-
-    /// The backend with this [number](PoolBackend::number), if the pool has it.
-    #[inline]
-    pub fn by_number(&self, number: u32) -> Option<(u16, &PoolBackend)> {
-        let &i = self.by_number.get(&number)?;
-        Some((i, &self.backends[usize::from(i)]))
-    }
-
-    /// The backend Maglev picks for a new flow with this hash, if any takes new flows.
-    #[inline]
-    pub fn pick(&self, flow_hash: u32) -> Option<(u16, &PoolBackend)> {
-        let ring = self.ring.as_ref()?;
-        let i = ring.lookup(flow_hash);
-        Some((i, &self.backends[usize::from(i)]))
-    }
-}
-
-/// A VIP: an address, optionally a port, a protocol, how to tunnel, and which pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Vip {
-    /// The address clients send to.
-    pub addr: IpAddr,
-    /// The port, or `None` for any.
-    pub port: Option<u16>,
-    /// The protocol.
-    pub protocol: VipProtocol,
-    /// The tunnel toward backends.
-    pub encap: Encap,
-    /// Index into [`Snapshot::pools`] (each VIP has its own pool; VIPs with the same
-    /// backend set share its ring).
-    pub pool: u32,
-    /// Where this VIP's per-backend traffic counters start (see
-    /// [`Snapshot::traffic_slots`]): slot `counter_base + i` counts the pool's backend `i`.
-    pub counter_base: u32,
-}
-
-impl Vip {
-    /// Its identity: what its flows' numbers are given under.
-    pub fn id(&self) -> VipId {
-        VipId { addr: self.addr, protocol: self.protocol, port: self.port }
-    }
-}
-
-/// The port's own identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
-    /// Our MAC address.
-    pub mac: EthernetAddress,
-    /// Where encapsulated packets go (the router).
-    pub next_hop_mac: EthernetAddress,
-    /// Addresses we answer ARP, neighbour solicitations and pings for.
-    pub addresses: Vec<IpAddr>,
-}
-
-/// Tunnel parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tunnel {
-    /// Outer source for IPv4 tunnels.
-    pub source_v4: Option<Ipv4Addr>,
-    /// Outer source for IPv6 tunnels.
-    pub source_v6: Option<Ipv6Addr>,
-    /// Egress MTU: the largest IP packet (outer header included) we send.
-    pub mtu: u16,
-    /// The UDP destination port of GUE.
-    pub gue_port: u16,
-}
-
-/// Idle timeouts of the flow table, in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// TCP flows.
-    pub tcp: u64,
-    /// UDP and other flows.
-    pub udp: u64,
-    /// TCP flows after a FIN or RST was seen.
-    pub closing: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts { tcp: 15 * 60 * 1_000_000_000, udp: 120 * 1_000_000_000, closing: 10 * 1_000_000_000 }
-    }
-}
+pub use crate::encap::Tunnel;
+pub use crate::flow::Timeouts;
+pub use crate::pool::{BackendSpec, BackendState, Pool, PoolBackend};
+pub use crate::port::Interface;
+pub use crate::vip::{vip_name, Encap, Vip, VipId, VipProtocol};
 
 /// What the snapshot is built from.
 #[derive(Debug, Clone)]
@@ -317,41 +154,6 @@ fn vip_key(addr: IpAddr, protocol: u8, port: u16) -> VipKey {
     };
     VipKey(bits, u32::from(protocol) << 16 | u32::from(port))
 }
-
-/// A fast hasher for maps keyed by the config (VIPs, backend numbers): their keys are not
-/// chosen by whoever sends packets, so they need no per-process key, only speed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ConfigHasher(u64);
-
-impl core::hash::Hasher for ConfigHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = maglev::fmix64(self.0 ^ i).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-    #[inline]
-    fn write_u128(&mut self, i: u128) {
-        self.write_u64(i as u64);
-        self.write_u64((i >> 64) as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, core::hash::BuildHasherDefault<ConfigHasher>>;
 
 /// The VIP lookup table: open addressing with linear probing over a power-of-two array at
 /// most a quarter full, so a probe is one hash and, nearly always, one entry. Keys come
@@ -606,12 +408,7 @@ impl Snapshot {
                         .ok_or(TableError::TooManyBackends)?;
                     backends.push(PoolBackend { id: b.id, weight: b.weight, state: b.state, number });
                 }
-                let by_number = backends.iter().enumerate().map(|(i, b)| (b.number, i as u16)).collect();
-                Ok(Pool {
-                    backends: backends.into_boxed_slice(),
-                    ring: set_rings[s as usize].clone(),
-                    by_number,
-                })
+                Ok(Pool::new(backends, set_rings[s as usize].clone()))
             })
             .collect::<Result<_, TableError>>()?;
         let fragment_map = fragment_vips(&vips, &set_of_vip);
@@ -662,7 +459,15 @@ impl Snapshot {
             traffic_slots,
             lane: Lane::empty(),
         };
-        snap.lane = Lane::build(&snap);
+        let find_vip = |addr, protocol, port| snap.find_vip(addr, protocol, port).map(|(i, _)| i);
+        snap.lane = Lane::build(&LaneSource {
+            vips: &snap.vips,
+            pools: &snap.pools,
+            tunnel: &snap.tunnel,
+            interface: &snap.interface,
+            timeouts: &snap.timeouts,
+            find_vip: &find_vip,
+        });
         Ok(snap)
     }
 
@@ -674,16 +479,7 @@ impl Snapshot {
             m.capacity() * (size_of::<(K, V)>() + 1)
         }
         let lpm = |l: &Lpm| l.by_len.iter().map(|(_, m)| map(m)).sum::<usize>();
-        let pools: usize = self
-            .pools
-            .iter()
-            .map(|p| {
-                size_of::<Pool>()
-                    + core::mem::size_of_val(&*p.backends)
-                    + map(&p.by_number)
-                    + p.ring.as_ref().map_or(0, |r| core::mem::size_of_val(r.backends()))
-            })
-            .sum();
+        let pools: usize = self.pools.iter().map(|p| size_of::<Pool>() + p.heap_bytes()).sum();
         // A set's ring slots once: its VIPs' pools share them.
         let sets: usize = self
             .sets
@@ -831,21 +627,6 @@ impl Snapshot {
     }
 }
 
-/// A VIP's name for errors and logs: `udp://203.0.113.10:8000`, `any://[2001:db8::10]`.
-pub fn vip_name(addr: IpAddr, protocol: VipProtocol, port: Option<u16>) -> String {
-    let proto = match protocol {
-        VipProtocol::Tcp => "tcp",
-        VipProtocol::Udp => "udp",
-        VipProtocol::Any => "any",
-    };
-    match (addr, port) {
-        (IpAddr::V6(a), Some(p)) => format!("{proto}://[{a}]:{p}"),
-        (IpAddr::V6(a), None) => format!("{proto}://[{a}]"),
-        (a, Some(p)) => format!("{proto}://{a}:{p}"),
-        (a, None) => format!("{proto}://{a}"),
-    }
-}
-
 /// See [`Snapshot::find_fragment_vip`].
 fn fragment_vips(vips: &[Vip], set_of_vip: &[u32]) -> HashMap<(IpAddr, u8), u32> {
     let mut map: HashMap<(IpAddr, u8), u32> = HashMap::new();
@@ -893,27 +674,11 @@ fn fragment_vips(vips: &[Vip], set_of_vip: &[u32]) -> HashMap<(IpAddr, u8), u32>
     map
 }
 
-/// The ring of a backend set, or `None` when none of it takes new flows.
-fn build_ring(set: &[BackendSpec], seed: u64, table_size: u32) -> Result<Option<Ring>, MaglevError> {
-    let ring_input: Vec<maglev::Backend> = set
-        .iter()
-        .map(|b| maglev::Backend {
-            id: b.id,
-            weight: if b.state == BackendState::Active { b.weight } else { 0 },
-        })
-        .collect();
-    match Ring::build(&ring_input, seed, table_size) {
-        Ok(r) => Ok(Some(r)),
-        // Every backend draining, down or at weight 0: established flows still go to the
-        // draining ones, new flows are dropped as `no_backend`.
-        Err(MaglevError::AllWeightsZero) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maglev::BackendId;
+    use crate::wire::EthernetAddress;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn spec(vips: Vec<(&str, Option<u16>, VipProtocol)>) -> SnapshotSpec {

@@ -13,7 +13,10 @@
 //!
 //! The drivers sit outside the pipeline: the pipeline never does I/O.
 
+use std::net::IpAddr;
+
 use crate::buf::PacketBuf;
+use crate::wire::EthernetAddress;
 
 /// The most packets a burst holds: what a driver moves at once, and what
 /// [`crate::pipeline::Pipeline::process`] takes at once.
@@ -35,4 +38,15 @@ pub trait Port: Send {
     /// their place) and returns `k`; the others are refused (the caller counts them as
     /// `tx_full` and reuses their buffers).
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize;
+}
+
+/// The port's own identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Our MAC address.
+    pub mac: EthernetAddress,
+    /// Where encapsulated packets go (the router).
+    pub next_hop_mac: EthernetAddress,
+    /// Addresses we answer ARP, neighbour solicitations and pings for.
+    pub addresses: Vec<IpAddr>,
 }
