@@ -16,9 +16,11 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::encap::{write_gue, write_outer_v4, OuterV4, Tunnel};
+use crate::buf::PacketBuf;
+use crate::counters::Counters;
+use crate::encap::{gue_source_port, write_gue, write_outer_v4, OuterV4, Tunnel};
 use crate::flow::Timeouts;
-use crate::flow::{FlowTable, IdleTimeouts, TimeoutClass};
+use crate::flow::{Absent, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
 use crate::pool::{BackendState, Pool};
 use crate::port::Interface;
 use crate::vip::{Encap, Vip, VipProtocol};
@@ -964,4 +966,201 @@ pub(crate) fn classify_v6(
     let tos = (be16(L3) >> 4) as u8;
     let ip_len = (ipv6::HEADER_LEN + payload_len) as u16;
     Some((Express { hash, check, vip, ip_len, class, tos, dont_frag: 0 }, maglev))
+}
+
+/// What the lane changes as it forwards a packet: the worker's flow table, counters and
+/// outer IPv4 identification.
+pub(crate) struct LaneState<'a> {
+    /// The worker's flow table.
+    pub(crate) flows: &'a mut FlowTable,
+    /// The worker's counters.
+    pub(crate) counters: &'a mut Counters,
+    /// The last outer IPv4 identification given.
+    pub(crate) ip_ident: &'a mut u16,
+}
+
+impl LaneState<'_> {
+    /// The flow counts of a packet the lane finishes (`known` flow, or a new one; `moved`
+    /// off a backend that is down or gone), and a new flow remembered (`found` is what the
+    /// lookup said, `number` the backend).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        &mut self,
+        x: &Express,
+        known: bool,
+        moved: bool,
+        found: Result<u32, Absent>,
+        number: u32,
+        now: u64,
+        timeouts: &IdleTimeouts,
+    ) {
+        if moved {
+            self.counters.flow_moved += 1;
+        }
+        if known {
+            self.counters.flow_hits += 1;
+        } else {
+            self.counters.flow_misses += 1;
+            // A RST or FIN of an unknown flow opens none.
+            if x.class != TimeoutClass::Closing {
+                let absent = found == Err(Absent(true));
+                if self.flows.remember(absent, x.check, x.hash, number, now, timeouts, x.class)
+                    == Inserted::Evicted
+                {
+                    self.counters.flow_table_full += 1;
+                }
+            }
+        }
+    }
+}
+
+impl Lane {
+    /// The lane's second half: the flow, the backend, the tunnel. `Some((traffic slot,
+    /// length))` when the packet is forwarded (the caller counts it in its VIP's and
+    /// backend's traffic, [`crate::table::Vip::counter_base`] + index). `None` (with
+    /// nothing changed but the flow's last-seen time) leaves the packet to the general path:
+    /// a packet too big for the tunnel, an IPv6 backend, a pool without backends, a buffer
+    /// with less room in front of its IP header than the lane's header block
+    /// ([`BLOCK`], 48 bytes: 34 in front of the frame).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward(
+        &self,
+        pools: &[Pool],
+        seed: u64,
+        mut st: LaneState<'_>,
+        now: u64,
+        buf: &mut PacketBuf,
+        x: &Express,
+        hash: Option<u32>,
+    ) -> Option<(usize, usize)> {
+        let lane = self;
+        let v = lane.vip.get(x.vip as usize)?;
+        let ip_len = usize::from(x.ip_len);
+        // The tunnel's headers are written as one block in front of the IP header.
+        if ip_len + v.overhead as usize > lane.mtu || buf.headroom() + L3 < BLOCK {
+            return None;
+        }
+        let mut moved = false;
+        let mut known: Option<(usize, &Outer)> = None;
+        let found = st.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));
+        if let Ok(number) = found {
+            match lane.outer_of_number(v, number) {
+                Some(o) if o.taken => known = Some((usize::from(o.index), o)),
+                // Up, but not the lane's to send to.
+                Some(o) if !o.down => return None,
+                // Down, or no longer in the pool.
+                _ => moved = true,
+            }
+        }
+        let (tos, dont_frag) = (x.tos, x.dont_frag);
+        // The Maglev hash: for a new flow, and for GUE's source port (`hash` when the
+        // caller computed it after the first pass, as it does while new flows are many).
+        let flow_hash = |buf: &PacketBuf| match hash {
+            Some(h) => Some(h),
+            None => maglev_hash(seed, buf.as_slice()),
+        };
+        let (index, outer, hash) = match known {
+            Some((i, o)) => (i, o, if usize::from(o.len) != OUTER_MAX { 0 } else { flow_hash(buf)? }),
+            None => {
+                let hash = flow_hash(buf)?;
+                let pool = pools.get(v.pool as usize)?;
+                let (i, _) = pool.pick(hash)?;
+                let outer = lane.outer_of_index(v, pool, usize::from(i))?;
+                if outer.len == 0 {
+                    return None;
+                }
+                (usize::from(i), outer, hash)
+            }
+        };
+        // From here on the lane finishes the packet.
+        st.count(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
+        // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
+        // of this function that the headroom holds the block.
+        let len = usize::from(outer.len);
+        let block = buf.reframe::<{ BLOCK }>(L3, ip_len, len)?;
+        *block = outer.header;
+        let ident = st.ip_ident.wrapping_add(1);
+        *st.ip_ident = ident;
+        let total_len = (len - ethernet::HEADER_LEN + ip_len) as u16;
+        let ip =
+            block.get_mut(BLOCK - len + ethernet::HEADER_LEN..)?.first_chunk_mut::<{ ipv4::HEADER_LEN }>()?;
+        ip[1] = tos;
+        ip[2..4].copy_from_slice(&total_len.to_be_bytes());
+        ip[4..6].copy_from_slice(&ident.to_be_bytes());
+        ip[6] = dont_frag;
+        let mut sum = outer.sum
+            + u32::from(tos)
+            + u32::from(total_len)
+            + u32::from(ident)
+            + (u32::from(dont_frag) << 8);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        if len == OUTER_MAX {
+            // GUE: the source port from the flow, the length covering GUE's header and the
+            // inner packet.
+            const UDP_AT: usize = BLOCK - OUTER_MAX + ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+            let udp = block.get_mut(UDP_AT..)?.first_chunk_mut::<{ udp::HEADER_LEN }>()?;
+            udp[0..2].copy_from_slice(&gue_source_port(hash).to_be_bytes());
+            udp[4..6]
+                .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
+        }
+        Some((v.counter_base as usize + index, len + ip_len))
+    }
+
+    /// [`forward`](Lane::forward) for IPv6 (`hash` is the packet's Maglev hash, from the
+    /// first pass): an IPv6 VIP over IPIP to an IPv6 backend (IPv6 in IPv6). The rest
+    /// (other tunnels, IPv4 backends, a packet too big) is left to the general path, as
+    /// there.
+    #[inline(always)]
+    pub(crate) fn forward_v6(
+        &self,
+        pools: &[Pool],
+        mut st: LaneState<'_>,
+        now: u64,
+        buf: &mut PacketBuf,
+        x: &Express,
+        hash: u32,
+    ) -> Option<(usize, usize)> {
+        let lane = self;
+        let v = lane.vip.get(x.vip as usize)?;
+        let ip_len = usize::from(x.ip_len);
+        if v.outer6_base == NO_OUTER6 || ip_len + ipv6::HEADER_LEN > lane.mtu || buf.headroom() + L3 < BLOCK6
+        {
+            return None;
+        }
+        // Every packet's flow label comes from the Maglev hash (`hash`, from the first pass).
+        let mut moved = false;
+        let mut known: Option<&Outer6> = None;
+        let found = st.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));
+        if let Ok(number) = found {
+            match lane.outer6_of_number(v, number) {
+                Some(o) if o.taken => known = Some(o),
+                Some(o) if !o.down => return None,
+                _ => moved = true,
+            }
+        }
+        let outer = match known {
+            Some(o) => o,
+            None => {
+                let pool = pools.get(v.pool as usize)?;
+                let (i, _) = pool.pick(hash)?;
+                let outer = lane.outer6_of_index(v, pool, usize::from(i))?;
+                if !outer.taken {
+                    return None;
+                }
+                outer
+            }
+        };
+        st.count(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
+        let block = buf.reframe::<{ BLOCK6 }>(L3, ip_len, OUTER6_LEN)?;
+        *block = outer.header;
+        let ip = block.get_mut(BLOCK6 - ipv6::HEADER_LEN..)?.first_chunk_mut::<8>()?;
+        let first = 6 << 28 | u32::from(x.tos) << 20 | (hash & 0x000f_ffff);
+        ip[0..4].copy_from_slice(&first.to_be_bytes());
+        ip[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        Some((v.counter_base as usize + usize::from(outer.index), OUTER6_LEN + ip_len))
+    }
 }

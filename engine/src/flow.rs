@@ -590,6 +590,27 @@ impl FlowTable {
         Ok(e.backend())
     }
 
+    /// Remembers a new flow whose lookup said it was `absent` (no entry to reuse:
+    /// [`FlowTable::insert_absent`]) or not ([`FlowTable::insert_check`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn remember(
+        &mut self,
+        absent: bool,
+        check: u64,
+        hash: u64,
+        backend: u32,
+        now: u64,
+        timeouts: &IdleTimeouts,
+        class: TimeoutClass,
+    ) -> Inserted {
+        if absent {
+            self.insert_absent(check, hash, backend, now, timeouts, class)
+        } else {
+            self.insert_check(check, hash, backend, now, timeouts, class)
+        }
+    }
+
     /// Remembers that `key` goes to `backend` (a number up to [`MAX_BACKEND`]), replacing
     /// its old entry if it has one.
     pub fn insert(

@@ -46,7 +46,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::express::{self, Express};
+use crate::express::{self, Express, LaneState};
 use crate::flow::{Absent, FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
 use crate::maglev;
 use crate::stats::TrafficCounters;
@@ -57,7 +57,7 @@ use crate::wire::{
 };
 
 use crate::counters::{Counters, DropReason};
-use crate::encap::{gue_source_port, write_gue, write_outer_v4, OuterV4};
+use crate::encap::{write_gue, write_outer_v4, OuterV4};
 use crate::port::MAX_BURST;
 
 /// What became of a packet.
@@ -400,7 +400,17 @@ impl Pipeline {
                 let slot = i - chunk_start;
                 if lane & 1 << slot != 0 {
                     let x = self.express[slot % MAX_BURST];
-                    if let Some(len) = self.express_forward(snap, now, &mut bufs[i], &x, i) {
+                    let hash = if self.prefetch_rings { Some(self.maglev[slot % MAX_BURST]) } else { None };
+                    let st = LaneState {
+                        flows: &mut self.flows,
+                        counters: &mut self.counters,
+                        ip_ident: &mut self.ip_ident,
+                    };
+                    let lane = snap.lane();
+                    if let Some((traffic, len)) =
+                        lane.forward(snap.pools(), snap.hash_seed(), st, now, &mut bufs[i], &x, hash)
+                    {
+                        self.count_traffic(traffic, len, i);
                         verdicts[i] = Verdict::Forward;
                         forwarded += 1;
                         forwarded_bytes += len as u64;
@@ -468,108 +478,6 @@ impl Pipeline {
         }
     }
 
-    /// The express lane's second half: the flow, the backend, the tunnel; `Some(length)` when
-    /// packet `at` (its index in the burst) is forwarded (the caller counts it). `None` (with
-    /// nothing changed but the flow's last-seen time) leaves the packet to the general path:
-    /// a packet too big for the tunnel, an IPv6 backend, a pool without backends, a buffer
-    /// with less room in front of its IP header than the lane's header block
-    /// ([`express::BLOCK`], 48 bytes: 34 in front of the frame).
-    #[inline(always)]
-    fn express_forward(
-        &mut self,
-        snap: &Snapshot,
-        now: u64,
-        buf: &mut PacketBuf,
-        x: &Express,
-        at: usize,
-    ) -> Option<usize> {
-        let lane = snap.lane();
-        let v = lane.vip.get(x.vip as usize)?;
-        let ip_len = usize::from(x.ip_len);
-        // The tunnel's headers are written as one block in front of the IP header.
-        if ip_len + v.overhead as usize > lane.mtu || buf.headroom() + express::L3 < express::BLOCK {
-            return None;
-        }
-        let mut moved = false;
-        let mut known: Option<(usize, &express::Outer)> = None;
-        let found = self.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));
-        if let Ok(number) = found {
-            match lane.outer_of_number(v, number) {
-                Some(o) if o.taken => known = Some((usize::from(o.index), o)),
-                // Up, but not the lane's to send to.
-                Some(o) if !o.down => return None,
-                // Down, or no longer in the pool.
-                _ => moved = true,
-            }
-        }
-        let (tos, dont_frag) = (x.tos, x.dont_frag);
-        // The Maglev hash: for a new flow, and for GUE's source port.
-        // (computed after the first pass while new flows are many).
-        let flow_hash = |buf: &PacketBuf| express::maglev_hash(snap.hash_seed(), buf.as_slice());
-        let (index, outer, hash) = match known {
-            Some((i, o)) => (
-                i,
-                o,
-                if usize::from(o.len) != express::OUTER_MAX {
-                    0
-                } else if self.prefetch_rings {
-                    self.maglev[at % MAX_BURST]
-                } else {
-                    flow_hash(buf)?
-                },
-            ),
-            None => {
-                let hash = if self.prefetch_rings { self.maglev[at % MAX_BURST] } else { flow_hash(buf)? };
-                let pool = snap.pools().get(v.pool as usize)?;
-                let (i, _) = pool.pick(hash)?;
-                let outer = lane.outer_of_index(v, pool, usize::from(i))?;
-                if outer.len == 0 {
-                    return None;
-                }
-                (usize::from(i), outer, hash)
-            }
-        };
-        // From here on the lane finishes the packet.
-        self.lane_counts(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
-        // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
-        // of this function that the headroom holds the block.
-        let len = usize::from(outer.len);
-        let block = buf.reframe::<{ express::BLOCK }>(express::L3, ip_len, len)?;
-        *block = outer.header;
-        let ident = self.ip_ident.wrapping_add(1);
-        self.ip_ident = ident;
-        let total_len = (len - ethernet::HEADER_LEN + ip_len) as u16;
-        let ip = block
-            .get_mut(express::BLOCK - len + ethernet::HEADER_LEN..)?
-            .first_chunk_mut::<{ ipv4::HEADER_LEN }>()?;
-        ip[1] = tos;
-        ip[2..4].copy_from_slice(&total_len.to_be_bytes());
-        ip[4..6].copy_from_slice(&ident.to_be_bytes());
-        ip[6] = dont_frag;
-        let mut sum = outer.sum
-            + u32::from(tos)
-            + u32::from(total_len)
-            + u32::from(ident)
-            + (u32::from(dont_frag) << 8);
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        if len == express::OUTER_MAX {
-            // GUE: the source port from the flow, the length covering GUE's header and the
-            // inner packet.
-            const UDP_AT: usize =
-                express::BLOCK - express::OUTER_MAX + ethernet::HEADER_LEN + ipv4::HEADER_LEN;
-            let udp = block.get_mut(UDP_AT..)?.first_chunk_mut::<{ udp::HEADER_LEN }>()?;
-            udp[0..2].copy_from_slice(&gue_source_port(hash).to_be_bytes());
-            udp[4..6]
-                .copy_from_slice(&((udp::HEADER_LEN + gue::BASE_HEADER_LEN + ip_len) as u16).to_be_bytes());
-        }
-        let slot = v.counter_base as usize + index;
-        let len = len + ip_len;
-        self.count_traffic(slot, len, at);
-        Some(len)
-    }
-
     /// The express lane's first half for IPv6 (out of line: IPv4 is the lane's first
     /// business), the packet's Maglev hash into `maglev` at `slot`.
     #[inline(never)]
@@ -597,7 +505,12 @@ impl Pipeline {
         slot: usize,
         at: usize,
     ) -> Verdict {
-        if self.express_forward_v6(snap, now, buf, slot, at).is_some() {
+        let x = self.express[slot % MAX_BURST];
+        let hash = self.maglev[slot % MAX_BURST];
+        let st =
+            LaneState { flows: &mut self.flows, counters: &mut self.counters, ip_ident: &mut self.ip_ident };
+        if let Some((traffic, len)) = snap.lane().forward_v6(snap.pools(), st, now, buf, &x, hash) {
+            self.count_traffic(traffic, len, at);
             self.counters.express_forwarded += 1;
             return Verdict::Forward;
         }
@@ -606,95 +519,6 @@ impl Pipeline {
         match self.classify_general(snap, buf) {
             Step::Done(v) => v,
             Step::Pending => self.forward(snap, now, buf, slot),
-        }
-    }
-
-    /// [`express_forward`](Pipeline::express_forward) for IPv6, for the packet in `slot`
-    /// of the chunk: an IPv6 VIP over IPIP to an IPv6 backend (IPv6 in IPv6). The rest
-    /// (other tunnels, IPv4 backends, a packet too big) is left to the general path, as
-    /// there.
-    #[inline(always)]
-    fn express_forward_v6(
-        &mut self,
-        snap: &Snapshot,
-        now: u64,
-        buf: &mut PacketBuf,
-        slot: usize,
-        at: usize,
-    ) -> Option<usize> {
-        // A copy: `self` is changed below.
-        let x = self.express[slot % MAX_BURST];
-        let lane = snap.lane();
-        let v = lane.vip.get(x.vip as usize)?;
-        let ip_len = usize::from(x.ip_len);
-        if v.outer6_base == express::NO_OUTER6
-            || ip_len + ipv6::HEADER_LEN > lane.mtu
-            || buf.headroom() + express::L3 < express::BLOCK6
-        {
-            return None;
-        }
-        // Every packet's flow label comes from the Maglev hash (from the first pass).
-        let hash = self.maglev[slot % MAX_BURST];
-        let mut moved = false;
-        let mut known: Option<&express::Outer6> = None;
-        let found = self.flows.lookup_absent(x.check, x.hash, now, &lane.timeouts, Some(x.class));
-        if let Ok(number) = found {
-            match lane.outer6_of_number(v, number) {
-                Some(o) if o.taken => known = Some(o),
-                Some(o) if !o.down => return None,
-                _ => moved = true,
-            }
-        }
-        let outer = match known {
-            Some(o) => o,
-            None => {
-                let pool = snap.pools().get(v.pool as usize)?;
-                let (i, _) = pool.pick(hash)?;
-                let outer = lane.outer6_of_index(v, pool, usize::from(i))?;
-                if !outer.taken {
-                    return None;
-                }
-                outer
-            }
-        };
-        self.lane_counts(&x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
-        let block = buf.reframe::<{ express::BLOCK6 }>(express::L3, ip_len, express::OUTER6_LEN)?;
-        *block = outer.header;
-        let ip = block.get_mut(express::BLOCK6 - ipv6::HEADER_LEN..)?.first_chunk_mut::<8>()?;
-        let first = 6 << 28 | u32::from(x.tos) << 20 | (hash & 0x000f_ffff);
-        ip[0..4].copy_from_slice(&first.to_be_bytes());
-        ip[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        let len = express::OUTER6_LEN + ip_len;
-        self.count_traffic(v.counter_base as usize + usize::from(outer.index), len, at);
-        Some(len)
-    }
-
-    /// The flow counts of a packet the lane finishes (`known` flow, or a new one; `moved`
-    /// off a backend that is down or gone), and a new flow remembered (`found` is what the
-    /// lookup said, `number` the backend).
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn lane_counts(
-        &mut self,
-        x: &Express,
-        known: bool,
-        moved: bool,
-        found: Result<u32, Absent>,
-        number: u32,
-        now: u64,
-        timeouts: &IdleTimeouts,
-    ) {
-        if moved {
-            self.counters.flow_moved += 1;
-        }
-        if known {
-            self.counters.flow_hits += 1;
-        } else {
-            self.counters.flow_misses += 1;
-            // A RST or FIN of an unknown flow opens none.
-            if x.class != TimeoutClass::Closing {
-                self.remember(found == Err(Absent(true)), x.check, x.hash, number, now, timeouts, x.class);
-            }
         }
     }
 
@@ -1072,17 +896,12 @@ impl Pipeline {
         absent: bool,
         check: u64,
         hash: u64,
-        backend: u32,
+        number: u32,
         now: u64,
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) {
-        let inserted = if absent {
-            self.flows.insert_absent(check, hash, backend, now, timeouts, class)
-        } else {
-            self.flows.insert_check(check, hash, backend, now, timeouts, class)
-        };
-        if inserted == Inserted::Evicted {
+        if self.flows.remember(absent, check, hash, number, now, timeouts, class) == Inserted::Evicted {
             self.counters.flow_table_full += 1;
         }
     }
