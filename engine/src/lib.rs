@@ -8,10 +8,12 @@
 //!
 //! - [`wire`]: zero-copy header views and their plain `Repr` structs, and checksums.
 //! - [`maglev`]: the Maglev lookup table, and the stable hash functions it is built on.
+//! - [`vip`]: what a VIP is; [`pool`]: a VIP's backends and ring; [`numbering`]: the
+//!   (VIP, backend) numbers flows remember.
 //! - [`table`]: the immutable forwarding snapshot; [`flow`]: a worker's flow table;
-//!   [`numbering`]: the (VIP, backend) numbers flows remember;
+//!   [`counters`]: counters and drop reasons; [`encap`]: the outer headers;
 //!   [`pipeline`]: from a burst of frames to verdicts, with [`express`] the lane that most
-//!   packets take through it.
+//!   packets take through it (its tables, classification and forwarding).
 //! - [`port`]: the port trait and drivers; [`worker`]: the poll loop of one core;
 //!   [`stats`]: counters the control thread reads without locks; [`spread`]: software RSS
 //!   over pipelines; [`buf`]: packet buffers with headroom.
