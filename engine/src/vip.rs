@@ -66,11 +66,12 @@ pub struct Vip {
     pub protocol: VipProtocol,
     /// The tunnel toward backends.
     pub encap: Encap,
-    /// Index into [`Snapshot::pools`] (each VIP has its own pool; VIPs with the same
-    /// backend set share its ring).
+    /// Index into [`Snapshot::pools`](crate::table::Snapshot::pools) (each VIP has its own
+    /// pool; VIPs with the same backend set share its ring).
     pub pool: u32,
     /// Where this VIP's per-backend traffic counters start (see
-    /// [`Snapshot::traffic_slots`]): slot `counter_base + i` counts the pool's backend `i`.
+    /// [`Snapshot::traffic_slots`](crate::table::Snapshot::traffic_slots)): slot
+    /// `counter_base + i` counts the pool's backend `i`.
     pub counter_base: u32,
 }
 
