@@ -241,6 +241,10 @@ fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value
         "restart_needed": engine.restart_needed(),
         "reloads_failed": engine.reload_counts().failed,
         "state_file": engine.state_file().map(|s| s.path().display().to_string()),
+        "flow_numbers": {
+            "given": engine.flow_numbers(),
+            "limit": u64::from(vipgate_engine::flow::MAX_BACKEND) + 1,
+        },
         "workers": s.workers.iter().map(|w| json!({
             "id": w.id,
             "core": w.core,

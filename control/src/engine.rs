@@ -1026,6 +1026,12 @@ impl Engine {
         out
     }
 
+    /// How many (VIP, backend) pairs were numbered since start: every pair ever configured
+    /// keeps its number (flows may remember it), up to [`vipgate_engine::flow::MAX_BACKEND`] + 1.
+    pub fn flow_numbers(&self) -> usize {
+        self.numbering.len()
+    }
+
     /// The (VIP, backend) pair that flows remember as `number` ([`PoolBackend::number`]),
     /// and whether the running snapshot still has it. `None` for a number never given.
     pub fn target(&self, number: u32) -> Option<(Target, bool)> {

@@ -340,6 +340,8 @@ state = "state.json"
     assert_eq!(field(&backend, "udp"), 30, "{f}");
     assert_eq!(field(&backend, "tcp_established"), field(&shared, "tcp_established"), "{f}");
     assert_eq!(backend["removed"], false, "{f}");
+    // One number per (VIP, backend) pair: 192.0.2.11 twice, 192.0.2.22 once.
+    assert_eq!(app.json(&["status"])["flow_numbers"]["given"], 3);
     // A window that nothing was seen in: no UDP flow is recent.
     let f = app.json(&["flows", "--udp-window", "0s"]);
     assert_eq!((&f["udp"], &f["udp_recent"]), (&30.into(), &0.into()), "{f}");

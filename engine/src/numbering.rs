@@ -51,11 +51,6 @@ impl Numbering {
         Some(n)
     }
 
-    /// The number `target` was given, if it was.
-    pub fn find(&self, target: &Target) -> Option<u32> {
-        self.by_target.get(target).copied()
-    }
-
     /// The pair numbered `number`, in a snapshot or not any more.
     pub fn target(&self, number: u32) -> Option<&Target> {
         self.targets.get(number as usize)
@@ -96,7 +91,6 @@ mod tests {
         assert_eq!(n.number(target(11, 1)), Some(1), "the same backend in another VIP is another pair");
         assert_eq!(n.number(target(10, 1)), Some(0));
         assert_eq!(n.target(1), Some(&target(11, 1)));
-        assert_eq!(n.find(&target(10, 2)), None);
         assert_eq!(n.target(2), None);
         assert_eq!(n.len(), 2);
         assert_eq!(target(10, 1).vip.to_string(), "tcp://203.0.113.10:80");
