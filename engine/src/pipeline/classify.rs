@@ -5,8 +5,10 @@
 use super::*;
 
 impl Pipeline {
+    /// Classifies the frame in `buf`, in the chunk's `slot`: a verdict, or (for a packet to
+    /// a VIP) `Step::Pending` with the packet written into the pending record of `slot`.
     #[inline(never)]
-    pub(super) fn classify_general(&mut self, snap: &Snapshot, buf: &mut PacketBuf) -> Step {
+    pub(super) fn classify_general(&mut self, snap: &Snapshot, buf: &mut PacketBuf, slot: usize) -> Step {
         let frame = buf.as_slice();
         let l2 = match vlan::parse_l2(frame) {
             Ok(l2) => l2,
@@ -21,13 +23,13 @@ impl Pipeline {
         let l3 = l2.payload_offset;
         match l2.ethertype {
             EtherType::Arp => Step::Done(self.answer_arp(snap, buf, l3)),
-            EtherType::Ipv4 => self.classify_v4(snap, buf, l3),
-            EtherType::Ipv6 => self.classify_v6(snap, buf, l3),
+            EtherType::Ipv4 => self.classify_v4(snap, buf, l3, slot),
+            EtherType::Ipv6 => self.classify_v6(snap, buf, l3, slot),
             _ => Step::Done(Verdict::Drop(DropReason::NotIp)),
         }
     }
 
-    fn classify_v4(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize) -> Step {
+    fn classify_v4(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, slot: usize) -> Step {
         let drop = |r| Step::Done(Verdict::Drop(r));
         let frame = buf.as_slice();
         let ip = match ipv4::Packet::new_checked(&frame[l3..]) {
@@ -68,7 +70,7 @@ impl Pipeline {
                     };
                     let frame =
                         Frame { l3, ip_len, v6: false, tos, dont_frag, fragment: false, icmp_error: true };
-                    return self.icmp_error_step(snap, &q, frame);
+                    return self.icmp_error_step(snap, &q, frame, slot);
                 }
                 _ => {}
             }
@@ -86,10 +88,11 @@ impl Pipeline {
             key,
             Frame { l3, ip_len, v6: false, tos, dont_frag, fragment, icmp_error: false },
             flags,
+            slot,
         )
     }
 
-    fn classify_v6(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize) -> Step {
+    fn classify_v6(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, slot: usize) -> Step {
         let drop = |r| Step::Done(Verdict::Drop(r));
         let frame = buf.as_slice();
         let ip = match ipv6::Packet::new_checked(&frame[l3..]) {
@@ -151,7 +154,7 @@ impl Pipeline {
                         fragment: false,
                         icmp_error: true,
                     };
-                    return self.icmp_error_step(snap, &q, frame);
+                    return self.icmp_error_step(snap, &q, frame, slot);
                 }
                 icmpv6::Message::RouterSolicit
                 | icmpv6::Message::RouterAdvert
@@ -176,16 +179,17 @@ impl Pipeline {
             key,
             Frame { l3, ip_len, v6: true, tos, dont_frag: true, fragment, icmp_error: false },
             flags,
+            slot,
         )
     }
 
     /// An ICMP error about a packet that a backend sent from a VIP to a client: the quoted
     /// packet's source is the VIP, its destination the client, so the flow it belongs to is
     /// the quoted one turned around.
-    fn icmp_error_step(&mut self, snap: &Snapshot, q: &wire::ip::Quoted, frame: Frame) -> Step {
+    fn icmp_error_step(&mut self, snap: &Snapshot, q: &wire::ip::Quoted, frame: Frame, slot: usize) -> Step {
         let (sport, dport) = q.ports.unwrap_or((0, 0));
         let key = FlowKey::new(q.dst_addr, q.src_addr, q.protocol.into(), dport, sport);
-        self.vip_step(snap, q.src_addr, q.protocol, sport, key, frame, None)
+        self.vip_step(snap, q.src_addr, q.protocol, sport, key, frame, None, slot)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -199,6 +203,7 @@ impl Pipeline {
         key: FlowKey,
         frame: Frame,
         tcp_flags: Option<tcp::TcpFlags>,
+        slot: usize,
     ) -> Step {
         let lane = snap.lane();
         let found = match (frame.fragment, vip_addr, protocol) {
@@ -234,7 +239,7 @@ impl Pipeline {
             _ => TimeoutClass::Udp,
         };
         let (hash, check) = self.flows.hash_check(&key);
-        self.pending[self.slot % MAX_BURST] = Some(ToVip {
+        self.pending[slot % MAX_BURST] = Some(ToVip {
             vip,
             hash,
             check,

@@ -4,7 +4,14 @@
 use super::*;
 
 impl Pipeline {
-    pub(super) fn forward(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, slot: usize) -> Verdict {
+    pub(super) fn forward(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        buf: &mut PacketBuf,
+        slot: usize,
+        at: usize,
+    ) -> Verdict {
         let Some(p) = self.pending[slot % MAX_BURST] else {
             return Verdict::Drop(DropReason::Malformed);
         };
@@ -77,10 +84,9 @@ impl Pipeline {
         if p.icmp_error {
             self.counters.icmp_errors_forwarded += 1;
         }
-        let verdict = self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash);
+        let verdict = self.encapsulate(snap, now, buf, p, vip, &backend, flow_hash, at);
         if verdict == Verdict::Forward {
-            let slot = vip.counter_base as usize + usize::from(index);
-            self.count_traffic(slot, buf.len(), self.current);
+            self.count_traffic(vip.counter_base as usize + usize::from(index), buf.len(), at);
         }
         verdict
     }
@@ -113,6 +119,7 @@ impl Pipeline {
         vip: &Vip,
         backend: &PoolBackend,
         flow_hash: u32,
+        at: usize,
     ) -> Verdict {
         let tunnel = snap.tunnel();
         let iface = snap.interface();
@@ -222,14 +229,14 @@ impl Pipeline {
             ),
         }
         if !outer_v6 && p.ip_len + overhead > mtu {
-            return self.fragment_outer(buf, mtu);
+            return self.fragment_outer(buf, mtu, at);
         }
         Verdict::Forward
     }
 
-    /// Splits the outer IPv4 packet in `buf` into fragments of at most `mtu` bytes: the
-    /// first stays in `buf`, the others go to the extra queue.
-    fn fragment_outer(&mut self, buf: &mut PacketBuf, mtu: usize) -> Verdict {
+    /// Splits the outer IPv4 packet in `buf` (packet `at` of the burst) into fragments of
+    /// at most `mtu` bytes: the first stays in `buf`, the others go to the extra queue.
+    fn fragment_outer(&mut self, buf: &mut PacketBuf, mtu: usize, at: usize) -> Verdict {
         const L2: usize = ethernet::HEADER_LEN;
         const H: usize = ipv4::HEADER_LEN;
         let total = buf.len() - L2;
@@ -256,7 +263,7 @@ impl Pipeline {
             ip.set_total_len((H + len) as u16);
             ip.set_flags_and_offset(false, offset + len < total - H, offset as u16);
             ip.fill_checksum();
-            self.extra.push((self.current, piece));
+            self.extra.push((at, piece));
             self.counters.outer_fragments += 1;
             offset += len;
         }

@@ -166,10 +166,6 @@ pub struct Pipeline {
     /// Outer fragments made by the last `process` call, to send after the burst, with the
     /// index (in that call's slice) of the packet whose first fragment stayed in place.
     extra: Vec<(usize, PacketBuf)>,
-    /// The index of the packet being forwarded, in the slice `process` was given.
-    current: usize,
-    /// The pending slot that classification fills.
-    slot: usize,
     spare: Vec<PacketBuf>,
     /// Packets and bytes forwarded per (VIP, backend) of the snapshot in use.
     traffic: Arc<TrafficCounters>,
@@ -237,8 +233,6 @@ impl Pipeline {
             pending: Box::new([None; MAX_BURST]),
             express: Box::new([Express::default(); MAX_BURST]),
             extra: Vec::with_capacity(SPARE_BUFFERS),
-            current: 0,
-            slot: 0,
             // Outer fragments are at most one MTU; the config allows jumbo MTUs up to 9216.
             spare: (0..SPARE_BUFFERS).map(|_| PacketBuf::with_capacity(SPARE_CAPACITY)).collect(),
             traffic: Arc::new(TrafficCounters::new(0, 0)),
@@ -353,8 +347,7 @@ impl Pipeline {
                         continue;
                     }
                 }
-                self.slot = slot;
-                match self.classify_general(snap, &mut bufs[i]) {
+                match self.classify_general(snap, &mut bufs[i], slot) {
                     Step::Done(v) => {
                         self.pending[slot % MAX_BURST] = None;
                         verdicts[i] = v;
@@ -397,17 +390,14 @@ impl Pipeline {
                         continue;
                     }
                     // Not the lane's to finish: the general path from the start.
-                    self.slot = slot;
-                    self.current = i;
-                    verdicts[i] = match self.classify_general(snap, &mut bufs[i]) {
+                    verdicts[i] = match self.classify_general(snap, &mut bufs[i], slot) {
                         Step::Done(v) => v,
-                        Step::Pending => self.forward(snap, now, &mut bufs[i], slot),
+                        Step::Pending => self.forward(snap, now, &mut bufs[i], slot, i),
                     };
                 } else if self.lane6 & 1 << slot != 0 {
                     verdicts[i] = self.finish_v6(snap, now, &mut bufs[i], slot, i);
                 } else if self.pending[slot % MAX_BURST].is_some() {
-                    self.current = i;
-                    verdicts[i] = self.forward(snap, now, &mut bufs[i], slot);
+                    verdicts[i] = self.forward(snap, now, &mut bufs[i], slot, i);
                 }
                 self.pending[slot % MAX_BURST] = None;
                 self.count(verdicts[i], &bufs[i]);
@@ -494,11 +484,9 @@ impl Pipeline {
             self.counters.express_forwarded += 1;
             return Verdict::Forward;
         }
-        self.slot = slot;
-        self.current = at;
-        match self.classify_general(snap, buf) {
+        match self.classify_general(snap, buf, slot) {
             Step::Done(v) => v,
-            Step::Pending => self.forward(snap, now, buf, slot),
+            Step::Pending => self.forward(snap, now, buf, slot, at),
         }
     }
 
