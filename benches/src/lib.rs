@@ -10,11 +10,7 @@ use vipgate_engine::buf::PacketBuf;
 use vipgate_engine::maglev::BackendId;
 use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
 use vipgate_engine::stats::TrafficCounters;
-use vipgate_engine::table::{
-    BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
-    VipSpec,
-};
-use vipgate_engine::wire::EthernetAddress;
+use vipgate_engine::table::{BackendSpec, BackendState, Encap, Snapshot, SnapshotSpec, VipProtocol, VipSpec};
 
 /// Our MAC in the workloads.
 pub const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -36,26 +32,7 @@ pub fn snapshot() -> Snapshot {
                 .collect(),
         })
         .collect();
-    Snapshot::build(&SnapshotSpec {
-        generation: 1,
-        hash_seed: 24301,
-        table_size: 65537,
-        tunnel: Tunnel {
-            source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-            source_v6: None,
-            mtu: 1500,
-            gue_port: 6080,
-        },
-        timeouts: Timeouts::default(),
-        interface: Interface {
-            mac: EthernetAddress(OUR_MAC),
-            next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
-            addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))],
-        },
-        subnets: vec![(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24)],
-        vips,
-    })
-    .expect("the benchmark snapshot builds")
+    Snapshot::build(&SnapshotSpec { vips, ..SnapshotSpec::example() }).expect("the benchmark snapshot builds")
 }
 
 /// A 60-byte Ethernet/IPv4 frame of flow `i`: one in four is UDP to port 8000, the rest

@@ -28,11 +28,8 @@ use vipgate_engine::maglev::BackendId;
 use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
 use vipgate_engine::port::synth::{Profile, SynthQueue, SynthSpec, Target};
 use vipgate_engine::port::Port;
-use vipgate_engine::table::{
-    BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
-    VipSpec,
-};
-use vipgate_engine::wire::{checksum, EthernetAddress, IpProtocol};
+use vipgate_engine::table::{BackendSpec, BackendState, Encap, Snapshot, SnapshotSpec, VipProtocol, VipSpec};
+use vipgate_engine::wire::{checksum, IpProtocol};
 
 /// The workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,32 +178,7 @@ pub fn snapshot(vips: u32, backends: u32, ipv6: bool) -> Result<Snapshot, String
             }
         })
         .collect();
-    Snapshot::build(&SnapshotSpec {
-        generation: 1,
-        hash_seed: 24301,
-        table_size: 65537,
-        tunnel: Tunnel {
-            source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-            source_v6: Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
-            mtu: 1500,
-            gue_port: 6080,
-        },
-        timeouts: Timeouts::default(),
-        interface: Interface {
-            mac: EthernetAddress(OUR_MAC),
-            next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
-            addresses: vec![
-                IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
-            ],
-        },
-        subnets: vec![
-            (IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24),
-            (IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xab, 0, 0, 0, 0, 0)), 48),
-        ],
-        vips: vip_specs,
-    })
-    .map_err(|e| e.to_string())
+    Snapshot::build(&SnapshotSpec { vips: vip_specs, ..SnapshotSpec::example() }).map_err(|e| e.to_string())
 }
 
 const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];

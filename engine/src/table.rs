@@ -15,7 +15,7 @@
 //!
 //! Lookups here never allocate and never panic on any address or port.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 
@@ -23,7 +23,7 @@ use crate::express::{Lane, LaneSource};
 use crate::maglev::{self, FastMap, MaglevError, Ring};
 use crate::numbering::{Numbering, Target};
 use crate::pool::build_ring;
-use crate::wire::IpProtocol;
+use crate::wire::{EthernetAddress, IpProtocol};
 
 pub use crate::encap::Tunnel;
 pub use crate::flow::Timeouts;
@@ -50,6 +50,34 @@ pub struct SnapshotSpec {
     pub subnets: Vec<(IpAddr, u8)>,
     /// VIPs with their backends.
     pub vips: Vec<VipSpec>,
+}
+
+impl SnapshotSpec {
+    /// A spec in the documentation ranges for tests, benchmarks and examples, with no VIP
+    /// yet: our MAC 02:00:00:00:00:01 at 198.51.100.1 and 2001:db8:ffff::1 (the tunnel's
+    /// sources as well), the router at 02:00:00:00:00:fe, the VIP subnets 203.0.113.0/24
+    /// and 2001:db8:ab::/48, MTU 1500, GUE port 6080, hash seed 24301, M = 65537, the
+    /// default timeouts, generation 1. Change what a case needs with struct update syntax.
+    pub fn example() -> SnapshotSpec {
+        let (v4, v6) = (Ipv4Addr::new(198, 51, 100, 1), Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1));
+        SnapshotSpec {
+            generation: 1,
+            hash_seed: 24301,
+            table_size: 65537,
+            tunnel: Tunnel { source_v4: Some(v4), source_v6: Some(v6), mtu: 1500, gue_port: 6080 },
+            timeouts: Timeouts::default(),
+            interface: Interface {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
+                addresses: vec![IpAddr::V4(v4), IpAddr::V6(v6)],
+            },
+            subnets: vec![
+                (IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24),
+                (IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xab, 0, 0, 0, 0, 0)), 48),
+            ],
+            vips: Vec::new(),
+        }
+    }
 }
 
 /// A VIP as configured.
@@ -678,27 +706,11 @@ fn fragment_vips(vips: &[Vip], set_of_vip: &[u32]) -> HashMap<(IpAddr, u8), u32>
 mod tests {
     use super::*;
     use crate::maglev::BackendId;
-    use crate::wire::EthernetAddress;
-    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn spec(vips: Vec<(&str, Option<u16>, VipProtocol)>) -> SnapshotSpec {
         SnapshotSpec {
-            generation: 1,
             hash_seed: 1,
             table_size: 251,
-            tunnel: Tunnel {
-                source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-                source_v6: None,
-                mtu: 1500,
-                gue_port: 6080,
-            },
-            timeouts: Timeouts::default(),
-            interface: Interface {
-                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-                next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
-                addresses: vec![],
-            },
-            subnets: vec![("203.0.113.0".parse().unwrap(), 24), ("2001:db8:ab::".parse().unwrap(), 48)],
             vips: vips
                 .into_iter()
                 .enumerate()
@@ -714,6 +726,7 @@ mod tests {
                     }],
                 })
                 .collect(),
+            ..SnapshotSpec::example()
         }
     }
 

@@ -509,32 +509,14 @@ impl Worker {
 mod tests {
     use super::*;
     use crate::maglev::BackendId;
-    use crate::table::{
-        BackendSpec, BackendState, Encap, Interface, SnapshotSpec, Timeouts, Tunnel, VipProtocol, VipSpec,
-    };
-    use crate::wire::EthernetAddress;
+    use crate::table::{BackendSpec, BackendState, Encap, SnapshotSpec, VipProtocol, VipSpec};
+
     use std::net::{IpAddr, Ipv4Addr};
 
     const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
     fn snapshot(backends: &[IpAddr]) -> Snapshot {
         let spec = SnapshotSpec {
-            generation: 1,
-            hash_seed: 24301,
-            table_size: 65537,
-            tunnel: Tunnel {
-                source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-                source_v6: None,
-                mtu: 1500,
-                gue_port: 6080,
-            },
-            timeouts: Timeouts::default(),
-            interface: Interface {
-                mac: EthernetAddress(OUR_MAC),
-                next_hop_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
-                addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))],
-            },
-            subnets: vec![(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24)],
             vips: vec![VipSpec {
                 addr: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
                 port: None,
@@ -545,6 +527,7 @@ mod tests {
                     .map(|&a| BackendSpec { id: BackendId::new(a), weight: 1, state: BackendState::Active })
                     .collect(),
             }],
+            ..SnapshotSpec::example()
         };
         Snapshot::build(&spec).unwrap()
     }

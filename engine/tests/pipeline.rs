@@ -13,11 +13,7 @@ use vipgate_engine::flow::FlowTable;
 use vipgate_engine::maglev::{flow_hash, BackendId};
 use vipgate_engine::numbering::Numbering;
 use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
-use vipgate_engine::table::{
-    BackendSpec, BackendState, Encap, Interface, Snapshot, SnapshotSpec, Timeouts, Tunnel, VipProtocol,
-    VipSpec,
-};
-use vipgate_engine::wire::EthernetAddress;
+use vipgate_engine::table::{BackendSpec, BackendState, Encap, Snapshot, SnapshotSpec, VipProtocol, VipSpec};
 
 const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
@@ -46,22 +42,6 @@ fn vip(
 fn spec() -> SnapshotSpec {
     use BackendState::Active;
     SnapshotSpec {
-        generation: 1,
-        hash_seed: SEED,
-        table_size: 65537,
-        tunnel: Tunnel {
-            source_v4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-            source_v6: Some("2001:db8:ffff::1".parse().unwrap()),
-            mtu: 1500,
-            gue_port: 6080,
-        },
-        timeouts: Timeouts::default(),
-        interface: Interface {
-            mac: EthernetAddress(OUR_MAC),
-            next_hop_mac: EthernetAddress(ROUTER_MAC),
-            addresses: vec![ip("198.51.100.1"), ip("2001:db8:ffff::1")],
-        },
-        subnets: vec![(ip("203.0.113.0"), 24), (ip("2001:db8:ab::"), 48)],
         vips: vec![
             vip(
                 "203.0.113.10",
@@ -87,6 +67,8 @@ fn spec() -> SnapshotSpec {
                 vec![backend("2001:db8:1::21", 1, Active)],
             ),
         ],
+        // SEED, OUR_MAC and ROUTER_MAC are the example's.
+        ..SnapshotSpec::example()
     }
 }
 
