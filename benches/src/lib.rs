@@ -11,6 +11,9 @@ use vipgate_engine::maglev::BackendId;
 use vipgate_engine::pipeline::{Pipeline, PipelineOptions, Verdict};
 use vipgate_engine::stats::TrafficCounters;
 use vipgate_engine::table::{BackendSpec, BackendState, Encap, Snapshot, SnapshotSpec, VipProtocol, VipSpec};
+use vipgate_engine::wire::frame::{FrameRepr, Transport};
+use vipgate_engine::wire::tcp::TcpFlags;
+use vipgate_engine::wire::EthernetAddress;
 
 /// Our MAC in the workloads.
 pub const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -41,34 +44,25 @@ pub fn snapshot() -> Snapshot {
 pub fn frame(i: u32) -> Vec<u8> {
     let udp = i.is_multiple_of(4);
     let vip = (i / 4 % 8) as u8;
-    let src = Ipv4Addr::from(0xc633_6400 | (i >> 16 & 0xff));
     let sport = (i & 0xffff) as u16;
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&OUR_MAC);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xc1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let l4_len = if udp { 8 + 10 } else { 20 };
-    let total = 20 + l4_len;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    ip[6] = 0x40;
-    ip[8] = 60;
-    ip[9] = if udp { 17 } else { 6 };
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&[203, 0, 113, 10 + vip]);
-    let sum = vipgate_engine::wire::checksum::data(&f[14..34]);
-    f[24..26].copy_from_slice(&(!sum).to_be_bytes());
-    let l4 = &mut f[34..34 + l4_len];
-    l4[0..2].copy_from_slice(&sport.to_be_bytes());
-    if udp {
-        l4[2..4].copy_from_slice(&8000u16.to_be_bytes());
-        l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-    } else {
-        l4[2..4].copy_from_slice(&5222u16.to_be_bytes());
-        l4[12] = 0x50;
-        l4[13] = 0x10;
-    }
+    let repr = FrameRepr {
+        src_mac: EthernetAddress([2, 0, 0, 0, 0, 0xc1]),
+        dst_mac: EthernetAddress(OUR_MAC),
+        src: IpAddr::V4(Ipv4Addr::from(0xc633_6400 | (i >> 16 & 0xff))),
+        dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 + vip)),
+        ttl: 60,
+        ident: 0,
+        dont_frag: true,
+        transport: if udp {
+            Transport::Udp { src_port: sport, dst_port: 8000 }
+        } else {
+            Transport::tcp(sport, 5222, TcpFlags::ACK)
+        },
+        payload: if udp { &[0; 10] } else { &[] },
+        l4_checksum: false,
+    };
+    let mut f = vec![0; repr.buffer_len()];
+    repr.emit(&mut f).expect("one family");
     f
 }
 

@@ -752,6 +752,51 @@ mod tests {
     use super::*;
     use etherparse as ep;
 
+    /// The per-packet writer writes what the frame builder of the wire layer does.
+    #[test]
+    fn the_writer_agrees_with_the_frame_builder() {
+        use vipgate_engine::wire::frame::{FrameRepr, Transport};
+        use vipgate_engine::wire::tcp::TcpFlags;
+        use vipgate_engine::wire::EthernetAddress;
+        for ipv6 in [false, true] {
+            for (i, syn) in [(0, false), (1, false), (401, false), (2, true), (3, true)] {
+                let mut buf = PacketBuf::new();
+                write_small(&mut buf, i, 16, syn, ipv6);
+                let v = i.wrapping_mul(0x9e37_79b9) % 16;
+                let (dst, dst_port) = vip_of(v);
+                let src_port = (1024 + (i / 200) % 64_000) as u16;
+                let src4 = Ipv4Addr::new(198, 51, 100, (i % 200) as u8);
+                let (src, dst) = if ipv6 {
+                    let src = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, (i % 200) as u16);
+                    (IpAddr::V6(src), IpAddr::V6(v6_of(0xab, dst)))
+                } else {
+                    (IpAddr::V4(src4), IpAddr::V4(dst))
+                };
+                let udp = v.is_multiple_of(2);
+                let flags = if syn { TcpFlags::SYN } else { TcpFlags::ACK };
+                let repr = FrameRepr {
+                    src_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
+                    dst_mac: EthernetAddress(OUR_MAC),
+                    src,
+                    dst,
+                    ttl: if ipv6 { 64 } else { 60 },
+                    ident: 0,
+                    dont_frag: true,
+                    transport: if udp {
+                        Transport::Udp { src_port, dst_port }
+                    } else {
+                        Transport::tcp(src_port, dst_port, flags)
+                    },
+                    payload: if udp { &[0; 18] } else { &[] },
+                    l4_checksum: false,
+                };
+                let mut want = vec![0; repr.buffer_len()];
+                repr.emit(&mut want).unwrap();
+                assert_eq!(buf.as_slice(), &want[..], "frame {i}, syn {syn}, ipv6 {ipv6}");
+            }
+        }
+    }
+
     /// The IPv6 frames parse as what they say, with valid L4 checksums, to the VIPs of the
     /// IPv6 snapshot.
     #[test]

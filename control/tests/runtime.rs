@@ -1,7 +1,7 @@
 //! The runtime under load: workers on the memory driver, hot swaps while traffic flows.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,9 @@ use support::wait_for;
 use vipgate_control::config::Config;
 use vipgate_control::engine::{Engine, EngineOptions, ReloadError};
 use vipgate_control::ports::{self, PortHost};
-use vipgate_engine::wire::checksum;
+use vipgate_engine::wire::frame::{FrameRepr, Transport};
+use vipgate_engine::wire::tcp::TcpFlags;
+use vipgate_engine::wire::EthernetAddress;
 
 fn config_text(backends: &str) -> String {
     format!(
@@ -67,23 +69,20 @@ fn tempdir(tag: &str) -> PathBuf {
 
 /// A TCP ACK from gateway `flow % 6` port `1024 + flow` to 203.0.113.10:5222.
 fn frame(flow: u32) -> Vec<u8> {
-    let mut f = vec![0u8; 64];
-    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xfe]);
-    f[12..14].copy_from_slice(&[8, 0]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&40u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 6;
-    f[26..30].copy_from_slice(&Ipv4Addr::new(198, 51, 100, 101 + (flow % 6) as u8).octets());
-    f[30..34].copy_from_slice(&[203, 0, 113, 10]);
-    let ck = !checksum::data(&f[14..34]);
-    f[24..26].copy_from_slice(&ck.to_be_bytes());
-    f[34..36].copy_from_slice(&(1024 + flow as u16).to_be_bytes());
-    f[36..38].copy_from_slice(&5222u16.to_be_bytes());
-    f[46] = 0x50;
-    f[47] = 0x10;
-    f.truncate(60);
+    let repr = FrameRepr {
+        src_mac: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
+        dst_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        src: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 101 + (flow % 6) as u8)),
+        dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
+        ttl: 64,
+        ident: 0,
+        dont_frag: false,
+        transport: Transport::tcp(1024 + flow as u16, 5222, TcpFlags::ACK),
+        payload: &[],
+        l4_checksum: true,
+    };
+    let mut f = vec![0; repr.buffer_len()];
+    repr.emit(&mut f).expect("one family");
     f
 }
 

@@ -449,6 +449,55 @@ mod tests {
         out
     }
 
+    /// The fast writer writes what the frame builder of the wire layer does, for TCP and
+    /// UDP over IPv4 and IPv6, short and long.
+    #[test]
+    fn the_writer_agrees_with_the_frame_builder() {
+        use crate::wire::frame::{FrameRepr, Transport};
+        use crate::wire::tcp::{self, TcpFlags};
+        use crate::wire::EthernetAddress;
+        let mut q = SynthQueue::new(spec(), 0, 1);
+        q.sent = 77;
+        let dsts: [IpAddr; 2] = ["203.0.113.10".parse().unwrap(), "2001:db8:ab::10".parse().unwrap()];
+        for dst in dsts {
+            for (protocol, payload) in [(6, 0), (6, 200), (17, 3), (17, 240)] {
+                let c = Conn { gateway: 9, target: 0, protocol, src_port: 41000, dst_port: 5222 };
+                let len = q.write(c, dst, protocol, payload, Noise::None);
+                let src = match dst {
+                    IpAddr::V4(_) => IpAddr::V4(gateway_v4(9)),
+                    IpAddr::V6(_) => IpAddr::V6(gateway_v6(9)),
+                };
+                let transport = match protocol {
+                    6 => Transport::Tcp(tcp::Repr {
+                        src_port: 41000,
+                        dst_port: 5222,
+                        seq_number: 77,
+                        ack_number: 0,
+                        flags: TcpFlags(TcpFlags::PSH.0 | TcpFlags::ACK.0),
+                        window_len: 512,
+                        urgent_at: 0,
+                    }),
+                    _ => Transport::Udp { src_port: 41000, dst_port: 5222 },
+                };
+                let repr = FrameRepr {
+                    src_mac: EthernetAddress(q.spec.router_mac),
+                    dst_mac: EthernetAddress(q.spec.mac),
+                    src,
+                    dst,
+                    ttl: 57,
+                    ident: 41000,
+                    dont_frag: true,
+                    transport,
+                    payload: &vec![0; payload],
+                    l4_checksum: true,
+                };
+                let mut want = vec![0; repr.buffer_len()];
+                assert_eq!(repr.emit(&mut want), Some(len));
+                assert_eq!(&q.scratch[..len], &want[..], "{dst} protocol {protocol}, {payload} bytes");
+            }
+        }
+    }
+
     #[test]
     fn same_seed_same_packets_and_the_limit_holds() {
         let a = frames(0, 2);

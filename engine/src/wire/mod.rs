@@ -15,13 +15,14 @@
 //! contradict the format ([`Error::Malformed`]), or on a format we choose not to handle
 //! ([`Error::Unsupported`], e.g. stacked VLAN tags).
 //!
-//! Nothing in this module allocates.
+//! Nothing in this module allocates. [`frame`] writes whole frames from `Repr`s.
 
 use core::fmt;
 
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod frame;
 pub mod gre;
 pub mod gue;
 pub mod icmpv4;
