@@ -23,7 +23,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::bgp::Announcer;
 use crate::config::Config;
-use crate::ctl;
+use crate::ctl::{self, CtlRequest};
 use crate::engine::{Engine, EngineOptions, Reload, ReloadError};
 use crate::health::{HealthState, Outcome, ProbeResult, Prober, Target};
 use crate::overrides::Overrides;
@@ -403,12 +403,13 @@ fn control_loop(
             }
             recv(ctl_rx) -> r => {
                 let Ok(r) = r else { continue };
-                let cmd = r.body.get("cmd").and_then(|c| c.as_str()).unwrap_or("").to_string();
-                let answer = match cmd.as_str() {
-                    "drain-appliance" | "undrain-appliance" => fleet.drain(engine, cmd == "drain-appliance"),
-                    _ => {
-                        let mut a = ctl::handle(engine, Some(&health.state), &r.body);
-                        if cmd == "status" {
+                let cmd = r.body.name();
+                let answer = match &r.body {
+                    CtlRequest::DrainAppliance => fleet.drain(engine, true),
+                    CtlRequest::UndrainAppliance => fleet.drain(engine, false),
+                    request => {
+                        let mut a = ctl::handle(engine, Some(&health.state), request);
+                        if *request == CtlRequest::Status {
                             a["port_idle_s"] = serde_json::json!(quiet.idle().map(|d| d.as_secs()));
                             a["bgp"] = fleet.status(engine);
                             a["health_probes_late"] = serde_json::json!(health.late.load(Ordering::Relaxed));
@@ -416,8 +417,7 @@ fn control_loop(
                         a
                     }
                 };
-                let dry_run = r.body.get("dry_run").and_then(|d| d.as_bool()) == Some(true);
-                if matches!(cmd.as_str(), "reload" | "drain" | "undrain" | "weight") && !dry_run {
+                if r.body.changes_tables() {
                     let ok = answer["ok"].as_bool() == Some(true);
                     if ok {
                         log::info!("ctl {cmd}: generation {}", answer["generation"]);
@@ -427,7 +427,7 @@ fn control_loop(
                     } else {
                         log::error!("ctl {cmd}: {}", answer["error"].as_str().unwrap_or(""));
                     }
-                    if cmd == "reload" {
+                    if matches!(r.body, CtlRequest::Reload { .. }) {
                         watch.taken(path);
                     }
                 }

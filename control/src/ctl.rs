@@ -14,7 +14,9 @@
 //! {"cmd":"table","vip":"203.0.113.10:8000/udp"}      the VIP's Maglev slots per backend
 //! {"cmd":"flows"}                                    live flows by state: per worker, per backend, per VIP and backend
 //! ```
-//! Every answer has `"ok": true`, or `"ok": false` and an `"error"`. A line that is not
+//! The requests are typed ([`CtlRequest`], in [`crate::protocol`]); `vipgate ctl` builds
+//! one from its arguments and the socket parses each line into one before the control
+//! thread sees it. Every answer has `"ok": true`, or `"ok": false` and an `"error"`. A line that is not
 //! such a request, or a field of the wrong type ("backend must be a string"), gets an
 //! error answer; the engine is not touched. A reload or override that goes through
 //! answers with its generation and `"restart_needed"`; a refused one with `"refused"`,
@@ -37,6 +39,7 @@ use vipgate_engine::worker::StateCounts;
 
 use crate::engine::{state_name, Engine, ReloadError, Stats};
 use crate::overrides::{BackendSelector, Scoped};
+pub use crate::protocol::CtlRequest;
 
 /// The longest request line taken.
 const MAX_LINE: usize = 64 * 1024;
@@ -45,7 +48,7 @@ const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Request {
     /// The parsed request line.
-    pub body: Value,
+    pub body: CtlRequest,
     /// The answer's way back.
     pub reply: Sender<Value>,
 }
@@ -57,26 +60,6 @@ pub fn error(message: impl Into<String>) -> Value {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// The string field `key` of `request`: an error answer when it is missing or not a string.
-fn string_field<'a>(request: &'a Value, cmd: &str, key: &str, example: &str) -> Result<&'a str, Value> {
-    match request.get(key) {
-        None | Some(Value::Null) => {
-            Err(error(format!("{cmd} needs \"{key}\", e.g. \"{key}\":\"{example}\"")))
-        }
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(error(format!("{key} must be a string, e.g. \"{example}\" (got {other})"))),
-    }
-}
-
-/// The boolean field `key` of `request` (false when missing).
-fn flag(request: &Value, key: &str) -> Result<bool, Value> {
-    match request.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(error(format!("{key} must be true or false (got {other})"))),
-    }
 }
 
 /// The answer to a change that went through: the generation, and what only a restart
@@ -115,29 +98,21 @@ pub fn restart_message(r: &crate::engine::ReloadReport) -> Option<String> {
 }
 
 /// Answers `request` against `engine` (on the control thread).
-pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, request: &Value) -> Value {
-    let cmd = match request.get("cmd") {
-        Some(Value::String(c)) => c.as_str(),
-        Some(other) => return error(format!("a request's \"cmd\" must be a string, e.g. \"status\" (got {other})")),
-        None => return error("a request is a JSON object with \"cmd\": status, stats, reload, drain, undrain, weight, table or flows"),
-    };
-    let backend = |snap: &Snapshot| -> Result<Scoped, Value> {
-        let b =
-            BackendSelector::parse(string_field(request, cmd, "backend", "192.0.2.11")?).map_err(error)?;
-        let vip = match request.get("vip") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(v)) => {
-                let i = find_vip(snap, v).map_err(error)?;
-                let v = &snap.vips()[i];
+pub fn handle(
+    engine: &mut Engine,
+    health: Option<&crate::health::HealthState>,
+    request: &CtlRequest,
+) -> Value {
+    let scoped = |snap: &Snapshot, backend: &str, vip: &Option<String>| -> Result<Scoped, Value> {
+        let backend = BackendSelector::parse(backend).map_err(error)?;
+        let vip = match vip {
+            None => None,
+            Some(v) => {
+                let v = &snap.vips()[find_vip(snap, v).map_err(error)?];
                 Some(vip_name(v.addr, v.protocol, v.port))
             }
-            Some(other) => {
-                return Err(error(format!(
-                    "vip must be a string, e.g. \"203.0.113.10:8000/udp\" (got {other})"
-                )))
-            }
         };
-        Ok(Scoped { backend: b, vip })
+        Ok(Scoped { backend, vip })
     };
     let reloaded = |r: Result<crate::engine::ReloadReport, ReloadError>| match r {
         Ok(r) => applied(&r),
@@ -150,10 +125,10 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
         }
     };
     let result = (|| -> Result<Value, Value> {
-        Ok(match cmd {
-            "status" => status(engine, health),
-            "stats" => stats_json(&engine.stats()),
-            "reload" if flag(request, "dry_run")? => match engine.reload_preview() {
+        Ok(match request {
+            CtlRequest::Status => status(engine, health),
+            CtlRequest::Stats => stats_json(&engine.stats()),
+            CtlRequest::Reload { dry_run: true, .. } => match engine.reload_preview() {
                 Ok(p) => json!({
                     "ok": true,
                     "dry_run": true,
@@ -163,45 +138,37 @@ pub fn handle(engine: &mut Engine, health: Option<&crate::health::HealthState>, 
                 }),
                 Err(e) => error(e.to_string()),
             },
-            "reload" => {
-                let how = crate::engine::Reload { allow_removals: flag(request, "allow_removals")? };
-                reloaded(engine.reload_file(how))
+            CtlRequest::Reload { allow_removals, .. } => {
+                reloaded(engine.reload_file(crate::engine::Reload { allow_removals: *allow_removals }))
             }
-            "drain" => {
-                let (b, force) = (backend(engine.snapshot())?, flag(request, "force")?);
-                reloaded(engine.drain(b, force))
+            CtlRequest::Drain { backend, vip, force } => {
+                let b = scoped(engine.snapshot(), backend, vip)?;
+                reloaded(engine.drain(b, *force))
             }
-            "undrain" => reloaded(engine.undrain(backend(engine.snapshot())?)),
-            "weight" => {
-                let b = backend(engine.snapshot())?;
-                let w = match request.get("weight") {
-                    Some(Value::Number(n)) => n.as_u64().filter(|&w| w <= u64::from(u32::MAX)),
-                    _ => None,
-                };
-                let Some(w) = w else {
-                    return Err(error("weight needs \"weight\": a whole number, e.g. \"weight\":50"));
-                };
-                reloaded(engine.set_weight(b, w as u32, flag(request, "force")?))
+            CtlRequest::Undrain { backend, vip } => {
+                let b = scoped(engine.snapshot(), backend, vip)?;
+                reloaded(engine.undrain(b))
             }
-            "table" => {
-                let v = string_field(request, cmd, "vip", "203.0.113.10:8000/udp")?;
-                match find_vip(engine.snapshot(), v) {
-                    Ok(i) => table_json(engine.snapshot(), i, false),
-                    Err(e) => error(e),
-                }
+            CtlRequest::Weight { backend, weight, vip, force } => {
+                let b = scoped(engine.snapshot(), backend, vip)?;
+                reloaded(engine.set_weight(b, *weight, *force))
             }
-            "flows" => {
-                let window = match request.get("udp_window") {
-                    None | Some(Value::Null) => engine.config().engine.udp_idle_timeout,
-                    Some(Value::String(w)) => crate::config::parse_duration(w).map_err(|e| error(format!("udp_window: {e}")))?,
-                    Some(other) => return Err(error(format!("udp_window must be a duration string, e.g. \"5m\" (got {other})"))),
+            CtlRequest::Table { vip } => match find_vip(engine.snapshot(), vip) {
+                Ok(i) => table_json(engine.snapshot(), i, false),
+                Err(e) => error(e),
+            },
+            CtlRequest::Flows { udp_window } => {
+                let window = match udp_window {
+                    None => engine.config().engine.udp_idle_timeout,
+                    Some(w) => {
+                        crate::config::parse_duration(w).map_err(|e| error(format!("udp_window: {e}")))?
+                    }
                 };
                 flows_json(engine, window)
             }
-            "drain-appliance" | "undrain-appliance" => error("this engine announces nothing (no [bgp])"),
-            other => error(format!(
-                "unknown command \"{other}\": one of status, stats, reload, drain, undrain, weight, table, flows, drain-appliance, undrain-appliance"
-            )),
+            CtlRequest::DrainAppliance | CtlRequest::UndrainAppliance => {
+                error("this engine announces nothing (no [bgp])")
+            }
         })
     })();
     result.unwrap_or_else(|e| e)
@@ -648,64 +615,59 @@ pub struct CtlScope {
 }
 
 /// The request of `vipgate ctl CMD ARGS...`.
-pub fn request_of(args: &[String], flags: CtlFlags, scope: &CtlScope) -> Result<Value, String> {
-    let usage = "commands: status | stats | reload [--dry-run | --allow-removals] | drain BACKEND [--vip VIP] [--force] | undrain BACKEND [--vip VIP] | weight BACKEND N [--vip VIP] [--force] | table VIP | flows | drain-appliance | undrain-appliance";
+pub fn request_of(args: &[String], flags: CtlFlags, scope: &CtlScope) -> Result<CtlRequest, String> {
+    let usage = "commands: status | stats | reload [--dry-run | --allow-removals] | drain BACKEND [--vip VIP] [--force] | undrain BACKEND [--vip VIP] | weight BACKEND N [--vip VIP] [--force] | table VIP | flows [--udp-window DURATION] | drain-appliance | undrain-appliance";
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut request = match a.as_slice() {
-        ["status"] | ["stats"] | ["reload"] | ["flows"] | ["drain-appliance"] | ["undrain-appliance"] => {
-            json!({ "cmd": a[0] })
+    let cmd = *a.first().ok_or_else(|| usage.to_string())?;
+    if (flags.allow_removals || flags.dry_run) && cmd != "reload" {
+        return Err(format!("--allow-removals and --dry-run are flags of reload, not of {cmd}"));
+    }
+    if flags.force && cmd != "drain" && cmd != "weight" {
+        return Err(format!("--force is a flag of drain and weight, not of {cmd}"));
+    }
+    if scope.udp_window.is_some() && cmd != "flows" {
+        return Err(format!("--udp-window is an option of flows, not of {cmd}"));
+    }
+    if scope.vip.is_some() && !matches!(cmd, "drain" | "undrain" | "weight") {
+        return Err(format!("--vip is an option of drain, undrain and weight, not of {cmd}"));
+    }
+    let backend = |b: &str| b.to_string();
+    let vip = scope.vip.clone();
+    Ok(match a.as_slice() {
+        ["status"] => CtlRequest::Status,
+        ["stats"] => CtlRequest::Stats,
+        ["reload"] => {
+            if flags.allow_removals && flags.dry_run {
+                return Err("--dry-run changes nothing: give it without --allow-removals".into());
+            }
+            CtlRequest::Reload { dry_run: flags.dry_run, allow_removals: flags.allow_removals }
         }
-        ["drain", b] | ["undrain", b] => json!({ "cmd": a[0], "backend": b }),
+        ["flows"] => {
+            if let Some(w) = &scope.udp_window {
+                crate::config::parse_duration(w).map_err(|e| format!("--udp-window: {e}"))?;
+            }
+            CtlRequest::Flows { udp_window: scope.udp_window.clone() }
+        }
+        ["drain-appliance"] => CtlRequest::DrainAppliance,
+        ["undrain-appliance"] => CtlRequest::UndrainAppliance,
+        ["drain", b] => CtlRequest::Drain { backend: backend(b), vip, force: flags.force },
+        ["undrain", b] => CtlRequest::Undrain { backend: backend(b), vip },
         ["weight", b, n] => {
-            let w: u32 = n.parse().map_err(|_| format!("weight \"{n}\" is not a whole number"))?;
-            json!({ "cmd": "weight", "backend": b, "weight": w })
+            let weight: u32 = n.parse().map_err(|_| format!("weight \"{n}\" is not a whole number"))?;
+            CtlRequest::Weight { backend: backend(b), weight, vip, force: flags.force }
         }
-        ["table", v] => json!({ "cmd": "table", "vip": v }),
-        [] => return Err(usage.to_string()),
-        [cmd, ..] => {
-            return Err(format!("\"{cmd}\" with {} argument(s) is not a command; {usage}", a.len() - 1))
-        }
-    };
-    let cmd = a[0];
-    if flags.allow_removals || flags.dry_run {
-        if cmd != "reload" {
-            return Err(format!("--allow-removals and --dry-run are flags of reload, not of {cmd}"));
-        }
-        if flags.allow_removals && flags.dry_run {
-            return Err("--dry-run changes nothing: give it without --allow-removals".into());
-        }
-        request["allow_removals"] = json!(flags.allow_removals);
-        request["dry_run"] = json!(flags.dry_run);
-    }
-    if flags.force {
-        if cmd != "drain" && cmd != "weight" {
-            return Err(format!("--force is a flag of drain and weight, not of {cmd}"));
-        }
-        request["force"] = json!(true);
-    }
-    if let Some(w) = &scope.udp_window {
-        if cmd != "flows" {
-            return Err(format!("--udp-window is an option of flows, not of {cmd}"));
-        }
-        crate::config::parse_duration(w).map_err(|e| format!("--udp-window: {e}"))?;
-        request["udp_window"] = json!(w);
-    }
-    if let Some(v) = &scope.vip {
-        if !matches!(cmd, "drain" | "undrain" | "weight") {
-            return Err(format!("--vip is an option of drain, undrain and weight, not of {cmd}"));
-        }
-        request["vip"] = json!(v);
-    }
-    Ok(request)
+        ["table", v] => CtlRequest::Table { vip: v.to_string() },
+        _ => return Err(format!("\"{cmd}\" with {} argument(s) is not a command; {usage}", a.len() - 1)),
+    })
 }
 
-/// One request line as the socket receives it: a JSON object, or the error answer.
-pub fn parse_request(line: &[u8]) -> Result<Value, Value> {
+/// One request line as the socket receives it: a request, or the error answer.
+pub fn parse_request(line: &[u8]) -> Result<CtlRequest, Value> {
     if line.len() > MAX_LINE {
         return Err(error(format!("request longer than {MAX_LINE} bytes")));
     }
     match serde_json::from_slice::<Value>(line) {
-        Ok(body) if body.is_object() => Ok(body),
+        Ok(body) if body.is_object() => CtlRequest::from_json(&body).map_err(error),
         Ok(_) => Err(error("a request is a JSON object, e.g. {\"cmd\":\"status\"}")),
         Err(e) => Err(error(format!("not JSON: {e}"))),
     }

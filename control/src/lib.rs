@@ -22,6 +22,7 @@ pub mod listen;
 pub mod metrics;
 pub mod overrides;
 pub mod ports;
+pub mod protocol;
 pub mod replay;
 pub mod soak;
 pub mod state;

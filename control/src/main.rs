@@ -242,13 +242,13 @@ fn run_ctl(args: &vipgate_control::cli::CtlArgs) -> ExitCode {
         },
         (None, None) => std::path::PathBuf::from(vipgate_control::config::DEFAULT_SOCKET),
     };
-    match ctl::call(&socket, &request) {
+    match ctl::call(&socket, &request.to_json()) {
         Ok(answer) => {
             let ok = answer["ok"].as_bool() == Some(true);
             if args.json {
                 println!("{answer}");
             } else if ok {
-                print!("{}", ctl::to_text(request["cmd"].as_str().unwrap_or(""), &answer));
+                print!("{}", ctl::to_text(request.name(), &answer));
             }
             if let Some(w) = answer["warning"].as_str() {
                 eprintln!("vipgate ctl: warning: {w}");

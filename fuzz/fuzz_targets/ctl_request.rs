@@ -1,5 +1,6 @@
-//! The operator socket's request parser on arbitrary lines: a request or an error answer,
-//! never a panic; and the client's argument parser on arbitrary words.
+//! The operator socket's request parser on arbitrary lines: a request (the same after a
+//! trip through the wire format) or an error answer, never a panic; and the client's
+//! argument parser on arbitrary words.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,7 +8,10 @@ use vipgate_control::ctl;
 
 fuzz_target!(|data: &[u8]| {
     match ctl::parse_request(data) {
-        Ok(body) => assert!(body.is_object()),
+        // A request says the same after a trip through the wire format.
+        Ok(request) => {
+            assert_eq!(ctl::CtlRequest::from_json(&request.to_json()), Ok(request));
+        }
         Err(answer) => assert_eq!(answer["ok"], false),
     }
     if let Ok(text) = std::str::from_utf8(data) {
@@ -20,8 +24,9 @@ fuzz_target!(|data: &[u8]| {
             udp_window: (bits & 16 != 0).then(|| text.to_string()),
         };
         if let Ok(req) = ctl::request_of(&words, flags, &scope) {
-            assert!(req["cmd"].is_string());
-            assert!(!(req["allow_removals"] == true && req["dry_run"] == true));
+            assert_eq!(req.name(), words[0]);
+            assert!(!matches!(req, ctl::CtlRequest::Reload { dry_run: true, allow_removals: true }));
+            assert_eq!(ctl::CtlRequest::from_json(&req.to_json()), Ok(req));
         }
     }
 });
