@@ -40,6 +40,7 @@ use vipgate_engine::worker::StateCounts;
 use crate::engine::{state_name, Engine, ReloadError, Stats};
 use crate::overrides::{BackendSelector, Scoped};
 pub use crate::protocol::CtlRequest;
+use crate::protocol::{BackendFlows, FlowsAnswer, VipFlows, WorkerFlows};
 
 /// The longest request line taken.
 const MAX_LINE: usize = 64 * 1024;
@@ -409,18 +410,6 @@ pub fn table_json(snap: &Snapshot, vip: usize, ring: bool) -> Value {
     out
 }
 
-/// Flows by state as JSON: every flow, TCP established and closing, UDP, and UDP seen
-/// within the window.
-fn states_json(total: u64, s: &StateCounts) -> Value {
-    json!({
-        "flows": total,
-        "tcp_established": s.tcp_established,
-        "tcp_closing": s.tcp_closing,
-        "udp": s.udp,
-        "udp_recent": s.udp_recent,
-    })
-}
-
 fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
     use std::collections::BTreeMap;
     let counts = engine.flows(Duration::from_secs(10), udp_window);
@@ -440,6 +429,9 @@ fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
             self.0.add(n);
             self.1 |= present;
         }
+        fn of(&self, backend: &str) -> BackendFlows {
+            BackendFlows { backend: backend.to_string(), removed: !self.1, states: (&self.0).into() }
+        }
     }
     // Per backend (over every VIP), and per VIP and backend. A pair the running tables no
     // longer have is marked removed; a number no pair has (none should) is named as such.
@@ -455,39 +447,34 @@ fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
         v.0.add(n, present);
         v.1.entry(backend).or_default().add(n, present);
     }
-    let entry = |key: &str, name: &str, Tally(n, present): &Tally| {
-        let mut e = states_json(n.total(), n);
-        e[key] = json!(name);
-        e["removed"] = json!(!present);
-        e
+    let answered = counts.len() == engine.workers();
+    let answer = FlowsAnswer {
+        ok: answered,
+        error: (!answered).then(|| format!("{} of {} workers answered", counts.len(), engine.workers())),
+        states: (&all).into(),
+        total: all.total(),
+        udp_window_s: udp_window.as_secs_f64(),
+        workers: counts
+            .iter()
+            .map(|c| WorkerFlows {
+                id: c.worker,
+                live: c.total,
+                capacity: c.capacity,
+                states: (&c.states).into(),
+            })
+            .collect(),
+        backends: per_backend.iter().map(|(b, t)| t.of(b)).collect(),
+        vips: per_vip
+            .iter()
+            .map(|(v, (t, backends))| VipFlows {
+                vip: v.clone(),
+                removed: !t.1,
+                states: (&t.0).into(),
+                backends: backends.iter().map(|(b, t)| t.of(b)).collect(),
+            })
+            .collect(),
     };
-    let mut answer = states_json(all.total(), &all);
-    answer["ok"] = json!(counts.len() == engine.workers());
-    if counts.len() != engine.workers() {
-        answer["error"] = json!(format!("{} of {} workers answered", counts.len(), engine.workers()));
-    }
-    answer["total"] = json!(all.total());
-    answer["udp_window_s"] = json!(udp_window.as_secs_f64());
-    answer["workers"] = counts
-        .iter()
-        .map(|c| {
-            let mut w = states_json(c.total, &c.states);
-            w["id"] = json!(c.worker);
-            w["live"] = json!(c.total);
-            w["capacity"] = json!(c.capacity);
-            w
-        })
-        .collect();
-    answer["backends"] = per_backend.iter().map(|(b, n)| entry("backend", b, n)).collect();
-    answer["vips"] = per_vip
-        .iter()
-        .map(|(v, (tally, backends))| {
-            let mut e = entry("vip", v, tally);
-            e["backends"] = backends.iter().map(|(b, n)| entry("backend", b, n)).collect();
-            e
-        })
-        .collect();
-    answer
+    serde_json::to_value(answer).unwrap_or_else(|e| error(format!("the answer: {e}")))
 }
 
 /// Binds the operator socket at `path` with mode 0600, creating its directory. A socket
@@ -969,55 +956,10 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                 ));
             }
         }
-        "flows" => {
-            s.push_str(&format!(
-                "{} live flows: {} TCP established, {} TCP closing, {} UDP ({} seen in the last {:.0} s)\n",
-                u(&a["total"]),
-                u(&a["tcp_established"]),
-                u(&a["tcp_closing"]),
-                u(&a["udp"]),
-                u(&a["udp_recent"]),
-                a["udp_window_s"].as_f64().unwrap_or(0.0)
-            ));
-            for w in a["workers"].as_array().into_iter().flatten() {
-                s.push_str(&format!(
-                    "  worker {}: {} of {}\n",
-                    u(&w["id"]),
-                    u(&w["live"]),
-                    u(&w["capacity"])
-                ));
-            }
-            s.push_str(&format!(
-                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-                "backend", "flows", "tcp_est", "tcp_close", "udp", "udp_recent"
-            ));
-            let row = |s: &mut String, name: String, b: &Value| {
-                let name =
-                    if b["removed"].as_bool() == Some(true) { format!("{name} (removed)") } else { name };
-                s.push_str(&format!(
-                    "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-                    name,
-                    u(&b["flows"]),
-                    u(&b["tcp_established"]),
-                    u(&b["tcp_closing"]),
-                    u(&b["udp"]),
-                    u(&b["udp_recent"])
-                ));
-            };
-            for b in a["backends"].as_array().into_iter().flatten() {
-                row(&mut s, b["backend"].as_str().unwrap_or("").to_string(), b);
-            }
-            s.push_str(&format!(
-                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-                "VIP / backend", "flows", "tcp_est", "tcp_close", "udp", "udp_recent"
-            ));
-            for v in a["vips"].as_array().into_iter().flatten() {
-                row(&mut s, v["vip"].as_str().unwrap_or("").to_string(), v);
-                for b in v["backends"].as_array().into_iter().flatten() {
-                    row(&mut s, format!("  {}", b["backend"].as_str().unwrap_or("")), b);
-                }
-            }
-        }
+        "flows" => match serde_json::from_value::<FlowsAnswer>(a.clone()) {
+            Ok(f) => s.push_str(&f.to_text()),
+            Err(_) => s.push_str(&format!("{a}\n")),
+        },
         _ => s.push_str(&format!("{a}\n")),
     }
     s

@@ -6,8 +6,9 @@
 //! which is how [`CtlRequest`] serializes. Parsing is by hand rather than derived, so that a
 //! bad request is answered in the operator's terms: what is missing, with an example.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use vipgate_engine::worker::StateCounts;
 
 /// A request of the operator socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,6 +167,135 @@ impl CtlRequest {
     pub fn to_json(&self) -> Value {
         // A derived Serialize of an enum of strings, bools and integers cannot fail.
         serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// Live flows by state (`ctl flows`), in all or in a part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowStates {
+    /// Every live flow.
+    pub flows: u64,
+    /// TCP flows with no FIN or RST seen, within their idle timeout.
+    pub tcp_established: u64,
+    /// TCP flows after a FIN or RST.
+    pub tcp_closing: u64,
+    /// UDP (and other) flows within their idle timeout.
+    pub udp: u64,
+    /// Of those, the ones seen within the window asked for.
+    pub udp_recent: u64,
+}
+
+impl From<&StateCounts> for FlowStates {
+    fn from(s: &StateCounts) -> FlowStates {
+        FlowStates {
+            flows: s.total(),
+            tcp_established: s.tcp_established,
+            tcp_closing: s.tcp_closing,
+            udp: s.udp,
+            udp_recent: s.udp_recent,
+        }
+    }
+}
+
+/// One worker's part of a [`FlowsAnswer`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerFlows {
+    /// Which worker.
+    pub id: usize,
+    /// Its live flows.
+    pub live: u64,
+    /// Its flow table's capacity.
+    pub capacity: u64,
+    /// Its flows by state.
+    #[serde(flatten)]
+    pub states: FlowStates,
+}
+
+/// A backend's part of a [`FlowsAnswer`] (over every VIP, or in one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendFlows {
+    /// The backend.
+    pub backend: String,
+    /// The running tables no longer have it (there): its flows live out their timeout.
+    pub removed: bool,
+    /// Its flows by state.
+    #[serde(flatten)]
+    pub states: FlowStates,
+}
+
+/// A VIP's part of a [`FlowsAnswer`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipFlows {
+    /// The VIP's name.
+    pub vip: String,
+    /// The running tables no longer have it.
+    pub removed: bool,
+    /// Its flows by state.
+    #[serde(flatten)]
+    pub states: FlowStates,
+    /// Per backend of the VIP.
+    pub backends: Vec<BackendFlows>,
+}
+
+/// The answer to [`CtlRequest::Flows`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowsAnswer {
+    /// Every worker answered.
+    pub ok: bool,
+    /// Which did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every live flow by state.
+    #[serde(flatten)]
+    pub states: FlowStates,
+    /// Every live flow (the same as `flows`).
+    pub total: u64,
+    /// The UDP window, in seconds.
+    pub udp_window_s: f64,
+    /// Per worker.
+    pub workers: Vec<WorkerFlows>,
+    /// Per backend, over every VIP.
+    pub backends: Vec<BackendFlows>,
+    /// Per VIP and backend.
+    pub vips: Vec<VipFlows>,
+}
+
+impl FlowsAnswer {
+    /// As `vipgate ctl flows` prints it.
+    pub fn to_text(&self) -> String {
+        let a = &self.states;
+        let mut s = format!(
+            "{} live flows: {} TCP established, {} TCP closing, {} UDP ({} seen in the last {:.0} s)\n",
+            a.flows, a.tcp_established, a.tcp_closing, a.udp, a.udp_recent, self.udp_window_s
+        );
+        for w in &self.workers {
+            s.push_str(&format!("  worker {}: {} of {}\n", w.id, w.live, w.capacity));
+        }
+        let row = |s: &mut String, name: &str, removed: bool, n: &FlowStates| {
+            let name = if removed { format!("{name} (removed)") } else { name.to_string() };
+            s.push_str(&format!(
+                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                name, n.flows, n.tcp_established, n.tcp_closing, n.udp, n.udp_recent
+            ));
+        };
+        let head = |s: &mut String, what: &str| {
+            s.push_str(&format!(
+                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                what, "flows", "tcp_est", "tcp_close", "udp", "udp_recent"
+            ));
+        };
+        head(&mut s, "backend");
+        for b in &self.backends {
+            row(&mut s, &b.backend, b.removed, &b.states);
+        }
+        head(&mut s, "VIP / backend");
+        for v in &self.vips {
+            row(&mut s, &v.vip, v.removed, &v.states);
+            for b in &v.backends {
+                row(&mut s, &format!("  {}", b.backend), b.removed, &b.states);
+            }
+        }
+        s
     }
 }
 

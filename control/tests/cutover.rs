@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 mod support;
 use support::{fresh_dir, Appliance};
+use vipgate_control::protocol::{FlowStates, FlowsAnswer, VipFlows};
 
 /// Four VIPs:
 /// - udp://203.0.113.10:8000: the old site (.11, .12) and the new backend at weight 0;
@@ -47,6 +48,11 @@ encap = "ipip"
 backends = [{ address = "198.51.100.21", weight = 0 }, { address = "192.0.2.14", weight = 100 }]
 "#;
     support::synth_appliance(dir, 1, 20000, &[("legacy", "203.0.113.0/24")], "") + vips
+}
+
+/// `ctl flows` as the typed answer.
+fn flows(app: &Appliance, args: &[&str]) -> FlowsAnswer {
+    serde_json::from_value(app.json(args)).expect("a flows answer")
 }
 
 fn text(o: &Output) -> String {
@@ -176,14 +182,10 @@ fn a_cutover_moves_only_the_vips_that_list_a_new_backend() {
     // is on their flows in the VIPs moved (UDP, none seen within a window of 0 s), so it
     // ends at once even though they must fall to 0.
     support::wait_for("open TCP connections on 192.0.2.11 in the TCP VIP", 20, || {
-        let f = app.json(&["flows"]);
-        let tcp = f["vips"].as_array().unwrap().iter().find(|v| v["vip"] == "tcp://203.0.113.10").cloned();
+        let f = flows(&app, &["flows"]);
+        let tcp = f.vips.iter().find(|v| v.vip == "tcp://203.0.113.10");
         tcp.is_some_and(|v| {
-            v["backends"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|b| b["backend"] == "192.0.2.11" && b["tcp_established"].as_u64().unwrap() > 0)
+            v.backends.iter().any(|b| b.backend == "192.0.2.11" && b.states.tcp_established > 0)
         })
     });
     let mut args = base.to_vec();
@@ -305,46 +307,29 @@ state = "state.json"
         app.json(&["stats"])["counters"]["rx_packets"].as_u64() == Some(frames.len() as u64)
     });
     // Closing flows live 10 s after their FIN: counted well within that.
-    let f = app.json(&["flows", "--udp-window", "1h"]);
-    assert_eq!(
-        (&f["flows"], &f["tcp_established"], &f["tcp_closing"], &f["udp"], &f["udp_recent"]),
-        (&100.into(), &50.into(), &20.into(), &30.into(), &30.into()),
-        "{f}"
-    );
-    let field = |e: &serde_json::Value, k: &str| e[k].as_u64().unwrap();
-    let vip = |name: &str| f["vips"].as_array().unwrap().iter().find(|v| v["vip"] == name).unwrap().clone();
-    let in_vip = |v: &serde_json::Value, b: &str| {
-        v["backends"].as_array().unwrap().iter().find(|e| e["backend"] == b).cloned().unwrap_or_default()
+    let f = flows(&app, &["flows", "--udp-window", "1h"]);
+    let states = |n: &FlowStates| (n.flows, n.tcp_established, n.tcp_closing, n.udp, n.udp_recent);
+    assert_eq!(states(&f.states), (100, 50, 20, 30, 30), "{f:?}");
+    let vip = |name: &str| f.vips.iter().find(|v| v.vip == name).unwrap();
+    let in_vip = |v: &VipFlows, b: &str| {
+        v.backends.iter().find(|e| e.backend == b).map(|e| e.states).unwrap_or_default()
     };
     let (udp, tcp) = (vip("udp://203.0.113.10:8000"), vip("tcp://203.0.113.10"));
-    assert_eq!(
-        (field(&udp, "udp"), field(&udp, "tcp_established"), field(&udp, "flows")),
-        (30, 0, 30),
-        "{f}"
-    );
-    assert_eq!(
-        (field(&tcp, "tcp_established"), field(&tcp, "tcp_closing"), field(&tcp, "udp")),
-        (50, 20, 0),
-        "{f}"
-    );
-    assert_eq!(field(&in_vip(&udp, "192.0.2.11"), "udp"), 30, "{f}");
-    let (shared, other) = (in_vip(&tcp, "192.0.2.11"), in_vip(&tcp, "192.0.2.22"));
-    assert_eq!(field(&shared, "tcp_established") + field(&other, "tcp_established"), 50, "{f}");
-    assert!(
-        field(&shared, "flows") > 0 && field(&other, "flows") > 0,
-        "Maglev spreads 70 connections over both: {f}"
-    );
+    assert_eq!(states(&udp.states), (30, 0, 0, 30, 30), "{f:?}");
+    assert_eq!(states(&tcp.states), (70, 50, 20, 0, 0), "{f:?}");
+    assert_eq!(in_vip(udp, "192.0.2.11").udp, 30, "{f:?}");
+    let (shared, other) = (in_vip(tcp, "192.0.2.11"), in_vip(tcp, "192.0.2.22"));
+    assert_eq!(shared.tcp_established + other.tcp_established, 50, "{f:?}");
+    assert!(shared.flows > 0 && other.flows > 0, "Maglev spreads 70 connections over both: {f:?}");
     // Per backend, over both VIPs.
-    let backend =
-        f["backends"].as_array().unwrap().iter().find(|b| b["backend"] == "192.0.2.11").unwrap().clone();
-    assert_eq!(field(&backend, "udp"), 30, "{f}");
-    assert_eq!(field(&backend, "tcp_established"), field(&shared, "tcp_established"), "{f}");
-    assert_eq!(backend["removed"], false, "{f}");
+    let backend = f.backends.iter().find(|b| b.backend == "192.0.2.11").unwrap();
+    assert_eq!((backend.states.udp, backend.states.tcp_established), (30, shared.tcp_established), "{f:?}");
+    assert!(!backend.removed && !udp.removed && !tcp.removed, "{f:?}");
     // One number per (VIP, backend) pair: 192.0.2.11 twice, 192.0.2.22 once.
     assert_eq!(app.json(&["status"])["flow_numbers"]["given"], 3);
     // A window that nothing was seen in: no UDP flow is recent.
-    let f = app.json(&["flows", "--udp-window", "0s"]);
-    assert_eq!((&f["udp"], &f["udp_recent"]), (&30.into(), &0.into()), "{f}");
+    let f = flows(&app, &["flows", "--udp-window", "0s"]);
+    assert_eq!((f.states.udp, f.states.udp_recent), (30, 0), "{f:?}");
     let out = app.ctl(&["flows"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.starts_with("100 live flows: 50 TCP established, 20 TCP closing, 30 UDP"), "{text}");
