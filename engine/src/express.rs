@@ -34,6 +34,9 @@ pub struct LaneSource<'a> {
     pub vips: &'a [Vip],
     /// The pools, which [`Vip::pool`] indexes.
     pub pools: &'a [Pool],
+    /// Per VIP, which distinct backend set its pool has (VIPs of one set may share their
+    /// outer headers).
+    pub sets: &'a [u32],
     /// Tunnel parameters.
     pub tunnel: &'a Tunnel,
     /// The port's identity (its MAC and next hop).
@@ -45,8 +48,10 @@ pub struct LaneSource<'a> {
 }
 
 /// Everything the lane reads of a snapshot, built with it: the VIP lookup, per VIP what
-/// its tunnel costs, and per (VIP, backend) the outer headers ready to copy (a record of
-/// 64 bytes, with the number the VIP's flows remember for the backend).
+/// its tunnel costs, and per backend the outer headers ready to copy (records of 64
+/// bytes), in groups: a backend set's group per tunnel, shared by the set's VIPs whose
+/// numbers are dense (`number_lo + index`, as a config's are when first read: a
+/// thousand VIP:port pairs on one set cost one group), or a VIP's own.
 #[derive(Debug, Clone)]
 pub struct Lane {
     pub(crate) vips: V4Vips,
@@ -54,8 +59,7 @@ pub struct Lane {
     pub(crate) vips6: V6Vips,
     /// By VIP index.
     pub(crate) vip: Box<[LaneVip]>,
-    /// By (pool, encapsulation), then backend number or index: see
-    /// [`LaneVip::number_lo`].
+    /// By group (see [`Lane`]), then backend number or index: see [`LaneVip::number_lo`].
     pub(crate) outer: Box<[Outer]>,
     /// For IPv6 VIPs over IPIP (IPv6 in IPv6): the IPv6 outer headers, laid out as their
     /// group's [`Outer`] records are (see [`LaneVip::outer6_base`]).
@@ -96,15 +100,15 @@ pub(crate) struct LaneVip {
 /// [`LaneVip::outer6_base`] of a VIP the IPv6 lane does not take.
 pub(crate) const NO_OUTER6: u32 = u32::MAX;
 
-/// One backend's IPv6 outer headers (Ethernet and IPv6, IPv6 in IPv6) for one pool, at the
+/// One backend's IPv6 outer headers (Ethernet and IPv6, IPv6 in IPv6) in one group, at the
 /// end of the block as in [`Outer`], with the fields that change per packet (traffic
 /// class, flow label, payload length) written over for each packet.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct Outer6 {
     pub(crate) header: [u8; BLOCK6],
-    /// The (VIP, backend) pair's number.
-    pub(crate) number: u32,
+    /// Its place in its group ([`NO_PLACE`] for a hole).
+    pub(crate) place: u32,
     /// The backend's index in its pool.
     pub(crate) index: u16,
     pub(crate) down: bool,
@@ -118,9 +122,12 @@ pub(crate) const OUTER6_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
 /// The block that [`Outer6::header`] keeps the headers in.
 pub(crate) const BLOCK6: usize = OUTER6_LEN.next_multiple_of(16);
 
-const HOLE6: Outer6 = Outer6 { header: [0; BLOCK6], number: u32::MAX, index: 0, down: true, taken: false };
+const HOLE6: Outer6 = Outer6 { header: [0; BLOCK6], place: NO_PLACE, index: 0, down: true, taken: false };
 
-/// One backend's outer headers for one (pool, encapsulation): Ethernet, IPv4 and the GRE
+/// [`Outer::place`] of a hole.
+pub(crate) const NO_PLACE: u32 = u32::MAX;
+
+/// One backend's outer headers in one group (see [`Lane`]): Ethernet, IPv4 and the GRE
 /// or UDP and GUE headers, as the general path writes them, with the fields that change
 /// per packet (IPv4 DSCP/ECN, total length, identification, DF, checksum; UDP source port
 /// and length) written over for each packet.
@@ -131,8 +138,9 @@ pub(crate) struct Outer {
     /// whole block is copied in front of the inner packet, whatever the tunnel (see
     /// [`crate::buf::PacketBuf::reframe`]).
     pub(crate) header: [u8; BLOCK],
-    /// The (VIP, backend) pair's number.
-    pub(crate) number: u32,
+    /// Its place in its group ([`NO_PLACE`] for a hole): a number that leads here is the
+    /// VIP's when it finds the place it leads to.
+    pub(crate) place: u32,
     /// The one's complement sum of the IPv4 header's fixed 16-bit words.
     pub(crate) sum: u32,
     /// The header's length: 34 (IPIP), 38 (GRE), 46 (GUE), or 0 where the lane does not
@@ -155,7 +163,7 @@ pub(crate) const BLOCK: usize = OUTER_MAX.next_multiple_of(16);
 
 /// A hole: no backend has this place (a number is at most [`crate::flow::MAX_BACKEND`]).
 const HOLE: Outer =
-    Outer { header: [0; BLOCK], number: u32::MAX, sum: 0, len: 0, down: true, taken: false, index: 0 };
+    Outer { header: [0; BLOCK], place: NO_PLACE, sum: 0, len: 0, down: true, taken: false, index: 0 };
 
 impl Lane {
     /// An empty lane.
@@ -178,8 +186,16 @@ impl Lane {
         let iface = src.interface;
         let mut outer: Vec<Outer> = Vec::new();
         let mut outer6: Vec<Outer6> = Vec::new();
-        let mut groups: std::collections::HashMap<(u32, Encap), u32> = std::collections::HashMap::new();
-        let mut groups6: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        // A group of records: a backend set's, shared by its VIPs whose numbers are dense (a
+        // config's, when first read: `number_lo + index`, so that a place is the index for
+        // each of them), or one VIP's own.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        enum Group {
+            Set(u32),
+            Vip(u32),
+        }
+        let mut groups: std::collections::HashMap<(Group, Encap), u32> = std::collections::HashMap::new();
+        let mut groups6: std::collections::HashMap<Group, u32> = std::collections::HashMap::new();
         let mut vip = Vec::with_capacity(src.vips.len());
         // Per pool: the range of its numbers, when they are close enough to lay its outer
         // headers out by number (see `LaneVip::number_lo`): always within four places a
@@ -210,37 +226,48 @@ impl Lane {
             })
             .collect();
         let (numbers, maps) = Numbers::build(src.pools, |p| by_number[p].is_none());
-        for v in src.vips {
+        for (i, v) in src.vips.iter().enumerate() {
             let pool = &src.pools[v.pool as usize];
             let (protocol, extra) = match v.encap {
                 Encap::Ipip => (IpProtocol::Ipv4, 0),
                 Encap::Gre => (IpProtocol::Gre, gre::BASE_HEADER_LEN),
                 Encap::Gue => (IpProtocol::Udp, udp::HEADER_LEN + gue::BASE_HEADER_LEN),
             };
-            let (outer_base, new_group) = match groups.get(&(v.pool, v.encap)) {
+            let layout = by_number[v.pool as usize];
+            let (number_lo, number_span) = layout.unwrap_or(maps[v.pool as usize]);
+            let dense = layout.is_some()
+                && pool
+                    .backends()
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| b.number.wrapping_sub(number_lo) as usize == i);
+            let group = match src.sets.get(i) {
+                Some(&set) if dense => Group::Set(set),
+                _ => Group::Vip(v.pool),
+            };
+            let (outer_base, new_group) = match groups.get(&(group, v.encap)) {
                 Some(&base) => (base, false),
                 None => (outer.len() as u32, true),
             };
-            let layout = by_number[v.pool as usize];
-            let (number_lo, number_span) = layout.unwrap_or(maps[v.pool as usize]);
             // The group's places: by number (holes between), or by index.
             let places = layout.map_or(pool.backends().len(), |(_, span)| span as usize);
             let place =
                 |i: usize, number: u32| if layout.is_some() { (number - number_lo) as usize } else { i };
             let mut outer6_base = NO_OUTER6;
             if v.addr.is_ipv6() && v.encap == Encap::Ipip {
-                outer6_base = match groups6.get(&v.pool) {
+                outer6_base = match groups6.get(&group) {
                     Some(&base) => base,
                     None => {
                         let base = outer6.len() as u32;
-                        groups6.insert(v.pool, base);
+                        groups6.insert(group, base);
                         outer6.resize(outer6.len() + places, HOLE6);
                         for (i, b) in pool.backends().iter().enumerate() {
-                            let Some(o) = outer6.get_mut(base as usize + place(i, b.number)) else {
+                            let at = place(i, b.number);
+                            let Some(o) = outer6.get_mut(base as usize + at) else {
                                 continue;
                             };
                             let down = b.state == BackendState::Down;
-                            *o = Outer6 { number: b.number, index: i as u16, down, ..HOLE6 };
+                            *o = Outer6 { place: at as u32, index: i as u16, down, ..HOLE6 };
                             let (IpAddr::V6(dst), Some(src)) = (b.id.addr, tunnel.source_v6) else {
                                 continue;
                             };
@@ -264,15 +291,16 @@ impl Lane {
             if !new_group {
                 continue;
             }
-            groups.insert((v.pool, v.encap), outer_base);
+            groups.insert((group, v.encap), outer_base);
             outer.resize(outer.len() + places, HOLE);
             for (i, b) in pool.backends().iter().enumerate() {
-                let at = outer_base as usize + place(i, b.number);
+                let place = place(i, b.number) as u32;
+                let at = outer_base as usize + place as usize;
                 let Some(o) = outer.get_mut(at) else {
                     continue;
                 };
                 // The lane does not take it, but the general path finds it here.
-                *o = Outer { number: b.number, index: i as u16, down: b.state == BackendState::Down, ..HOLE };
+                *o = Outer { place, index: i as u16, down: b.state == BackendState::Down, ..HOLE };
                 let (IpAddr::V4(dst), Some(src)) = (b.id.addr, tunnel.source_v4) else {
                     continue;
                 };
@@ -306,7 +334,7 @@ impl Lane {
                 if let Some(o) = outer.get_mut(at) {
                     *o = Outer {
                         header,
-                        number: b.number,
+                        place,
                         sum,
                         len: len as u8,
                         down: b.state == BackendState::Down,
@@ -334,7 +362,7 @@ impl Lane {
     #[inline(always)]
     pub(crate) fn outer_of_number(&self, v: &LaneVip, number: u32) -> Option<&Outer> {
         let at = self.place_of_number(v, number)?;
-        self.outer.get(v.outer_base as usize + at).filter(|o| o.number == number)
+        self.outer.get(v.outer_base as usize + at).filter(|o| o.place as usize == at)
     }
 
     /// Where backend `number` would be in the records of VIP `v`'s group (it may be a hole).
@@ -362,7 +390,7 @@ impl Lane {
     #[inline(always)]
     pub(crate) fn outer6_of_number(&self, v: &LaneVip, number: u32) -> Option<&Outer6> {
         let at = self.place_of_number(v, number)?;
-        self.outer6.get((v.outer6_base as usize).wrapping_add(at)).filter(|o| o.number == number)
+        self.outer6.get((v.outer6_base as usize).wrapping_add(at)).filter(|o| o.place as usize == at)
     }
 
     /// [`outer_of_index`](Lane::outer_of_index) for an IPv6 VIP over IPIP.
@@ -1061,21 +1089,22 @@ impl Lane {
             Some(h) => Some(h),
             None => maglev_hash(seed, buf.as_slice()),
         };
-        let (index, outer, hash) = match known {
-            Some((i, o)) => (i, o, if usize::from(o.len) != OUTER_MAX { 0 } else { flow_hash(buf)? }),
+        // (`number`: what a new flow is remembered by.)
+        let (index, outer, hash, number) = match known {
+            Some((i, o)) => (i, o, if usize::from(o.len) != OUTER_MAX { 0 } else { flow_hash(buf)? }, 0),
             None => {
                 let hash = flow_hash(buf)?;
                 let pool = pools.get(v.pool as usize)?;
-                let (i, _) = pool.pick(hash)?;
+                let (i, b) = pool.pick(hash)?;
                 let outer = lane.outer_of_index(v, pool, usize::from(i))?;
                 if outer.len == 0 {
                     return None;
                 }
-                (usize::from(i), outer, hash)
+                (usize::from(i), outer, hash, b.number)
             }
         };
         // From here on the lane finishes the packet.
-        st.count(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
+        st.count(x, known.is_some(), moved, found, number, now, &lane.timeouts);
         // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
         // of this function that the headroom holds the block.
         let len = usize::from(outer.len);
@@ -1142,19 +1171,19 @@ impl Lane {
                 _ => moved = true,
             }
         }
-        let outer = match known {
-            Some(o) => o,
+        let (outer, number) = match known {
+            Some(o) => (o, 0),
             None => {
                 let pool = pools.get(v.pool as usize)?;
-                let (i, _) = pool.pick(hash)?;
+                let (i, b) = pool.pick(hash)?;
                 let outer = lane.outer6_of_index(v, pool, usize::from(i))?;
                 if !outer.taken {
                     return None;
                 }
-                outer
+                (outer, b.number)
             }
         };
-        st.count(x, known.is_some(), moved, found, outer.number, now, &lane.timeouts);
+        st.count(x, known.is_some(), moved, found, number, now, &lane.timeouts);
         let block = buf.reframe::<{ BLOCK6 }>(L3, ip_len, OUTER6_LEN)?;
         *block = outer.header;
         let ip = block.get_mut(BLOCK6 - ipv6::HEADER_LEN..)?.first_chunk_mut::<8>()?;

@@ -491,6 +491,7 @@ impl Snapshot {
         snap.lane = Lane::build(&LaneSource {
             vips: &snap.vips,
             pools: &snap.pools,
+            sets: &set_of_vip,
             tunnel: &snap.tunnel,
             interface: &snap.interface,
             timeouts: &snap.timeouts,
@@ -887,6 +888,10 @@ mod tests {
         assert_eq!(slots(&s.pools()[0]), slots(&s.pools()[1]), "equal backend sets share one ring");
         let number = |p: &Pool| p.backends()[0].number;
         assert_ne!(number(&s.pools()[0]), number(&s.pools()[1]), "the shared backend has a number per VIP");
+        // Their numbers are dense (a config's when first read): the lane's outer headers are
+        // shared too, and each VIP finds its own numbers there and not the other's.
+        assert_eq!(s.lane().vip[0].outer_base, s.lane().vip[1].outer_base);
+        assert_the_lane_finds_every_backend(&s);
         let dup = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(80), Tcp)]);
         assert!(matches!(Snapshot::build(&dup), Err(TableError::DuplicateVip(_))));
     }
@@ -1049,8 +1054,8 @@ mod tests {
             for (k, b) in pool.backends().iter().enumerate() {
                 let index = lane.outer_of_number(&lane.vip[i], b.number).map(|o| usize::from(o.index));
                 assert_eq!(index, Some(k), "VIP {i}, {}", b.id);
-                let by_index = lane.outer_of_index(&lane.vip[i], pool, k).map(|o| o.number);
-                assert_eq!(by_index, Some(b.number), "VIP {i}, {}", b.id);
+                let by_index = lane.outer_of_index(&lane.vip[i], pool, k).map(|o| usize::from(o.index));
+                assert_eq!(by_index, Some(k), "VIP {i}, {}", b.id);
             }
             // Not the other pools' backends, nor a number never given.
             for other in snap.pools().iter().filter(|&o| !std::ptr::eq(o, pool)) {
