@@ -100,15 +100,9 @@ fn the_router_learns_and_loses_the_subnet_as_the_appliance_starts_drains_and_sto
         ..support::TestConfig::new(&lab.dir)
     };
     let vipgate_config = base.text()
+        + &support::vip_toml("udp://203.0.113.10:8000", "ipip", r#"{ address = "192.0.2.11" }"#)
         + &format!(
             r#"
-[[vip]]
-address = "203.0.113.10"
-port = 8000
-protocol = "udp"
-encap = "ipip"
-backends = [{{ address = "192.0.2.11" }}]
-
 [bgp]
 routes_dir = "{}"
 bird_socket = "{}"

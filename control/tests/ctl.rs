@@ -31,21 +31,17 @@ fn config(dir: &Path, metrics: u16, tcp_weight: &str) -> String {
         ..support::TestConfig::new(dir)
     };
     base.text()
-        + &format!(
-            r#"
-[[vip]]
-address = "203.0.113.10"
-port = 8000
-protocol = "udp"
-encap = "ipip"
-backends = [{{ address = "192.0.2.11", weight = 10 }}, {{ address = "192.0.2.12", weight = 10 }}]
-
-[[vip]]
-address = "203.0.113.10"
-protocol = "tcp"
-encap = "gue"
-backends = [{{ address = "192.0.2.21", weight = {tcp_weight} }}, {{ address = "192.0.2.22", weight = 10 }}]
-"#
+        + &support::vip_toml(
+            "udp://203.0.113.10:8000",
+            "ipip",
+            r#"{ address = "192.0.2.11", weight = 10 }, { address = "192.0.2.12", weight = 10 }"#,
+        )
+        + &support::vip_toml(
+            "tcp://203.0.113.10",
+            "gue",
+            &format!(
+                r#"{{ address = "192.0.2.21", weight = {tcp_weight} }}, {{ address = "192.0.2.22", weight = 10 }}"#
+            ),
         )
 }
 

@@ -15,39 +15,26 @@ use vipgate_control::protocol::{FlowStates, FlowsAnswer, VipFlows};
 /// - udp://203.0.113.20:53: one old backend (.11) beside one that stays (.13);
 /// - udp://203.0.113.30:53: the new backend (at weight 0) beside one that stays (.14).
 fn config(dir: &Path) -> String {
-    let vips = r#"
-[[vip]]
-address = "203.0.113.10"
-port = 8000
-protocol = "udp"
-encap = "ipip"
-backends = [
-  { address = "192.0.2.11", weight = 100 },
-  { address = "192.0.2.12", weight = 100 },
-  { address = "198.51.100.21", weight = 0 },
-]
-
-[[vip]]
-address = "203.0.113.10"
-protocol = "tcp"
-encap = "gue"
-backends = [{ address = "192.0.2.11", weight = 100 }, { address = "192.0.2.12", weight = 100 }]
-
-[[vip]]
-address = "203.0.113.20"
-port = 53
-protocol = "udp"
-encap = "ipip"
-backends = [{ address = "192.0.2.11", weight = 100 }, { address = "192.0.2.13", weight = 100 }]
-
-[[vip]]
-address = "203.0.113.30"
-port = 53
-protocol = "udp"
-encap = "ipip"
-backends = [{ address = "198.51.100.21", weight = 0 }, { address = "192.0.2.14", weight = 100 }]
-"#;
-    support::synth_appliance(dir, 1, 20000, &[("legacy", "203.0.113.0/24")], "") + vips
+    let old = r#"{ address = "192.0.2.11", weight = 100 }, { address = "192.0.2.12", weight = 100 }"#;
+    let vips = [
+        support::vip_toml(
+            "udp://203.0.113.10:8000",
+            "ipip",
+            &format!(r#"{old}, {{ address = "198.51.100.21", weight = 0 }}"#),
+        ),
+        support::vip_toml("tcp://203.0.113.10", "gue", old),
+        support::vip_toml(
+            "udp://203.0.113.20:53",
+            "ipip",
+            r#"{ address = "192.0.2.11", weight = 100 }, { address = "192.0.2.13", weight = 100 }"#,
+        ),
+        support::vip_toml(
+            "udp://203.0.113.30:53",
+            "ipip",
+            r#"{ address = "198.51.100.21", weight = 0 }, { address = "192.0.2.14", weight = 100 }"#,
+        ),
+    ];
+    support::synth_appliance(dir, 1, 20000, &[("legacy", "203.0.113.0/24")], "") + &vips.concat()
 }
 
 /// `ctl flows` as the typed answer.
@@ -126,9 +113,7 @@ fn drains_scoped_to_a_vip_and_refused_where_a_vip_would_keep_nothing() {
     assert!(text(&out).contains("VIP tcp://203.0.113.10 has no backend 192.0.2.13"), "{}", text(&out));
     let out = app.ctl(&["drain", "192.0.2.13", "--vip", "203.0.113.99"]);
     assert!(text(&out).contains("no VIP 203.0.113.99"), "{}", text(&out));
-    let dir = app.dir.clone();
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -222,9 +207,7 @@ fn a_cutover_moves_only_the_vips_that_list_a_new_backend() {
     let status = app.json(&["status"]);
     assert!(status["overrides"]["drained"].as_array().unwrap().is_empty(), "{status}");
     assert!(status["overrides"]["weights"].as_object().unwrap().is_empty(), "{status}");
-    let dir = app.dir.clone();
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 /// What `ctl flows` must tell apart: open TCP connections, closing ones, and UDP flows, per
@@ -283,25 +266,17 @@ next_hop_mac = "02:00:00:00:00:fe"
 [[subnet]]
 prefix = "203.0.113.0/24"
 
-[[vip]]
-address = "203.0.113.10"
-port = 8000
-protocol = "udp"
-encap = "ipip"
-backends = [{{ address = "192.0.2.11" }}]
-
-[[vip]]
-address = "203.0.113.10"
-protocol = "tcp"
-encap = "ipip"
-backends = [{{ address = "192.0.2.11" }}, {{ address = "192.0.2.22" }}]
-
 [control]
 socket = "{}"
 state = "state.json"
 "#,
         dir.join("ctl.sock").display()
-    );
+    ) + &support::vip_toml("udp://203.0.113.10:8000", "ipip", r#"{ address = "192.0.2.11" }"#)
+        + &support::vip_toml(
+            "tcp://203.0.113.10",
+            "ipip",
+            r#"{ address = "192.0.2.11" }, { address = "192.0.2.22" }"#,
+        );
     let app = Appliance::start(&dir, &text, &dir.join("ctl.sock"), &[]);
     support::wait_for("every frame", 20, || {
         app.json(&["stats"])["counters"]["rx_packets"].as_u64() == Some(frames.len() as u64)
@@ -335,6 +310,5 @@ state = "state.json"
     assert!(text.starts_with("100 live flows: 50 TCP established, 20 TCP closing, 30 UDP"), "{text}");
     assert!(text.contains("\n  udp://203.0.113.10:8000 "), "{text}");
     assert!(text.contains("\n    192.0.2.11 "), "{text}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }

@@ -19,8 +19,7 @@ fn the_first_appliance_of_the_readme_has_traffic() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success() && text.contains("rx_packets"), "{text}");
     assert!(!text.contains("PORT RECEIVES NOTHING"), "{text}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -43,8 +42,7 @@ fn a_port_that_receives_nothing_is_said_in_status_and_the_log() {
     assert!(log.contains("the port has received no packet for 10 s"), "{log}");
     assert!(log.contains("idle_polls_before_sleep = 0"), "the log says what the workers do meanwhile: {log}");
     assert_eq!(log.matches("has received no packet").count(), 1, "said once: {log}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 /// `vipgate check` answers alike on any machine; whether the cores exist is `run`'s

@@ -18,8 +18,7 @@ use vipgate_engine::wire::tcp::TcpFlags;
 use vipgate_engine::wire::EthernetAddress;
 
 fn config_text(backends: &str) -> String {
-    format!(
-        r#"
+    r#"
 [engine]
 workers = 2
 hash_seed = 7
@@ -39,15 +38,9 @@ addresses = ["198.51.100.1"]
 
 [[subnet]]
 prefix = "203.0.113.0/24"
-
-[[vip]]
-address = "203.0.113.10"
-port = 5222
-protocol = "tcp"
-encap = "ipip"
-backends = [{backends}]
 "#
-    )
+    .to_string()
+        + &support::vip_toml("tcp://203.0.113.10:5222", "ipip", backends)
 }
 
 /// With 192.0.2.13; and without it, 192.0.2.12 reweighted.

@@ -158,8 +158,7 @@ fn the_watcher_never_applies_an_empty_or_half_written_file() {
 
     let log = app.log();
     assert!(log.contains("changed: not applied, the running config stays"), "{log}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -240,8 +239,7 @@ fn a_reload_that_removes_is_refused_until_confirmed() {
         ),
         "{err}"
     );
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -267,9 +265,7 @@ fn a_drain_or_weight_that_empties_a_vip_is_refused_unless_forced() {
     let slots: Vec<u64> =
         table["backends"].as_array().unwrap().iter().map(|b| b["slots"].as_u64().unwrap()).collect();
     assert_eq!(slots, [0, 0], "forced: nothing takes new flows, as asked: {table}");
-    let dir = app.dir.clone();
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -320,8 +316,7 @@ fn keys_that_need_a_restart_are_named_and_ctl_finds_a_moved_socket() {
     assert!(out.status.success(), "{stderr}");
     let found = format!("(process {}) answers on {}", app.pid(), socket(&dir).display());
     assert!(stderr.contains(&found), "{stderr}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 /// A backend that answers every HTTP request with 200, on 127.0.0.1; runs until the test
@@ -446,8 +441,7 @@ fn health_state_survives_reloads_that_change_timing_or_the_probe() {
         .contains("a new probe for a backend that was down; it stays down until it passes 3 probe(s)"));
     let errors: Vec<String> = health(&app).into_iter().filter_map(|h| h.2).collect();
     assert!(errors.iter().all(|e| e == "connection refused"), "{errors:?}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -474,8 +468,7 @@ fn health_probes_of_hanging_backends_do_not_starve_a_healthy_one() {
     }
     let body = Appliance::metrics(metrics);
     assert!(metric(&body, "vipgate_health_probes_late_total").is_some(), "{body}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -528,8 +521,7 @@ fn overrides_survive_a_kill_9_and_a_bad_state_file_stops_the_start() {
     let status = app.json(&["status"]);
     assert!(status["overrides"]["drained"].as_array().unwrap().is_empty(), "{status}");
     assert!(app.ctl(&["drain", "192.0.2.12"]).status.success(), "the state file works again");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 fn threads_of(pid: &str) -> u64 {
@@ -603,8 +595,7 @@ fn the_operator_channels_stay_open_under_a_crowd_of_slow_clients() {
     // over the cap is refused at once rather than left waiting for a descriptor.
     let refused = metric(&body, "vipgate_operator_connections_refused_total{channel=\"ctl\"}").unwrap();
     assert!(refused >= (idle_count - 64) as f64, "{refused} of {idle_count}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -649,8 +640,7 @@ fn errors_say_what_happened() {
         assert_eq!(v["ok"], false);
         assert!(v["error"].as_str().unwrap().contains(want), "{v}");
     }
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }
 
 #[test]
@@ -683,6 +673,5 @@ fn the_appliance_drain_survives_a_kill_9() {
     let routes_now = std::fs::read_to_string(&v4).unwrap();
     assert!(routes_now.contains("Withdrawn: the appliance is drained by the operator"), "{routes_now}");
     assert!(!routes_now.contains("route 203.0.113.0/25"), "withdrawn from the restart on: {routes_now}");
-    assert!(app.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.finish();
 }

@@ -35,27 +35,20 @@ fn config(dir: &Path, new_state: &str) -> String {
         subnets: vec![("", "203.0.113.0/24")],
         ..support::TestConfig::new(dir)
     };
-    base.text()
-        + &format!(
-            r#"
-[[vip]]
-address = "203.0.113.10"
-port = 8000
-protocol = "udp"
-encap = "ipip"
-backends = [
+    let old_and_new = format!(
+        r#"
   {{ address = "192.0.2.11", weight = 100 }},  # old site
   {{ address = "192.0.2.12", weight = 100 }},  # old site
   {{ address = "198.51.100.21", weight = 0, state = "{new_state}" }},
   {{ address = "198.51.100.22", weight = 0, state = "{new_state}" }},
-]
-
-[[vip]]
-address = "203.0.113.10"
-protocol = "tcp"
-encap = "gue"
-backends = [{{ address = "192.0.2.21", weight = 1 }}, {{ address = "192.0.2.22", weight = 1 }}]
 "#
+    );
+    base.text()
+        + &support::vip_toml("udp://203.0.113.10:8000", "ipip", &old_and_new)
+        + &support::vip_toml(
+            "tcp://203.0.113.10",
+            "gue",
+            r#"{ address = "192.0.2.21", weight = 1 }, { address = "192.0.2.22", weight = 1 }"#,
         )
 }
 

@@ -278,6 +278,14 @@ impl Appliance {
     }
 
     /// Stops it with SIGTERM and waits: its exit status.
+    /// Stops the appliance, which must exit 0, and removes its directory.
+    pub fn finish(self) {
+        let dir = self.dir.clone();
+        let status = self.stop();
+        assert!(status.success(), "vipgate run exited with {status}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     pub fn stop(mut self) -> std::process::ExitStatus {
         assert!(Command::new("kill").args(["-TERM", &self.pid()]).status().unwrap().success());
         self.child.wait().unwrap()
@@ -376,6 +384,27 @@ addresses = ["198.51.100.1"]
         }
         text
     }
+}
+
+/// A `[[vip]]` table: the VIP named `name` (`udp://203.0.113.10:8000`, `tcp://203.0.113.10`,
+/// `any://[2001:db8:ab::10]`) over `encap`, with `backends` inside its array
+/// (`{ address = "192.0.2.11", weight = 10 }, ...`, comments and line breaks kept).
+pub fn vip_toml(name: &str, encap: &str, backends: &str) -> String {
+    let (protocol, target) = name.split_once("://").expect("a VIP name, e.g. udp://203.0.113.10:8000");
+    let (address, port) = match target.strip_prefix('[') {
+        Some(rest) => {
+            let (a, after) = rest.split_once(']').expect("a closing bracket");
+            (a, after.strip_prefix(':'))
+        }
+        None => match target.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (target, None),
+        },
+    };
+    let port = port.map(|p| format!("port = {p}\n")).unwrap_or_default();
+    format!(
+        "\n[[vip]]\naddress = \"{address}\"\n{port}protocol = \"{protocol}\"\nencap = \"{encap}\"\nbackends = [{backends}]\n"
+    )
 }
 
 /// [`TestConfig`] with `workers`, `rate`, `subnets` and `control` given.
