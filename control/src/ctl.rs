@@ -40,7 +40,7 @@ use vipgate_engine::worker::StateCounts;
 use crate::engine::{state_name, Engine, ReloadError, Stats};
 use crate::overrides::{BackendSelector, Scoped};
 pub use crate::protocol::CtlRequest;
-use crate::protocol::{BackendFlows, FlowsAnswer, VipFlows, WorkerFlows};
+use crate::protocol::{BackendFlows, FlowsAnswer, TableAnswer, TableBackend, VipFlows, WorkerFlows};
 
 /// The longest request line taken.
 const MAX_LINE: usize = 64 * 1024;
@@ -383,31 +383,26 @@ pub fn table_json(snap: &Snapshot, vip: usize, ring: bool) -> Value {
         Some(r) => (r.slot_counts(), r.size(), ring.then(|| r.slots().to_vec())),
         None => (vec![0; pool.backends().len()], 0, None),
     };
-    let backends: Vec<Value> = pool
-        .backends()
-        .iter()
-        .zip(&counts)
-        .map(|(b, &n)| {
-            json!({
-                "backend": b.id.to_string(),
-                "weight": b.weight,
-                "state": state_name(b.state),
-                "slots": n,
-                "share": if size == 0 { 0.0 } else { (f64::from(n) / f64::from(size) * 1e4).round() / 1e4 },
+    let answer = TableAnswer {
+        ok: true,
+        vip: vip_name(v.addr, v.protocol, v.port),
+        generation: snap.generation(),
+        size,
+        backends: pool
+            .backends()
+            .iter()
+            .zip(&counts)
+            .map(|(b, &n)| TableBackend {
+                backend: b.id.to_string(),
+                weight: b.weight,
+                state: state_name(b.state).to_string(),
+                slots: n,
+                share: if size == 0 { 0.0 } else { (f64::from(n) / f64::from(size) * 1e4).round() / 1e4 },
             })
-        })
-        .collect();
-    let mut out = json!({
-        "ok": true,
-        "vip": vip_name(v.addr, v.protocol, v.port),
-        "generation": snap.generation(),
-        "size": size,
-        "backends": backends,
-    });
-    if let Some(slots) = slots {
-        out["ring"] = json!(slots);
-    }
-    out
+            .collect(),
+        ring: slots,
+    };
+    serde_json::to_value(answer).unwrap_or_else(|e| error(format!("the answer: {e}")))
 }
 
 fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
@@ -938,24 +933,10 @@ pub fn to_text(cmd: &str, a: &Value) -> String {
                 a["swap_ms"]
             ));
         }
-        "table" => {
-            s.push_str(&format!(
-                "{}  (generation {}, {} slots)\n",
-                a["vip"].as_str().unwrap_or(""),
-                u(&a["generation"]),
-                u(&a["size"])
-            ));
-            for b in a["backends"].as_array().into_iter().flatten() {
-                s.push_str(&format!(
-                    "  {:<28} weight {:>5}  {:<8} {:>7} slots  {:>6.2}%\n",
-                    b["backend"].as_str().unwrap_or(""),
-                    u(&b["weight"]),
-                    b["state"].as_str().unwrap_or(""),
-                    u(&b["slots"]),
-                    b["share"].as_f64().unwrap_or(0.0) * 100.0
-                ));
-            }
-        }
+        "table" => match serde_json::from_value::<TableAnswer>(a.clone()) {
+            Ok(t) => s.push_str(&t.to_text()),
+            Err(_) => s.push_str(&format!("{a}\n")),
+        },
         "flows" => match serde_json::from_value::<FlowsAnswer>(a.clone()) {
             Ok(f) => s.push_str(&f.to_text()),
             Err(_) => s.push_str(&format!("{a}\n")),

@@ -299,6 +299,57 @@ impl FlowsAnswer {
     }
 }
 
+/// A backend's part of a [`TableAnswer`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableBackend {
+    /// The backend.
+    pub backend: String,
+    /// Its weight in force.
+    pub weight: u32,
+    /// active, draining or down.
+    pub state: String,
+    /// Its slots in the VIP's Maglev table.
+    pub slots: u32,
+    /// Its share of them (0 to 1, four places).
+    pub share: f64,
+}
+
+/// The answer to [`CtlRequest::Table`] (and `vipgate table`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableAnswer {
+    /// Always true: a VIP that is not there is an error answer.
+    pub ok: bool,
+    /// The VIP's name.
+    pub vip: String,
+    /// The generation of the tables.
+    pub generation: u64,
+    /// The table's size (0 when no backend takes new flows).
+    pub size: u32,
+    /// Per backend, in identity order.
+    pub backends: Vec<TableBackend>,
+    /// Every slot's backend (its index in `backends`), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<Vec<u16>>,
+}
+
+impl TableAnswer {
+    /// As `vipgate ctl table` prints it.
+    pub fn to_text(&self) -> String {
+        let mut s = format!("{}  (generation {}, {} slots)\n", self.vip, self.generation, self.size);
+        for b in &self.backends {
+            s.push_str(&format!(
+                "  {:<28} weight {:>5}  {:<8} {:>7} slots  {:>6.2}%\n",
+                b.backend,
+                b.weight,
+                b.state,
+                b.slots,
+                b.share * 100.0
+            ));
+        }
+        s
+    }
+}
+
 /// The string field `key` of `request`, which `cmd` needs.
 fn string_field(request: &Value, cmd: &str, key: &str, example: &str) -> Result<String, String> {
     optional_string(request, key, example)?

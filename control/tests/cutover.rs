@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 mod support;
 use support::{fresh_dir, Appliance};
-use vipgate_control::protocol::{FlowStates, FlowsAnswer, VipFlows};
+use vipgate_control::protocol::{FlowStates, FlowsAnswer, TableAnswer, VipFlows};
 
 /// Four VIPs:
 /// - udp://203.0.113.10:8000: the old site (.11, .12) and the new backend at weight 0;
@@ -48,9 +48,9 @@ fn text(o: &Output) -> String {
 
 /// (state, slots) of `backend` in `vip`.
 fn slot(app: &Appliance, vip: &str, backend: &str) -> (String, u64) {
-    let t = app.json(&["table", vip]);
-    let b = t["backends"].as_array().unwrap().iter().find(|b| b["backend"] == backend).unwrap();
-    (b["state"].as_str().unwrap().to_string(), b["slots"].as_u64().unwrap())
+    let t: TableAnswer = serde_json::from_value(app.json(&["table", vip])).expect("a table answer");
+    let b = t.backends.into_iter().find(|b| b.backend == backend).unwrap();
+    (b.state, u64::from(b.slots))
 }
 
 fn cutover(app: &Appliance, args: &[&str]) -> Output {

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 mod support;
 use support::{ctl_json, wait_for};
+use vipgate_control::protocol::TableAnswer;
 
 struct Netns(String);
 
@@ -73,41 +74,20 @@ fn config(dir: &Path) -> String {
         subnets: vec![("", "203.0.113.0/24")],
         ..support::TestConfig::new(dir)
     };
+    // (A key after the backends is still the VIP's.)
+    let both = r#"{ address = "192.0.2.11" }, { address = "192.0.2.12" }"#;
     base.text()
-        + r#"
-[[vip]]
-address = "203.0.113.10"
-port = 8000
-protocol = "udp"
-encap = "ipip"
-backends = [{ address = "192.0.2.11" }, { address = "192.0.2.12" }]
-health = { kind = "tcp", port = 8080, interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }
-
-[[vip]]
-address = "203.0.113.10"
-port = 443
-protocol = "tcp"
-encap = "ipip"
-backends = [{ address = "192.0.2.11" }, { address = "192.0.2.12" }]
-health = { kind = "http", port = 8080, path = "/health", interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }
+        + &support::vip_toml("udp://203.0.113.10:8000", "ipip", both)
+        + r#"health = { kind = "tcp", port = 8080, interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }
+"# + &support::vip_toml("tcp://203.0.113.10:443", "ipip", both)
+        + r#"health = { kind = "http", port = 8080, path = "/health", interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }
 "#
 }
 
 /// Slots per backend of a VIP, in backend order.
 fn slots(socket: &Path, vip: &str) -> Vec<(String, String, u64)> {
-    let t = ctl_json(socket, &["table", vip]);
-    t["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["backend"].as_str().unwrap().to_string(),
-                b["state"].as_str().unwrap().to_string(),
-                b["slots"].as_u64().unwrap(),
-            )
-        })
-        .collect()
+    let t: TableAnswer = serde_json::from_value(ctl_json(socket, &["table", vip])).expect("a table answer");
+    t.backends.into_iter().map(|b| (b.backend, b.state, u64::from(b.slots))).collect()
 }
 
 fn target_state(socket: &Path, target: &str) -> String {

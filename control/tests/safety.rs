@@ -30,31 +30,29 @@ fn preamble(dir: &Path, workers: u32, metrics: u16, control: &str) -> String {
     )
 }
 
-const VIP_A: &str = r#"
-[[vip]]
-address = "203.0.113.10"
-port = 8000
-protocol = "udp"
-encap = "ipip"
-backends = [{ address = "192.0.2.11", weight = 10 }, { address = "192.0.2.12", weight = 10 }]
-"#;
+fn vip_a() -> String {
+    support::vip_toml(
+        "udp://203.0.113.10:8000",
+        "ipip",
+        r#"{ address = "192.0.2.11", weight = 10 }, { address = "192.0.2.12", weight = 10 }"#,
+    )
+}
 
-const VIP_B: &str = r#"
-[[vip]]
-address = "203.0.113.10"
-protocol = "tcp"
-encap = "gue"
-backends = [{ address = "192.0.2.21", weight = 10 }, { address = "192.0.2.22", weight = 10 }]
-"#;
+fn vip_b() -> String {
+    support::vip_toml(
+        "tcp://203.0.113.10",
+        "gue",
+        r#"{ address = "192.0.2.21", weight = 10 }, { address = "192.0.2.22", weight = 10 }"#,
+    )
+}
 
-const VIP_C: &str = r#"
-[[vip]]
-address = "203.0.113.200"
-port = 53
-protocol = "udp"
-encap = "ipip"
-backends = [{ address = "192.0.2.31" }, { address = "192.0.2.11" }]
-"#;
+fn vip_c() -> String {
+    support::vip_toml(
+        "udp://203.0.113.200:53",
+        "ipip",
+        r#"{ address = "192.0.2.31" }, { address = "192.0.2.11" }"#,
+    )
+}
 
 fn text(o: &std::process::Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -74,14 +72,14 @@ fn socket(dir: &Path) -> PathBuf {
 fn start_three(tag: &str, control: &str) -> (Appliance, u16) {
     let dir = fresh_dir(tag);
     let metrics = free_port();
-    let text = format!("{}{VIP_A}{VIP_B}{VIP_C}", preamble(&dir, 1, metrics, control));
+    let text = format!("{}{}{}{}", preamble(&dir, 1, metrics, control), vip_a(), vip_b(), vip_c());
     (Appliance::start(&dir, &text, &socket(&dir), &[]), metrics)
 }
 
 #[test]
 fn check_refuses_an_empty_or_cut_short_config_and_names_the_file() {
     let dir = fresh_dir("safety-check");
-    let full = format!("{}{VIP_A}", preamble(&dir, 1, 9620, ""));
+    let full = format!("{}{}", preamble(&dir, 1, 9620, ""), vip_a());
     for (name, content) in [("empty.toml", String::new()), ("cut.toml", preamble(&dir, 1, 9620, ""))] {
         let path = dir.join(name);
         std::fs::write(&path, &content).unwrap();
@@ -114,7 +112,7 @@ fn the_watcher_never_applies_an_empty_or_half_written_file() {
     // subnet is refused, and named.
     let dir = app.dir.clone();
     let pre = preamble(&dir, 1, metrics, "");
-    app.rewrite(&format!("{pre}{VIP_A}"));
+    app.rewrite(&format!("{pre}{}", vip_a()));
     wait_for("the half file's refusal", 20, || {
         app.json(&["status"])["reload_error"].as_str().is_some_and(|e| e.contains("remove VIP"))
     });
@@ -134,7 +132,8 @@ fn the_watcher_never_applies_an_empty_or_half_written_file() {
     // The whole file written slowly, a VIP at a time 700 ms apart, in place: every prefix
     // is a valid config, yet only the finished file is applied, once.
     let mut f = std::fs::File::create(&app.config).unwrap();
-    for part in [pre.as_str(), VIP_A, VIP_B, &VIP_C.replace("192.0.2.31\" }", "192.0.2.31\", weight = 50 }")]
+    for part in
+        [pre.as_str(), &vip_a(), &vip_b(), &vip_c().replace("192.0.2.31\" }", "192.0.2.31\", weight = 50 }")]
     {
         f.write_all(part.as_bytes()).unwrap();
         f.flush().unwrap();
@@ -152,7 +151,7 @@ fn the_watcher_never_applies_an_empty_or_half_written_file() {
 
     // A new file renamed over the path is applied without waiting for it to settle.
     let tmp = app.dir.join("vipgate.toml.new");
-    std::fs::write(&tmp, format!("{pre}{VIP_A}{VIP_B}{VIP_C}")).unwrap();
+    std::fs::write(&tmp, format!("{pre}{}{}{}", vip_a(), vip_b(), vip_c())).unwrap();
     std::fs::rename(&tmp, &app.config).unwrap();
     wait_for("the renamed file", 20, || app.generation() == g + 3);
 
@@ -169,8 +168,9 @@ fn a_reload_that_removes_is_refused_until_confirmed() {
     let pre = preamble(&dir, 1, metrics, "reload_settle = \"60s\"");
     let g = app.generation();
     // VIP C and its subnet go.
-    let without_c =
-        pre.replace("[[subnet]]\nname = \"legacy-b\"\nprefix = \"203.0.113.128/25\"\n", "") + VIP_A + VIP_B;
+    let without_c = pre.replace("[[subnet]]\nname = \"legacy-b\"\nprefix = \"203.0.113.128/25\"\n", "")
+        + &vip_a()
+        + &vip_b();
     app.rewrite(&without_c);
     let out = app.ctl(&["reload"]);
     let (_, err) = text(&out);
@@ -226,9 +226,10 @@ fn a_reload_that_removes_is_refused_until_confirmed() {
 
     // A VIP whose every backend would drain is refused too, and named with what it keeps.
     app.rewrite(&format!(
-        "{}{}{VIP_B}",
+        "{}{}{}",
         pre.replace("[[subnet]]\nname = \"legacy-b\"\nprefix = \"203.0.113.128/25\"\n", ""),
-        VIP_A.replace("weight = 10 }", "weight = 10, state = \"draining\" }")
+        vip_a().replace("weight = 10 }", "weight = 10, state = \"draining\" }"),
+        vip_b()
     ));
     let out = app.ctl(&["reload"]);
     let (_, err) = text(&out);
@@ -273,9 +274,9 @@ fn keys_that_need_a_restart_are_named_and_ctl_finds_a_moved_socket() {
     let dir = fresh_dir("safety-restart");
     let metrics = free_port();
     let control = "reload_settle = \"60s\"";
-    let text0 = format!("{}{VIP_A}", preamble(&dir, 1, metrics, control));
+    let text0 = format!("{}{}", preamble(&dir, 1, metrics, control), vip_a());
     let app = Appliance::start(&dir, &text0, &socket(&dir), &[]);
-    let changed = format!("{}{VIP_A}", preamble(&dir, 2, metrics, control))
+    let changed = format!("{}{}", preamble(&dir, 2, metrics, control), vip_a())
         .replace("flow_capacity = 65536", "flow_capacity = 8192")
         .replace(&socket(&dir).display().to_string(), &dir.join("moved.sock").display().to_string())
         .replace("weight = 10 }, { address = \"192.0.2.12\"", "weight = 30 }, { address = \"192.0.2.12\"");
@@ -655,7 +656,7 @@ fn the_appliance_drain_survives_a_kill_9() {
         routes.display(),
         dir.join("bird.ctl").display()
     );
-    let text0 = format!("{}{VIP_A}{bgp}", preamble(&dir, 1, free_port(), ""));
+    let text0 = format!("{}{}{bgp}", preamble(&dir, 1, free_port(), ""), vip_a());
     let app = Appliance::start(&dir, &text0, &socket(&dir), &[]);
     let v4 = routes.join("vips4.conf");
     wait_for("the routes announced", 20, || {
