@@ -6,11 +6,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 mod support;
-use support::wait_for;
+use support::{fresh_dir, wait_for, Appliance};
 
 fn vipgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
@@ -45,76 +44,41 @@ fn config(dir: &Path, metrics: u16, tcp_weight: &str) -> String {
         )
 }
 
-struct Appliance {
-    child: Child,
-    dir: PathBuf,
-    socket: PathBuf,
-    config: PathBuf,
+/// A running `vipgate run` of [`config`] (its metrics port beside it).
+struct Running {
+    app: Appliance,
     metrics: u16,
 }
 
-impl Appliance {
-    fn start(tag: &str) -> Appliance {
-        let dir = std::env::temp_dir().join(format!("vipgate-ctl-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let metrics = free_port();
-        let path = dir.join("vipgate.toml");
-        std::fs::write(&path, config(&dir, metrics, "10")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_vipgate"))
-            .args(["run", "--config", path.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let socket = dir.join("ctl.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "the socket never came up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Appliance { child, dir, socket, config: path, metrics }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        let mut all = vec!["ctl", "--socket", self.socket.to_str().unwrap()];
-        all.extend_from_slice(args);
-        vipgate(&all)
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.ctl(&all);
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
-    }
-
-    fn generation(&self) -> u64 {
-        self.json(&["status"])["generation"].as_u64().unwrap()
-    }
-
-    fn stop(mut self) -> (Output, PathBuf) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        let status = self.child.wait().unwrap();
-        (Output { status, stdout: stdout.into_bytes(), stderr: stderr.into_bytes() }, self.dir.clone())
+impl std::ops::Deref for Running {
+    type Target = Appliance;
+    fn deref(&self) -> &Appliance {
+        &self.app
     }
 }
 
-impl Drop for Appliance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Running {
+    fn start(tag: &str) -> Running {
+        let dir = fresh_dir(&format!("ctl-{tag}"));
+        let metrics = free_port();
+        let app = Appliance::start(&dir, &config(&dir, metrics, "10"), &dir.join("ctl.sock"), &[]);
+        Running { app, metrics }
+    }
+
+    /// Stops it (it must exit 0): its stdout, its log, and its directory (to remove).
+    fn stop(self) -> (String, String, PathBuf) {
+        let dir = self.app.dir.clone();
+        let log = self.app.log();
+        let status = self.app.stop();
+        assert!(status.success(), "vipgate run exited with {status}: {log}");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        (read("stdout"), read("log"), dir)
     }
 }
 
 #[test]
 fn every_ctl_command_against_a_running_engine() {
-    let app = Appliance::start("commands");
+    let app = Running::start("commands");
     let mode = std::fs::metadata(&app.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
 
@@ -210,9 +174,7 @@ fn every_ctl_command_against_a_running_engine() {
     );
     assert!(body.contains("vipgate_generation 6"));
 
-    let (out, dir) = app.stop();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (stdout, _, dir) = app.stop();
     assert!(stdout.contains("stopped after") && stdout.contains("forwarded"), "{stdout}");
     assert!(!dir.join("ctl.sock").exists(), "the socket is removed on exit");
     let _ = std::fs::remove_dir_all(dir);
@@ -220,7 +182,7 @@ fn every_ctl_command_against_a_running_engine() {
 
 #[test]
 fn garbage_on_the_socket_gets_errors_and_the_engine_goes_on() {
-    let app = Appliance::start("garbage");
+    let app = Running::start("garbage");
     let mut s = UnixStream::connect(&app.socket).unwrap();
     s.write_all(b"hello\n{\"cmd\":42}\n[1,2]\n{\"cmd\":\"drain\"}\n\xff\xfe\n{\"cmd\":\"status\"}\n")
         .unwrap();
@@ -241,15 +203,13 @@ fn garbage_on_the_socket_gets_errors_and_the_engine_goes_on() {
     assert_eq!(app.generation(), 1);
     let out = app.ctl(&["stats"]);
     assert!(out.status.success());
-    let (out, dir) = app.stop();
-    assert!(out.status.success(), "{out:?}");
-    let _ = std::fs::remove_dir_all(dir);
+    app.app.finish();
 }
 
 #[test]
 fn reloads_by_sighup_by_file_change_and_a_bad_config_changes_nothing() {
-    let app = Appliance::start("reload");
-    let pid = app.child.id().to_string();
+    let app = Running::start("reload");
+    let pid = app.pid();
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     wait_for("the SIGHUP reload", 20, || app.generation() == 2);
     // The file changes: picked up within a few seconds.
@@ -272,9 +232,7 @@ fn reloads_by_sighup_by_file_change_and_a_bad_config_changes_nothing() {
     assert_eq!(app.generation(), 3);
     let table = app.json(&["table", "203.0.113.10/tcp"]);
     assert_eq!(table["backends"][0]["weight"], 30, "the running config stays");
-    let (out, dir) = app.stop();
-    assert!(out.status.success(), "{out:?}");
-    let log = String::from_utf8(out.stderr).unwrap();
+    let (_, log, dir) = app.stop();
     assert!(log.contains("SIGHUP: generation 2"), "{log}");
     assert!(log.contains("changed: generation 3"), "{log}");
     assert!(log.contains("not applied, the running config stays"), "{log}");
@@ -286,19 +244,17 @@ fn run_refuses_a_bad_config_and_a_socket_in_use() {
     let out = vipgate(&["run", "--config", "/nonexistent/vipgate.toml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/vipgate.toml"), "{out:?}");
-    let app = Appliance::start("twice");
+    let app = Running::start("twice");
     let out = vipgate(&["run", "--config", app.config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another vipgate is answering"), "{out:?}");
     assert!(app.ctl(&["status"]).status.success(), "the first one is undisturbed");
-    let (out, dir) = app.stop();
-    assert!(out.status.success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.app.finish();
 }
 
 #[test]
 fn a_silent_client_does_not_stall_the_others() {
-    let app = Appliance::start("silent");
+    let app = Running::start("silent");
     // Half a request, never finished, and a connection that says nothing.
     let mut half = UnixStream::connect(&app.socket).unwrap();
     half.write_all(b"{\"cmd\":\"sta").unwrap();
@@ -308,9 +264,7 @@ fn a_silent_client_does_not_stall_the_others() {
         assert!(out.status.success(), "{out:?}");
     }
     drop(half);
-    let (out, dir) = app.stop();
-    assert!(out.status.success());
-    let _ = std::fs::remove_dir_all(dir);
+    app.app.finish();
 }
 
 /// The memory, pcap and synth drivers need no privileges: as root, the test runs the
@@ -326,38 +280,17 @@ fn runs_without_privileges_on_the_synth_driver() {
     let path = dir.join("vipgate.toml");
     std::fs::write(&path, config(&dir, free_port(), "10")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_vipgate");
-    let mut cmd = if is_root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
-        c
-    } else {
-        Command::new(bin)
-    };
-    let mut child = cmd
-        .args(["run", "--config", path.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // As nobody when root (setpriv execs vipgate: the same process).
+    let nobody: &[&str] =
+        if is_root { &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] } else { &[] };
     let socket = dir.join("ctl.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(&socket).is_err() {
-        if Instant::now() >= deadline || child.try_wait().unwrap().is_some() {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("the appliance did not come up without privileges: {err}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let app = Appliance::start_wrapped(&dir, &path, &socket, nobody, &[]);
     let meta = std::fs::metadata(&socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     if is_root {
         assert_eq!(meta.uid(), 65534, "the socket belongs to the user running the appliance");
     }
-    let out = vipgate(&["ctl", "--socket", socket.to_str().unwrap(), "status"]);
+    let out = app.ctl(&["status"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    assert!(child.wait().unwrap().success());
-    let _ = std::fs::remove_dir_all(&dir);
+    app.finish();
 }
