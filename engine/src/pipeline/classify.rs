@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// What classifying an IP packet comes to: a step, or why the packet is dropped.
+type Classified = Result<Step, DropReason>;
+
 impl Pipeline {
     /// Classifies the frame in `buf`, in the chunk's `slot`: a verdict, or (for a packet to
     /// a VIP) `Step::Pending` with the packet written into the pending record of `slot`.
@@ -23,23 +26,23 @@ impl Pipeline {
         let l3 = l2.payload_offset;
         match l2.ethertype {
             EtherType::Arp => Step::Done(self.answer_arp(snap, buf, l3)),
-            EtherType::Ipv4 => self.classify_v4(snap, buf, l3, slot),
-            EtherType::Ipv6 => self.classify_v6(snap, buf, l3, slot),
+            EtherType::Ipv4 => {
+                self.classify_v4(snap, buf, l3, slot).unwrap_or_else(|r| Step::Done(Verdict::Drop(r)))
+            }
+            EtherType::Ipv6 => {
+                self.classify_v6(snap, buf, l3, slot).unwrap_or_else(|r| Step::Done(Verdict::Drop(r)))
+            }
             _ => Step::Done(Verdict::Drop(DropReason::NotIp)),
         }
     }
 
-    fn classify_v4(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, slot: usize) -> Step {
-        let drop = |r| Step::Done(Verdict::Drop(r));
+    fn classify_v4(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, slot: usize) -> Classified {
         let frame = buf.as_slice();
-        let ip = match ipv4::Packet::new_checked(&frame[l3..]) {
-            Ok(ip) => ip,
-            Err(e) => return drop(DropReason::from_wire(e)),
-        };
+        let ip = ipv4::Packet::new_checked(&frame[l3..]).map_err(DropReason::from_wire)?;
         let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
         let dst_ip = IpAddr::V4(dst);
         if ip.ttl() == 0 {
-            return drop(DropReason::TtlExpired);
+            return Err(DropReason::TtlExpired);
         }
         let fragment = ip.is_fragment();
         let first_fragment = ip.frag_offset() == 0;
@@ -50,15 +53,15 @@ impl Pipeline {
 
         if protocol == IpProtocol::Icmp && first_fragment && !fragment {
             let Ok(icmp) = icmpv4::Packet::new_checked(payload) else {
-                return drop(DropReason::Malformed);
+                return Err(DropReason::Malformed);
             };
             let is_ours = snap.is_local(dst_ip) || snap.is_vip_addr(dst_ip);
             match icmp.msg_type() {
                 icmpv4::Message::EchoRequest if is_ours => {
                     if !ip.verify_checksum() || !icmp.verify_checksum() {
-                        return drop(DropReason::Malformed);
+                        return Err(DropReason::Malformed);
                     }
-                    return Step::Done(self.answer_echo_v4(snap.interface().mac, buf, l3, ip_len));
+                    return Ok(Step::Done(self.answer_echo_v4(snap.interface().mac, buf, l3, ip_len)));
                 }
                 icmpv4::Message::DstUnreachable | icmpv4::Message::TimeExceeded
                     if snap.is_vip_addr(dst_ip) =>
@@ -66,43 +69,23 @@ impl Pipeline {
                     // About a packet a backend sent from the VIP to a client: the quoted
                     // packet's source is the VIP, its destination the client.
                     let Ok(q) = icmpv4::quoted(icmp.data()) else {
-                        return drop(DropReason::Malformed);
+                        return Err(DropReason::Malformed);
                     };
                     let frame =
                         Frame { l3, ip_len, v6: false, tos, dont_frag, fragment: false, icmp_error: true };
-                    return self.icmp_error_step(snap, &q, frame, slot);
+                    return Ok(self.icmp_error_step(snap, &q, frame, slot));
                 }
                 _ => {}
             }
         }
-        let (sport, dport, flags) = match ports(protocol, payload, fragment) {
-            Ok(p) => p,
-            Err(r) => return drop(r),
-        };
-        let key = FlowKey::new_v4(u32::from(src), u32::from(dst), protocol.into(), sport, dport);
-        self.vip_step(
-            snap,
-            dst_ip,
-            protocol,
-            dport,
-            key,
-            Frame { l3, ip_len, v6: false, tos, dont_frag, fragment, icmp_error: false },
-            flags,
-            slot,
-        )
+        let frame = Frame { l3, ip_len, v6: false, tos, dont_frag, fragment, icmp_error: false };
+        self.transport_step(snap, IpAddr::V4(src), dst_ip, protocol, payload, frame, slot)
     }
 
-    fn classify_v6(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, slot: usize) -> Step {
-        let drop = |r| Step::Done(Verdict::Drop(r));
+    fn classify_v6(&mut self, snap: &Snapshot, buf: &mut PacketBuf, l3: usize, slot: usize) -> Classified {
         let frame = buf.as_slice();
-        let ip = match ipv6::Packet::new_checked(&frame[l3..]) {
-            Ok(ip) => ip,
-            Err(e) => return drop(DropReason::from_wire(e)),
-        };
-        let upper = match ip.upper_layer() {
-            Ok(u) => u,
-            Err(e) => return drop(DropReason::from_wire(e)),
-        };
+        let ip = ipv6::Packet::new_checked(&frame[l3..]).map_err(DropReason::from_wire)?;
+        let upper = ip.upper_layer().map_err(DropReason::from_wire)?;
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let dst_ip = IpAddr::V6(dst);
         let ip_len = ip.total_len();
@@ -114,27 +97,27 @@ impl Pipeline {
 
         if protocol == IpProtocol::Icmpv6 && !fragment {
             let Ok(icmp) = icmpv6::Packet::new_checked(l4) else {
-                return drop(DropReason::Malformed);
+                return Err(DropReason::Malformed);
             };
             let checksum_ok = icmp.verify_checksum(src, dst);
             match icmp.msg_type() {
                 icmpv6::Message::NeighborSolicit => {
                     if !checksum_ok || ip.hop_limit() != 255 {
-                        return drop(DropReason::Malformed);
+                        return Err(DropReason::Malformed);
                     }
-                    return Step::Done(self.answer_solicit(snap, buf, l3, upper.offset));
+                    return Ok(Step::Done(self.answer_solicit(snap, buf, l3, upper.offset)));
                 }
                 icmpv6::Message::EchoRequest if snap.is_local(dst_ip) || snap.is_vip_addr(dst_ip) => {
                     if !checksum_ok {
-                        return drop(DropReason::Malformed);
+                        return Err(DropReason::Malformed);
                     }
-                    return Step::Done(self.answer_echo_v6(
+                    return Ok(Step::Done(self.answer_echo_v6(
                         snap.interface().mac,
                         buf,
                         l3,
                         ip_len,
                         upper.offset,
-                    ));
+                    )));
                 }
                 icmpv6::Message::DstUnreachable
                 | icmpv6::Message::PacketTooBig
@@ -143,7 +126,7 @@ impl Pipeline {
                     if snap.is_vip_addr(dst_ip) =>
                 {
                     let Ok(q) = icmpv6::quoted(icmp.data()) else {
-                        return drop(DropReason::Malformed);
+                        return Err(DropReason::Malformed);
                     };
                     let frame = Frame {
                         l3,
@@ -154,33 +137,40 @@ impl Pipeline {
                         fragment: false,
                         icmp_error: true,
                     };
-                    return self.icmp_error_step(snap, &q, frame, slot);
+                    return Ok(self.icmp_error_step(snap, &q, frame, slot));
                 }
                 icmpv6::Message::RouterSolicit
                 | icmpv6::Message::RouterAdvert
                 | icmpv6::Message::NeighborAdvert
-                | icmpv6::Message::Redirect => return drop(DropReason::Unsupported),
+                | icmpv6::Message::Redirect => return Err(DropReason::Unsupported),
                 _ => {}
             }
         }
         if ip.hop_limit() == 0 {
-            return drop(DropReason::TtlExpired);
+            return Err(DropReason::TtlExpired);
         }
-        let (sport, dport, flags) = match ports(protocol, if first_fragment { l4 } else { &[] }, fragment) {
-            Ok(p) => p,
-            Err(r) => return drop(r),
-        };
-        let key = FlowKey::new(IpAddr::V6(src), dst_ip, protocol.into(), sport, dport);
-        self.vip_step(
-            snap,
-            dst_ip,
-            protocol,
-            dport,
-            key,
-            Frame { l3, ip_len, v6: true, tos, dont_frag: true, fragment, icmp_error: false },
-            flags,
-            slot,
-        )
+        let frame = Frame { l3, ip_len, v6: true, tos, dont_frag: true, fragment, icmp_error: false };
+        let l4 = if first_fragment { l4 } else { &[] };
+        self.transport_step(snap, IpAddr::V6(src), dst_ip, protocol, l4, frame, slot)
+    }
+
+    /// A packet from `src` to `dst` over `protocol` (its transport header at the start of
+    /// `l4`): its ports and flow key, then its VIP.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn transport_step(
+        &mut self,
+        snap: &Snapshot,
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: IpProtocol,
+        l4: &[u8],
+        frame: Frame,
+        slot: usize,
+    ) -> Classified {
+        let (sport, dport, flags) = ports(protocol, l4, frame.fragment)?;
+        let key = FlowKey::new(src, dst, protocol.into(), sport, dport);
+        Ok(self.vip_step(snap, dst, protocol, dport, key, frame, flags, slot))
     }
 
     /// An ICMP error about a packet that a backend sent from a VIP to a client: the quoted
