@@ -4,15 +4,10 @@
 use super::*;
 
 impl Pipeline {
-    pub(super) fn forward(
-        &mut self,
-        snap: &Snapshot,
-        now: u64,
-        buf: &mut PacketBuf,
-        slot: usize,
-        at: usize,
-    ) -> Verdict {
-        let Some(p) = self.pending[slot % MAX_BURST] else {
+    /// Forwards packet `at` of the burst, which classification left pending (in its
+    /// chunk's slot, `at % MAX_BURST`).
+    pub(super) fn forward(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, at: usize) -> Verdict {
+        let Some(p) = self.pending[at % MAX_BURST] else {
             return Verdict::Drop(DropReason::Malformed);
         };
         let p = &p;

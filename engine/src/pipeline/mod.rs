@@ -370,6 +370,8 @@ impl Pipeline {
             // What the express lane forwards is counted here, the rest by `count`.
             let (mut forwarded, mut forwarded_bytes) = (0, 0);
             for i in chunk_start..end {
+                // (`i % MAX_BURST`: chunks start at multiples of it, which `forward` and
+                // `finish_v6` rely on.)
                 let slot = i - chunk_start;
                 if lane & 1 << slot != 0 {
                     let x = self.express[slot % MAX_BURST];
@@ -392,12 +394,12 @@ impl Pipeline {
                     // Not the lane's to finish: the general path from the start.
                     verdicts[i] = match self.classify_general(snap, &mut bufs[i], slot) {
                         Step::Done(v) => v,
-                        Step::Pending => self.forward(snap, now, &mut bufs[i], slot, i),
+                        Step::Pending => self.forward(snap, now, &mut bufs[i], i),
                     };
                 } else if self.lane6 & 1 << slot != 0 {
-                    verdicts[i] = self.finish_v6(snap, now, &mut bufs[i], slot, i);
+                    verdicts[i] = self.finish_v6(snap, now, &mut bufs[i], i);
                 } else if self.pending[slot % MAX_BURST].is_some() {
-                    verdicts[i] = self.forward(snap, now, &mut bufs[i], slot, i);
+                    verdicts[i] = self.forward(snap, now, &mut bufs[i], i);
                 }
                 self.pending[slot % MAX_BURST] = None;
                 self.count(verdicts[i], &bufs[i]);
@@ -464,17 +466,11 @@ impl Pipeline {
         Some(x)
     }
 
-    /// The second pass of a packet the IPv6 lane took (`at` in the burst, `slot` in its
-    /// chunk): the lane's, or else the general path's from the start.
+    /// The second pass of packet `at` of the burst, which the IPv6 lane took (in its
+    /// chunk's slot, `at % MAX_BURST`): the lane's, or else the general path's from the start.
     #[inline(never)]
-    fn finish_v6(
-        &mut self,
-        snap: &Snapshot,
-        now: u64,
-        buf: &mut PacketBuf,
-        slot: usize,
-        at: usize,
-    ) -> Verdict {
+    fn finish_v6(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, at: usize) -> Verdict {
+        let slot = at % MAX_BURST;
         let x = self.express[slot % MAX_BURST];
         let hash = self.maglev[slot % MAX_BURST];
         let st =
@@ -486,7 +482,7 @@ impl Pipeline {
         }
         match self.classify_general(snap, buf, slot) {
             Step::Done(v) => v,
-            Step::Pending => self.forward(snap, now, buf, slot, at),
+            Step::Pending => self.forward(snap, now, buf, at),
         }
     }
 
