@@ -540,24 +540,11 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: Option<TimeoutClass>,
     ) -> Option<u32> {
-        self.lookup_check(self.check(key), hash, now, timeouts, class)
+        self.lookup_absent(self.check(key), hash, now, timeouts, class).ok()
     }
 
-    /// [`lookup`](FlowTable::lookup) by the key's [`check`](Self::check) and hash.
-    #[inline(always)]
-    pub fn lookup_check(
-        &mut self,
-        check: u64,
-        hash: u64,
-        now: u64,
-        timeouts: &IdleTimeouts,
-        class: Option<TimeoutClass>,
-    ) -> Option<u32> {
-        self.lookup_absent(check, hash, now, timeouts, class).ok()
-    }
-
-    /// [`lookup_check`](FlowTable::lookup_check), telling a key the table does not hold
-    /// apart from one whose entry expired: a new flow of the first kind is then remembered
+    /// [`lookup`](FlowTable::lookup) by the key's [`check`](Self::check) and hash, telling a
+    /// key the table does not hold apart from one whose entry expired: a new flow of the first kind is then remembered
     /// with [`insert_absent`](FlowTable::insert_absent), which does not look it up again.
     #[inline(always)]
     pub fn lookup_absent(
