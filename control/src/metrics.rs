@@ -263,6 +263,12 @@ pub fn render_control(engine: &crate::engine::Engine) -> String {
     );
     let _ = writeln!(
         out,
+        "# HELP vipgate_flow_numbers (VIP, backend) pairs numbered since start, of the {} a process can number (every pair configured keeps its number: flows may remember it).\n# TYPE vipgate_flow_numbers gauge\nvipgate_flow_numbers {}",
+        u64::from(vipgate_engine::flow::MAX_BACKEND) + 1,
+        engine.flow_numbers()
+    );
+    let _ = writeln!(
+        out,
         "# HELP vipgate_operator_connections_refused_total Connections to the operator socket and the metrics endpoint closed at once: over the cap, or no descriptor left.\n# TYPE vipgate_operator_connections_refused_total counter"
     );
     for (channel, n) in [("ctl", crate::ctl::refused()), ("metrics", refused())] {

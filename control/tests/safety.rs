@@ -297,6 +297,8 @@ fn keys_that_need_a_restart_are_named_and_ctl_finds_a_moved_socket() {
     assert!(stdout.contains("restart needed for: workers, flow_capacity, [control] socket"), "{stdout}");
     let body = Appliance::metrics(metrics);
     assert_eq!(metric(&body, "vipgate_restart_needed"), Some(3.0));
+    // One VIP of two backends, reweighted: the same two (VIP, backend) pairs, numbered once.
+    assert_eq!(metric(&body, "vipgate_flow_numbers"), Some(2.0), "{body}");
     let log = app.log();
     assert!(log.contains("restart needed for: workers, flow_capacity, [control] socket"), "{log}");
 
