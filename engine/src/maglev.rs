@@ -269,7 +269,7 @@ pub fn is_sparse(m: u32, backends: usize) -> bool {
 /// A Maglev lookup table: `M` slots, each the index of a backend in [`Ring::backends`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ring {
-    backends: Box<[Backend]>,
+    backends: std::sync::Arc<[Backend]>,
     /// Shared: a snapshot that keeps a pool unchanged keeps its ring without a copy.
     slots: std::sync::Arc<[u16]>,
     size: u32,
@@ -302,7 +302,7 @@ impl Ring {
         }
         let slots = populate(&sorted, seed, m, w_max);
         Ok(Ring {
-            backends: sorted.into_boxed_slice(),
+            backends: sorted.into(),
             slots: slots.into(),
             size: m,
             reciprocal: u64::MAX / u64::from(m) + 1,
@@ -661,7 +661,7 @@ mod tests {
     fn remainder_by_multiplication_is_exact() {
         for &m in TABLE_SIZES {
             let ring = Ring {
-                backends: Box::new([]),
+                backends: std::sync::Arc::new([]),
                 slots: std::sync::Arc::new([]),
                 size: m,
                 reciprocal: u64::MAX / u64::from(m) + 1,

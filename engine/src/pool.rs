@@ -55,12 +55,12 @@ impl Pool {
         Pool { backends: backends.into_boxed_slice(), ring, by_number }
     }
 
-    /// The heap memory the pool holds of its own, in bytes (its ring's slots are shared
-    /// and not counted; the map at its capacity with one control byte per bucket).
+    /// The heap memory the pool holds of its own, in bytes (its ring is shared by the
+    /// pools of its backend set and not counted; the map at its capacity with one control
+    /// byte per bucket).
     pub(crate) fn heap_bytes(&self) -> usize {
         core::mem::size_of_val(&*self.backends)
             + self.by_number.capacity() * (core::mem::size_of::<(u32, u16)>() + 1)
-            + self.ring.as_ref().map_or(0, |r| core::mem::size_of_val(r.backends()))
     }
 
     /// The backends, in identity order (ring slots index this).

@@ -509,14 +509,16 @@ impl Snapshot {
         }
         let lpm = |l: &Lpm| l.by_len.iter().map(|(_, m)| map(m)).sum::<usize>();
         let pools: usize = self.pools.iter().map(|p| size_of::<Pool>() + p.heap_bytes()).sum();
-        // A set's ring slots once: its VIPs' pools share them.
+        // A set's ring once: its VIPs' pools share it.
         let sets: usize = self
             .sets
             .iter()
             .zip(&self.set_rings)
             .map(|(s, r)| {
                 s.capacity() * size_of::<BackendSpec>()
-                    + r.as_ref().map_or(0, |r| core::mem::size_of_val(r.slots()))
+                    + r.as_ref().map_or(0, |r| {
+                        core::mem::size_of_val(r.slots()) + core::mem::size_of_val(r.backends())
+                    })
             })
             .sum();
         lpm(&self.subnets_v4)
