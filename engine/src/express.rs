@@ -20,7 +20,7 @@ use crate::buf::PacketBuf;
 use crate::counters::Counters;
 use crate::encap::{gue_source_port, write_gue, write_outer_v4, OuterV4, Tunnel};
 use crate::flow::Timeouts;
-use crate::flow::{Absent, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
+use crate::flow::{Absent, FlowTable, IdleTimeouts, Inserted, NewFlow, TimeoutClass};
 use crate::pool::{BackendState, Pool};
 use crate::port::Interface;
 use crate::vip::{Encap, Vip, VipProtocol};
@@ -77,11 +77,11 @@ pub struct Lane {
 pub(crate) struct LaneVip {
     pub(crate) pool: u32,
     /// Where its backends' traffic counters start.
-    pub(crate) counter_base: u32,
+    counter_base: u32,
     /// Where its backends' outer headers start in [`Lane::outer`].
-    pub(crate) outer_base: u32,
+    outer_base: u32,
     /// What the tunnel adds after the Ethernet header: 20 (IPIP), 24 (GRE), 32 (GUE).
-    pub(crate) overhead: u32,
+    overhead: u32,
     /// Where the pool's backends are in its outer headers: backend number `lo + j` at
     /// `outer_base + j` for every `j < span` (holes where the pool has no such number),
     /// when the pool's numbers lie close enough together (see [`Lane::build`]; a config's
@@ -89,12 +89,28 @@ pub(crate) struct LaneVip {
     /// and in them the backend's index, in one read. Otherwise (`hashed`) by
     /// index, with the pool's map in [`Lane::numbers`] (starting at `number_lo`, mask
     /// `number_span`) to turn a number into an index.
-    pub(crate) number_lo: u32,
-    pub(crate) number_span: u32,
-    pub(crate) hashed: bool,
+    number_lo: u32,
+    number_span: u32,
+    hashed: bool,
     /// An IPv6 VIP over IPIP: where its group's records start in [`Lane::outer6`], at the
     /// same places as in [`Lane::outer`]; [`NO_OUTER6`] for every other VIP.
-    pub(crate) outer6_base: u32,
+    outer6_base: u32,
+}
+
+/// The layout the table's tests check.
+#[cfg(test)]
+impl LaneVip {
+    pub(crate) fn outer_base(&self) -> u32 {
+        self.outer_base
+    }
+
+    pub(crate) fn number_span(&self) -> u32 {
+        self.number_span
+    }
+
+    pub(crate) fn hashed(&self) -> bool {
+        self.hashed
+    }
 }
 
 /// [`LaneVip::outer6_base`] of a VIP the IPv6 lane does not take.
@@ -137,18 +153,18 @@ pub(crate) struct Outer {
     /// The headers, at the end of the block (its first `BLOCK - len` bytes are zero): the
     /// whole block is copied in front of the inner packet, whatever the tunnel (see
     /// [`crate::buf::PacketBuf::reframe`]).
-    pub(crate) header: [u8; BLOCK],
+    header: [u8; BLOCK],
     /// Its place in its group ([`NO_PLACE`] for a hole): a number that leads here is the
     /// VIP's when it finds the place it leads to.
-    pub(crate) place: u32,
+    place: u32,
     /// The one's complement sum of the IPv4 header's fixed 16-bit words.
-    pub(crate) sum: u32,
+    sum: u32,
     /// The header's length: 34 (IPIP), 38 (GRE), 46 (GUE), or 0 where the lane does not
     /// take the backend (an IPv6 backend, or no IPv4 tunnel source).
-    pub(crate) len: u8,
-    pub(crate) down: bool,
+    len: u8,
+    down: bool,
     /// Up, and the lane's to send to (`len` not 0).
-    pub(crate) taken: bool,
+    taken: bool,
     /// The backend's index in its pool.
     pub(crate) index: u16,
 }
@@ -846,12 +862,19 @@ pub(crate) struct Express {
     /// The VIP's index.
     pub(crate) vip: u32,
     /// Length of the IP packet.
-    pub(crate) ip_len: u16,
-    pub(crate) class: TimeoutClass,
+    ip_len: u16,
+    class: TimeoutClass,
     /// DSCP/ECN, copied to the outer header.
-    pub(crate) tos: u8,
+    tos: u8,
     /// The DF bit where it sits in its byte (0x40 or 0), copied to the outer header.
-    pub(crate) dont_frag: u8,
+    dont_frag: u8,
+}
+
+#[cfg(test)]
+impl Express {
+    pub(crate) fn ip_len(&self) -> u16 {
+        self.ip_len
+    }
 }
 
 /// The Maglev hash (with the snapshot's `seed`) of a frame [`classify`] took.
@@ -891,36 +914,40 @@ pub(crate) fn classify(vips: &V4Vips, flows: &FlowTable, mac: u64, f: &[u8]) -> 
         return None;
     }
     let protocol = (w >> 56) as u8;
-    // Each protocol's header whole, and the IP packet at least as long.
-    let class = match protocol {
-        6 => {
-            // 20 bytes at least, and as long as its data offset says.
-            let doff = usize::from(h[L4 + 12] >> 4) * 4;
-            if doff < 20 || 20 + doff > ip_len {
-                return None;
-            }
-            // FIN or RST.
-            if h[L4 + 13] & 0x05 != 0 {
-                TimeoutClass::Closing
-            } else {
-                TimeoutClass::Tcp
-            }
-        }
-        17 => {
-            let len = usize::from(be16(L4 + 4));
-            if len < 8 || 20 + len > ip_len {
-                return None;
-            }
-            TimeoutClass::Udp
-        }
-        _ => return None,
-    };
+    let class = transport_class(protocol, &h[L4..], 20, ip_len)?;
     let (src, dst) = (be32(L3 + 12), be32(L3 + 16));
     let (sport, dport) = (be16(L4), be16(L4 + 2));
     let vip = vips.find(dst, protocol == 17, dport)?;
     let (hash, check) = flows.hash_check_v4(src, dst, protocol, sport, dport);
     let (tos, dont_frag) = (h[L3 + 1], h[L3 + 6] & 0x40);
     Some(Express { hash, check, vip, ip_len: ip_len as u16, class, tos, dont_frag })
+}
+
+/// The timeout class of a TCP (6) or UDP (17) header at the start of `l4`, whole and within
+/// an IP length of `len` bytes, `header` of which come before `l4`: a TCP header of 20 bytes
+/// at least and as long as its data offset says, closing with FIN or RST; a UDP header of 8
+/// bytes at least and as long as its length says. `None` for anything else.
+#[inline(always)]
+fn transport_class(protocol: u8, l4: &[u8], header: usize, len: usize) -> Option<TimeoutClass> {
+    match protocol {
+        6 => {
+            let t = l4.first_chunk::<20>()?;
+            let doff = usize::from(t[12] >> 4) * 4;
+            if doff < 20 || header + doff > len {
+                return None;
+            }
+            Some(if t[13] & 0x05 != 0 { TimeoutClass::Closing } else { TimeoutClass::Tcp })
+        }
+        17 => {
+            let u = l4.first_chunk::<8>()?;
+            let udp_len = usize::from(u16::from_be_bytes([u[4], u[5]]));
+            if udp_len < 8 || header + udp_len > len {
+                return None;
+            }
+            Some(TimeoutClass::Udp)
+        }
+        _ => None,
+    }
 }
 
 /// Where the L4 header starts in a frame the IPv6 lane takes: Ethernet, then a 40-byte
@@ -964,28 +991,7 @@ pub(crate) fn classify_v6(
     {
         return None;
     }
-    let class = match next_header {
-        6 => {
-            let t = f.first_chunk::<{ L4_6 + 20 }>()?;
-            let doff = usize::from(t[L4_6 + 12] >> 4) * 4;
-            if doff < 20 || doff > payload_len {
-                return None;
-            }
-            if t[L4_6 + 13] & 0x05 != 0 {
-                TimeoutClass::Closing
-            } else {
-                TimeoutClass::Tcp
-            }
-        }
-        17 => {
-            let len = usize::from(be16(L4_6 + 4));
-            if len < 8 || len > payload_len {
-                return None;
-            }
-            TimeoutClass::Udp
-        }
-        _ => return None,
-    };
+    let class = transport_class(next_header, &f[L4_6..], 0, payload_len)?;
     let (src, dst, protocol, sport, dport) = v6_tuple(f)?;
     let vip = vips.find(u128::from(dst), protocol == 17, dport)?;
     let (src, dst) = (u128::from(src), u128::from(dst));
@@ -1033,9 +1039,8 @@ impl LaneState<'_> {
             // A RST or FIN of an unknown flow opens none.
             if x.class != TimeoutClass::Closing {
                 let absent = found == Err(Absent(true));
-                if self.flows.remember(absent, x.check, x.hash, number, now, timeouts, x.class)
-                    == Inserted::Evicted
-                {
+                let flow = NewFlow { check: x.check, hash: x.hash, backend: number, class: x.class };
+                if self.flows.remember(absent, flow, now, timeouts) == Inserted::Evicted {
                     self.counters.flow_table_full += 1;
                 }
             }

@@ -308,6 +308,20 @@ impl IdleTimeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Absent(pub bool);
 
+/// A flow to remember: its key's [`check`](FlowTable::check) and hash, the number it goes
+/// to (up to [`MAX_BACKEND`]) and its timeout class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewFlow {
+    /// The key's check ([`FlowTable::check`]).
+    pub check: u64,
+    /// The key's hash ([`FlowTable::hash`]).
+    pub hash: u64,
+    /// The number the flow goes to.
+    pub backend: u32,
+    /// Its timeout class.
+    pub class: TimeoutClass,
+}
+
 /// What [`FlowTable::insert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -580,21 +594,11 @@ impl FlowTable {
     /// Remembers a new flow whose lookup said it was `absent` (no entry to reuse:
     /// [`FlowTable::insert_absent`]) or not ([`FlowTable::insert_check`]).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn remember(
-        &mut self,
-        absent: bool,
-        check: u64,
-        hash: u64,
-        backend: u32,
-        now: u64,
-        timeouts: &IdleTimeouts,
-        class: TimeoutClass,
-    ) -> Inserted {
+    pub fn remember(&mut self, absent: bool, flow: NewFlow, now: u64, timeouts: &IdleTimeouts) -> Inserted {
         if absent {
-            self.insert_absent(check, hash, backend, now, timeouts, class)
+            self.insert_absent(flow, now, timeouts)
         } else {
-            self.insert_check(check, hash, backend, now, timeouts, class)
+            self.insert_check(flow, now, timeouts)
         }
     }
 
@@ -609,51 +613,33 @@ impl FlowTable {
         timeouts: &IdleTimeouts,
         class: TimeoutClass,
     ) -> Inserted {
-        self.insert_check(self.check(key), hash, backend, now, timeouts, class)
+        let flow = NewFlow { check: self.check(key), hash, backend, class };
+        self.insert_check(flow, now, timeouts)
     }
 
     /// [`insert`](FlowTable::insert) by the key's [`check`](Self::check) and hash.
-    pub fn insert_check(
-        &mut self,
-        check: u64,
-        hash: u64,
-        backend: u32,
-        now: u64,
-        timeouts: &IdleTimeouts,
-        class: TimeoutClass,
-    ) -> Inserted {
-        let at = self.find(check, hash);
-        self.insert_found(at, check, hash, backend, now, timeouts, class)
+    pub fn insert_check(&mut self, flow: NewFlow, now: u64, timeouts: &IdleTimeouts) -> Inserted {
+        let at = self.find(flow.check, flow.hash);
+        self.insert_found(at, flow, now, timeouts)
     }
 
     /// [`insert_check`](FlowTable::insert_check) of a key that
     /// [`lookup_absent`](FlowTable::lookup_absent) just found absent (with no insert in
     /// between).
-    pub fn insert_absent(
-        &mut self,
-        check: u64,
-        hash: u64,
-        backend: u32,
-        now: u64,
-        timeouts: &IdleTimeouts,
-        class: TimeoutClass,
-    ) -> Inserted {
-        self.insert_found(None, check, hash, backend, now, timeouts, class)
+    pub fn insert_absent(&mut self, flow: NewFlow, now: u64, timeouts: &IdleTimeouts) -> Inserted {
+        self.insert_found(None, flow, now, timeouts)
     }
 
     /// An insert, with the key's own entry (`at`) already looked up.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn insert_found(
         &mut self,
         mut at: Option<(usize, usize)>,
-        check: u64,
-        hash: u64,
-        backend: u32,
+        flow: NewFlow,
         now: u64,
         timeouts: &IdleTimeouts,
-        class: TimeoutClass,
     ) -> Inserted {
+        let NewFlow { check, hash, backend, class } = flow;
         // The key's own entry if it has one; else a free entry of the first window, else of
         // the second (see the module doc); else room made by moving a flow to its other
         // window; else the least recently seen flow of both windows is evicted.
@@ -898,12 +884,19 @@ mod tests {
         let (h, c) = (t.hash(&k), t.check(&k));
         let live = |t: &FlowTable, now: u64| t.live(now, &T).count();
         assert_eq!(t.lookup_absent(c, h, 1000 * TICK, &T, None), Err(Absent(true)));
-        assert_eq!(t.insert_absent(c, h, 7, 1000 * TICK, &T, TimeoutClass::Tcp), Inserted::Fresh);
+        assert_eq!(
+            t.insert_absent(
+                NewFlow { check: c, hash: h, backend: 7, class: TimeoutClass::Tcp },
+                1000 * TICK,
+                &T
+            ),
+            Inserted::Fresh
+        );
         assert_eq!(t.lookup_absent(c, h, 1001 * TICK, &T, None), Ok(7));
         assert_eq!(live(&t, 1001 * TICK), 1);
         // Expired: an entry, but no backend.
         assert_eq!(t.lookup_absent(c, h, 1200 * TICK, &T, None), Err(Absent(false)));
-        t.insert_check(c, h, 8, 1200 * TICK, &T, TimeoutClass::Tcp);
+        t.insert_check(NewFlow { check: c, hash: h, backend: 8, class: TimeoutClass::Tcp }, 1200 * TICK, &T);
         assert_eq!(t.lookup_absent(c, h, 1201 * TICK, &T, None), Ok(8));
         assert_eq!(
             t.capacity() - t.windows.iter().flat_map(|w| w.0.iter()).filter(|e| e.check == 0).count(),

@@ -820,7 +820,7 @@ mod tests {
             )
         };
         let classify =
-            |f: &[u8]| crate::express::classify_v6(vips, &flows, 1, mac, f).map(|(x, _)| (x.vip, x.ip_len));
+            |f: &[u8]| crate::express::classify_v6(vips, &flows, 1, mac, f).map(|(x, _)| (x.vip, x.ip_len()));
         assert_eq!(classify(&frame(to(0x10, 64), true, 443)), Some((0, 40 + 20 + 10)));
         assert_eq!(classify(&frame(to(0x10, 64), false, 9)), Some((1, 40 + 8 + 10)));
         assert_eq!(classify(&frame(to(0x10, 64), true, 80)), None, "no VIP takes TCP 80");
@@ -892,7 +892,7 @@ mod tests {
         assert_ne!(number(&s.pools()[0]), number(&s.pools()[1]), "the shared backend has a number per VIP");
         // Their numbers are dense (a config's when first read): the lane's outer headers are
         // shared too, and each VIP finds its own numbers there and not the other's.
-        assert_eq!(s.lane().vip[0].outer_base, s.lane().vip[1].outer_base);
+        assert_eq!(s.lane().vip[0].outer_base(), s.lane().vip[1].outer_base());
         assert_the_lane_finds_every_backend(&s);
         let dup = spec(vec![("203.0.113.10", Some(80), Tcp), ("203.0.113.10", Some(80), Tcp)]);
         assert!(matches!(Snapshot::build(&dup), Err(TableError::DuplicateVip(_))));
@@ -1040,10 +1040,10 @@ mod tests {
         sp.vips[3].backends = std::iter::once(6000).chain(7000..7020).map(backend).collect();
         let snap = Snapshot::build_from(&sp, None, &mut numbering).unwrap();
         let lane = snap.lane();
-        assert!(lane.vip[1].hashed);
-        assert!(!lane.vip[2].hashed, "laid out by number, against its order");
-        let spread = lane.vip[3].number_span as usize;
-        assert!(!lane.vip[3].hashed && spread > 4 * 21 + 256, "laid out by number, {spread} places");
+        assert!(lane.vip[1].hashed());
+        assert!(!lane.vip[2].hashed(), "laid out by number, against its order");
+        let spread = lane.vip[3].number_span() as usize;
+        assert!(!lane.vip[3].hashed() && spread > 4 * 21 + 256, "laid out by number, {spread} places");
         assert_the_lane_finds_every_backend(&snap);
     }
 
@@ -1109,9 +1109,9 @@ mod tests {
         let lane = snap.lane();
         let span = (N - 1) * GROUP + 1;
         let budget = 8 * POOLS * N + 65_536;
-        let by_number: Vec<usize> = (0..POOLS).filter(|&p| !lane.vip[p].hashed).collect();
+        let by_number: Vec<usize> = (0..POOLS).filter(|&p| !lane.vip[p].hashed()).collect();
         for &p in &by_number {
-            assert_eq!(lane.vip[p].number_span as usize, span, "VIP {p}");
+            assert_eq!(lane.vip[p].number_span() as usize, span, "VIP {p}");
         }
         assert_eq!(by_number.len(), budget / (span - N), "as many pools as the budget holds: {by_number:?}");
         assert_the_lane_finds_every_backend(&snap);

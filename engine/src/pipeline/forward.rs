@@ -60,15 +60,8 @@ impl Pipeline {
                 };
                 // An ICMP error opens no flow; a RST or FIN of an unknown flow needs none.
                 if !p.icmp_error && !p.closing {
-                    self.remember(
-                        found == Err(Absent(true)),
-                        p.check,
-                        p.hash,
-                        b.number,
-                        now,
-                        &timeouts,
-                        p.class,
-                    );
+                    let flow = NewFlow { check: p.check, hash: p.hash, backend: b.number, class: p.class };
+                    self.remember(found == Err(Absent(true)), flow, now, &timeouts);
                 }
                 (i, *b)
             }
@@ -88,18 +81,8 @@ impl Pipeline {
 
     /// Remembers a new flow; counts `flow_table_full` when it took a live flow's place.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn remember(
-        &mut self,
-        absent: bool,
-        check: u64,
-        hash: u64,
-        number: u32,
-        now: u64,
-        timeouts: &IdleTimeouts,
-        class: TimeoutClass,
-    ) {
-        if self.flows.remember(absent, check, hash, number, now, timeouts, class) == Inserted::Evicted {
+    fn remember(&mut self, absent: bool, flow: NewFlow, now: u64, timeouts: &IdleTimeouts) {
+        if self.flows.remember(absent, flow, now, timeouts) == Inserted::Evicted {
             self.counters.flow_table_full += 1;
         }
     }

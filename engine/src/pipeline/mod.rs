@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::express::{self, Express, LaneState};
-use crate::flow::{Absent, FlowKey, FlowTable, IdleTimeouts, Inserted, TimeoutClass};
+use crate::flow::{Absent, FlowKey, FlowTable, IdleTimeouts, Inserted, NewFlow, TimeoutClass};
 use crate::maglev;
 use crate::stats::TrafficCounters;
 use crate::table::{BackendState, Encap, PoolBackend, Snapshot, Vip};
@@ -471,8 +471,8 @@ impl Pipeline {
     #[inline(never)]
     fn finish_v6(&mut self, snap: &Snapshot, now: u64, buf: &mut PacketBuf, at: usize) -> Verdict {
         let slot = at % MAX_BURST;
-        let x = self.express[slot % MAX_BURST];
-        let hash = self.maglev[slot % MAX_BURST];
+        let x = self.express[slot];
+        let hash = self.maglev[slot];
         let st =
             LaneState { flows: &mut self.flows, counters: &mut self.counters, ip_ident: &mut self.ip_ident };
         if let Some((traffic, len)) = snap.lane().forward_v6(snap.pools(), st, now, buf, &x, hash) {

@@ -167,17 +167,13 @@ impl Pipeline {
         l3: usize,
         ip_len: usize,
     ) -> Verdict {
-        buf.truncate(l3 + ip_len);
-        let frame = buf.as_mut_slice();
-        reply_macs(frame, mac);
-        let mut ip = ipv4::Packet::new_unchecked(&mut frame[l3..]);
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        ip.set_src_addr(dst);
-        ip.set_dst_addr(src);
+        let packet = turn_around(buf, mac, l3, ip_len);
+        let mut ip = ipv4::Packet::new_unchecked(&mut *packet);
+        ip.swap_addrs();
         ip.set_ttl(64);
         ip.fill_checksum();
         let hl = ip.header_len();
-        let mut icmp = icmpv4::Packet::new_unchecked(&mut frame[l3 + hl..]);
+        let mut icmp = icmpv4::Packet::new_unchecked(&mut packet[hl..]);
         // Type 8 → 0 in the first word: RFC 1624 incremental update.
         let old = u16::from_be_bytes([8, icmp.msg_code()]);
         let new = u16::from_be_bytes([0, icmp.msg_code()]);
@@ -200,17 +196,14 @@ impl Pipeline {
         if ipv6::Packet::new_unchecked(&buf.as_slice()[l3..]).dst_addr().is_multicast() {
             return Verdict::Drop(DropReason::Unsupported);
         }
-        buf.truncate(l3 + ip_len);
-        let frame = buf.as_mut_slice();
-        reply_macs(frame, mac);
-        let mut ip = ipv6::Packet::new_unchecked(&mut frame[l3..]);
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        ip.set_src_addr(dst);
-        ip.set_dst_addr(src);
+        let packet = turn_around(buf, mac, l3, ip_len);
+        let mut ip = ipv6::Packet::new_unchecked(&mut *packet);
+        ip.swap_addrs();
         ip.set_hop_limit(64);
-        let mut icmp = icmpv6::Packet::new_unchecked(&mut frame[l3 + l4_offset..]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let mut icmp = icmpv6::Packet::new_unchecked(&mut packet[l4_offset..]);
         icmp.set_msg_type(icmpv6::Message::EchoReply);
-        icmp.fill_checksum(dst, src);
+        icmp.fill_checksum(src, dst);
         self.counters.echo_replies += 1;
         Verdict::Reply
     }
@@ -286,4 +279,13 @@ fn reply_macs(frame: &mut [u8], mac: EthernetAddress) {
     let sender = eth.src_addr();
     eth.set_dst_addr(sender);
     eth.set_src_addr(mac);
+}
+
+/// Cuts the frame to its IP packet (at `l3`, `ip_len` bytes long) and addresses it back to
+/// its sender from `mac`; the IP packet, to turn around too.
+fn turn_around(buf: &mut PacketBuf, mac: EthernetAddress, l3: usize, ip_len: usize) -> &mut [u8] {
+    buf.truncate(l3 + ip_len);
+    let frame = buf.as_mut_slice();
+    reply_macs(frame, mac);
+    &mut frame[l3..]
 }

@@ -313,6 +313,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&value.octets());
     }
 
+    /// Swaps the source and destination addresses (a reply's header from a request's).
+    pub fn swap_addrs(&mut self) {
+        let (src, dst) = (self.src_addr(), self.dst_addr());
+        self.set_src_addr(dst);
+        self.set_dst_addr(src);
+    }
+
     /// The payload, mutably (see [`Packet::payload`]).
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.total_len().min(self.buffer.as_ref().len());
