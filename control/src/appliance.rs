@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crossbeam_channel::{select, Receiver};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
+use crate::answer::{ApplianceAnswer, BgpStatus, StatusAnswer};
 use crate::bgp::Announcer;
 use crate::config::Config;
 use crate::ctl::{self, CtlRequest};
@@ -407,15 +408,13 @@ fn control_loop(
                 let answer = match &r.body {
                     CtlRequest::DrainAppliance => fleet.drain(engine, true),
                     CtlRequest::UndrainAppliance => fleet.drain(engine, false),
-                    request => {
-                        let mut a = ctl::handle(engine, Some(&health.state), request);
-                        if *request == CtlRequest::Status {
-                            a["port_idle_s"] = serde_json::json!(quiet.idle().map(|d| d.as_secs()));
-                            a["bgp"] = fleet.status(engine);
-                            a["health_probes_late"] = serde_json::json!(health.late.load(Ordering::Relaxed));
-                        }
-                        a
-                    }
+                    CtlRequest::Status => ctl::answer(StatusAnswer {
+                        port_idle_s: quiet.idle().map(|d| d.as_secs()),
+                        bgp: fleet.status(engine),
+                        health_probes_late: Some(health.late.load(Ordering::Relaxed)),
+                        ..ctl::status(engine, Some(&health.state))
+                    }),
+                    request => ctl::handle(engine, Some(&health.state), request),
                 };
                 if r.body.changes_tables() {
                     let ok = answer["ok"].as_bool() == Some(true);
@@ -524,19 +523,13 @@ impl Fleet {
         }
         log::warn!("ctl: appliance {}", if drain { "drained: withdrawing the routes" } else { "undrained" });
         self.tick(engine);
-        let mut a = self.status(engine);
-        a["ok"] = serde_json::json!(true);
-        a
+        match self.status(engine) {
+            Some(bgp) => ctl::answer(ApplianceAnswer { ok: true, bgp }),
+            None => ctl::error("no [bgp] in the config: this appliance announces nothing to drain"),
+        }
     }
 
-    fn status(&self, engine: &Engine) -> serde_json::Value {
-        match &self.announcer {
-            Some(a) => {
-                let mut s = a.status();
-                s["drained"] = serde_json::json!(engine.overrides().appliance_drained);
-                s
-            }
-            None => serde_json::Value::Null,
-        }
+    fn status(&self, engine: &Engine) -> Option<BgpStatus> {
+        self.announcer.as_ref().map(|a| a.status(engine.overrides().appliance_drained))
     }
 }

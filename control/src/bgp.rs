@@ -135,14 +135,16 @@ impl Announcer {
         self.configured && self.written.as_ref().is_some_and(|(_, w)| w.is_none())
     }
 
-    /// The state for `ctl status`: announcing, why not, the last error.
-    pub fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "announcing": self.announcing(),
-            "withdrawn": self.written.as_ref().and_then(|(_, w)| w.clone()),
-            "last_error": self.last_error,
-            "routes_dir": self.config.routes_dir.display().to_string(),
-        })
+    /// The state for `ctl status`: announcing, why not, the last error; and whether the
+    /// operator `drained` the appliance.
+    pub fn status(&self, drained: bool) -> crate::answer::BgpStatus {
+        crate::answer::BgpStatus {
+            announcing: self.announcing(),
+            withdrawn: self.written.as_ref().and_then(|(_, w)| w.clone()),
+            last_error: self.last_error.clone(),
+            routes_dir: self.config.routes_dir.display().to_string(),
+            drained,
+        }
     }
 }
 

@@ -16,8 +16,8 @@
 //! ```
 //! The requests are typed ([`CtlRequest`], in [`crate::protocol`]); `vipgate ctl` builds
 //! one from its arguments and the socket parses each line into one before the control
-//! thread sees it. Every answer has `"ok": true`, or `"ok": false` and an `"error"`. A line that is not
-//! such a request, or a field of the wrong type ("backend must be a string"), gets an
+//! thread sees it. The answers are typed too ([`crate::answer`]): every one has
+//! `"ok": true`, or `"ok": false` and an `"error"`. A line that is not such a request, or a field of the wrong type ("backend must be a string"), gets an
 //! error answer; the engine is not touched. A reload or override that goes through
 //! answers with its generation and `"restart_needed"`; a refused one with `"refused"`,
 //! what it would remove.
@@ -33,14 +33,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vipgate_engine::table::{vip_name, Snapshot, VipProtocol};
 use vipgate_engine::worker::StateCounts;
 
+use crate::answer::{
+    ApplianceAnswer, BackendFlows, BackendStats, ChangeAnswer, ErrorAnswer, FlowNumbers, FlowsAnswer,
+    HealthBackend, HealthTarget, LastReload, Named, OverridesStatus, PreviewAnswer, StatsAnswer,
+    StatusAnswer, TableAnswer, TableBackend, VipFlows, VipStats, WorkerFlows, WorkerStats, WorkerStatus,
+};
 use crate::engine::{state_name, Engine, ReloadError, Stats};
 use crate::overrides::{BackendSelector, Scoped};
 pub use crate::protocol::CtlRequest;
-use crate::protocol::{BackendFlows, FlowsAnswer, TableAnswer, TableBackend, VipFlows, WorkerFlows};
 
 /// The longest request line taken.
 const MAX_LINE: usize = 64 * 1024;
@@ -56,7 +60,13 @@ pub struct Request {
 
 /// An error answer.
 pub fn error(message: impl Into<String>) -> Value {
-    json!({ "ok": false, "error": message.into() })
+    answer(ErrorAnswer::new(message))
+}
+
+/// A typed answer as the socket sends it.
+pub fn answer(a: impl serde::Serialize) -> Value {
+    // The answers are plain structs of strings, numbers and maps with string keys.
+    serde_json::to_value(a).unwrap_or_else(|e| json!({ "ok": false, "error": format!("the answer: {e}") }))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -65,24 +75,19 @@ fn ms(d: Duration) -> f64 {
 
 /// The answer to a change that went through: the generation, and what only a restart
 /// applies.
-pub fn applied(r: &crate::engine::ReloadReport) -> Value {
-    let mut a = json!({
-        "ok": true,
-        "generation": r.generation,
-        "build_ms": ms(r.build),
-        "swap_ms": ms(r.swap),
-        "restart_needed": r.restart_needed,
-    });
-    match restart_message(r) {
-        // Nothing of what changed took effect: the operator must hear it as a failure.
-        Some(m) if r.only_restart_keys => {
-            a["ok"] = json!(false);
-            a["error"] = json!(m);
-        }
-        Some(m) => a["warning"] = json!(m),
-        None => {}
+pub fn applied(r: &crate::engine::ReloadReport) -> ChangeAnswer {
+    let message = restart_message(r);
+    // Nothing of what changed took effect: the operator must hear it as a failure.
+    let failed = message.is_some() && r.only_restart_keys;
+    ChangeAnswer {
+        ok: !failed,
+        generation: r.generation,
+        build_ms: ms(r.build),
+        swap_ms: ms(r.swap),
+        restart_needed: r.restart_needed.clone(),
+        warning: message.clone().filter(|_| !failed),
+        error: message.filter(|_| failed),
     }
-    a
 }
 
 /// What a reload says of keys only a restart applies, if any changed: that the rest is
@@ -116,26 +121,26 @@ pub fn handle(
         Ok(Scoped { backend, vip })
     };
     let reloaded = |r: Result<crate::engine::ReloadReport, ReloadError>| match r {
-        Ok(r) => applied(&r),
+        Ok(r) => answer(applied(&r)),
         Err(e) => {
-            let mut a = error(e.to_string());
+            let mut a = ErrorAnswer::new(e.to_string());
             if let ReloadError::Removals { removals, .. } = &e {
-                a["refused"] = json!(removals);
+                a.refused = removals.clone();
             }
-            a
+            answer(a)
         }
     };
     let result = (|| -> Result<Value, Value> {
         Ok(match request {
-            CtlRequest::Status => status(engine, health),
-            CtlRequest::Stats => stats_json(&engine.stats()),
+            CtlRequest::Status => answer(status(engine, health)),
+            CtlRequest::Stats => answer(stats(&engine.stats())),
             CtlRequest::Reload { dry_run: true, .. } => match engine.reload_preview() {
-                Ok(p) => json!({
-                    "ok": true,
-                    "dry_run": true,
-                    "removals": p.removals,
-                    "restart_needed": p.restart_needed,
-                    "diff": crate::diff::to_text(&p.changes),
+                Ok(p) => answer(PreviewAnswer {
+                    ok: true,
+                    dry_run: true,
+                    removals: p.removals,
+                    restart_needed: p.restart_needed,
+                    diff: crate::diff::to_text(&p.changes),
                 }),
                 Err(e) => error(e.to_string()),
             },
@@ -155,7 +160,7 @@ pub fn handle(
                 reloaded(engine.set_weight(b, *weight, *force))
             }
             CtlRequest::Table { vip } => match find_vip(engine.snapshot(), vip) {
-                Ok(i) => table_json(engine.snapshot(), i, false),
+                Ok(i) => answer(table(engine.snapshot(), i, false)),
                 Err(e) => error(e),
             },
             CtlRequest::Flows { udp_window } => {
@@ -165,7 +170,7 @@ pub fn handle(
                         crate::config::parse_duration(w).map_err(|e| error(format!("udp_window: {e}")))?
                     }
                 };
-                flows_json(engine, window)
+                answer(flows(engine, window))
             }
             CtlRequest::DrainAppliance | CtlRequest::UndrainAppliance => {
                 error("this engine announces nothing (no [bgp])")
@@ -175,109 +180,120 @@ pub fn handle(
     result.unwrap_or_else(|e| e)
 }
 
-fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> Value {
+/// The `status` answer of the engine (the appliance adds its port, routes and probes).
+pub fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> StatusAnswer {
     let s = engine.stats();
     let o = engine.overrides();
-    let health: Vec<Value> = health
+    let health = health
         .map(|h| {
             h.report()
                 .into_iter()
-                .map(|(t, st, pairs)| {
-                    json!({
-                        "target": t.to_string(),
-                        "state": if st.up { "up" } else { "down" },
-                        "since_s": st.since.elapsed().as_secs(),
-                        "probes": st.probes,
-                        "last_error": st.last_error,
-                        "backends": pairs.iter().map(|(v, b)| json!({ "vip": v, "backend": b.to_string() })).collect::<Vec<_>>(),
-                    })
+                .map(|(t, st, pairs)| HealthTarget {
+                    target: t.to_string(),
+                    state: if st.up { "up" } else { "down" }.to_string(),
+                    since_s: st.since.elapsed().as_secs(),
+                    probes: st.probes,
+                    last_error: st.last_error.clone(),
+                    backends: pairs
+                        .iter()
+                        .map(|(v, b)| HealthBackend { vip: v.clone(), backend: b.to_string() })
+                        .collect(),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    json!({
-        "ok": true,
-        "config": engine.config().path.display().to_string(),
-        "pid": std::process::id(),
-        "generation": s.generation,
-        "uptime_s": (s.uptime * 1000.0).round() / 1000.0,
-        "reloads": engine.reloads(),
-        "last_reload": engine.last_reload().map(|r| json!({
-            "generation": r.generation, "build_ms": ms(r.build), "swap_ms": ms(r.swap)
-        })),
-        "reload_error": engine.reload_error(),
-        "restart_needed": engine.restart_needed(),
-        "reloads_failed": engine.reload_counts().failed,
-        "state_file": engine.state_file().map(|s| s.path().display().to_string()),
-        "flow_numbers": {
-            "given": engine.flow_numbers(),
-            "limit": u64::from(vipgate_engine::flow::MAX_BACKEND) + 1,
+    StatusAnswer {
+        ok: true,
+        config: engine.config().path.display().to_string(),
+        pid: std::process::id(),
+        generation: s.generation,
+        uptime_s: (s.uptime * 1000.0).round() / 1000.0,
+        reloads: engine.reloads(),
+        last_reload: engine.last_reload().map(|r| LastReload {
+            generation: r.generation,
+            build_ms: ms(r.build),
+            swap_ms: ms(r.swap),
+        }),
+        reload_error: engine.reload_error().map(str::to_string),
+        restart_needed: engine.restart_needed().to_vec(),
+        reloads_failed: engine.reload_counts().failed.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        state_file: engine.state_file().map(|s| s.path().display().to_string()),
+        flow_numbers: FlowNumbers {
+            given: engine.flow_numbers() as u64,
+            limit: u64::from(vipgate_engine::flow::MAX_BACKEND) + 1,
         },
-        "workers": s.workers.iter().map(|w| json!({
-            "id": w.id,
-            "core": w.core,
-            "generation": w.generation,
-            "busy_percent": (w.busy_percent * 10.0).round() / 10.0,
-            "last_swap_us": (w.last_swap.as_secs_f64() * 1e7).round() / 10.0,
-            "rx_packets": w.counters.rx_packets,
-        })).collect::<Vec<_>>(),
-        "health": health,
-        "alarms": engine.alarms(),
-        "overrides": {
-            "drained": o.drained.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "weights": o.weights.iter().map(|(b, w)| (b.to_string(), json!(w))).collect::<Map<String, Value>>(),
-            "appliance_drained": o.appliance_drained,
+        workers: s
+            .workers
+            .iter()
+            .map(|w| WorkerStatus {
+                id: w.id,
+                core: w.core,
+                generation: w.generation,
+                busy_percent: (w.busy_percent * 10.0).round() / 10.0,
+                last_swap_us: (w.last_swap.as_secs_f64() * 1e7).round() / 10.0,
+                rx_packets: w.counters.rx_packets,
+            })
+            .collect(),
+        health,
+        alarms: engine.alarms().to_vec(),
+        overrides: OverridesStatus {
+            drained: o.drained.iter().map(ToString::to_string).collect(),
+            weights: Named(o.weights.iter().map(|(b, w)| (b.to_string(), *w)).collect()),
+            appliance_drained: o.appliance_drained,
         },
-    })
+        port_idle_s: None,
+        bgp: None,
+        health_probes_late: None,
+    }
 }
 
-/// Counters as a JSON object, in [`vipgate_engine::counters::Counters::NAMES`] order.
-pub fn counters_json(c: &vipgate_engine::counters::Counters) -> Value {
-    Value::Object(c.named().into_iter().map(|(k, v)| (k, json!(v))).collect())
+/// Counters by name, in [`vipgate_engine::counters::Counters::NAMES`] order.
+pub fn named_counters(c: &vipgate_engine::counters::Counters) -> Named<u64> {
+    Named(c.named().into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 /// The `stats` answer.
-pub fn stats_json(s: &Stats) -> Value {
-    let mut vips: Vec<Value> = Vec::new();
-    let mut current: Option<String> = None;
+pub fn stats(s: &Stats) -> StatsAnswer {
+    let mut vips: Vec<VipStats> = Vec::new();
     for t in &s.traffic {
-        if current.as_deref() != Some(t.vip.as_str()) {
-            current = Some(t.vip.clone());
-            vips.push(json!({ "vip": t.vip, "packets": 0u64, "bytes": 0u64, "backends": [] }));
+        if vips.last().is_none_or(|v| v.vip != t.vip) {
+            vips.push(VipStats { vip: t.vip.clone(), packets: 0, bytes: 0, backends: Vec::new() });
         }
         let Some(v) = vips.last_mut() else { continue };
-        v["packets"] = json!(v["packets"].as_u64().unwrap_or(0) + t.packets);
-        v["bytes"] = json!(v["bytes"].as_u64().unwrap_or(0) + t.bytes);
-        if let Some(b) = v["backends"].as_array_mut() {
-            b.push(json!({
-                "backend": t.backend, "weight": t.weight, "state": t.state, "packets": t.packets, "bytes": t.bytes
-            }));
-        }
+        v.packets += t.packets;
+        v.bytes += t.bytes;
+        v.backends.push(BackendStats {
+            backend: t.backend.clone(),
+            weight: t.weight,
+            state: t.state.to_string(),
+            packets: t.packets,
+            bytes: t.bytes,
+        });
     }
     // The port's own losses are drop reasons like the pipeline's: one accounting.
-    let mut counters = counters_json(&s.total);
-    let mut unseen = Map::new();
+    let mut counters = named_counters(&s.total);
+    let mut unseen = Named::default();
     for l in s.port_losses() {
+        let name = format!("drop_{}", l.reason);
         match (l.count, &l.unseen) {
-            (Some(n), _) => counters[format!("drop_{}", l.reason)] = json!(n),
-            (None, why) => {
-                unseen.insert(format!("drop_{}", l.reason), json!(why.clone().unwrap_or_default()));
-            }
+            (Some(n), _) => counters.set(&name, n),
+            (None, why) => unseen.set(&name, why.clone().unwrap_or_default()),
         }
     }
-    let mut answer = json!({
-        "ok": true,
-        "generation": s.generation,
-        "uptime_s": (s.uptime * 1000.0).round() / 1000.0,
-        "counters": counters,
-        "unseen": unseen,
-        "workers": s.workers.iter().map(|w| json!({ "id": w.id, "counters": counters_json(&w.counters) })).collect::<Vec<_>>(),
-        "vips": vips,
-    });
-    if let Some(port) = &s.port {
-        answer["port"] = serde_json::to_value(port).unwrap_or_default();
+    StatsAnswer {
+        ok: true,
+        generation: s.generation,
+        uptime_s: (s.uptime * 1000.0).round() / 1000.0,
+        counters,
+        unseen,
+        workers: s
+            .workers
+            .iter()
+            .map(|w| WorkerStats { id: w.id, counters: named_counters(&w.counters) })
+            .collect(),
+        vips,
+        port: s.port.clone(),
     }
-    answer
 }
 
 /// A VIP as an operator names it: its name (`udp://203.0.113.10:8000`, `tcp://203.0.113.10`)
@@ -376,14 +392,14 @@ pub fn find_vip(snap: &Snapshot, s: &str) -> Result<usize, String> {
 }
 
 /// The `table` answer: slots per backend, and with `ring` every slot's owner.
-pub fn table_json(snap: &Snapshot, vip: usize, ring: bool) -> Value {
+pub fn table(snap: &Snapshot, vip: usize, ring: bool) -> TableAnswer {
     let v = &snap.vips()[vip];
     let pool = &snap.pools()[v.pool as usize];
     let (counts, size, slots) = match pool.ring() {
         Some(r) => (r.slot_counts(), r.size(), ring.then(|| r.slots().to_vec())),
         None => (vec![0; pool.backends().len()], 0, None),
     };
-    let answer = TableAnswer {
+    TableAnswer {
         ok: true,
         vip: vip_name(v.addr, v.protocol, v.port),
         generation: snap.generation(),
@@ -401,11 +417,10 @@ pub fn table_json(snap: &Snapshot, vip: usize, ring: bool) -> Value {
             })
             .collect(),
         ring: slots,
-    };
-    serde_json::to_value(answer).unwrap_or_else(|e| error(format!("the answer: {e}")))
+    }
 }
 
-fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
+fn flows(engine: &mut Engine, udp_window: Duration) -> FlowsAnswer {
     use std::collections::BTreeMap;
     let counts = engine.flows(Duration::from_secs(10), udp_window);
     let mut all = StateCounts::default();
@@ -443,7 +458,7 @@ fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
         v.1.entry(backend).or_default().add(n, present);
     }
     let answered = counts.len() == engine.workers();
-    let answer = FlowsAnswer {
+    FlowsAnswer {
         ok: answered,
         error: (!answered).then(|| format!("{} of {} workers answered", counts.len(), engine.workers())),
         states: (&all).into(),
@@ -468,8 +483,7 @@ fn flows_json(engine: &mut Engine, udp_window: Duration) -> Value {
                 backends: backends.iter().map(|(b, t)| t.of(b)).collect(),
             })
             .collect(),
-    };
-    serde_json::to_value(answer).unwrap_or_else(|e| error(format!("the answer: {e}")))
+    }
 }
 
 /// Binds the operator socket at `path` with mode 0600, creating its directory. A socket
@@ -789,159 +803,22 @@ fn socket_by_process(config: &Path) -> Option<(u32, PathBuf)> {
     None
 }
 
-/// An answer for people.
+/// An answer for people: the typed answer's text, or the JSON where it is not one.
 pub fn to_text(cmd: &str, a: &Value) -> String {
-    let mut s = String::new();
-    let u = |v: &Value| v.as_u64().unwrap_or(0);
-    match cmd {
-        "status" => {
-            s.push_str(&format!(
-                "generation {}   up {:.0} s   reloads {}   config {}\n",
-                u(&a["generation"]),
-                a["uptime_s"].as_f64().unwrap_or(0.0),
-                u(&a["reloads"]),
-                a["config"].as_str().unwrap_or("")
-            ));
-            if let Some(r) = a["last_reload"].as_object() {
-                s.push_str(&format!(
-                    "last reload: generation {} built in {} ms, swapped in {} ms\n",
-                    u(&r["generation"]),
-                    r["build_ms"],
-                    r["swap_ms"]
-                ));
-            }
-            if let Some(idle) = a["port_idle_s"].as_u64() {
-                s.push_str(&format!(
-                    "PORT RECEIVES NOTHING: no packet for {idle} s (the device, its wiring, the routes to the VIPs?)\n"
-                ));
-            }
-            if let Some(e) = a["reload_error"].as_str() {
-                s.push_str(&format!("LAST RELOAD NOT APPLIED: {e}\n"));
-            }
-            let restart: Vec<&str> =
-                a["restart_needed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            if !restart.is_empty() {
-                s.push_str(&format!("restart needed for: {}\n", restart.join(", ")));
-            }
-            s.push_str("worker  core  generation  busy%   rx_packets\n");
-            for w in a["workers"].as_array().into_iter().flatten() {
-                s.push_str(&format!(
-                    "{:>6}  {:>4}  {:>10}  {:>5.1}  {:>11}\n",
-                    u(&w["id"]),
-                    w["core"].as_u64().map_or("-".to_string(), |c| c.to_string()),
-                    u(&w["generation"]),
-                    w["busy_percent"].as_f64().unwrap_or(0.0),
-                    u(&w["rx_packets"])
-                ));
-            }
-            let drained: Vec<&str> = a["overrides"]["drained"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let weights = a["overrides"]["weights"].as_object();
-            for h in a["health"].as_array().into_iter().flatten() {
-                s.push_str(&format!(
-                    "health: {} {} for {} s{}\n",
-                    h["target"].as_str().unwrap_or(""),
-                    h["state"].as_str().unwrap_or(""),
-                    u(&h["since_s"]),
-                    h["last_error"].as_str().map_or(String::new(), |e| format!(" (last failure: {e})"))
-                ));
-            }
-            if a["bgp"].is_object() {
-                let b = &a["bgp"];
-                s.push_str(&format!(
-                    "bgp: {}{}\n",
-                    if b["announcing"].as_bool() == Some(true) {
-                        "announcing".to_string()
-                    } else {
-                        format!("withdrawn ({})", b["withdrawn"].as_str().unwrap_or("not yet taken by BIRD"))
-                    },
-                    b["last_error"].as_str().map_or(String::new(), |e| format!("; last error: {e}"))
-                ));
-            }
-            for alarm in a["alarms"].as_array().into_iter().flatten() {
-                s.push_str(&format!("ALARM: {}\n", alarm.as_str().unwrap_or("")));
-            }
-            let appliance = a["overrides"]["appliance_drained"] == true;
-            if drained.is_empty() && weights.is_none_or(|w| w.is_empty()) && !appliance {
-                s.push_str("overrides: none\n");
-            } else {
-                for d in drained {
-                    s.push_str(&format!("override: {d} drained\n"));
-                }
-                for (b, w) in weights.into_iter().flatten() {
-                    s.push_str(&format!("override: {b} weight {w}\n"));
-                }
-                if appliance {
-                    s.push_str("override: the appliance drained (routes withdrawn)\n");
-                }
-            }
-            if let Some(f) = a["state_file"].as_str() {
-                s.push_str(&format!("overrides kept in {f}\n"));
-            }
+    fn typed<T: serde::de::DeserializeOwned>(a: &Value, text: impl Fn(&T) -> String) -> String {
+        match T::deserialize(a) {
+            Ok(t) => text(&t),
+            Err(_) => format!("{a}\n"),
         }
-        "stats" => {
-            for (k, v) in a["counters"].as_object().into_iter().flatten() {
-                s.push_str(&format!("{k:<24} {v}\n"));
-            }
-            for (k, why) in a["unseen"].as_object().into_iter().flatten() {
-                s.push_str(&format!("{k:<24} cannot be seen: {}\n", why.as_str().unwrap_or("")));
-            }
-            for v in a["vips"].as_array().into_iter().flatten() {
-                s.push_str(&format!(
-                    "\n{}  {} packets, {} bytes\n",
-                    v["vip"].as_str().unwrap_or(""),
-                    u(&v["packets"]),
-                    u(&v["bytes"])
-                ));
-                for b in v["backends"].as_array().into_iter().flatten() {
-                    s.push_str(&format!(
-                        "  {:<28} weight {:>5}  {:<8} {:>12} packets\n",
-                        b["backend"].as_str().unwrap_or(""),
-                        u(&b["weight"]),
-                        b["state"].as_str().unwrap_or(""),
-                        u(&b["packets"])
-                    ));
-                }
-            }
-        }
-        "drain-appliance" | "undrain-appliance" => {
-            s.push_str(&format!(
-                "bgp: {}\n",
-                if a["announcing"].as_bool() == Some(true) { "announcing" } else { "withdrawn" }
-            ));
-        }
-        "reload" if a["dry_run"] == true => {
-            s.push_str(a["diff"].as_str().unwrap_or(""));
-            for r in a["removals"].as_array().into_iter().flatten() {
-                s.push_str(&format!("refused unless confirmed: it would {}\n", r.as_str().unwrap_or("")));
-            }
-            let restart: Vec<&str> =
-                a["restart_needed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            if !restart.is_empty() {
-                s.push_str(&format!("restart needed for: {}\n", restart.join(", ")));
-            }
-        }
-        "reload" | "drain" | "undrain" | "weight" => {
-            s.push_str(&format!(
-                "generation {} running on every worker (built in {} ms, swapped in {} ms)\n",
-                u(&a["generation"]),
-                a["build_ms"],
-                a["swap_ms"]
-            ));
-        }
-        "table" => match serde_json::from_value::<TableAnswer>(a.clone()) {
-            Ok(t) => s.push_str(&t.to_text()),
-            Err(_) => s.push_str(&format!("{a}\n")),
-        },
-        "flows" => match serde_json::from_value::<FlowsAnswer>(a.clone()) {
-            Ok(f) => s.push_str(&f.to_text()),
-            Err(_) => s.push_str(&format!("{a}\n")),
-        },
-        _ => s.push_str(&format!("{a}\n")),
     }
-    s
+    match cmd {
+        "status" => typed(a, StatusAnswer::to_text),
+        "stats" => typed(a, StatsAnswer::to_text),
+        "drain-appliance" | "undrain-appliance" => typed(a, ApplianceAnswer::to_text),
+        "reload" if a["dry_run"] == true => typed(a, PreviewAnswer::to_text),
+        "reload" | "drain" | "undrain" | "weight" => typed(a, ChangeAnswer::to_text),
+        "table" => typed(a, TableAnswer::to_text),
+        "flows" => typed(a, FlowsAnswer::to_text),
+        _ => format!("{a}\n"),
+    }
 }

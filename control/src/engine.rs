@@ -328,10 +328,10 @@ pub struct Engine {
 
 /// What a port driver reports about its device: its link, queues and buffers, its own
 /// counters, and the losses it sees outside the pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortReport {
     /// The port's driver (`dpdk`).
-    pub driver: &'static str,
+    pub driver: String,
     /// The device's name (`0000:3b:00.0`, `net_af_packet0`).
     pub device: String,
     /// The device's driver (`net_ixgbe`, `net_af_packet`).
@@ -356,7 +356,7 @@ pub struct PortReport {
 }
 
 /// A port's link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortLink {
     /// Up.
     pub up: bool,

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod answer;
 pub mod appliance;
 pub mod bench;
 pub mod bgp;

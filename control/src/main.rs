@@ -285,13 +285,16 @@ fn run_table(args: &vipgate_control::cli::TableArgs) -> ExitCode {
         },
         None => (0..snap.vips().len()).collect(),
     };
-    let tables: Vec<serde_json::Value> = vips.iter().map(|&i| ctl::table_json(&snap, i, args.json)).collect();
+    let tables: Vec<_> = vips.iter().map(|&i| ctl::table(&snap, i, args.json)).collect();
     if args.json {
-        let out = if args.vip.is_some() { tables[0].clone() } else { serde_json::json!({ "vips": tables }) };
+        let out = match &tables[..] {
+            [one] if args.vip.is_some() => ctl::answer(one),
+            all => serde_json::json!({ "vips": all }),
+        };
         println!("{out}");
     } else {
         for t in &tables {
-            print!("{}", ctl::to_text("table", t));
+            print!("{}", t.to_text());
         }
     }
     ExitCode::SUCCESS

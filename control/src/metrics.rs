@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn a_dpdk_port_shows_its_link_pool_and_xstats() {
         let port = PortReport {
-            driver: "dpdk",
+            driver: "dpdk".into(),
             device: "0000:3b:00.0".into(),
             device_driver: "net_ixgbe".into(),
             link: crate::engine::PortLink { up: true, speed_mbps: 10000, full_duplex: true },

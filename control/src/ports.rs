@@ -45,7 +45,7 @@ pub enum PortHost {
 pub fn dpdk_info(device: &vipgate_engine::port::dpdk::DpdkDevice) -> crate::engine::PortReport {
     let link = device.link();
     crate::engine::PortReport {
-        driver: "dpdk",
+        driver: "dpdk".into(),
         device: device.name.clone(),
         device_driver: device.driver.clone(),
         link: crate::engine::PortLink {

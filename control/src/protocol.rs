@@ -1,14 +1,14 @@
 //! The operator socket's requests, typed: what `vipgate ctl` sends and what the control
-//! thread answers ([`crate::ctl`] has the socket, the client and the answers).
+//! thread answers ([`crate::answer`] has the answers, [`crate::ctl`] the socket and the
+//! client).
 //!
 //! On the wire a request is one JSON object per line, its command in `"cmd"` and its
 //! arguments beside it (`{"cmd":"drain","backend":"192.0.2.11","vip":"udp://203.0.113.10:8000"}`),
 //! which is how [`CtlRequest`] serializes. Parsing is by hand rather than derived, so that a
 //! bad request is answered in the operator's terms: what is missing, with an example.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use vipgate_engine::worker::StateCounts;
 
 /// A request of the operator socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -167,186 +167,6 @@ impl CtlRequest {
     pub fn to_json(&self) -> Value {
         // A derived Serialize of an enum of strings, bools and integers cannot fail.
         serde_json::to_value(self).unwrap_or_default()
-    }
-}
-
-/// Live flows by state (`ctl flows`), in all or in a part.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowStates {
-    /// Every live flow.
-    pub flows: u64,
-    /// TCP flows with no FIN or RST seen, within their idle timeout.
-    pub tcp_established: u64,
-    /// TCP flows after a FIN or RST.
-    pub tcp_closing: u64,
-    /// UDP (and other) flows within their idle timeout.
-    pub udp: u64,
-    /// Of those, the ones seen within the window asked for.
-    pub udp_recent: u64,
-}
-
-impl From<&StateCounts> for FlowStates {
-    fn from(s: &StateCounts) -> FlowStates {
-        FlowStates {
-            flows: s.total(),
-            tcp_established: s.tcp_established,
-            tcp_closing: s.tcp_closing,
-            udp: s.udp,
-            udp_recent: s.udp_recent,
-        }
-    }
-}
-
-/// One worker's part of a [`FlowsAnswer`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerFlows {
-    /// Which worker.
-    pub id: usize,
-    /// Its live flows.
-    pub live: u64,
-    /// Its flow table's capacity.
-    pub capacity: u64,
-    /// Its flows by state.
-    #[serde(flatten)]
-    pub states: FlowStates,
-}
-
-/// A backend's part of a [`FlowsAnswer`] (over every VIP, or in one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackendFlows {
-    /// The backend.
-    pub backend: String,
-    /// The running tables no longer have it (there): its flows live out their timeout.
-    pub removed: bool,
-    /// Its flows by state.
-    #[serde(flatten)]
-    pub states: FlowStates,
-}
-
-/// A VIP's part of a [`FlowsAnswer`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VipFlows {
-    /// The VIP's name.
-    pub vip: String,
-    /// The running tables no longer have it.
-    pub removed: bool,
-    /// Its flows by state.
-    #[serde(flatten)]
-    pub states: FlowStates,
-    /// Per backend of the VIP.
-    pub backends: Vec<BackendFlows>,
-}
-
-/// The answer to [`CtlRequest::Flows`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FlowsAnswer {
-    /// Every worker answered.
-    pub ok: bool,
-    /// Which did not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Every live flow by state.
-    #[serde(flatten)]
-    pub states: FlowStates,
-    /// Every live flow (the same as `flows`).
-    pub total: u64,
-    /// The UDP window, in seconds.
-    pub udp_window_s: f64,
-    /// Per worker.
-    pub workers: Vec<WorkerFlows>,
-    /// Per backend, over every VIP.
-    pub backends: Vec<BackendFlows>,
-    /// Per VIP and backend.
-    pub vips: Vec<VipFlows>,
-}
-
-impl FlowsAnswer {
-    /// As `vipgate ctl flows` prints it.
-    pub fn to_text(&self) -> String {
-        let a = &self.states;
-        let mut s = format!(
-            "{} live flows: {} TCP established, {} TCP closing, {} UDP ({} seen in the last {:.0} s)\n",
-            a.flows, a.tcp_established, a.tcp_closing, a.udp, a.udp_recent, self.udp_window_s
-        );
-        for w in &self.workers {
-            s.push_str(&format!("  worker {}: {} of {}\n", w.id, w.live, w.capacity));
-        }
-        let row = |s: &mut String, name: &str, removed: bool, n: &FlowStates| {
-            let name = if removed { format!("{name} (removed)") } else { name.to_string() };
-            s.push_str(&format!(
-                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-                name, n.flows, n.tcp_established, n.tcp_closing, n.udp, n.udp_recent
-            ));
-        };
-        let head = |s: &mut String, what: &str| {
-            s.push_str(&format!(
-                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-                what, "flows", "tcp_est", "tcp_close", "udp", "udp_recent"
-            ));
-        };
-        head(&mut s, "backend");
-        for b in &self.backends {
-            row(&mut s, &b.backend, b.removed, &b.states);
-        }
-        head(&mut s, "VIP / backend");
-        for v in &self.vips {
-            row(&mut s, &v.vip, v.removed, &v.states);
-            for b in &v.backends {
-                row(&mut s, &format!("  {}", b.backend), b.removed, &b.states);
-            }
-        }
-        s
-    }
-}
-
-/// A backend's part of a [`TableAnswer`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableBackend {
-    /// The backend.
-    pub backend: String,
-    /// Its weight in force.
-    pub weight: u32,
-    /// active, draining or down.
-    pub state: String,
-    /// Its slots in the VIP's Maglev table.
-    pub slots: u32,
-    /// Its share of them (0 to 1, four places).
-    pub share: f64,
-}
-
-/// The answer to [`CtlRequest::Table`] (and `vipgate table`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableAnswer {
-    /// Always true: a VIP that is not there is an error answer.
-    pub ok: bool,
-    /// The VIP's name.
-    pub vip: String,
-    /// The generation of the tables.
-    pub generation: u64,
-    /// The table's size (0 when no backend takes new flows).
-    pub size: u32,
-    /// Per backend, in identity order.
-    pub backends: Vec<TableBackend>,
-    /// Every slot's backend (its index in `backends`), when asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ring: Option<Vec<u16>>,
-}
-
-impl TableAnswer {
-    /// As `vipgate ctl table` prints it.
-    pub fn to_text(&self) -> String {
-        let mut s = format!("{}  (generation {}, {} slots)\n", self.vip, self.generation, self.size);
-        for b in &self.backends {
-            s.push_str(&format!(
-                "  {:<28} weight {:>5}  {:<8} {:>7} slots  {:>6.2}%\n",
-                b.backend,
-                b.weight,
-                b.state,
-                b.slots,
-                b.share * 100.0
-            ));
-        }
-        s
     }
 }
 

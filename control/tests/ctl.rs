@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 mod support;
 use support::{fresh_dir, wait_for, Appliance};
+use vipgate_control::answer::{ChangeAnswer, StatsAnswer, StatusAnswer, TableAnswer};
 
 fn vipgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
@@ -88,58 +89,54 @@ fn every_ctl_command_against_a_running_engine() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("generation 1"), "{text}");
     assert!(text.contains("overrides: none"), "{text}");
-    let status = app.json(&["status"]);
-    assert_eq!(status["workers"].as_array().unwrap().len(), 2);
-    wait_for("traffic", 20, || app.json(&["stats"])["counters"]["forwarded"].as_u64().unwrap() > 500);
+    let status: StatusAnswer = app.answer(&["status"]);
+    assert_eq!(status.workers.len(), 2);
+    wait_for("traffic", 20, || {
+        app.answer::<StatsAnswer>(&["stats"]).counters.get("forwarded").is_some_and(|&n| n > 500)
+    });
 
     // stats: every counter, per VIP and backend.
-    let stats = app.json(&["stats"]);
-    let c = &stats["counters"];
+    let stats: StatsAnswer = app.answer(&["stats"]);
     for name in ["rx_packets", "forwarded", "drop_malformed", "drop_no_vip", "drop_tx_full", "flow_hits"] {
-        assert!(c[name].is_u64(), "no {name} in {c}");
+        assert!(stats.counters.get(name).is_some(), "no {name} in {:?}", stats.counters);
     }
-    let vips = stats["vips"].as_array().unwrap();
-    assert_eq!(vips.len(), 2);
-    let per_backend: u64 = vips
-        .iter()
-        .flat_map(|v| v["backends"].as_array().unwrap())
-        .map(|b| b["packets"].as_u64().unwrap())
-        .sum();
+    assert_eq!(stats.counters.0[0].0, "rx_packets", "counters in their order");
+    assert_eq!(stats.vips.len(), 2);
+    let per_backend: u64 = stats.vips.iter().flat_map(|v| &v.backends).map(|b| b.packets).sum();
     assert!(per_backend > 0);
+    let per_vip: u64 = stats.vips.iter().map(|v| v.packets).sum();
+    assert_eq!(per_vip, per_backend);
 
     // drain: a reload that survives reloads, shown by status; the table shows no slots.
     let out = app.ctl(&["drain", "192.0.2.11"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("generation 2 running on every worker"));
-    let table = app.json(&["table", "203.0.113.10:8000/udp"]);
-    let b = &table["backends"][0];
-    assert_eq!(
-        (b["backend"].as_str(), b["state"].as_str(), b["slots"].as_u64()),
-        (Some("192.0.2.11"), Some("draining"), Some(0))
-    );
-    assert_eq!(table["backends"][1]["slots"], 251);
-    let reload = app.json(&["reload"]);
-    assert_eq!(reload["generation"], 3, "{reload}");
-    let status = app.json(&["status"]);
-    assert_eq!(status["overrides"]["drained"][0], "192.0.2.11", "{status}");
-    let table = app.json(&["table", "udp://203.0.113.10:8000"]);
-    assert_eq!(table["backends"][0]["slots"], 0, "the drain survived the reload");
+    let table: TableAnswer = app.answer(&["table", "203.0.113.10:8000/udp"]);
+    let b = &table.backends[0];
+    assert_eq!((b.backend.as_str(), b.state.as_str(), b.slots), ("192.0.2.11", "draining", 0));
+    assert_eq!(table.backends[1].slots, 251);
+    let reload: ChangeAnswer = app.answer(&["reload"]);
+    assert_eq!((reload.ok, reload.generation), (true, 3), "{reload:?}");
+    let status: StatusAnswer = app.answer(&["status"]);
+    assert_eq!(status.overrides.drained, ["192.0.2.11"], "{status:?}");
+    let table: TableAnswer = app.answer(&["table", "udp://203.0.113.10:8000"]);
+    assert_eq!(table.backends[0].slots, 0, "the drain survived the reload");
 
     // weight, then undrain takes every override of the backend back.
     let out = app.ctl(&["weight", "192.0.2.21", "30"]);
     assert!(out.status.success(), "{out:?}");
-    let table = app.json(&["table", "203.0.113.10/tcp"]);
-    let slots: Vec<u64> =
-        table["backends"].as_array().unwrap().iter().map(|b| b["slots"].as_u64().unwrap()).collect();
+    let table: TableAnswer = app.answer(&["table", "203.0.113.10/tcp"]);
+    let slots: Vec<u32> = table.backends.iter().map(|b| b.slots).collect();
     assert!(slots[0] > 2 * slots[1], "weight 30 vs 10: {slots:?}");
+    assert_eq!(app.answer::<StatusAnswer>(&["status"]).overrides.weights.get("192.0.2.21"), Some(&30));
     assert!(app.ctl(&["undrain", "192.0.2.11"]).status.success());
     assert!(app.ctl(&["undrain", "192.0.2.21"]).status.success());
-    let status = app.json(&["status"]);
-    assert!(status["overrides"]["drained"].as_array().unwrap().is_empty(), "{status}");
-    assert!(status["overrides"]["weights"].as_object().unwrap().is_empty(), "{status}");
-    assert_eq!(status["generation"], 6);
-    for w in status["workers"].as_array().unwrap() {
-        assert_eq!(w["generation"], 6, "{status}");
+    let status: StatusAnswer = app.answer(&["status"]);
+    assert!(status.overrides.drained.is_empty(), "{status:?}");
+    assert!(status.overrides.weights.is_empty(), "{status:?}");
+    assert_eq!(status.generation, 6);
+    for w in &status.workers {
+        assert_eq!(w.generation, 6, "{status:?}");
     }
 
     // flows: per worker and per backend.

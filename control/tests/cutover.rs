@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 mod support;
 use support::{fresh_dir, Appliance};
-use vipgate_control::protocol::{FlowStates, FlowsAnswer, TableAnswer, VipFlows};
+use vipgate_control::answer::{FlowStates, FlowsAnswer, TableAnswer, VipFlows};
 
 /// Four VIPs:
 /// - udp://203.0.113.10:8000: the old site (.11, .12) and the new backend at weight 0;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 mod support;
 use support::{ctl_json, wait_for};
-use vipgate_control::protocol::TableAnswer;
+use vipgate_control::answer::TableAnswer;
 
 struct Netns(String);
 

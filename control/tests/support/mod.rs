@@ -248,6 +248,12 @@ impl Appliance {
         ctl_json(&self.socket, args)
     }
 
+    /// The answer to `vipgate ctl ARGS --json`, as its type in `vipgate_control::answer`.
+    pub fn answer<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let a = self.json(args);
+        T::deserialize(&a).unwrap_or_else(|e| panic!("ctl {args:?}: {e} in {a}"))
+    }
+
     pub fn generation(&self) -> u64 {
         self.json(&["status"])["generation"].as_u64().unwrap()
     }
