@@ -125,33 +125,29 @@ pub fn render(s: &Stats) -> String {
     for (vip, (_, b)) in &per_vip {
         let _ = writeln!(out, "vipgate_vip_bytes_total{{vip=\"{}\"}} {b}", label(vip));
     }
+    // Per VIP and backend: the counters with the backend's state, its weight without.
     type Field = fn(&crate::engine::BackendTraffic) -> u64;
-    let per_backend: [(&str, &str, Field); 2] = [
-        ("backend_packets_total", "Packets forwarded per VIP and backend.", |t| t.packets),
-        ("backend_bytes_total", "Bytes forwarded (encapsulated) per VIP and backend.", |t| t.bytes),
+    let per_backend: [(&str, &str, &str, bool, Field); 3] = [
+        ("backend_packets_total", "counter", "Packets forwarded per VIP and backend.", true, |t| t.packets),
+        (
+            "backend_bytes_total",
+            "counter",
+            "Bytes forwarded (encapsulated) per VIP and backend.",
+            true,
+            |t| t.bytes,
+        ),
+        ("backend_weight", "gauge", "Weight of each backend in the running config.", false, |t| {
+            u64::from(t.weight)
+        }),
     ];
-    for (name, help, value) in per_backend {
-        family(&mut out, name, "counter", help);
+    for (name, kind, help, with_state, value) in per_backend {
+        family(&mut out, name, kind, help);
         for t in &s.traffic {
-            let _ = writeln!(
-                out,
-                "vipgate_{name}{{vip=\"{}\",backend=\"{}\",state=\"{}\"}} {}",
-                label(&t.vip),
-                label(&t.backend),
-                t.state,
-                value(t)
-            );
+            let state = if with_state { format!(",state=\"{}\"", t.state) } else { String::new() };
+            let (vip, backend) = (label(&t.vip), label(&t.backend));
+            let _ =
+                writeln!(out, "vipgate_{name}{{vip=\"{vip}\",backend=\"{backend}\"{state}}} {}", value(t));
         }
-    }
-    family(&mut out, "backend_weight", "gauge", "Weight of each backend in the running config.");
-    for t in &s.traffic {
-        let _ = writeln!(
-            out,
-            "vipgate_backend_weight{{vip=\"{}\",backend=\"{}\"}} {}",
-            label(&t.vip),
-            label(&t.backend),
-            t.weight
-        );
     }
     if let Some(port) = &s.port {
         render_port(&mut out, port);

@@ -170,6 +170,11 @@ fn every_ctl_command_against_a_running_engine() {
         body.contains("vipgate_backend_packets_total{vip=\"udp://203.0.113.10:8000\",backend=\"192.0.2.11\"")
     );
     assert!(body.contains("vipgate_generation 6"));
+    assert!(body.contains("# TYPE vipgate_backend_weight gauge\n"), "{body}");
+    assert!(
+        body.contains("vipgate_backend_weight{vip=\"udp://203.0.113.10:8000\",backend=\"192.0.2.11\"} 10\n"),
+        "{body}"
+    );
 
     let (stdout, _, dir) = app.stop();
     assert!(stdout.contains("stopped after") && stdout.contains("forwarded"), "{stdout}");

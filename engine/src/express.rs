@@ -587,6 +587,21 @@ fn slots_for(n: usize) -> usize {
     (n * 4).max(8).next_power_of_two()
 }
 
+/// The VIPs of `src` by address (those `key` gives one, in its order): the (protocol,
+/// port) of each.
+fn by_addr<K: Ord>(
+    src: &LaneSource<'_>,
+    key: impl Fn(IpAddr) -> Option<K>,
+) -> std::collections::BTreeMap<K, Vec<(VipProtocol, Option<u16>)>> {
+    let mut by_addr: std::collections::BTreeMap<K, Vec<_>> = std::collections::BTreeMap::new();
+    for v in src.vips {
+        if let Some(k) = key(v.addr) {
+            by_addr.entry(k).or_default().push((v.protocol, v.port));
+        }
+    }
+    by_addr
+}
+
 impl V4Vips {
     /// No VIPs.
     pub fn empty() -> V4Vips {
@@ -602,14 +617,10 @@ impl V4Vips {
 
     /// The IPv4 VIPs of `src`, resolved with its own lookup.
     pub fn build(src: &LaneSource<'_>) -> V4Vips {
-        // The IPv4 VIPs by address: (protocol, port) of each.
-        let mut by_addr: std::collections::BTreeMap<u32, Vec<(VipProtocol, Option<u16>)>> =
-            std::collections::BTreeMap::new();
-        for v in src.vips {
-            if let IpAddr::V4(a) = v.addr {
-                by_addr.entry(u32::from(a)).or_default().push((v.protocol, v.port));
-            }
-        }
+        let by_addr = by_addr(src, |a| match a {
+            IpAddr::V4(a) => Some(u32::from(a)),
+            IpAddr::V6(_) => None,
+        });
         let mut port_entries: Vec<(u64, u32)> = Vec::new();
         let mut addr_entries: Vec<AddrSlot> = Vec::new();
         for (&a, here) in &by_addr {
@@ -769,13 +780,10 @@ fn home6(addr: u128, extra: u32, mask: usize) -> usize {
 impl V6Vips {
     /// The IPv6 VIPs of `src`, resolved with its own lookup.
     pub fn build(src: &LaneSource<'_>) -> V6Vips {
-        let mut by_addr: std::collections::BTreeMap<u128, Vec<(VipProtocol, Option<u16>)>> =
-            std::collections::BTreeMap::new();
-        for v in src.vips {
-            if let IpAddr::V6(a) = v.addr {
-                by_addr.entry(u128::from(a)).or_default().push((v.protocol, v.port));
-            }
-        }
+        let by_addr = by_addr(src, |a| match a {
+            IpAddr::V6(a) => Some(u128::from(a)),
+            IpAddr::V4(_) => None,
+        });
         let slots = by_addr
             .iter()
             .map(|(&a, here)| {
