@@ -11,18 +11,20 @@ Usage: scripts/test.sh [--help]
 Runs, from the repository root:
   cargo fmt --all --check
   cargo clippy --workspace --all-targets --locked -- -D warnings        (without DPDK's driver)
-  cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk -- -D warnings
-  cargo test --workspace --locked                                        (engine/dpdk-sys included)
+  cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk,vipgate-control/afxdp -- -D warnings
+  cargo test --workspace --locked                        (engine/dpdk-sys and engine/afxdp-sys included)
   cargo test --locked -p vipgate-control --features dpdk --test dpdk     (on DPDK's virtual devices)
+  cargo test --locked -p vipgate-control --features afxdp --test afxdp   (on veth pairs in namespaces)
   shellcheck -x over scripts/*.sh, benches/*.sh, fuzz/run.sh and .ci/run
   fuzz/run.sh (every fuzz target, VIPGATE_FUZZ_SECONDS each, default 10; installs
   cargo-fuzz with cargo when missing)
 
 System packages that are missing (shellcheck, C and C++ compilers, python3, jq, iproute2,
-procps, util-linux, bird2, and for the dpdk driver libdpdk-dev, dpdk-dev, clang and pkg-config) are
-installed with apt-get when run as root; otherwise the script names them and stops.
-The network tests create and remove their own namespaces, and DPDK's EAL wants root, so
-they need root (the dpdk tests say SKIPPED when not). Exits non-zero on the first failure.
+procps, util-linux, bird2, ethtool, iputils-ping, for the dpdk driver libdpdk-dev, dpdk-dev, clang and
+pkg-config, and for the afxdp driver libxdp-dev and libbpf-dev) are installed with apt-get
+when run as root; otherwise the script names them and stops.
+The network tests create and remove their own namespaces, and DPDK's EAL and XDP programs
+want root, so they need root (the dpdk and afxdp tests say SKIPPED when not). Exits non-zero on the first failure.
 The last line adds up every cargo test ("N passed, M failed, K ignored") and says whether
 every check passed, or where the run stopped. On 2 cores: about 4 minutes with the build
 warm, 7 to 10 from a cold build.
@@ -61,6 +63,12 @@ command -v bird >/dev/null 2>&1 || missing+=(bird2)
 pkg-config --exists libdpdk 2>/dev/null || missing+=(libdpdk-dev pkg-config)
 command -v dpdk-testpmd >/dev/null 2>&1 || missing+=(dpdk-dev)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
+# The afxdp driver: libxdp's AF_XDP sockets and libbpf (pkg-config finds them); clang
+# (above) builds its XDP filter. The tests turn checksum offload off with ethtool.
+pkg-config --exists libxdp 2>/dev/null || missing+=(libxdp-dev pkg-config)
+pkg-config --exists libbpf 2>/dev/null || missing+=(libbpf-dev pkg-config)
+command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
+command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then
         echo "scripts/test.sh: missing packages: ${missing[*]}; install them or run as root" >&2
@@ -102,7 +110,7 @@ cargo fmt --all --check
 step="cargo clippy"
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk -- -D warnings
+cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk,vipgate-control/afxdp -- -D warnings
 
 step="shellcheck"
 echo "== shellcheck" >&2
@@ -115,6 +123,10 @@ cargo test --workspace --locked 2>&1 | tee -a "$results"
 step="the dpdk driver on virtual devices"
 echo "== the dpdk driver on virtual devices" >&2
 cargo test --locked -p vipgate-control --features dpdk --test dpdk 2>&1 | tee -a "$results"
+
+step="the afxdp driver on veth pairs"
+echo "== the afxdp driver on veth pairs" >&2
+cargo test --locked -p vipgate-control --features afxdp --test afxdp 2>&1 | tee -a "$results"
 
 step="fuzz targets"
 echo "== fuzz targets, ${VIPGATE_FUZZ_SECONDS:-10} s each" >&2

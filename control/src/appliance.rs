@@ -154,6 +154,13 @@ pub fn run(path: &Path, options: RunOptions) -> Result<String, String> {
         let device = std::sync::Arc::clone(device);
         engine.set_port_info(Box::new(move || ports::dpdk_info(&device)));
     }
+    #[cfg(feature = "afxdp")]
+    if let PortHost::Afxdp(device) = &host {
+        let info = std::sync::Arc::clone(device);
+        engine.set_port_info(Box::new(move || ports::afxdp_info(&info)));
+        let tables = std::sync::Arc::clone(device);
+        engine.set_port_tables(Box::new(move |config| tables.set_prefixes(&ports::taken_prefixes(config))));
+    }
     log::info!(
         "running {} with {workers} worker(s); operator socket {}{}",
         path.display(),
@@ -199,6 +206,14 @@ pub fn run(path: &Path, options: RunOptions) -> Result<String, String> {
             device.driver,
             if link.up { "up" } else { "down" },
             device.mbufs_free()
+        ));
+    }
+    #[cfg(feature = "afxdp")]
+    if let PortHost::Afxdp(device) = &host {
+        let (taken, passed) = device.filter_counts();
+        report.push_str(&format!(
+            "afxdp interface {}: its XDP filter took {taken} frames and passed {passed} to the kernel; detached\n",
+            device.interface
         ));
     }
     if let PortHost::Pcap(threads) = host {

@@ -127,6 +127,9 @@ struct RawPort {
     queues: Option<Spanned<i64>>,
     profile: Option<Spanned<String>>,
     rate: Option<Spanned<i64>>,
+    interface: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    xdp_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +274,8 @@ pub enum Driver {
     Synth,
     /// DPDK.
     Dpdk,
+    /// AF_XDP sockets on a Linux interface, shared with the kernel.
+    Afxdp,
 }
 
 /// `[[port]]`.
@@ -292,12 +297,27 @@ pub struct PortConfig {
     pub output: Option<PathBuf>,
     /// dpdk: EAL arguments.
     pub args: Vec<String>,
-    /// dpdk: queues.
+    /// dpdk, afxdp: queues.
     pub queues: Option<usize>,
+    /// afxdp: the interface.
+    pub interface: Option<String>,
+    /// afxdp: how the sockets bind.
+    pub mode: vipgate_engine::port::XskMode,
+    /// afxdp: how the XDP filter is attached.
+    pub xdp_mode: vipgate_engine::port::XdpMode,
     /// synth: traffic profile.
     pub profile: Option<String>,
     /// synth: packets per second (0: as fast as possible).
     pub rate: Option<u64>,
+}
+
+/// Whether `name` can be a Linux interface's name (IFNAMSIZ: at most 15 bytes).
+fn valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
 /// `[[subnet]]`.
@@ -731,10 +751,11 @@ impl Config {
                 "pcap" => Driver::Pcap,
                 "synth" => Driver::Synth,
                 "dpdk" => Driver::Dpdk,
+                "afxdp" => Driver::Afxdp,
                 other => {
                     r.at(
                         p.driver.span(),
-                        format!("driver \"{other}\" is not one of memory, pcap, synth, dpdk"),
+                        format!("driver \"{other}\" is not one of memory, pcap, synth, dpdk, afxdp"),
                     );
                     Driver::Memory
                 }
@@ -755,18 +776,67 @@ impl Config {
                 }
             }
             for (v, name, wanted) in [
-                (p.input.as_ref().map(|s| s.span()), "input", Driver::Pcap),
-                (p.output.as_ref().map(|s| s.span()), "output", Driver::Pcap),
-                (p.args.as_ref().map(|s| s.span()), "args", Driver::Dpdk),
-                (p.queues.as_ref().map(|s| s.span()), "queues", Driver::Dpdk),
-                (p.profile.as_ref().map(|s| s.span()), "profile", Driver::Synth),
-                (p.rate.as_ref().map(|s| s.span()), "rate", Driver::Synth),
+                (p.input.as_ref().map(|s| s.span()), "input", &[Driver::Pcap][..]),
+                (p.output.as_ref().map(|s| s.span()), "output", &[Driver::Pcap]),
+                (p.args.as_ref().map(|s| s.span()), "args", &[Driver::Dpdk]),
+                (p.queues.as_ref().map(|s| s.span()), "queues", &[Driver::Dpdk, Driver::Afxdp]),
+                (p.profile.as_ref().map(|s| s.span()), "profile", &[Driver::Synth]),
+                (p.rate.as_ref().map(|s| s.span()), "rate", &[Driver::Synth]),
+                (p.interface.as_ref().map(|s| s.span()), "interface", &[Driver::Afxdp]),
+                (p.mode.as_ref().map(|s| s.span()), "mode", &[Driver::Afxdp]),
+                (p.xdp_mode.as_ref().map(|s| s.span()), "xdp_mode", &[Driver::Afxdp]),
             ] {
                 if let Some(span) = v {
-                    if driver != wanted {
-                        r.at(span, format!("{name} is a key of the {wanted:?} driver, not of {driver:?}"));
+                    if !wanted.contains(&driver) {
+                        let of: Vec<String> =
+                            wanted.iter().map(|d| format!("{d:?}").to_lowercase()).collect();
+                        r.at(
+                            span,
+                            format!(
+                                "{name} is a key of the {} driver, not of {}",
+                                of.join(" and "),
+                                format!("{driver:?}").to_lowercase()
+                            ),
+                        );
                     }
                 }
+            }
+            if driver == Driver::Afxdp {
+                match &p.interface {
+                    None => r.at(p.driver.span(), "an afxdp port needs interface = \"IFNAME\" (e.g. \"eth0\")"),
+                    Some(i) if !valid_interface_name(i.get_ref()) => r.at(
+                        i.span(),
+                        format!(
+                            "interface \"{}\" is not an interface name (1 to 15 characters, none of '/', ':' or space)",
+                            i.get_ref()
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            use vipgate_engine::port::{XdpMode, XskMode};
+            let mode = match p.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+                None | Some((_, "auto")) => XskMode::Auto,
+                Some((_, "zero-copy")) => XskMode::ZeroCopy,
+                Some((_, "copy")) => XskMode::Copy,
+                Some((m, other)) => {
+                    r.at(m.span(), format!("mode \"{other}\" is not one of auto, zero-copy, copy"));
+                    XskMode::Auto
+                }
+            };
+            let xdp_mode = match p.xdp_mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+                None | Some((_, "native")) => XdpMode::Native,
+                Some((_, "generic")) => XdpMode::Generic,
+                Some((m, other)) => {
+                    r.at(m.span(), format!("xdp_mode \"{other}\" is not one of native, generic"));
+                    XdpMode::Native
+                }
+            };
+            if let (XskMode::ZeroCopy, XdpMode::Generic, Some(m)) = (mode, xdp_mode, &p.mode) {
+                r.at(
+                    m.span(),
+                    "mode = \"zero-copy\" needs xdp_mode = \"native\" (generic XDP copies every frame)",
+                );
             }
             if let Some(profile) = &p.profile {
                 if vipgate_engine::port::synth::Profile::from_name(profile.get_ref()).is_none() {
@@ -790,6 +860,9 @@ impl Config {
                 output,
                 args: p.args.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default(),
                 queues: p.queues.as_ref().and_then(|q| int_at(r, q, "queues", 1, 128)).map(|q| q as usize),
+                interface: p.interface.as_ref().map(|s| s.get_ref().clone()),
+                mode,
+                xdp_mode,
                 profile: p.profile.as_ref().map(|s| s.get_ref().clone()),
                 rate: p.rate.as_ref().and_then(|q| int_at(r, q, "rate", 0, i64::MAX)).map(|q| q as u64),
             });

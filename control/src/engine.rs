@@ -316,6 +316,7 @@ pub struct Engine {
     last_reload: Option<ReloadReport>,
     alarms: Vec<String>,
     port_info: Option<PortInfo>,
+    port_tables: Option<PortTables>,
     /// The config the workers, port and sockets were started with.
     started_config: Config,
     /// Keys changed since start that only a restart applies.
@@ -368,6 +369,10 @@ pub struct PortLink {
 
 /// Reads a port's report when the counters are read.
 pub type PortInfo = Box<dyn Fn() -> PortReport + Send>;
+
+/// What a port does with each config the workers are given (an afxdp port's filter
+/// follows its VIP subnets).
+pub type PortTables = Box<dyn FnMut(&Config) -> Result<(), String> + Send>;
 
 /// A loss outside the pipeline that a port or its device counts: frames that never
 /// reached a worker, or that the device did not send.
@@ -483,6 +488,7 @@ impl Engine {
             last_reload: None,
             alarms,
             port_info: None,
+            port_tables: None,
             restart_needed: Vec::new(),
             reload_error: None,
             counts: ReloadCounts::default(),
@@ -493,6 +499,11 @@ impl Engine {
     /// Lets `stats` report the port's device (its link, its own counters, its losses).
     pub fn set_port_info(&mut self, info: PortInfo) {
         self.port_info = Some(info);
+    }
+
+    /// Has `tables` follow every config given to the workers from now on.
+    pub fn set_port_tables(&mut self, tables: PortTables) {
+        self.port_tables = Some(tables);
     }
 
     /// The running config (without the overrides).
@@ -689,6 +700,11 @@ impl Engine {
             w.sent = update.clone();
             // A worker that has stopped cannot take it; the acknowledgement count says so.
             let _ = w.commands.send(Command::Update(update));
+        }
+        if let Some(port) = self.port_tables.as_mut() {
+            if let Err(e) = port(&self.config) {
+                log::error!("generation {generation}: the port did not follow the change: {e}");
+            }
         }
         let deadline = t1 + self.options.ack_timeout;
         loop {

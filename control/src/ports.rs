@@ -38,6 +38,82 @@ pub enum PortHost {
     /// The DPDK device.
     #[cfg(feature = "dpdk")]
     Dpdk(Arc<vipgate_engine::port::dpdk::DpdkDevice>),
+    /// The AF_XDP sockets' interface and its XDP filter.
+    #[cfg(feature = "afxdp")]
+    Afxdp(Arc<vipgate_engine::port::afxdp::AfxdpDevice>),
+}
+
+/// The prefixes an afxdp port's XDP filter gives vipgate: the VIP subnets, the port's own
+/// addresses (ARP, ND and pings for them), and any VIP outside the subnets.
+pub fn taken_prefixes(config: &Config) -> Vec<(IpAddr, u8)> {
+    let host = |a: IpAddr| (a, if a.is_ipv4() { 32 } else { 128 });
+    let mut out: Vec<(IpAddr, u8)> = config.subnets.iter().map(|s| (s.addr, s.len)).collect();
+    out.extend(config.ports.iter().flat_map(|p| p.addresses.iter().copied().map(host)));
+    out.extend(
+        config
+            .vips
+            .iter()
+            .map(|v| v.addr)
+            .filter(|&a| !config.subnets.iter().any(|s| s.contains(a)))
+            .map(host),
+    );
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The report of an AF_XDP port: its sockets' statistics as its losses, and what its
+/// filter took and passed.
+#[cfg(feature = "afxdp")]
+pub fn afxdp_info(device: &vipgate_engine::port::afxdp::AfxdpDevice) -> crate::engine::PortReport {
+    use crate::engine::PortLoss;
+    let s = device.stats();
+    let (taken, passed) = device.filter_counts();
+    let counted = |reason, count| PortLoss { reason, count: Some(count), unseen: None };
+    let up = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", device.interface))
+        .is_ok_and(|t| t.trim() == "up");
+    let speed = std::fs::read_to_string(format!("/sys/class/net/{}/speed", device.interface))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    crate::engine::PortReport {
+        driver: "afxdp".into(),
+        device: device.interface.clone(),
+        device_driver: format!(
+            "{} XDP, {}",
+            device.xdp_mode,
+            if device.zero_copy { "zero-copy" } else { "copy" }
+        ),
+        link: crate::engine::PortLink { up, speed_mbps: speed, full_duplex: true },
+        queues: device.queues,
+        software_rss: false,
+        share_full: 0,
+        chained_dropped: 0,
+        mbufs_free: 0,
+        xstats: [
+            ("xdp_taken", taken),
+            ("xdp_passed", passed),
+            ("xsk_rx_dropped", s.rx_dropped),
+            ("xsk_rx_ring_full", s.rx_ring_full),
+            ("xsk_rx_fill_ring_empty_descs", s.rx_fill_ring_empty_descs),
+            ("xsk_rx_invalid_descs", s.rx_invalid_descs),
+            ("xsk_tx_invalid_descs", s.tx_invalid_descs),
+            ("xsk_tx_ring_empty_descs", s.tx_ring_empty_descs),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        // Frames lost: dropped on receive (no frame to put them in, too long), dropped
+        // for a full RX ring, and sends the kernel refused. The two "empty" counts are
+        // events, not frames (the fill ring found empty, which drops show as rx_dropped
+        // too; the TX ring found empty, as it is whenever the kernel has sent all), and
+        // stay among the device's counters.
+        losses: vec![
+            counted("rx_dropped", s.rx_dropped),
+            counted("rx_ring_full", s.rx_ring_full),
+            counted("tx_invalid", s.tx_invalid_descs),
+        ],
+    }
 }
 
 /// The report of a DPDK port: its link, queues, pool and counters, and its losses.
@@ -237,6 +313,48 @@ pub fn open(config: &Config) -> Result<(Vec<Box<dyn Port>>, PortHost), String> {
                 PortHost::Dpdk(Arc::new(device)),
             ))
         }
+        #[cfg(feature = "afxdp")]
+        Driver::Afxdp => {
+            use vipgate_engine::port::afxdp::{self, AfxdpOptions};
+            let interface = port.interface.clone().unwrap_or_default();
+            let named = |e: String| format!("port \"{}\": {e}", port.name);
+            // The interface's own addresses are the kernel's: vipgate answers for none of them.
+            let kernel = afxdp::interface_addresses(&interface);
+            if let Some(a) = port.addresses.iter().find(|a| kernel.contains(a)) {
+                return Err(named(format!(
+                    "address {a} is the kernel's on {interface}: an afxdp port shares the interface with \
+                     the kernel, which answers for its own addresses (ARP, ND, ping); drop it from \
+                     addresses, or take it off the interface"
+                )));
+            }
+            match afxdp::interface_mac(&interface) {
+                Some(mac) if mac != port.mac.0 => {
+                    return Err(named(format!(
+                        "mac = \"{}\", but {interface} has {}: set mac to the interface's",
+                        port.mac,
+                        vipgate_engine::wire::EthernetAddress(mac)
+                    )))
+                }
+                _ => {}
+            }
+            let options = AfxdpOptions {
+                name: port.name.clone(),
+                interface,
+                workers,
+                queues: port.queues,
+                mode: port.mode,
+                xdp_mode: port.xdp_mode,
+                prefixes: taken_prefixes(config),
+            };
+            let (device, queues) = afxdp::open(&options).map_err(|e| named(e.to_string()))?;
+            Ok((queues, PortHost::Afxdp(Arc::new(device))))
+        }
+        #[cfg(not(feature = "afxdp"))]
+        Driver::Afxdp => Err(format!(
+            "port \"{}\": the afxdp driver is not in this build of vipgate (build it with \
+             `cargo build --release --features afxdp`; it needs libxdp-dev, libbpf-dev, pkg-config and clang)",
+            port.name
+        )),
         #[cfg(not(feature = "dpdk"))]
         Driver::Dpdk => Err(format!(
             "port \"{}\": the dpdk driver is not in this build of vipgate (build it with \

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 mod support;
 use support::{
-    ctl_json, example_config, read_capture, replayed, tmp, traffic, udp, vipgate, wait_for, write_capture,
-    OUR_MAC,
+    ctl_json, example_config, read_capture, replayed, tmp, traffic, tunnelled, udp, vipgate, wait_for,
+    write_capture, OUR_MAC,
 };
 
 fn is_root() -> bool {
@@ -333,25 +333,21 @@ fn a_kernel_client_reaches_the_backends_through_net_af_packet() {
     let udp_backends: HashSet<&str> = ["192.0.2.12"].into();
     let tcp_backends: HashSet<&str> = ["192.0.2.21", "192.0.2.22", "192.0.2.11"].into();
     let mut tcp_on_shared = 0;
-    let packets = seen["tunnelled"].as_array().unwrap();
+    let packets = tunnelled(&seen, "203.0.113.10");
     let mut udp_flows = HashSet::new();
     let mut tcp_flows = HashSet::new();
-    for p in packets {
-        let backend = p["outer_dst"].as_str().unwrap();
-        assert_eq!(p["outer_src"], "198.51.100.1", "{p}");
-        assert_eq!(p["inner_dst"], "203.0.113.10", "{p}");
-        assert_eq!(p["inner_src"], "198.51.100.2", "{p}");
-        match (p["encap"].as_str().unwrap(), p["inner_proto"].as_u64().unwrap()) {
+    for p in &packets {
+        match (p.encap.as_str(), p.proto) {
             ("ipip", 17) => {
-                assert!(udp_backends.contains(backend), "{p}");
-                udp_flows.insert(p["inner_sport"].as_u64().unwrap());
+                assert!(udp_backends.contains(p.backend.as_str()), "{p:?}");
+                udp_flows.insert(p.sport);
             }
             ("gue", 6) => {
-                assert!(tcp_backends.contains(backend), "{p}");
-                tcp_flows.insert(p["inner_sport"].as_u64().unwrap());
-                tcp_on_shared += usize::from(backend == "192.0.2.11");
+                assert!(tcp_backends.contains(p.backend.as_str()), "{p:?}");
+                tcp_flows.insert(p.sport);
+                tcp_on_shared += usize::from(p.backend == "192.0.2.11");
             }
-            other => panic!("unexpected {other:?}: {p}"),
+            other => panic!("unexpected {other:?}: {p:?}"),
         }
     }
     assert_eq!(udp_flows.len(), 40, "every UDP flow came through: {seen}");

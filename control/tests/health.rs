@@ -8,40 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 mod support;
-use support::{ctl_json, wait_for};
+use support::{ctl_json, wait_for, Netns};
 use vipgate_control::answer::TableAnswer;
 
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("vg-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot create network namespace {name}: this test needs root and iproute2");
-        let ns = Netns(name);
-        ns.run(&["ip", "link", "set", "lo", "up"]);
-        for a in ["192.0.2.11/32", "192.0.2.12/32"] {
-            ns.run(&["ip", "addr", "add", a, "dev", "lo"]);
-        }
-        ns
+/// The backends' namespace: their addresses on its loopback.
+fn backends_ns() -> Netns {
+    let ns = Netns::new("health");
+    for a in ["192.0.2.11/32", "192.0.2.12/32"] {
+        ns.run(&["ip", "addr", "add", a, "dev", "lo"]);
     }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) {
-        assert!(self.cmd(args).status().unwrap().success(), "{args:?}");
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+    ns
 }
 
 struct Backend {
@@ -102,7 +78,7 @@ fn target_state(socket: &Path, target: &str) -> String {
 
 #[test]
 fn backends_that_fail_their_checks_go_down_come_back_and_a_pool_fails_open() {
-    let ns = Netns::new("health");
+    let ns = backends_ns();
     let dir: PathBuf = std::env::temp_dir().join(format!("vipgate-health-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -430,3 +430,95 @@ pub fn synth_appliance(
     }
     .text()
 }
+
+/// Whether the tests run as root (network namespaces, XDP programs, DPDK's EAL).
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// A network namespace of the test's own (`vg-TAG-PID`), its loopback up; deleted when
+/// dropped, with whatever interfaces it holds.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("vg-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
+        assert!(ok, "cannot create network namespace {name}: this test needs root and iproute2");
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ARGS` inside the namespace.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(args);
+        c
+    }
+
+    /// Runs `ARGS` inside the namespace; fails the test if it fails.
+    pub fn run(&self, args: &[&str]) {
+        let out = self.cmd(args).output().unwrap();
+        assert!(out.status.success(), "{args:?} in {}: {}", self.0, String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs a shell command line inside the namespace; its output, whether it succeeded.
+    pub fn sh(&self, line: &str) -> (bool, String) {
+        let out = self.cmd(&["sh", "-c", line]).output().unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A veth pair between two namespaces: `a` in `left`, `b` in `right`, both up.
+pub fn veth(left: &Netns, a: &str, right: &Netns, b: &str) {
+    let ok = Command::new("ip")
+        .args(["link", "add", a, "netns", &left.0, "type", "veth", "peer", "name", b, "netns", &right.0])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "veth {a} ({}) - {b} ({})", left.0, right.0);
+    left.run(&["ip", "link", "set", a, "up"]);
+    right.run(&["ip", "link", "set", b, "up"]);
+}
+
+/// A packet `tunnel_peer.py` saw come back tunnelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnelled {
+    /// `ipip` or `gue`.
+    pub encap: String,
+    /// The inner packet's protocol (6, 17).
+    pub proto: u64,
+    /// Its source port: its flow.
+    pub sport: u64,
+    /// The backend (the outer destination).
+    pub backend: String,
+}
+
+/// The packets of `tunnel_peer.py`'s answer `seen` (from 198.51.100.2 to `vip`, tunnelled
+/// from 198.51.100.1); asserts those addresses on each.
+pub fn tunnelled(seen: &serde_json::Value, vip: &str) -> Vec<Tunnelled> {
+    let packets = seen["tunnelled"].as_array().expect("tunnel_peer.py's answer");
+    packets
+        .iter()
+        .map(|p| {
+            assert_eq!(p["outer_src"], "198.51.100.1", "{p}");
+            assert_eq!(p["inner_src"], "198.51.100.2", "{p}");
+            assert_eq!(p["inner_dst"], vip, "{p}");
+            Tunnelled {
+                encap: p["encap"].as_str().unwrap().to_string(),
+                proto: p["inner_proto"].as_u64().unwrap(),
+                sport: p["inner_sport"].as_u64().unwrap(),
+                backend: p["outer_dst"].as_str().unwrap().to_string(),
+            }
+        })
+        .collect()
+}

@@ -676,17 +676,7 @@ impl Port for DpdkQueue {
     }
 
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
-        // In bursts of at most MAX_BURST, until the device takes less than it was offered.
-        let mut sent = 0;
-        while sent < bufs.len() {
-            let offered = (bufs.len() - sent).min(MAX_BURST);
-            let took = self.tx_some(&mut bufs[sent..sent + offered]);
-            sent += took;
-            if took < offered {
-                break;
-            }
-        }
-        sent
+        super::in_bursts(bufs, |some| self.tx_some(some))
     }
 }
 

@@ -9,7 +9,9 @@
 //!   capture feeder) and the workers;
 //! - [`pcap`]: read a capture, write one;
 //! - [`synth`]: generated 2G-gateway traffic, seeded and reproducible;
-//! - `dpdk` (feature `dpdk`): a NIC or DPDK virtual device, its mbufs used in place.
+//! - `dpdk` (feature `dpdk`): a NIC or DPDK virtual device, its mbufs used in place;
+//! - `afxdp` (feature `afxdp`): a Linux interface shared with the kernel, VIP traffic
+//!   taken by an XDP filter into AF_XDP sockets, their frames used in place.
 //!
 //! The drivers sit outside the pipeline: the pipeline never does I/O.
 
@@ -22,6 +24,8 @@ use crate::wire::EthernetAddress;
 /// [`crate::pipeline::Pipeline::process`] takes at once.
 pub const MAX_BURST: usize = 64;
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod memory;
@@ -38,6 +42,43 @@ pub trait Port: Send {
     /// their place) and returns `k`; the others are refused (the caller counts them as
     /// `tx_full` and reuses their buffers).
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize;
+}
+
+/// Offers `bufs` to `send` in bursts of at most [`MAX_BURST`], until it takes fewer than it
+/// was offered; returns how many it took (what [`Port::tx_burst`] returns).
+#[inline]
+pub fn in_bursts(bufs: &mut [PacketBuf], mut send: impl FnMut(&mut [PacketBuf]) -> usize) -> usize {
+    let mut sent = 0;
+    while sent < bufs.len() {
+        let offered = (bufs.len() - sent).min(MAX_BURST);
+        let took = send(&mut bufs[sent..sent + offered]);
+        sent += took;
+        if took < offered {
+            break;
+        }
+    }
+    sent
+}
+
+/// How the sockets of an afxdp port bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XskMode {
+    /// Zero-copy where the interface's driver supports it, else copy.
+    Auto,
+    /// Zero-copy, or fail.
+    ZeroCopy,
+    /// Copy.
+    Copy,
+}
+
+/// How the XDP filter of an afxdp port is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the interface's driver, falling back to generic (with a warning) where it has
+    /// no XDP.
+    Native,
+    /// The kernel's generic XDP (any interface; copy mode only).
+    Generic,
 }
 
 /// The port's own identity.

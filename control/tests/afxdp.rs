@@ -1,0 +1,323 @@
+//! The afxdp driver on veth pairs in network namespaces the tests create: vipgate takes
+//! the VIPs' traffic through its XDP filter and AF_XDP sockets while the kernel keeps the
+//! rest of the same interface (its own address, pings, TCP), through reloads, a stop, a
+//! kill -9 and a stale filter. Needs root (XDP programs), clang, ethtool and python3.
+#![cfg(feature = "afxdp")]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+mod support;
+use support::{example_config, fresh_dir, is_root, tunnelled, veth, wait_for, Appliance, Netns};
+
+macro_rules! needs_root {
+    () => {
+        if !is_root() {
+            eprintln!("SKIPPED: the afxdp tests need root (XDP programs, network namespaces)");
+            return;
+        }
+    };
+}
+
+/// The appliance's MAC (the example config's) and the client's.
+const APPLIANCE_MAC: &str = "02:00:00:00:00:01";
+const CLIENT_MAC: &str = "02:00:00:00:00:c2";
+
+/// An appliance namespace and a client namespace joined by `a0` - `c0`. The appliance's
+/// kernel has 198.51.100.3 and 2001:db8:ffff::3 on `a0`; vipgate answers for
+/// 198.51.100.1 and 2001:db8:ffff::1 (the example's port addresses), which the client
+/// routes the VIP subnet through.
+struct Bed {
+    appliance: Netns,
+    client: Netns,
+}
+
+impl Bed {
+    fn new(tag: &str) -> Bed {
+        let bed = Bed { appliance: Netns::new(&format!("{tag}a")), client: Netns::new(&format!("{tag}c")) };
+        veth(&bed.appliance, "a0", &bed.client, "c0");
+        let (a, c) = (&bed.appliance, &bed.client);
+        a.run(&["ip", "link", "set", "a0", "address", APPLIANCE_MAC]);
+        a.run(&["ip", "addr", "add", "198.51.100.3/24", "dev", "a0"]);
+        a.run(&["ip", "-6", "addr", "add", "2001:db8:ffff::3/64", "dev", "a0", "nodad"]);
+        c.run(&["ip", "link", "set", "c0", "address", CLIENT_MAC]);
+        c.run(&["ip", "addr", "add", "198.51.100.2/24", "dev", "c0"]);
+        c.run(&["ip", "-6", "addr", "add", "2001:db8:ffff::2/64", "dev", "c0", "nodad"]);
+        c.run(&["ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.1"]);
+        // Whole checksums on the client's frames (af_packet would hand on partial ones).
+        c.run(&["ethtool", "-K", "c0", "tx", "off"]);
+        bed
+    }
+
+    /// `ip link show a0` in the appliance's namespace.
+    fn link(&self) -> String {
+        self.appliance.sh("ip link show dev a0").1
+    }
+
+    /// The XDP program on `a0`, if any: its id and name.
+    fn xdp(&self) -> Option<(u64, String)> {
+        let link = self.link();
+        let at = link.find("prog/xdp id ")? + "prog/xdp id ".len();
+        let mut words = link[at..].split_whitespace();
+        let id = words.next()?.parse().ok()?;
+        let name = (words.next() == Some("name")).then(|| words.next()).flatten()?.to_string();
+        Some((id, name))
+    }
+}
+
+/// configs/example.toml on an afxdp port on `a0`, with its socket and state in `dir` and
+/// `more` appended.
+fn afxdp_config(dir: &Path, more: &str) -> PathBuf {
+    let example = std::fs::read_to_string(example_config()).unwrap();
+    let config = example
+        .replace("workers = 1", "workers = 1\nidle_polls_before_sleep = 16")
+        .replace("driver = \"memory\"", "driver = \"afxdp\"\ninterface = \"a0\"")
+        .replace("next_hop_mac = \"02:00:00:00:00:fe\"", &format!("next_hop_mac = \"{CLIENT_MAC}\""))
+        .replace("/run/vipgate/ctl.sock", dir.join("ctl.sock").to_str().unwrap())
+        .replace("/var/lib/vipgate/state.json", dir.join("state.json").to_str().unwrap())
+        .replace("metrics = \"127.0.0.1:9620\"\n", "");
+    assert!(config.contains("driver = \"afxdp\"") && config.contains(CLIENT_MAC));
+    let path = dir.join("vipgate.toml");
+    std::fs::write(&path, format!("{config}{more}")).unwrap();
+    path
+}
+
+/// A test bed tagged `tag`, and a fresh directory with the afxdp config in it.
+fn bed_and_config(tag: &str) -> (Bed, PathBuf, PathBuf) {
+    let bed = Bed::new(tag);
+    let dir = fresh_dir(&format!("afxdp-{tag}"));
+    let config = afxdp_config(&dir, "");
+    (bed, dir, config)
+}
+
+fn start(bed: &Bed, dir: &Path, config: &Path) -> Appliance {
+    Appliance::start_wrapped(
+        dir,
+        config,
+        &dir.join("ctl.sock"),
+        &["ip", "netns", "exec", &bed.appliance.0],
+        &[],
+    )
+}
+
+/// `tunnel_peer.py` in the client's namespace: UDP to `vip:udp_port` from `flows` ports and
+/// TCP connections to `vip:tcp_port`, and what came back tunnelled.
+fn tunnel_peer(bed: &Bed, vip: &str, udp_port: u16, tcp_port: u16, flows: u32) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tunnel_peer.py");
+    let out = bed
+        .client
+        .cmd(&["python3", script.to_str().unwrap(), "--iface", "c0", "--vip", vip])
+        .args(["--udp-port", &udp_port.to_string(), "--tcp-port", &tcp_port.to_string()])
+        .args(["--flows", &flows.to_string(), "--seconds", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A counter of `ctl stats`.
+fn counter(app: &Appliance, name: &str) -> u64 {
+    app.json(&["stats"])["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// The kernel's own traffic on the appliance's interface: pings to its address and a TCP
+/// exchange with a service of its own, from the client. Asserts that vipgate saw none of
+/// it (its received packets do not move).
+fn the_kernel_keeps_its_traffic(bed: &Bed, app: &Appliance) {
+    let before = counter(app, "rx_packets");
+    let (ok, out) = bed.client.sh("ping -c 3 -i 0.2 -W 2 198.51.100.3");
+    assert!(ok, "the kernel answers pings to its own address: {out}");
+    let (ok, out) = bed.client.sh("ping -6 -c 2 -i 0.2 -W 2 2001:db8:ffff::3");
+    assert!(ok, "and over IPv6: {out}");
+    let (ok, out) = bed
+        .client
+        .sh("python3 -c \"import socket; s = socket.create_connection(('198.51.100.3', 7000), timeout=5); \
+         s.sendall(b'hello'); print(s.recv(5).decode())\"");
+    assert!(ok && out.trim() == "hello", "a TCP exchange with the appliance's own service: {out}");
+    assert_eq!(counter(app, "rx_packets"), before, "vipgate took none of the kernel's traffic");
+}
+
+/// A TCP echo service of the appliance's kernel on 198.51.100.3:7000.
+fn echo_service(bed: &Bed) -> std::process::Child {
+    let child = bed
+        .appliance
+        .cmd(&[
+            "python3",
+            "-c",
+            "import socket\n\
+             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('198.51.100.3', 7000)); s.listen(8)\n\
+             while True:\n    c, _ = s.accept(); c.sendall(c.recv(64)); c.close()\n",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the appliance's own service", 10, || bed.appliance.sh("ss -ltn | grep -q 198.51.100.3:7000").0);
+    child
+}
+
+#[test]
+fn a_kernel_client_reaches_the_vips_while_the_kernel_keeps_its_own_traffic() {
+    needs_root!();
+    let (bed, dir, config) = bed_and_config("axk");
+    let mut service = echo_service(&bed);
+    let app = start(&bed, &dir, &config);
+    assert_eq!(bed.xdp().map(|x| x.1).as_deref(), Some("vipgate_filter"), "{}", bed.link());
+    assert!(app.log().contains("AF_XDP on a0"), "{}", app.log());
+
+    // UDP 8000 by IPIP to the UDP VIP's active backends; TCP by GUE to the TCP VIP's.
+    let seen = tunnel_peer(&bed, "203.0.113.10", 8000, 5222, 40);
+    let udp_backends: HashSet<&str> = ["192.0.2.11", "192.0.2.12"].into();
+    let tcp_backends: HashSet<&str> = ["192.0.2.21", "192.0.2.22"].into();
+    let (mut udp_flows, mut tcp_flows) = (HashSet::new(), HashSet::new());
+    for p in tunnelled(&seen, "203.0.113.10") {
+        let flows = match (p.encap.as_str(), p.proto) {
+            ("ipip", 17) if udp_backends.contains(p.backend.as_str()) => &mut udp_flows,
+            ("gue", 6) if tcp_backends.contains(p.backend.as_str()) => &mut tcp_flows,
+            _ => panic!("unexpected {p:?}"),
+        };
+        flows.insert(p.sport);
+    }
+    assert_eq!(udp_flows.len(), 40, "every UDP flow came through: {seen}");
+    assert!(tcp_flows.len() >= 35, "the TCP SYNs came through: {} of 40\n{seen}", tcp_flows.len());
+    assert!(seen["arp_answered"].as_bool().unwrap(), "vipgate answered ARP for its address 198.51.100.1");
+
+    // The kernel keeps its address, its pings and its TCP on the same interface.
+    the_kernel_keeps_its_traffic(&bed, &app);
+
+    // A reload that adds a VIP subnet: the filter takes it at once, the kernel keeps the rest.
+    let more = "\n[[subnet]]\nname = \"added\"\nprefix = \"192.0.2.192/26\"\n\n[[vip]]\naddress = \"192.0.2.200\"\n\
+                port = 9000\nprotocol = \"udp\"\nencap = \"ipip\"\nbackends = [{ address = \"192.0.2.12\", weight = 1 }]\n";
+    afxdp_config(&dir, more);
+    let reload = app.json(&["reload"]);
+    assert_eq!(reload["ok"], true, "{reload}");
+    bed.client.run(&["ip", "route", "add", "192.0.2.192/26", "via", "198.51.100.1"]);
+    let seen = tunnel_peer(&bed, "192.0.2.200", 9000, 9, 5);
+    let added: HashSet<u64> = tunnelled(&seen, "192.0.2.200")
+        .into_iter()
+        .filter(|p| p.backend == "192.0.2.12" && p.encap == "ipip")
+        .map(|p| p.sport)
+        .collect();
+    assert_eq!(added.len(), 5, "the added subnet's VIP is taken after the reload: {seen}");
+    the_kernel_keeps_its_traffic(&bed, &app);
+
+    // The port's report: the filter's counts and the sockets' losses.
+    let stats = app.json(&["stats"]);
+    assert_eq!(
+        (stats["port"]["driver"].as_str(), stats["port"]["device"].as_str()),
+        (Some("afxdp"), Some("a0"))
+    );
+    assert!(stats["port"]["xstats"]["xdp_taken"].as_u64().unwrap() > 80, "{stats}");
+    assert!(stats["port"]["xstats"]["xdp_passed"].as_u64().unwrap() > 0, "{stats}");
+    for loss in ["drop_rx_dropped", "drop_rx_ring_full", "drop_tx_invalid"] {
+        assert_eq!(stats["counters"][loss].as_u64(), Some(0), "{loss}: {stats}");
+    }
+
+    let status = app.stop();
+    assert!(status.success(), "vipgate run exited with {status}");
+    let report = std::fs::read_to_string(dir.join("stdout")).unwrap();
+    assert!(report.contains("afxdp interface a0: its XDP filter took"), "{report}");
+    assert_eq!(bed.xdp(), None, "SIGTERM detaches the filter: {}", bed.link());
+    let _ = service.kill();
+    let _ = service.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Builds a one-line XDP program named `name` that passes every frame, into `dir`.
+fn pass_program(dir: &Path, name: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(
+        &src,
+        format!(
+            "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n\
+             SEC(\"xdp\") int {name}(struct xdp_md *ctx) {{ return XDP_PASS; }}\n\
+             char LICENSE[] SEC(\"license\") = \"Apache-2.0\";\n"
+        ),
+    )
+    .unwrap();
+    let object = dir.join(format!("{name}.o"));
+    let arch = std::env::consts::ARCH;
+    let out = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", &format!("-I/usr/include/{arch}-linux-gnu"), "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "clang: {}", String::from_utf8_lossy(&out.stderr));
+    object
+}
+
+#[test]
+fn a_killed_appliance_leaves_no_filter_a_stale_one_is_replaced_another_is_left_alone() {
+    needs_root!();
+    let (bed, dir, config) = bed_and_config("axs");
+
+    // Someone else's program: vipgate refuses the interface, names the program, and
+    // leaves it attached.
+    let other = pass_program(&dir, "other_prog");
+    bed.appliance.run(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        "a0",
+        "xdpgeneric",
+        "obj",
+        other.to_str().unwrap(),
+        "sec",
+        "xdp",
+    ]);
+    let out = bed
+        .appliance
+        .cmd(&[env!("CARGO_BIN_EXE_vipgate"), "run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("\"other_prog\"") && err.contains("ip link set dev a0 xdp off"), "{err}");
+    assert_eq!(bed.xdp().map(|x| x.1).as_deref(), Some("other_prog"), "left alone: {}", bed.link());
+    bed.appliance.run(&["ip", "link", "set", "dev", "a0", "xdpgeneric", "off"]);
+
+    // A program of ours attached the old way (netlink), as a vipgate that could not detach
+    // would leave it: replaced, and said so.
+    let stale = pass_program(&dir, "vipgate_filter");
+    bed.appliance.run(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        "a0",
+        "xdpgeneric",
+        "obj",
+        stale.to_str().unwrap(),
+        "sec",
+        "xdp",
+    ]);
+    let (stale_id, _) = bed.xdp().expect("the stale program is attached");
+    let app = start(&bed, &dir, &config);
+    assert!(
+        app.log().contains(&format!("replaced the stale vipgate XDP program {stale_id}")),
+        "{}",
+        app.log()
+    );
+    let (id, name) = bed.xdp().expect("vipgate's filter");
+    assert_eq!(name, "vipgate_filter");
+    assert_ne!(id, stale_id, "a program of its own, not the stale one");
+
+    // kill -9: the kernel takes the filter off with the process's link.
+    app.kill9();
+    wait_for("the filter to go with the killed process", 10, || bed.xdp().is_none());
+
+    // The next start is clean (the log, appended across starts, tells of one replacement), and so
+    // is its stop.
+    let app = start(&bed, &dir, &config);
+    assert_eq!(app.log().matches("replaced the stale").count(), 1, "{}", app.log());
+    assert!(bed.xdp().is_some());
+    app.finish();
+    assert_eq!(bed.xdp(), None, "{}", bed.link());
+}
