@@ -235,11 +235,12 @@ impl Filter {
     /// Opens and loads [`sys::FILTER_OBJECT`].
     fn load() -> Result<Filter, AfxdpError> {
         let name = CString::new("vipgate_filter").unwrap_or_default();
-        let opts = sys::bpf_object_open_opts {
-            sz: core::mem::size_of::<sys::bpf_object_open_opts>(),
-            object_name: name.as_ptr(),
-            ..Default::default()
-        };
+        // libbpf checks that every byte it does not know is zero, padding included: the
+        // options start zeroed and are filled field by field, in place.
+        // SAFETY: a C struct of integers and pointers, for which all zeroes is valid.
+        let mut opts: sys::bpf_object_open_opts = unsafe { core::mem::zeroed() };
+        opts.sz = core::mem::size_of::<sys::bpf_object_open_opts>();
+        opts.object_name = name.as_ptr();
         // SAFETY: the object bytes are static; libbpf copies what it keeps.
         let object = unsafe {
             sys::bpf_object__open_mem(sys::FILTER_OBJECT.as_ptr().cast(), sys::FILTER_OBJECT.len(), &opts)
@@ -300,13 +301,13 @@ impl Filter {
     /// Attaches the program to `ifindex` in `mode` through a link.
     fn attach(&mut self, ifindex: i32, mode: XdpMode) -> Result<(), i32> {
         let prog = self.program_fd().map_err(|_| -libc::ENOENT)?;
-        let opts = sys::bpf_link_create_opts {
-            sz: core::mem::size_of::<sys::bpf_link_create_opts>(),
-            flags: match mode {
-                XdpMode::Native => sys::XDP_FLAGS_DRV_MODE,
-                XdpMode::Generic => sys::XDP_FLAGS_SKB_MODE,
-            },
-            ..Default::default()
+        // Zeroed whole, padding included, as libbpf checks (see `load`).
+        // SAFETY: a C struct of integers and unions of them, for which all zeroes is valid.
+        let mut opts: sys::bpf_link_create_opts = unsafe { core::mem::zeroed() };
+        opts.sz = core::mem::size_of::<sys::bpf_link_create_opts>();
+        opts.flags = match mode {
+            XdpMode::Native => sys::XDP_FLAGS_DRV_MODE,
+            XdpMode::Generic => sys::XDP_FLAGS_SKB_MODE,
         };
         // SAFETY: a loaded program's fd and an interface index.
         let link = unsafe { sys::bpf_link_create(prog, ifindex, sys::bpf_attach_type_BPF_XDP, &opts) };
