@@ -124,47 +124,24 @@ fn counter(app: &Appliance, name: &str) -> u64 {
 }
 
 /// The kernel's own traffic on the appliance's interface: pings to its address and a TCP
-/// exchange with a service of its own, from the client. Asserts that vipgate saw none of
-/// it (its received packets do not move).
+/// and UDP exchange with a service of its own, from the client. Asserts that vipgate saw
+/// none of it (its received packets do not move).
 fn the_kernel_keeps_its_traffic(bed: &Bed, app: &Appliance) {
     let before = counter(app, "rx_packets");
     let (ok, out) = bed.client.sh("ping -c 3 -i 0.2 -W 2 198.51.100.3");
     assert!(ok, "the kernel answers pings to its own address: {out}");
     let (ok, out) = bed.client.sh("ping -6 -c 2 -i 0.2 -W 2 2001:db8:ffff::3");
     assert!(ok, "and over IPv6: {out}");
-    let (ok, out) = bed
-        .client
-        .sh("python3 -c \"import socket; s = socket.create_connection(('198.51.100.3', 7000), timeout=5); \
-         s.sendall(b'hello'); print(s.recv(5).decode())\"");
-    assert!(ok && out.trim() == "hello", "a TCP exchange with the appliance's own service: {out}");
+    // TCP and UDP with a service of the appliance's own.
+    all_answered(&ask(&bed.client, 7000, &["198.51.100.3"]), &["198.51.100.3"]);
     assert_eq!(counter(app, "rx_packets"), before, "vipgate took none of the kernel's traffic");
-}
-
-/// A TCP echo service of the appliance's kernel on 198.51.100.3:7000.
-fn echo_service(bed: &Bed) -> std::process::Child {
-    let child = bed
-        .appliance
-        .cmd(&[
-            "python3",
-            "-c",
-            "import socket\n\
-             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('198.51.100.3', 7000)); s.listen(8)\n\
-             while True:\n    c, _ = s.accept(); c.sendall(c.recv(64)); c.close()\n",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the appliance's own service", 10, || bed.appliance.sh("ss -ltn | grep -q 198.51.100.3:7000").0);
-    child
 }
 
 #[test]
 fn a_kernel_client_reaches_the_vips_while_the_kernel_keeps_its_own_traffic() {
     needs_root!();
     let (bed, dir, config) = bed_and_config("axk");
-    let mut service = echo_service(&bed);
+    let _service = echo(&bed.appliance, 7000, &["198.51.100.3"]);
     let app = start(&bed, &dir, &config);
     assert_eq!(bed.xdp().map(|x| x.1).as_deref(), Some("vipgate_filter"), "{}", bed.link());
     assert!(app.log().contains("AF_XDP on a0"), "{}", app.log());
@@ -222,9 +199,22 @@ fn a_kernel_client_reaches_the_vips_while_the_kernel_keeps_its_own_traffic() {
     let report = std::fs::read_to_string(dir.join("stdout")).unwrap();
     assert!(report.contains("afxdp interface a0: its XDP filter took"), "{report}");
     assert_eq!(bed.xdp(), None, "SIGTERM detaches the filter: {}", bed.link());
-    let _ = service.kill();
-    let _ = service.wait();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Builds the XDP program in C at `src` into `dir`.
+fn compile_bpf(dir: &Path, src: &Path) -> PathBuf {
+    let object = dir.join(src.file_name().unwrap()).with_extension("o");
+    let arch = std::env::consts::ARCH;
+    let out = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", &format!("-I/usr/include/{arch}-linux-gnu"), "-c"])
+        .arg(src)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "clang {}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
+    object
 }
 
 /// Builds a one-line XDP program named `name` that passes every frame, into `dir`.
@@ -239,17 +229,7 @@ fn pass_program(dir: &Path, name: &str) -> PathBuf {
         ),
     )
     .unwrap();
-    let object = dir.join(format!("{name}.o"));
-    let arch = std::env::consts::ARCH;
-    let out = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", &format!("-I/usr/include/{arch}-linux-gnu"), "-c"])
-        .arg(&src)
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "clang: {}", String::from_utf8_lossy(&out.stderr));
-    object
+    compile_bpf(dir, &src)
 }
 
 #[test]
@@ -320,4 +300,264 @@ fn a_killed_appliance_leaves_no_filter_a_stale_one_is_replaced_another_is_left_a
     assert!(bed.xdp().is_some());
     app.finish();
     assert_eq!(bed.xdp(), None, "{}", bed.link());
+}
+
+/// Processes of a test (services in its namespaces), killed when dropped: a namespace
+/// that is deleted does not end the processes in it.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// BIRD in a namespace, stopped when dropped.
+struct Bird(#[allow(dead_code)] Kill);
+
+impl Bird {
+    fn start(ns: &Netns, dir: &Path, name: &str, config: &str) -> (Bird, PathBuf) {
+        let conf = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf, config).unwrap();
+        let sock = dir.join(format!("{name}.ctl"));
+        let child = ns
+            .cmd(&["bird", "-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap()])
+            .args(["-P", dir.join(format!("{name}.pid")).to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bird runs (Debian package bird2)");
+        (Bird(Kill(child)), sock)
+    }
+}
+
+/// `birdc -s SOCK ARGS...`.
+fn birdc(sock: &Path, args: &[&str]) -> String {
+    let out = Command::new("birdc").arg("-s").arg(sock).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The line of `birdc show protocols` for the router's session to the appliance.
+fn session(router: &Path) -> String {
+    birdc(router, &["show", "protocols", "appliance"])
+        .lines()
+        .find(|l| l.starts_with("appliance"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The VIPs of the routed test bed: one per tunnel and family, any protocol.
+const ROUTED_VIPS: [&str; 6] =
+    ["203.0.113.11", "203.0.113.12", "203.0.113.13", "2001:db8:ab::11", "2001:db8:ab::12", "2001:db8:ab::13"];
+
+/// A client, a router, the appliance and a backend, each in a namespace:
+///
+/// ```text
+/// client c0 -- rc router ra -- a0 appliance (vipgate on a0, BIRD)
+///                        rb -- b0 backend (XDP decapsulation, the VIPs on lo)
+/// ```
+///
+/// The router learns the IPv4 VIP subnet from the appliance's BIRD, and routes the IPv6
+/// one statically; the backend answers the client directly.
+struct Routed {
+    client: Netns,
+    router: Netns,
+    appliance: Netns,
+    backend: Netns,
+}
+
+impl Routed {
+    fn new(dir: &Path) -> Routed {
+        let r = Routed {
+            client: Netns::new("axrc"),
+            router: Netns::new("axrr"),
+            appliance: Netns::new("axra"),
+            backend: Netns::new("axrb"),
+        };
+        veth(&r.client, "c0", &r.router, "rc");
+        veth(&r.router, "ra", &r.appliance, "a0");
+        veth(&r.router, "rb", &r.backend, "b0");
+        r.router.run(&["ip", "link", "set", "ra", "address", "02:00:00:00:00:fe"]);
+        r.appliance.run(&["ip", "link", "set", "a0", "address", APPLIANCE_MAC]);
+        for (ns, dev, v4, v6) in [
+            (&r.client, "c0", "198.51.100.2/24", "2001:db8:c::2/64"),
+            (&r.router, "rc", "198.51.100.1/24", "2001:db8:c::1/64"),
+            (&r.router, "ra", "192.0.2.1/28", "2001:db8:a::1/64"),
+            (&r.router, "rb", "192.0.2.33/28", "2001:db8:b::1/64"),
+            (&r.appliance, "a0", "192.0.2.2/28", "2001:db8:a::2/64"),
+            (&r.backend, "b0", "192.0.2.40/28", "2001:db8:b::40/64"),
+        ] {
+            ns.run(&["ip", "addr", "add", v4, "dev", dev]);
+            ns.run(&["ip", "-6", "addr", "add", v6, "dev", dev, "nodad"]);
+            // Whole checksums on every frame a kernel sends (see the machine notes).
+            ns.run(&["ethtool", "-K", dev, "tx", "off"]);
+        }
+        r.client.run(&["ip", "route", "add", "default", "via", "198.51.100.1"]);
+        r.client.run(&["ip", "-6", "route", "add", "default", "via", "2001:db8:c::1"]);
+        r.backend.run(&["ip", "route", "add", "default", "via", "192.0.2.33"]);
+        r.backend.run(&["ip", "-6", "route", "add", "default", "via", "2001:db8:b::1"]);
+        r.router.run(&["ip", "-6", "route", "add", "2001:db8:ab::/48", "via", "2001:db8:a::2"]);
+        // The router forwards, and takes the backend's answers from the VIPs (which it
+        // routes elsewhere) without reverse-path filtering.
+        let (ok, out) = r.router.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+             net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.rb.rp_filter=0");
+        assert!(ok, "{out}");
+        for vip in ROUTED_VIPS {
+            let len = if vip.contains(':') { "128" } else { "32" };
+            r.backend.run(&["ip", "addr", "add", &format!("{vip}/{len}"), "dev", "lo"]);
+        }
+        let decap =
+            compile_bpf(dir, &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/decap.bpf.c"));
+        r.backend.run(&[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            "b0",
+            "xdpgeneric",
+            "obj",
+            decap.to_str().unwrap(),
+            "sec",
+            "xdp",
+        ]);
+        r
+    }
+}
+
+/// The routed bed's vipgate config: the six VIPs, its tunnel source the kernel's own
+/// address, BIRD's files in `dir`.
+fn routed_config(dir: &Path, more: &str) -> PathBuf {
+    let mut text = format!(
+        "[engine]\nworkers = 1\nhash_seed = 7\nidle_polls_before_sleep = 16\n\n\
+         [tunnel]\nsource_v4 = \"192.0.2.2\"\nsource_v6 = \"2001:db8:a::2\"\n\n\
+         [[port]]\nname = \"wan\"\ndriver = \"afxdp\"\ninterface = \"a0\"\nmac = \"{APPLIANCE_MAC}\"\n\
+         next_hop_mac = \"02:00:00:00:00:fe\"\n\n\
+         [[subnet]]\nprefix = \"203.0.113.0/24\"\n\n[[subnet]]\nprefix = \"2001:db8:ab::/48\"\n\n"
+    );
+    for (vip, encap) in ROUTED_VIPS.iter().zip(["ipip", "gue", "gre"].iter().cycle()) {
+        let backend = if vip.contains(':') { "2001:db8:b::40" } else { "192.0.2.40" };
+        text.push_str(&format!(
+            "[[vip]]\naddress = \"{vip}\"\nprotocol = \"any\"\nencap = \"{encap}\"\nbackends = [{{ address = \"{backend}\" }}]\n\n"
+        ));
+    }
+    text.push_str(&format!(
+        "[control]\nsocket = \"{}\"\nstate = \"{}\"\n\n[bgp]\nroutes_dir = \"{}\"\nbird_socket = \"{}\"\n{more}",
+        dir.join("ctl.sock").display(),
+        dir.join("state.json").display(),
+        dir.join("routes").display(),
+        dir.join("speaker.ctl").display()
+    ));
+    let path = dir.join("vipgate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// An echo service (TCP and UDP, `support/echo.py`) on `port` of `addresses`, in `ns`.
+fn echo(ns: &Netns, port: u16, addresses: &[&str]) -> Kill {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
+    let mut child = ns
+        .cmd(&["python3", script.to_str().unwrap(), "serve", &port.to_string()])
+        .args(addresses)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "the echo service in {} started", ns.0);
+    Kill(child)
+}
+
+/// One TCP and one UDP exchange with each of `addresses` on `port`, from `ns`.
+fn ask(ns: &Netns, port: u16, addresses: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
+    let out = ns
+        .cmd(&["python3", script.to_str().unwrap(), "ask", &port.to_string()])
+        .args(addresses)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn all_answered(answers: &Value, addresses: &[&str]) {
+    for a in addresses {
+        assert_eq!(
+            (answers[a]["tcp"].as_str(), answers[a]["udp"].as_str()),
+            (Some("ok"), Some("ok")),
+            "TCP and UDP through {a}: {answers}"
+        );
+    }
+}
+
+#[test]
+fn every_tunnel_carries_tcp_and_udp_to_a_decapsulating_backend_while_bgp_stays_up() {
+    needs_root!();
+    let dir = fresh_dir("afxdp-routed");
+    let bed = Routed::new(&dir);
+    let _services = [echo(&bed.backend, 7, &ROUTED_VIPS), echo(&bed.appliance, 7000, &["192.0.2.2"])];
+    let config = routed_config(&dir, "");
+    let app = Appliance::start_wrapped(
+        &dir,
+        &config,
+        &dir.join("ctl.sock"),
+        &["ip", "netns", "exec", &bed.appliance.0],
+        &[],
+    );
+    // BIRD: the appliance's speaker (configs/bird-appliance.conf, on the kernel's address
+    // of the interface vipgate polls) and the router, which puts what it learns in its
+    // kernel.
+    let routes = dir.join("routes");
+    wait_for("vipgate's route files", 20, || routes.join("vips4.conf").exists());
+    let speaker_conf =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/bird-appliance.conf"))
+            .unwrap()
+            .replace("/run/vipgate/bird", routes.to_str().unwrap())
+            .replace("log syslog all;", "")
+            .replace("198.51.100.254", "192.0.2.1")
+            .replace("198.51.100.1", "192.0.2.2");
+    let (_speaker, _) = Bird::start(&bed.appliance, &dir, "speaker", &speaker_conf);
+    let (_router_bird, router) = Bird::start(
+        &bed.router,
+        &dir,
+        "router",
+        "router id 192.0.2.1;\nprotocol device {}\nprotocol kernel { ipv4 { export all; }; }\n\
+         protocol bgp appliance {\n  local 192.0.2.1 as 64500;\n  neighbor 192.0.2.2 as 64512;\n  hold time 9;\n\
+           ipv4 { import all; export none; };\n}\n",
+    );
+    wait_for("the router to learn 203.0.113.0/24 from the appliance", 60, || {
+        bed.router.sh("ip route show 203.0.113.0/24").1.contains("via 192.0.2.2")
+    });
+    let established = session(&router);
+    assert!(established.contains("Established"), "{established}");
+
+    // Every tunnel, both families, TCP and UDP: the client's kernel to the backend's and
+    // back, through vipgate on the appliance.
+    all_answered(&ask(&bed.client, 7, &ROUTED_VIPS), &ROUTED_VIPS);
+    let stats = app.json(&["stats"]);
+    assert!(stats["counters"]["forwarded"].as_u64().unwrap() >= 12, "{stats}");
+
+    // The appliance's own address stays the kernel's: the router pings it and talks TCP
+    // and UDP to it.
+    let (ok, out) = bed.router.sh("ping -c 2 -i 0.2 -W 2 192.0.2.2");
+    assert!(ok, "{out}");
+    all_answered(&ask(&bed.router, 7000, &["192.0.2.2"]), &["192.0.2.2"]);
+
+    // A reload (a VIP more): the session does not flap, and every VIP answers.
+    let more = "\n[[vip]]\naddress = \"203.0.113.14\"\nprotocol = \"udp\"\nport = 9\nencap = \"gre\"\n\
+                backends = [{ address = \"192.0.2.40\" }]\n";
+    routed_config(&dir, more);
+    let reload = app.json(&["reload"]);
+    assert_eq!(reload["ok"], true, "{reload}");
+    all_answered(&ask(&bed.client, 7, &ROUTED_VIPS), &ROUTED_VIPS);
+    assert_eq!(session(&router), established, "the BGP session went on through the reload");
+
+    // Stopping withdraws the routes and takes the filter off.
+    app.finish();
+    wait_for("the router to lose the subnet", 30, || {
+        !bed.router.sh("ip route show 203.0.113.0/24").1.contains("via 192.0.2.2")
+    });
+    assert!(!bed.appliance.sh("ip link show dev a0").1.contains("prog/xdp"));
 }
