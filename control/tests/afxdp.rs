@@ -1,7 +1,11 @@
 //! The afxdp driver on veth pairs in network namespaces the tests create: vipgate takes
 //! the VIPs' traffic through its XDP filter and AF_XDP sockets while the kernel keeps the
-//! rest of the same interface (its own address, pings, TCP), through reloads, a stop, a
-//! kill -9 and a stale filter. Needs root (XDP programs), clang, ethtool and python3.
+//! rest of the same interface (its own address, pings, TCP and UDP, ARP and ND, ICMP
+//! errors about its packets, a BGP session), through reloads, a stop, a kill -9 and a
+//! stale filter. A routed bed (client, router with BIRD, appliance, backend) carries TCP
+//! and UDP through every tunnel and family to a backend that decapsulates with an XDP
+//! program of the test's own (`support/decap.bpf.c`). Needs root (XDP programs), clang,
+//! bird2, ethtool, iputils-ping and python3 (scripts/test.sh installs them).
 #![cfg(feature = "afxdp")]
 
 use std::collections::HashSet;
@@ -560,4 +564,152 @@ fn every_tunnel_carries_tcp_and_udp_to_a_decapsulating_backend_while_bgp_stays_u
         !bed.router.sh("ip route show 203.0.113.0/24").1.contains("via 192.0.2.2")
     });
     assert!(!bed.appliance.sh("ip link show dev a0").1.contains("prog/xdp"));
+}
+
+/// Sends `frames` as they are from the client's `c0` (a raw packet socket).
+fn send_frames(bed: &Bed, frames: &[Vec<u8>]) {
+    let hex: Vec<String> = frames.iter().map(|f| f.iter().map(|b| format!("{b:02x}")).collect()).collect();
+    let out = bed
+        .client
+        .cmd(&[
+            "python3",
+            "-c",
+            "import socket, sys\n\
+             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+             s.bind(('c0', 0))\n\
+             for h in sys.argv[1:]:\n    s.send(bytes.fromhex(h))\n",
+        ])
+        .args(&hex)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An ARP request from `sender` (at the client's MAC) for `target`.
+fn arp_request(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let client = [2, 0, 0, 0, 0, 0xc2];
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&client);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&client);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f.resize(60, 0);
+    f
+}
+
+/// A neighbour solicitation from `sender` for `target`, to its solicited-node group.
+fn neighbour_solicitation(sender: std::net::Ipv6Addr, target: std::net::Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = std::net::Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let mut body = t.to_vec();
+    body.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0xc2]);
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc2], [0x33, 0x33, 0xff, t[13], t[14], t[15]])
+        .ipv6(sender.octets(), group.octets(), 255)
+        .icmpv6(etherparse::Icmpv6Type::Unknown { type_u8: 135, code_u8: 0, bytes5to8: [0; 4] })
+        .write(&mut f, &body)
+        .unwrap();
+    f
+}
+
+/// An ICMP "fragmentation needed" to `to`, quoting a UDP packet from `quoted_src`.
+fn icmp_error(to: [u8; 4], quoted_src: [u8; 4]) -> Vec<u8> {
+    let quoted = &support::udp(quoted_src, 8000, [198, 51, 100, 2], 40000, b"data")[14..];
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc2], support::OUR_MAC)
+        .ipv4([198, 51, 100, 9], to, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut f, &quoted[..28])
+        .unwrap();
+    f
+}
+
+/// A counter of the appliance kernel's (`nstat`, absolute).
+fn kernel_counter(bed: &Bed, name: &str) -> u64 {
+    let out = bed.appliance.sh(&format!("nstat -az {name}")).1;
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_filter_gives_vipgate_its_frames_and_the_kernel_the_rest() {
+    needs_root!();
+    let (bed, dir, config) = bed_and_config("axf");
+    let app = start(&bed, &dir, &config);
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+    let to_vip = support::udp([198, 51, 100, 2], 41000, [203, 0, 113, 10], 8000, b"marker");
+    let taken = |app: &Appliance| {
+        (counter(app, "rx_packets"), app.json(&["stats"])["port"]["xstats"]["xdp_taken"].as_u64().unwrap())
+    };
+    // Each frame the kernel should have is followed by one to a VIP: when vipgate has
+    // counted that one (the interface's one queue keeps the order), it has counted all
+    // before it.
+    let mut expect = taken(&app);
+    let mut passes = |what: &str, frame: Vec<u8>| {
+        send_frames(&bed, &[frame, to_vip.clone()]);
+        wait_for(what, 10, || counter(&app, "rx_packets") > expect.0);
+        let now = taken(&app);
+        assert_eq!(now, (expect.0 + 1, expect.1 + 1), "{what}: only the frame to the VIP was taken");
+        expect = now;
+    };
+    // UDP to the kernel's own address: the kernel answers it (no port: UdpNoPorts).
+    let no_ports = kernel_counter(&bed, "UdpNoPorts");
+    passes(
+        "UDP to the kernel's address",
+        support::udp([198, 51, 100, 2], 41001, [198, 51, 100, 3], 9999, b"x"),
+    );
+    wait_for("the kernel to see the UDP", 10, || kernel_counter(&bed, "UdpNoPorts") > no_ports);
+    // ARP and ND for the kernel's addresses: the kernel answers, and learns the sender.
+    passes("ARP for the kernel's address", arp_request([198, 51, 100, 77], [198, 51, 100, 3]));
+    wait_for("the kernel to learn 198.51.100.77", 10, || {
+        bed.appliance.sh("ip neigh show 198.51.100.77").1.contains("lladdr")
+    });
+    passes(
+        "ND for the kernel's address",
+        neighbour_solicitation(v6("2001:db8:ffff::77"), v6("2001:db8:ffff::3")),
+    );
+    wait_for("the kernel to learn 2001:db8:ffff::77", 10, || {
+        bed.appliance.sh("ip -6 neigh show 2001:db8:ffff::77").1.contains("lladdr")
+    });
+    // An ICMP error about a packet of the kernel's own: the kernel's.
+    let unreachable = kernel_counter(&bed, "IcmpInDestUnreachs");
+    passes("an ICMP error about the kernel's packet", icmp_error([198, 51, 100, 3], [198, 51, 100, 3]));
+    wait_for("the kernel to see its ICMP error", 10, || {
+        kernel_counter(&bed, "IcmpInDestUnreachs") > unreachable
+    });
+
+    // vipgate's: ARP and ND for its addresses (it answers them), an ICMP error about a
+    // packet a VIP sent (to whatever address), IPv4 and IPv6 to the VIP subnets.
+    let before = (counter(&app, "arp_replies"), counter(&app, "nd_replies"));
+    let mine = [
+        arp_request([198, 51, 100, 78], [198, 51, 100, 1]),
+        neighbour_solicitation(v6("2001:db8:ffff::78"), v6("2001:db8:ffff::1")),
+        icmp_error([198, 51, 100, 3], [203, 0, 113, 10]),
+        to_vip.clone(),
+    ];
+    send_frames(&bed, &mine);
+    wait_for("vipgate to take its four frames", 10, || counter(&app, "rx_packets") >= expect.0 + 4);
+    assert_eq!(taken(&app), (expect.0 + 4, expect.1 + 4));
+    assert_eq!((counter(&app, "arp_replies"), counter(&app, "nd_replies")), (before.0 + 1, before.1 + 1));
+    assert!(
+        !bed.appliance.sh("ip neigh show 198.51.100.78").1.contains("lladdr"),
+        "the kernel never saw the ARP request for vipgate's address"
+    );
+    app.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
