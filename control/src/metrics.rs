@@ -29,22 +29,26 @@ fn render_port(out: &mut String, port: &PortReport) {
         "# HELP vipgate_port_link_up 1 while the port's link is up.\n# TYPE vipgate_port_link_up gauge"
     );
     let _ = writeln!(out, "vipgate_port_link_up{{device=\"{device}\"}} {}", u8::from(port.link.up));
-    let _ = writeln!(
-        out,
-        "# HELP vipgate_port_mbufs_free mbufs free in the port's pool.\n# TYPE vipgate_port_mbufs_free gauge"
-    );
-    let _ = writeln!(out, "vipgate_port_mbufs_free{{device=\"{device}\"}} {}", port.mbufs_free);
-    let _ = writeln!(
-        out,
-        "# HELP vipgate_port_dropped_total Frames the driver freed before the engine saw them: chained (longer than an mbuf), share_full (a worker's software-spread share was full); also in vipgate_drops_total{{worker=\"port\"}}.\n# TYPE vipgate_port_dropped_total counter"
-    );
-    for (reason, n) in [("chained", port.chained_dropped), ("share_full", port.share_full)] {
-        let _ = writeln!(out, "vipgate_port_dropped_total{{device=\"{device}\",reason=\"{reason}\"}} {n}");
+    // The mbuf pool and the software spread are DPDK's.
+    if port.driver == "dpdk" {
+        let _ = writeln!(
+            out,
+            "# HELP vipgate_port_mbufs_free mbufs free in the port's pool.\n# TYPE vipgate_port_mbufs_free gauge"
+        );
+        let _ = writeln!(out, "vipgate_port_mbufs_free{{device=\"{device}\"}} {}", port.mbufs_free);
+        let _ = writeln!(
+            out,
+            "# HELP vipgate_port_dropped_total Frames the driver freed before the engine saw them: chained (longer than an mbuf), share_full (a worker's software-spread share was full); also in vipgate_drops_total{{worker=\"port\"}}.\n# TYPE vipgate_port_dropped_total counter"
+        );
+        for (reason, n) in [("chained", port.chained_dropped), ("share_full", port.share_full)] {
+            let _ =
+                writeln!(out, "vipgate_port_dropped_total{{device=\"{device}\",reason=\"{reason}\"}} {n}");
+        }
     }
     if !port.xstats.is_empty() {
         let _ = writeln!(
             out,
-            "# HELP vipgate_port_xstat The device's own counters (DPDK xstats), by name.\n# TYPE vipgate_port_xstat counter"
+            "# HELP vipgate_port_xstat The device's own counters by name (dpdk: its xstats; afxdp: the XDP filter's frames taken and passed, and the sockets' statistics).\n# TYPE vipgate_port_xstat counter"
         );
         for (name, value) in &port.xstats {
             let _ =
@@ -341,5 +345,16 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }
+        // An afxdp port has no mbuf pool nor software spread: none of their lines.
+        let afxdp = PortReport {
+            driver: "afxdp".into(),
+            device: "eth0".into(),
+            xstats: [("xdp_taken".to_string(), 7)].into(),
+            ..port
+        };
+        let mut out = String::new();
+        render_port(&mut out, &afxdp);
+        assert!(out.contains("vipgate_port_xstat{device=\"eth0\",name=\"xdp_taken\"} 7\n"), "{out}");
+        assert!(!out.contains("mbufs") && !out.contains("vipgate_port_dropped_total"), "{out}");
     }
 }

@@ -9,15 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod support;
-use support::{fresh_dir, wait_for, Appliance};
+use support::{free_port, fresh_dir, wait_for, Appliance};
 use vipgate_control::answer::{ChangeAnswer, StatsAnswer, StatusAnswer, TableAnswer};
 
 fn vipgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vipgate")).args(args).output().expect("vipgate runs")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn config(dir: &Path, metrics: u16, tcp_weight: &str) -> String {

@@ -12,11 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{fresh_dir, metric, vipgate, wait_for, Appliance};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::{free_port, fresh_dir, metric, vipgate, wait_for, Appliance};
 
 /// Everything but the VIPs, with two subnets (any prefix of the file that ends between
 /// VIPs is a valid config of its own, as a slow writer leaves it).

@@ -443,7 +443,8 @@ pub struct Netns(pub String);
 impl Netns {
     pub fn new(tag: &str) -> Netns {
         let name = format!("vg-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // One a dead run left (usually none: quietly).
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(std::process::Stdio::null()).status();
         let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
         assert!(ok, "cannot create network namespace {name}: this test needs root and iproute2");
         let ns = Netns(name);
@@ -521,4 +522,23 @@ pub fn tunnelled(seen: &serde_json::Value, vip: &str) -> Vec<Tunnelled> {
             }
         })
         .collect()
+}
+
+/// A TCP port of 127.0.0.1 that nothing listens on, for a server a test starts (metrics,
+/// a backend). It lies below the kernel's ephemeral range (from 32768), so that no
+/// outgoing connection of a test running beside this one takes it between this check and
+/// the server's bind, as a port from `bind(0)` could be; each call gives another.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test processes started side by side begin apart.
+    let start = std::process::id() % 1000 * 20;
+    for _ in 0..20_000 {
+        let port = 10_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 22_000;
+        let port = port as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 between 10000 and 32000");
 }
