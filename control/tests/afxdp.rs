@@ -745,3 +745,99 @@ fn the_filter_gives_vipgate_its_frames_and_the_kernel_the_rest() {
     app.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `vipgate run` in the appliance's namespace that must not start: its stderr.
+fn refused_start(bed: &Bed, config: &Path) -> String {
+    let out = bed
+        .appliance
+        .cmd(&[env!("CARGO_BIN_EXE_vipgate"), "run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(bed.xdp().is_none(), "a refused start leaves no filter: {}", bed.link());
+    err
+}
+
+#[test]
+fn clear_errors_for_the_kernels_address_a_wrong_mac_or_interface_and_a_fallback_to_generic() {
+    needs_root!();
+    let (bed, dir, config) = bed_and_config("axe");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+    };
+    // The kernel's own address among those vipgate would answer for.
+    with("addresses = [\"198.51.100.1\",", "addresses = [\"198.51.100.3\", \"198.51.100.1\",");
+    let err = refused_start(&bed, &config);
+    assert!(err.contains("address 198.51.100.3 is the kernel's on a0"), "{err}");
+    // A MAC that is not the interface's: the error names the right one.
+    with("mac = \"02:00:00:00:00:01\"", "mac = \"02:00:00:00:00:09\"");
+    let err = refused_start(&bed, &config);
+    assert!(err.contains("but a0 has 02:00:00:00:00:01"), "{err}");
+    // No such interface.
+    with("interface = \"a0\"", "interface = \"nope0\"");
+    let err = refused_start(&bed, &config);
+    assert!(err.contains("interface \"nope0\" not found"), "{err}");
+
+    // An interface with no native XDP (a bridge): generic, with a warning, and it runs.
+    bed.appliance.run(&["ip", "link", "add", "br9", "type", "bridge"]);
+    bed.appliance.run(&["ip", "link", "set", "br9", "address", APPLIANCE_MAC, "up"]);
+    with("interface = \"a0\"", "interface = \"br9\"");
+    let app = start(&bed, &dir, &config);
+    assert!(app.log().contains("br9 has no native XDP"), "{}", app.log());
+    assert!(app.log().contains("copy mode, generic XDP"), "{}", app.log());
+    assert_eq!(app.json(&["stats"])["port"]["device_driver"], "generic XDP, copy");
+    app.finish();
+}
+
+#[test]
+fn two_workers_take_a_queue_each_of_a_two_queue_interface() {
+    needs_root!();
+    let bed = Bed { appliance: Netns::new("axqa"), client: Netns::new("axqc") };
+    let ok = Command::new("ip")
+        .args(["link", "add", "a0", "netns", &bed.appliance.0, "numtxqueues", "2", "numrxqueues", "2"])
+        .args([
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "c0",
+            "netns",
+            &bed.client.0,
+            "numtxqueues",
+            "2",
+            "numrxqueues",
+            "2",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "a two-queue veth pair");
+    let (a, c) = (&bed.appliance, &bed.client);
+    a.run(&["ip", "link", "set", "a0", "address", APPLIANCE_MAC, "up"]);
+    a.run(&["ip", "addr", "add", "198.51.100.3/24", "dev", "a0"]);
+    c.run(&["ip", "link", "set", "c0", "address", CLIENT_MAC, "up"]);
+    c.run(&["ip", "addr", "add", "198.51.100.2/24", "dev", "c0"]);
+    c.run(&["ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.1"]);
+    c.run(&["ethtool", "-K", "c0", "tx", "off"]);
+    let dir = fresh_dir("afxdp-axq");
+    let config = afxdp_config(&dir, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("workers = 1", "workers = 2");
+    std::fs::write(&config, text).unwrap();
+    let app = start(&bed, &dir, &config);
+    assert!(app.log().contains("2 queue(s)"), "{}", app.log());
+    let seen = tunnel_peer(&bed, "203.0.113.10", 8000, 5222, 64);
+    let udp: HashSet<u64> =
+        tunnelled(&seen, "203.0.113.10").iter().filter(|p| p.proto == 17).map(|p| p.sport).collect();
+    assert_eq!(udp.len(), 64, "every UDP flow came through: {seen}");
+    let stats = app.json(&["stats"]);
+    let per_worker: Vec<u64> = stats["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["counters"]["forwarded"].as_u64().unwrap())
+        .collect();
+    assert!(per_worker.iter().all(|&n| n > 0), "both queues' workers forwarded: {per_worker:?}");
+    app.finish();
+}
