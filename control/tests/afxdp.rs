@@ -229,6 +229,12 @@ fn a_kernel_client_reaches_the_vips_while_the_kernel_keeps_its_own_traffic() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Attaches the XDP program `object` to `dev` of `ns` the old way (netlink, generic
+/// mode), as `ip link` does.
+fn attach_generic(ns: &Netns, dev: &str, object: &Path) {
+    ns.run(&["ip", "link", "set", "dev", dev, "xdpgeneric", "obj", object.to_str().unwrap(), "sec", "xdp"]);
+}
+
 /// Builds the XDP program in C at `src` into `dir`.
 fn compile_bpf(dir: &Path, src: &Path) -> PathBuf {
     let object = dir.join(src.file_name().unwrap()).with_extension("o");
@@ -267,18 +273,7 @@ fn a_killed_appliance_leaves_no_filter_a_stale_one_is_replaced_another_is_left_a
     // Someone else's program: vipgate refuses the interface, names the program, and
     // leaves it attached.
     let other = pass_program(&dir, "other_prog");
-    bed.appliance.run(&[
-        "ip",
-        "link",
-        "set",
-        "dev",
-        "a0",
-        "xdpgeneric",
-        "obj",
-        other.to_str().unwrap(),
-        "sec",
-        "xdp",
-    ]);
+    attach_generic(&bed.appliance, "a0", &other);
     let out = bed
         .appliance
         .cmd(&[env!("CARGO_BIN_EXE_vipgate"), "run", "--config", config.to_str().unwrap()])
@@ -293,18 +288,7 @@ fn a_killed_appliance_leaves_no_filter_a_stale_one_is_replaced_another_is_left_a
     // A program of ours attached the old way (netlink), as a vipgate that could not detach
     // would leave it: replaced, and said so.
     let stale = pass_program(&dir, "vipgate_filter");
-    bed.appliance.run(&[
-        "ip",
-        "link",
-        "set",
-        "dev",
-        "a0",
-        "xdpgeneric",
-        "obj",
-        stale.to_str().unwrap(),
-        "sec",
-        "xdp",
-    ]);
+    attach_generic(&bed.appliance, "a0", &stale);
     let (stale_id, _) = bed.xdp().expect("the stale program is attached");
     let app = start(&bed, &dir, &config);
     assert!(
@@ -436,18 +420,7 @@ impl Routed {
         }
         let decap =
             compile_bpf(dir, &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/decap.bpf.c"));
-        r.backend.run(&[
-            "ip",
-            "link",
-            "set",
-            "dev",
-            "b0",
-            "xdpgeneric",
-            "obj",
-            decap.to_str().unwrap(),
-            "sec",
-            "xdp",
-        ]);
+        attach_generic(&r.backend, "b0", &decap);
         r
     }
 }

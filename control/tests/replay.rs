@@ -8,7 +8,8 @@ use std::process::Command;
 
 use etherparse as ep;
 use support::{
-    example_config, json_number, read_capture, replay_example, replayed, tmp, traffic, vipgate, write_capture,
+    example_config, json_number, read_capture, replay_example, replay_on, replayed, tmp, traffic, vipgate,
+    write_capture,
 };
 use vipgate_engine::port::pcap;
 
@@ -81,12 +82,10 @@ fn replay_forwards_counts_and_keeps_flows_on_one_backend_with_any_worker_count()
 fn replay_refuses_bad_inputs_with_one_line_and_exit_1() {
     let dir = tmp("refuse");
     let config = example_config();
-    let cfg = config.to_str().unwrap();
     let out_path = dir.join("out.pcap");
-    let out = out_path.to_str().unwrap();
     // Missing input.
     let missing = dir.join("missing.pcap");
-    let r = vipgate(&["replay", "--config", cfg, "--input", missing.to_str().unwrap(), "--output", out]);
+    let r = replay_on(&config, &missing, &out_path, &[]);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8(r.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -94,35 +93,19 @@ fn replay_refuses_bad_inputs_with_one_line_and_exit_1() {
     // Not a capture.
     let junk = dir.join("junk.pcap");
     std::fs::write(&junk, b"this is not a capture at all").unwrap();
-    let r = vipgate(&["replay", "--config", cfg, "--input", junk.to_str().unwrap(), "--output", out]);
+    let r = replay_on(&config, &junk, &out_path, &[]);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8(r.stderr).unwrap().contains("not a pcap or pcapng file"));
     // An output that cannot be created.
     let good = dir.join("good.pcap");
     write_capture(&good, &traffic()[..3]);
-    let r = vipgate(&[
-        "replay",
-        "--config",
-        cfg,
-        "--input",
-        good.to_str().unwrap(),
-        "--output",
-        "/nonexistent-dir/out.pcap",
-    ]);
+    let r = replay_on(&config, &good, Path::new("/nonexistent-dir/out.pcap"), &[]);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8(r.stderr).unwrap().contains("/nonexistent-dir/out.pcap"));
     // A bad config: file:line:col.
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[engine]\nhash_seed = 1\nmaglev_table_size = 1000\n").unwrap();
-    let r = vipgate(&[
-        "replay",
-        "--config",
-        bad.to_str().unwrap(),
-        "--input",
-        good.to_str().unwrap(),
-        "--output",
-        out,
-    ]);
+    let r = replay_on(&bad, &good, &out_path, &[]);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8(r.stderr).unwrap();
     assert!(err.contains(&format!("{}:3:21: maglev_table_size 1000", bad.display())), "{err}");

@@ -71,12 +71,11 @@ static __always_inline int tunnel(__u8 protocol, void *l4, void *end, int *ether
 SEC("xdp")
 int decap(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
+	struct ethhdr *eth = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
+	int outer, extra, ethertype = 0;
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
-	int outer, extra, ethertype = 0;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end || ip->ihl < 5)
@@ -98,9 +97,8 @@ int decap(struct xdp_md *ctx)
 	keep.h_proto = bpf_htons(ethertype);
 	if (bpf_xdp_adjust_head(ctx, outer + extra))
 		return XDP_PASS;
-	data = (void *)(long)ctx->data;
+	eth = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	eth = data;
 	if ((void *)(eth + 1) > end)
 		return XDP_DROP;
 	__builtin_memcpy(eth, &keep, sizeof(keep));

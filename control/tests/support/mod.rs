@@ -115,16 +115,14 @@ pub fn json_number(json: &str, key: &str) -> u64 {
 
 /// `vipgate replay` of `input` on configs/example.toml into `output`, with `more` arguments.
 pub fn replay_example(input: &Path, output: &Path, more: &[&str]) -> std::process::Output {
-    let config = example_config();
-    let mut args = vec![
-        "replay",
-        "--config",
-        config.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ];
+    replay_on(&example_config(), input, output, more)
+}
+
+/// `vipgate replay --config CONFIG --input INPUT --output OUTPUT MORE...`.
+pub fn replay_on(config: &Path, input: &Path, output: &Path, more: &[&str]) -> std::process::Output {
+    let (config, input, output) =
+        (config.to_str().unwrap(), input.to_str().unwrap(), output.to_str().unwrap());
+    let mut args = vec!["replay", "--config", config, "--input", input, "--output", output];
     args.extend_from_slice(more);
     vipgate(&args)
 }

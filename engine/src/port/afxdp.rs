@@ -655,12 +655,7 @@ pub struct AfxdpDevice {
 
 impl core::fmt::Debug for AfxdpDevice {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AfxdpDevice")
-            .field("interface", &self.interface)
-            .field("queues", &self.queues)
-            .field("zero_copy", &self.zero_copy)
-            .field("xdp_mode", &self.xdp_mode)
-            .finish()
+        f.debug_struct("AfxdpDevice").field("interface", &self.interface).finish_non_exhaustive()
     }
 }
 
@@ -1072,14 +1067,8 @@ impl AfxdpQueue {
         let (addrs, lens) = (self.addrs.as_ptr(), self.lens.as_ptr());
         // SAFETY: the TX ring of this queue's socket; `n` descriptors of frames of ours.
         let sent = unsafe { sys::vg_tx(&mut self.rings().tx, addrs, lens, n as u32) } as usize;
-        for (i, b) in bufs[..sent].iter_mut().enumerate() {
-            if self.copied[i] {
-                b.clear();
-            } else {
-                // The kernel has the frame now, until the completion ring gives it back.
-                let _ = b.take_foreign();
-            }
-        }
+        // The kernel has the frames sent now, until the completion ring gives them back.
+        super::hand_over(&mut bufs[..sent], &self.copied[..sent]);
         for i in sent..n {
             if self.copied[i] {
                 self.free.push((self.addrs[i] as usize / FRAME_SIZE) as u32);

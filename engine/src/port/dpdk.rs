@@ -744,14 +744,8 @@ impl DpdkQueue {
             }
             sent
         };
-        for (i, b) in bufs[..sent].iter_mut().enumerate() {
-            if self.copied[i] {
-                b.clear();
-            } else {
-                // The device owns the mbuf now.
-                let _ = b.take_foreign();
-            }
-        }
+        // The device owns the mbufs sent now.
+        super::hand_over(&mut bufs[..sent], &self.copied[..sent]);
         for i in sent..n {
             if self.copied[i] {
                 if self.pending_free == self.to_free.len() {

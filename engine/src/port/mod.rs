@@ -60,6 +60,20 @@ pub fn in_bursts(bufs: &mut [PacketBuf], mut send: impl FnMut(&mut [PacketBuf]) 
     sent
 }
 
+/// After a send in which the device took `bufs`: a buffer `copied` for it stays with the
+/// caller, emptied; lent memory went to the device with its packet.
+#[cfg(any(feature = "dpdk", feature = "afxdp"))]
+#[inline]
+pub(crate) fn hand_over(bufs: &mut [PacketBuf], copied: &[bool]) {
+    for (b, &copied) in bufs.iter_mut().zip(copied) {
+        if copied {
+            b.clear();
+        } else {
+            let _ = b.take_foreign();
+        }
+    }
+}
+
 /// How the sockets of an afxdp port bind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XskMode {
