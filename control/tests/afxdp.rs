@@ -10,12 +10,15 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
 mod support;
-use support::{example_config, fresh_dir, is_root, tunnelled, veth, wait_for, Appliance, Netns};
+use support::{
+    all_answered, ask, attach_generic, birdc, compile_bpf, echo, example_config, fresh_dir, is_root,
+    tunnelled, veth, wait_for, Appliance, Bird, Netns,
+};
 
 macro_rules! needs_root {
     () => {
@@ -229,27 +232,6 @@ fn a_kernel_client_reaches_the_vips_while_the_kernel_keeps_its_own_traffic() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Attaches the XDP program `object` to `dev` of `ns` the old way (netlink, generic
-/// mode), as `ip link` does.
-fn attach_generic(ns: &Netns, dev: &str, object: &Path) {
-    ns.run(&["ip", "link", "set", "dev", dev, "xdpgeneric", "obj", object.to_str().unwrap(), "sec", "xdp"]);
-}
-
-/// Builds the XDP program in C at `src` into `dir`.
-fn compile_bpf(dir: &Path, src: &Path) -> PathBuf {
-    let object = dir.join(src.file_name().unwrap()).with_extension("o");
-    let arch = std::env::consts::ARCH;
-    let out = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", &format!("-I/usr/include/{arch}-linux-gnu"), "-c"])
-        .arg(src)
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "clang {}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
-    object
-}
-
 /// Builds a one-line XDP program named `name` that passes every frame, into `dir`.
 fn pass_program(dir: &Path, name: &str) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
@@ -311,42 +293,6 @@ fn a_killed_appliance_leaves_no_filter_a_stale_one_is_replaced_another_is_left_a
     assert!(bed.xdp().is_some());
     app.finish();
     assert_eq!(bed.xdp(), None, "{}", bed.link());
-}
-
-/// Processes of a test (services in its namespaces), killed when dropped: a namespace
-/// that is deleted does not end the processes in it.
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// BIRD in a namespace, stopped when dropped.
-struct Bird(#[allow(dead_code)] Kill);
-
-impl Bird {
-    fn start(ns: &Netns, dir: &Path, name: &str, config: &str) -> (Bird, PathBuf) {
-        let conf = dir.join(format!("{name}.conf"));
-        std::fs::write(&conf, config).unwrap();
-        let sock = dir.join(format!("{name}.ctl"));
-        let child = ns
-            .cmd(&["bird", "-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap()])
-            .args(["-P", dir.join(format!("{name}.pid")).to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bird runs (Debian package bird2)");
-        (Bird(Kill(child)), sock)
-    }
-}
-
-/// `birdc -s SOCK ARGS...`.
-fn birdc(sock: &Path, args: &[&str]) -> String {
-    let out = Command::new("birdc").arg("-s").arg(sock).args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The line of `birdc show protocols` for the router's session to the appliance.
@@ -451,45 +397,6 @@ fn routed_config(dir: &Path, more: &str) -> PathBuf {
     let path = dir.join("vipgate.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// An echo service (TCP and UDP, `support/echo.py`) on `port` of `addresses`, in `ns`.
-fn echo(ns: &Netns, port: u16, addresses: &[&str]) -> Kill {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
-    let mut child = ns
-        .cmd(&["python3", script.to_str().unwrap(), "serve", &port.to_string()])
-        .args(addresses)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready", "the echo service in {} started", ns.0);
-    Kill(child)
-}
-
-/// One TCP and one UDP exchange with each of `addresses` on `port`, from `ns`.
-fn ask(ns: &Netns, port: u16, addresses: &[&str]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
-    let out = ns
-        .cmd(&["python3", script.to_str().unwrap(), "ask", &port.to_string()])
-        .args(addresses)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn all_answered(answers: &Value, addresses: &[&str]) {
-    for a in addresses {
-        assert_eq!(
-            (answers[a]["tcp"].as_str(), answers[a]["udp"].as_str()),
-            (Some("ok"), Some("ok")),
-            "TCP and UDP through {a}: {answers}"
-        );
-    }
 }
 
 #[test]

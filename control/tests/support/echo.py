@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Echo over TCP and UDP, for the tests' backends and clients.
 
-    echo.py serve PORT ADDRESS...   echoes on PORT of each ADDRESS (TCP and UDP), each
-                                    socket bound to its address, so that a reply leaves
-                                    from the address the request came to (a VIP);
-                                    prints "ready" once every socket listens.
+    echo.py serve PORT ADDRESS...   echoes on PORT of each ADDRESS, TCP (each connection
+                                    until it closes) and UDP, each socket bound to its
+                                    address, so that a reply leaves from the address the
+                                    request came to (a VIP); prints "ready" once every
+                                    socket listens.
     echo.py ask PORT ADDRESS...     one TCP exchange and one UDP exchange with each
                                     ADDRESS; prints one JSON object:
                                     {"ADDRESS": {"tcp": "ok" | error, "udp": "ok" | error}}.
@@ -14,6 +15,20 @@ import json
 import selectors
 import socket
 import sys
+import threading
+
+
+def echo_tcp(c):
+    """Echoes what a connection sends until it closes."""
+    try:
+        while True:
+            data = c.recv(4096)
+            if not data:
+                break
+            c.sendall(data)
+    except OSError:
+        pass
+    c.close()
 
 
 def serve(port, addresses):
@@ -34,12 +49,7 @@ def serve(port, addresses):
             s = key.fileobj
             if key.data == "accept":
                 c, _ = s.accept()
-                c.settimeout(5)
-                try:
-                    c.sendall(c.recv(1024))
-                except OSError:
-                    pass
-                c.close()
+                threading.Thread(target=echo_tcp, args=(c,), daemon=True).start()
             else:
                 data, peer = s.recvfrom(2048)
                 s.sendto(data, peer)

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use etherparse as ep;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vipgate_engine::port::pcap;
 
@@ -539,4 +539,100 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free TCP port on 127.0.0.1 between 10000 and 32000");
+}
+
+/// Processes of a test (services in its namespaces), killed when dropped: a namespace
+/// that is deleted does not end the processes in it.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// BIRD in a namespace, stopped when dropped.
+pub struct Bird(#[allow(dead_code)] Kill);
+
+impl Bird {
+    pub fn start(ns: &Netns, dir: &Path, name: &str, config: &str) -> (Bird, PathBuf) {
+        let conf = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf, config).unwrap();
+        let sock = dir.join(format!("{name}.ctl"));
+        let child = ns
+            .cmd(&["bird", "-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap()])
+            .args(["-P", dir.join(format!("{name}.pid")).to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bird runs (Debian package bird2)");
+        (Bird(Kill(child)), sock)
+    }
+}
+
+/// `birdc -s SOCK ARGS...`.
+pub fn birdc(sock: &Path, args: &[&str]) -> String {
+    let out = Command::new("birdc").arg("-s").arg(sock).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Attaches the XDP program `object` to `dev` of `ns` the old way (netlink, generic
+/// mode), as `ip link` does.
+pub fn attach_generic(ns: &Netns, dev: &str, object: &Path) {
+    ns.run(&["ip", "link", "set", "dev", dev, "xdpgeneric", "obj", object.to_str().unwrap(), "sec", "xdp"]);
+}
+
+/// Builds the XDP program in C at `src` into `dir`.
+pub fn compile_bpf(dir: &Path, src: &Path) -> PathBuf {
+    let object = dir.join(src.file_name().unwrap()).with_extension("o");
+    let arch = std::env::consts::ARCH;
+    let out = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", &format!("-I/usr/include/{arch}-linux-gnu"), "-c"])
+        .arg(src)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "clang {}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
+    object
+}
+
+/// An echo service (TCP and UDP, `support/echo.py`) on `port` of `addresses`, in `ns`.
+pub fn echo(ns: &Netns, port: u16, addresses: &[&str]) -> Kill {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
+    let mut child = ns
+        .cmd(&["python3", script.to_str().unwrap(), "serve", &port.to_string()])
+        .args(addresses)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "the echo service in {} started", ns.0);
+    Kill(child)
+}
+
+/// One TCP and one UDP exchange with each of `addresses` on `port`, from `ns`.
+pub fn ask(ns: &Netns, port: u16, addresses: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
+    let out = ns
+        .cmd(&["python3", script.to_str().unwrap(), "ask", &port.to_string()])
+        .args(addresses)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn all_answered(answers: &serde_json::Value, addresses: &[&str]) {
+    for a in addresses {
+        assert_eq!(
+            (answers[a]["tcp"].as_str(), answers[a]["udp"].as_str()),
+            (Some("ok"), Some("ok")),
+            "TCP and UDP through {a}: {answers}"
+        );
+    }
 }
