@@ -59,6 +59,8 @@ class Conn(threading.Thread):
                 time.sleep(a.interval)
         except OSError as e:
             self.error = str(e) or e.__class__.__name__
+            with open(os.path.join(a.dir, "broken.log"), "a") as log:
+                log.write("%s %d %s\n" % (self.group, self.n, self.error))
         finally:
             s.close()
 
