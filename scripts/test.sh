@@ -14,7 +14,8 @@ Runs, from the repository root:
   cargo clippy --workspace --all-targets --locked --features vipgate-control/dpdk,vipgate-control/afxdp -- -D warnings
   cargo test --workspace --locked                        (engine/dpdk-sys and engine/afxdp-sys included)
   cargo test --locked -p vipgate-control --features dpdk --test dpdk     (on DPDK's virtual devices)
-  cargo test --locked -p vipgate-control --features afxdp --test afxdp   (on veth pairs in namespaces)
+  cargo test --locked -p vipgate-control --features afxdp --test afxdp --test fleet
+                                      (the afxdp driver and a fleet, on veth pairs in namespaces)
   shellcheck -x over scripts/*.sh, benches/*.sh, fuzz/run.sh and .ci/run
   fuzz/run.sh (every fuzz target, VIPGATE_FUZZ_SECONDS each, default 10; installs
   cargo-fuzz with cargo when missing)
@@ -124,9 +125,9 @@ step="the dpdk driver on virtual devices"
 echo "== the dpdk driver on virtual devices" >&2
 cargo test --locked -p vipgate-control --features dpdk --test dpdk 2>&1 | tee -a "$results"
 
-step="the afxdp driver on veth pairs"
-echo "== the afxdp driver on veth pairs" >&2
-cargo test --locked -p vipgate-control --features afxdp --test afxdp 2>&1 | tee -a "$results"
+step="the afxdp driver and a fleet on veth pairs"
+echo "== the afxdp driver and a fleet on veth pairs" >&2
+cargo test --locked -p vipgate-control --features afxdp --test afxdp --test fleet 2>&1 | tee -a "$results"
 
 step="fuzz targets"
 echo "== fuzz targets, ${VIPGATE_FUZZ_SECONDS:-10} s each" >&2
