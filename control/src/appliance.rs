@@ -192,7 +192,11 @@ pub fn run(path: &Path, options: RunOptions) -> Result<String, String> {
         })
         .map_err(|e| e.to_string())?;
 
-    control_loop(&mut engine, &ctl_rx, &metrics_rx, &sig_rx, path);
+    let sharing = match engine.config().fleet.clone() {
+        Some(config) => Some(crate::fleet::Fleet::start(&config, &mut engine)?),
+        None => None,
+    };
+    control_loop(&mut engine, &ctl_rx, &metrics_rx, &sig_rx, path, sharing);
 
     let (stats, _) = engine.stop();
     let mut report = String::new();
@@ -395,8 +399,13 @@ fn control_loop(
     metrics_rx: &Receiver<crossbeam_channel::Sender<String>>,
     sig_rx: &Receiver<i32>,
     path: &Path,
+    mut sharing: Option<crate::fleet::Fleet>,
 ) {
     let mut watch = Watch { seen: file_stamp(path), pending: None };
+    let sharing_tick = match sharing {
+        Some(_) => crossbeam_channel::tick(crate::fleet::TICK),
+        None => crossbeam_channel::never(),
+    };
     let (results, health_rx) = crossbeam_channel::unbounded();
     let mut health = Health {
         state: HealthState::default(),
@@ -447,10 +456,18 @@ fn control_loop(
                 }
                 let _ = r.reply.send(answer);
             }
+            recv(sharing_tick) -> _ => {
+                if let Some(s) = sharing.as_mut() {
+                    s.tick(engine);
+                }
+            }
             recv(metrics_rx) -> r => {
                 if let Ok(reply) = r {
                     let mut text = crate::metrics::render(&engine.stats());
                     text.push_str(&crate::metrics::render_control(engine));
+                    if let Some(s) = &sharing {
+                        text.push_str(&crate::metrics::render_fleet(&s.counts));
+                    }
                     text.push_str(&crate::metrics::render_health(
                         &health.state,
                         engine.alarms(),

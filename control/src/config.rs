@@ -78,6 +78,16 @@ struct RawConfig {
     #[serde(default)]
     control: RawControl,
     bgp: Option<Spanned<RawBgp>>,
+    fleet: Option<Spanned<RawFleet>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    listen: Spanned<String>,
+    #[serde(default)]
+    peers: Vec<Spanned<String>>,
+    key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +221,20 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[bgp]`: announcing the subnets through BIRD, if configured.
     pub bgp: Option<BgpConfig>,
+    /// `[fleet]`: the flows this appliance and its peers share, if configured.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: every new flow is announced to the peers, which remember it, so that a
+/// flow the routers move to another appliance keeps its backend there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// Where the announcements of the peers come in (UDP; the appliance's own address).
+    pub listen: std::net::SocketAddr,
+    /// The other appliances' `listen`.
+    pub peers: Vec<std::net::SocketAddr>,
+    /// The fleet's shared key: every message carries its HMAC-SHA256 under it.
+    pub key: Vec<u8>,
 }
 
 /// `[bgp]`: vipgate writes the subnets to announce into files that BIRD includes in
@@ -1089,6 +1113,28 @@ impl Config {
                 stuck_after,
             }
         });
+        let fleet = raw.fleet.as_ref().map(|f| {
+            let f = f.get_ref();
+            let mut addr = |s: &Spanned<String>, what: &str| match s.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    r.at(s.span(), format!("{what} \"{}\" is not ADDRESS:PORT", s.get_ref()));
+                    None
+                }
+            };
+            let listen =
+                addr(&f.listen, "listen").unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            let peers = f.peers.iter().filter_map(|p| addr(p, "peer")).collect();
+            let text = f.key.get_ref();
+            let key = match (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).map(|b| u8::from_str_radix(b, 16))).collect::<Option<Result<Vec<u8>, _>>>() {
+                Some(Ok(k)) if k.len() >= 16 => k,
+                _ => {
+                    r.at(f.key.span(), "key must be at least 32 hexadecimal digits (16 bytes; `openssl rand -hex 32` makes one)");
+                    Vec::new()
+                }
+            };
+            FleetConfig { listen, peers, key }
+        });
         Config {
             path: r.path.to_path_buf(),
             engine,
@@ -1098,6 +1144,7 @@ impl Config {
             vips,
             control: ControlConfig { socket, metrics, state, reload_settle },
             bgp,
+            fleet,
         }
     }
 }

@@ -164,8 +164,14 @@ const RESTART_KEYS: &[(&str, TakeKey)] = &[
         c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.profile.clone_from(&q.profile))
     }),
     ("[[port]] rate", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.rate = q.rate)),
+    ("[[port]] interface", |c, s| {
+        c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.interface.clone_from(&q.interface))
+    }),
+    ("[[port]] mode", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.mode = q.mode)),
+    ("[[port]] xdp_mode", |c, s| c.ports.iter_mut().zip(&s.ports).for_each(|(p, q)| p.xdp_mode = q.xdp_mode)),
     ("[control] socket", |c, s| c.control.socket.clone_from(&s.control.socket)),
     ("[control] metrics", |c, s| c.control.metrics = s.control.metrics),
+    ("[fleet]", |c, s| c.fleet.clone_from(&s.fleet)),
 ];
 
 /// The keys of `new` that differ from `started` and that a running appliance cannot
@@ -1053,6 +1059,35 @@ impl Engine {
     pub fn target(&self, number: u32) -> Option<(Target, bool)> {
         let target = *self.numbering.target(number)?;
         Some((target, self.snapshot.has_pair(number, &target)))
+    }
+
+    /// The number of `target` in the running tables, if they have the pair.
+    pub fn number_of(&self, target: &Target) -> Option<u32> {
+        self.numbering.find(target).filter(|&n| self.snapshot.has_pair(n, target))
+    }
+
+    /// Has every worker announce its new flows, each to a queue of `capacity` of its own;
+    /// returns the queues (worker order).
+    pub fn announce(&mut self, capacity: usize) -> Vec<Arc<vipgate_engine::announce::Announcer>> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let a = Arc::new(vipgate_engine::announce::Announcer::new(capacity));
+                let _ = w.commands.send(Command::Announce(Some(Arc::clone(&a))));
+                a
+            })
+            .collect()
+    }
+
+    /// Has every worker remember `flows` (key, pair number) where it does not know them.
+    /// (A flow's worker here cannot be told from its key: every worker takes them.)
+    pub fn adopt(&self, flows: &[(vipgate_engine::flow::FlowKey, u32)]) {
+        if flows.is_empty() {
+            return;
+        }
+        for w in &self.workers {
+            let _ = w.commands.send(Command::Adopt(flows.to_vec()));
+        }
     }
 
     /// Stops every worker, waits for them, and returns the final counters.

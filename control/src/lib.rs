@@ -18,6 +18,7 @@ pub mod demo;
 pub mod diff;
 pub mod edit;
 pub mod engine;
+pub mod fleet;
 pub mod health;
 pub mod listen;
 pub mod metrics;

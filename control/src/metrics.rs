@@ -57,6 +57,42 @@ fn render_port(out: &mut String, port: &PortReport) {
     }
 }
 
+/// The exposition of what the fleet's sharing of flows did (`[fleet]`).
+pub fn render_fleet(c: &crate::fleet::FleetCounts) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_fleet_records_sent_total Flow records sent to peers (one per peer).\n\
+         # TYPE vipgate_fleet_records_sent_total counter\nvipgate_fleet_records_sent_total {}",
+        c.records_sent
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_fleet_records_taken_total Flow records from peers handed to the workers to remember (vipgate_drops_total has none of them; the workers count the flows they installed as flows_adopted).\n\
+         # TYPE vipgate_fleet_records_taken_total counter\nvipgate_fleet_records_taken_total {}",
+        c.records_taken
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_fleet_refused_total Messages or records from peers refused: forged (the HMAC does not verify under the fleet's key), malformed, unknown_pair (a record's VIP and backend are not in the running tables).\n\
+         # TYPE vipgate_fleet_refused_total counter"
+    );
+    for (reason, n) in [
+        ("forged", c.refused_forged),
+        ("malformed", c.refused_malformed),
+        ("unknown_pair", c.refused_unknown_pair),
+    ] {
+        let _ = writeln!(out, "vipgate_fleet_refused_total{{reason=\"{reason}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_fleet_send_errors_total Messages to peers the kernel refused to send.\n\
+         # TYPE vipgate_fleet_send_errors_total counter\nvipgate_fleet_send_errors_total {}",
+        c.send_errors
+    );
+    out
+}
+
 /// The exposition of `s`.
 pub fn render(s: &Stats) -> String {
     let mut out = String::new();

@@ -111,6 +111,12 @@ pub struct Counters {
     /// Packets the express lane forwarded (of `forwarded`): plain TCP and UDP to a VIP
     /// should nearly all go this way; the rest took the general path.
     pub express_forwarded: u64,
+    /// New flows announced to the fleet's other appliances (with `[fleet]`).
+    pub flows_announced: u64,
+    /// New flows not announced: the queue to the control thread was full.
+    pub flows_unannounced: u64,
+    /// Flows remembered from another appliance's announcement.
+    pub flows_adopted: u64,
 }
 
 impl Counters {
@@ -155,6 +161,9 @@ impl Counters {
         "nd_replies",
         "echo_replies",
         "express_forwarded",
+        "flows_announced",
+        "flows_unannounced",
+        "flows_adopted",
     ];
 
     /// Every counter, in [`Counters::NAMES`] order.
@@ -189,6 +198,9 @@ impl Counters {
             self.nd_replies,
             self.echo_replies,
             self.express_forwarded,
+            self.flows_announced,
+            self.flows_unannounced,
+            self.flows_adopted,
         ]
     }
 
@@ -216,6 +228,9 @@ impl Counters {
             nd_replies: v[25],
             echo_replies: v[26],
             express_forwarded: v[27],
+            flows_announced: v[28],
+            flows_unannounced: v[29],
+            flows_adopted: v[30],
         }
     }
 
@@ -235,4 +250,4 @@ impl Counters {
 }
 
 /// How many counters [`Counters`] has.
-pub const COUNTER_COUNT: usize = 28;
+pub const COUNTER_COUNT: usize = 31;

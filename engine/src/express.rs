@@ -16,11 +16,12 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
+use crate::announce::Announcer;
 use crate::buf::PacketBuf;
 use crate::counters::Counters;
 use crate::encap::{gue_source_port, write_gue, write_outer_v4, OuterV4, Tunnel};
 use crate::flow::Timeouts;
-use crate::flow::{Absent, FlowTable, IdleTimeouts, Inserted, NewFlow, TimeoutClass};
+use crate::flow::{Absent, FlowKey, FlowTable, IdleTimeouts, Inserted, NewFlow, TimeoutClass};
 use crate::pool::{BackendState, Pool};
 use crate::port::Interface;
 use crate::vip::{Encap, Vip, VipProtocol};
@@ -958,6 +959,16 @@ fn transport_class(protocol: u8, l4: &[u8], header: usize, len: usize) -> Option
     }
 }
 
+/// The flow key of a frame [`classify`] took (its addresses, protocol and ports at fixed
+/// offsets).
+#[inline(always)]
+fn v4_key(f: &[u8]) -> Option<FlowKey> {
+    let h = f.first_chunk::<{ L4 + 4 }>()?;
+    let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    Some(FlowKey::new_v4(be32(L3 + 12), be32(L3 + 16), h[L3 + 9], be16(L4), be16(L4 + 2)))
+}
+
 /// Where the L4 header starts in a frame the IPv6 lane takes: Ethernet, then a 40-byte
 /// IPv6 header without extension headers.
 pub(crate) const L4_6: usize = L3 + ipv6::HEADER_LEN;
@@ -1019,9 +1030,22 @@ pub(crate) struct LaneState<'a> {
     pub(crate) counters: &'a mut Counters,
     /// The last outer IPv4 identification given.
     pub(crate) ip_ident: &'a mut u16,
+    /// Where new flows are announced to the fleet, if anywhere.
+    pub(crate) announce: Option<&'a Announcer>,
 }
 
 impl LaneState<'_> {
+    /// Announces the new flow `key` of pair `number`, when the fleet wants new flows.
+    #[inline(always)]
+    fn announce(&mut self, key: impl FnOnce() -> Option<FlowKey>, number: u32) {
+        if let Some(a) = self.announce {
+            match key() {
+                Some(k) if a.push(k, number) => self.counters.flows_announced += 1,
+                _ => self.counters.flows_unannounced += 1,
+            }
+        }
+    }
+
     /// The flow counts of a packet the lane finishes (`known` flow, or a new one; `moved`
     /// off a backend that is down or gone), and a new flow remembered (`found` is what the
     /// lookup said, `number` the backend).
@@ -1118,6 +1142,9 @@ impl Lane {
         };
         // From here on the lane finishes the packet.
         st.count(x, known.is_some(), moved, found, number, now, &lane.timeouts);
+        if known.is_none() && x.class != TimeoutClass::Closing {
+            st.announce(|| v4_key(buf.as_slice()), number);
+        }
         // Cannot refuse: the first pass checked that the frame holds the IP packet, the top
         // of this function that the headroom holds the block.
         let len = usize::from(outer.len);
@@ -1197,6 +1224,13 @@ impl Lane {
             }
         };
         st.count(x, known.is_some(), moved, found, number, now, &lane.timeouts);
+        if known.is_none() && x.class != TimeoutClass::Closing {
+            let key = || {
+                let (src, dst, protocol, sport, dport) = v6_tuple(buf.as_slice())?;
+                Some(FlowKey::new(src.into(), dst.into(), protocol, sport, dport))
+            };
+            st.announce(key, number);
+        }
         let block = buf.reframe::<{ BLOCK6 }>(L3, ip_len, OUTER6_LEN)?;
         *block = outer.header;
         let ip = block.get_mut(BLOCK6 - ipv6::HEADER_LEN..)?.first_chunk_mut::<8>()?;

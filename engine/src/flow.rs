@@ -132,6 +132,26 @@ impl FlowKey {
         }
     }
 
+    /// The key as 40 bytes (its five words, big-endian), as the fleet's appliances send it
+    /// to each other.
+    pub fn to_bytes(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        for (chunk, w) in out.chunks_exact_mut(8).zip(self.w) {
+            chunk.copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    /// A key from [`FlowKey::to_bytes`]; `None` when its family is neither 4 nor 6.
+    pub fn from_bytes(bytes: &[u8; 40]) -> Option<FlowKey> {
+        let mut w = [0u64; 5];
+        for (word, chunk) in w.iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = u64::from_be_bytes(chunk.try_into().ok()?);
+        }
+        let key = FlowKey { w };
+        matches!(key.family(), 4 | 6).then_some(key)
+    }
+
     /// The source address.
     pub fn src_addr(&self) -> IpAddr {
         self.addr(self.w[0], self.w[1])

@@ -21,6 +21,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod announce;
 pub mod buf;
 pub mod counters;
 pub mod encap;

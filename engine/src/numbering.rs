@@ -56,6 +56,11 @@ impl Numbering {
         self.targets.get(number as usize)
     }
 
+    /// The number `target` was given, if it was.
+    pub fn find(&self, target: &Target) -> Option<u32> {
+        self.by_target.get(target).copied()
+    }
+
     /// How many pairs were numbered.
     pub fn len(&self) -> usize {
         self.targets.len()

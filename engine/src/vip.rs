@@ -29,7 +29,7 @@ pub enum VipProtocol {
 
 impl VipProtocol {
     /// The IP protocol number (0 for any).
-    pub(crate) fn number(self) -> u8 {
+    pub fn number(self) -> u8 {
         match self {
             VipProtocol::Tcp => 6,
             VipProtocol::Udp => 17,

@@ -61,6 +61,11 @@ pub enum Command {
     /// count asked for while one with the same UDP window is under way gets that one's
     /// answer (one with another window waits for the next count).
     CountFlows(FlowQuery),
+    /// Announce every new flow to this queue from now on (`None`: stop).
+    Announce(Option<Arc<crate::announce::Announcer>>),
+    /// Remember these flows (key, pair number), which another appliance of the fleet
+    /// decided, where this worker does not know them already.
+    Adopt(Vec<(crate::flow::FlowKey, u32)>),
 }
 
 /// A worker's answer to [`Command::Update`].
@@ -414,6 +419,15 @@ impl Worker {
             Command::CountFlows(query) => {
                 self.queued.push(query);
                 self.start_scan();
+            }
+            Command::Announce(announcer) => self.pipeline.set_announcer(announcer),
+            Command::Adopt(flows) => {
+                let now = self.now();
+                let timeouts = *self.current.snapshot.idle_timeouts();
+                for (key, number) in &flows {
+                    self.pipeline.adopt(key, *number, now, &timeouts);
+                }
+                self.stats.publish(self.pipeline.counters());
             }
         }
     }

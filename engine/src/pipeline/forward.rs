@@ -62,6 +62,13 @@ impl Pipeline {
                 if !p.icmp_error && !p.closing {
                     let flow = NewFlow { check: p.check, hash: p.hash, backend: b.number, class: p.class };
                     self.remember(found == Err(Absent(true)), flow, now, &timeouts);
+                    if let Some(a) = &self.announce {
+                        if a.push(p.key, b.number) {
+                            self.counters.flows_announced += 1;
+                        } else {
+                            self.counters.flows_unannounced += 1;
+                        }
+                    }
                 }
                 (i, *b)
             }
@@ -81,7 +88,7 @@ impl Pipeline {
 
     /// Remembers a new flow; counts `flow_table_full` when it took a live flow's place.
     #[inline(always)]
-    fn remember(&mut self, absent: bool, flow: NewFlow, now: u64, timeouts: &IdleTimeouts) {
+    pub(super) fn remember(&mut self, absent: bool, flow: NewFlow, now: u64, timeouts: &IdleTimeouts) {
         if self.flows.remember(absent, flow, now, timeouts) == Inserted::Evicted {
             self.counters.flow_table_full += 1;
         }

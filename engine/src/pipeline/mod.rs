@@ -45,6 +45,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::announce::Announcer;
 use crate::buf::PacketBuf;
 use crate::express::{self, Express, LaneState};
 use crate::flow::{Absent, FlowKey, FlowTable, IdleTimeouts, Inserted, NewFlow, TimeoutClass};
@@ -186,6 +187,8 @@ pub struct Pipeline {
     /// second pass takes them out of line. (A field rather than a local: the IPv4 loop
     /// keeps its registers.)
     lane6: u64,
+    /// Where new flows are announced to the fleet (see [`crate::announce`]), if anywhere.
+    announce: Option<Arc<Announcer>>,
 }
 
 impl core::fmt::Debug for Pipeline {
@@ -241,6 +244,7 @@ impl Pipeline {
             prefetch_rings: false,
             maglev: Box::new([0; MAX_BURST]),
             lane6: 0,
+            announce: None,
         }
     }
 
@@ -380,6 +384,7 @@ impl Pipeline {
                         flows: &mut self.flows,
                         counters: &mut self.counters,
                         ip_ident: &mut self.ip_ident,
+                        announce: self.announce.as_deref(),
                     };
                     let lane = snap.lane();
                     if let Some((traffic, len)) =
@@ -473,8 +478,12 @@ impl Pipeline {
         let slot = at % MAX_BURST;
         let x = self.express[slot];
         let hash = self.maglev[slot];
-        let st =
-            LaneState { flows: &mut self.flows, counters: &mut self.counters, ip_ident: &mut self.ip_ident };
+        let st = LaneState {
+            flows: &mut self.flows,
+            counters: &mut self.counters,
+            ip_ident: &mut self.ip_ident,
+            announce: self.announce.as_deref(),
+        };
         if let Some((traffic, len)) = snap.lane().forward_v6(snap.pools(), st, now, buf, &x, hash) {
             self.count_traffic(traffic, len, at);
             self.counters.express_forwarded += 1;
@@ -484,6 +493,25 @@ impl Pipeline {
             Step::Done(v) => v,
             Step::Pending => self.forward(snap, now, buf, at),
         }
+    }
+
+    /// Announces every flow remembered anew from now on to `announcer` (`None`: to
+    /// nobody).
+    pub fn set_announcer(&mut self, announcer: Option<Arc<Announcer>>) {
+        self.announce = announcer;
+    }
+
+    /// Remembers flow `key` as going to pair `number`, as another appliance of the fleet
+    /// decided it, unless this pipeline already has the flow (its own decision stands).
+    /// Returns whether it was remembered.
+    pub fn adopt(&mut self, key: &FlowKey, number: u32, now: u64, timeouts: &IdleTimeouts) -> bool {
+        let (hash, check) = (self.flows.hash(key), self.flows.check(key));
+        let found = self.flows.lookup_absent(check, hash, now, timeouts, None);
+        let Err(Absent(absent)) = found else { return false };
+        let class = if key.protocol() == 6 { TimeoutClass::Tcp } else { TimeoutClass::Udp };
+        self.remember(absent, NewFlow { check, hash, backend: number, class }, now, timeouts);
+        self.counters.flows_adopted += 1;
+        true
     }
 
     /// Processes one packet.

@@ -1,0 +1,433 @@
+//! The flows a fleet shares (`[fleet]`), so that a flow the routers move to another
+//! appliance keeps its backend there.
+//!
+//! Routers spread flows over the appliances with ECMP and move some whenever an appliance
+//! fails or joins. With stable backends that costs nothing: every appliance's Maglev picks
+//! what the others picked. While backends are draining it does: a flow remembered on a
+//! draining backend is known only to the appliance that remembered it, and another one
+//! would pick an active backend, whose kernel resets the connection. So every appliance
+//! tells its peers of every flow it remembers anew, and they remember it too:
+//!
+//! - its workers queue each new flow ([`vipgate_engine::announce`]); the control thread
+//!   empties the queues every [`TICK`], and sends each peer the flows as records of the
+//!   flow's key and its (VIP, backend) pair by name (numbers are each appliance's own);
+//! - a peer checks the message's HMAC-SHA256 under the fleet's key and drops what fails
+//!   (counted: a forged record never redirects a flow), finds each pair in its running
+//!   tables (a pair it does not have is refused and counted), and has every worker
+//!   remember the flows it does not know already (its own decision stands);
+//! - records carry no time, so the peers' clocks do not matter; taking one twice, late or
+//!   out of order changes nothing (a flow already known keeps its backend). A message lost
+//!   leaves its flows unshared: they break only if their appliance fails before they end.
+//!
+//! An appliance that starts says hello to its peers (again after 1 and 5 s, as a hello can
+//! be lost); each answers with every flow it knows, its own and those it took from peers
+//! (at most [`KEPT`], each kept for the TCP idle timeout since it was last told), a tick's
+//! share at a time.
+//!
+//! Each message is a UDP datagram: `VGF1`, the sender's id and sequence number, its kind
+//! (flows, hello), a count, the records ([`RECORD_LEN`] bytes each), and the HMAC of all
+//! that.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use vipgate_engine::announce::Announcer;
+use vipgate_engine::flow::FlowKey;
+use vipgate_engine::maglev::BackendId;
+use vipgate_engine::numbering::Target;
+use vipgate_engine::table::VipProtocol;
+use vipgate_engine::vip::VipId;
+
+use crate::config::FleetConfig;
+use crate::engine::Engine;
+
+/// How often the queues are emptied and the socket read.
+pub const TICK: Duration = Duration::from_millis(10);
+/// New flows each worker's queue holds between two ticks.
+pub const QUEUE: usize = 1 << 16;
+/// Records a message carries at most (a message stays under 1 400 bytes).
+pub const PER_MESSAGE: usize = 16;
+/// A record: the flow's key (40 bytes), the VIP (address 16, protocol 1, port 2, whether
+/// it has one 1) and the backend (address 16, port 2, whether it has one 1).
+pub const RECORD_LEN: usize = 79;
+const MAGIC: &[u8; 4] = b"VGF1";
+/// Magic, sender, sequence number, kind, count.
+const HEADER_LEN: usize = 4 + 8 + 8 + 1 + 2;
+/// A message of flows.
+const FLOWS: u8 = 1;
+/// A peer that has just started asks for every flow the receiver knows.
+const HELLO: u8 = 2;
+/// Records sent to one peer a tick at most, when a peer that started asks for all.
+const BULK_PER_TICK: usize = 64 * PER_MESSAGE;
+/// Flows the sharing keeps (its own and its peers'), to tell a peer that starts.
+pub const KEPT: usize = 1 << 18;
+/// When a starting appliance says hello: at once, then after these.
+const HELLO_AGAIN: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
+const MAC_LEN: usize = 32;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What the fleet's sharing did, since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    /// Records sent (to each peer: a flow sent to two peers counts twice).
+    pub records_sent: u64,
+    /// Messages that could not be sent (the kernel refused them).
+    pub send_errors: u64,
+    /// Records received and handed to the workers to remember.
+    pub records_taken: u64,
+    /// Messages dropped: their HMAC did not verify under the fleet's key.
+    pub refused_forged: u64,
+    /// Messages dropped: not a message of this protocol, or cut short.
+    pub refused_malformed: u64,
+    /// Records refused: their (VIP, backend) pair is not in the running tables.
+    pub refused_unknown_pair: u64,
+}
+
+/// The sharing of one appliance: its socket, its peers, its workers' queues.
+pub struct Fleet {
+    socket: UdpSocket,
+    peers: Vec<SocketAddr>,
+    key: Vec<u8>,
+    sender: u64,
+    seq: u64,
+    announcers: Vec<Arc<Announcer>>,
+    /// Every flow known (announced here or by a peer), with when it was last told, oldest
+    /// first in `order`; at most [`KEPT`], each for `keep_for`.
+    known: std::collections::HashMap<[u8; 40], (Target, Instant)>,
+    order: std::collections::VecDeque<([u8; 40], Instant)>,
+    keep_for: Duration,
+    /// Records still to send to a peer that asked for all, a tick's share at a time.
+    bulk: Vec<(SocketAddr, Vec<(FlowKey, Target)>)>,
+    started: Instant,
+    hellos: usize,
+    /// What it did.
+    pub counts: FleetCounts,
+}
+
+impl core::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("peers", &self.peers)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random id for this process's messages.
+fn random_id() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    u64::from_ne_bytes(b) ^ u64::from(std::process::id())
+}
+
+impl Fleet {
+    /// Binds `config.listen` and has `engine`'s workers announce their new flows.
+    pub fn start(config: &FleetConfig, engine: &mut Engine) -> Result<Fleet, String> {
+        let socket =
+            UdpSocket::bind(config.listen).map_err(|e| format!("[fleet] listen {}: {e}", config.listen))?;
+        socket.set_nonblocking(true).map_err(|e| format!("[fleet] listen {}: {e}", config.listen))?;
+        let announcers = engine.announce(QUEUE);
+        log::info!("fleet: sharing new flows with {} peer(s) from {}", config.peers.len(), config.listen);
+        Ok(Fleet {
+            socket,
+            peers: config.peers.clone(),
+            key: config.key.clone(),
+            sender: random_id(),
+            seq: 0,
+            announcers,
+            known: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            keep_for: engine.config().engine.tcp_idle_timeout,
+            bulk: Vec::new(),
+            started: Instant::now(),
+            hellos: 0,
+            counts: FleetCounts::default(),
+        })
+    }
+
+    /// Keeps `key` → `target` as known now.
+    fn keep(&mut self, key: &FlowKey, target: Target) {
+        let k = key.to_bytes();
+        let now = Instant::now();
+        self.known.insert(k, (target, now));
+        self.order.push_back((k, now));
+        // The oldest go first: past their time, or past the room.
+        while let Some(&(k, at)) = self.order.front() {
+            if now.duration_since(at) < self.keep_for && self.known.len() <= KEPT {
+                break;
+            }
+            self.order.pop_front();
+            if self.known.get(&k).is_some_and(|(_, last)| *last == at) {
+                self.known.remove(&k);
+            }
+        }
+        // Entries told again leave stale ones in `order`: keep it within bounds.
+        if self.order.len() > 2 * KEPT {
+            let known = &self.known;
+            self.order.retain(|(k, at)| known.get(k).is_some_and(|(_, last)| last == at));
+        }
+    }
+
+    /// Says hello to every peer, at start and a little later (a hello can be lost).
+    fn greet(&mut self) {
+        let due = self.hellos == 0
+            || HELLO_AGAIN.get(self.hellos - 1).is_some_and(|&d| self.started.elapsed() >= d);
+        if due {
+            self.hellos += 1;
+            self.flush_to(None, HELLO, &[], 0);
+        }
+    }
+
+    /// Sends the flows announced since the last tick, and takes the peers' messages.
+    pub fn tick(&mut self, engine: &Engine) {
+        self.greet();
+        self.send(engine);
+        self.send_bulk();
+        self.receive(engine);
+    }
+
+    /// Sends a tick's share of what peers that started asked for.
+    fn send_bulk(&mut self) {
+        let mut budget = BULK_PER_TICK;
+        while budget > 0 {
+            let Some((peer, records)) = self.bulk.last_mut() else { break };
+            let peer = *peer;
+            let n = records.len().min(PER_MESSAGE).min(budget);
+            let chunk: Vec<(FlowKey, Target)> = records.drain(records.len() - n..).collect();
+            if records.is_empty() {
+                self.bulk.pop();
+            }
+            let mut body = Vec::with_capacity(n * RECORD_LEN);
+            for (k, t) in &chunk {
+                encode_record(&mut body, k, t);
+            }
+            self.flush_to(Some(peer), FLOWS, &body, n);
+            budget -= n.max(1);
+        }
+    }
+
+    fn send(&mut self, engine: &Engine) {
+        let mut records = Vec::with_capacity(PER_MESSAGE * RECORD_LEN);
+        let mut count = 0;
+        for i in 0..self.announcers.len() {
+            while let Some(a) = self.announcers[i].pop() {
+                // A pair the numbering no longer names cannot be told to the peers.
+                let Some((target, _)) = engine.target(a.number) else { continue };
+                encode_record(&mut records, &a.key, &target);
+                self.keep(&a.key, target);
+                count += 1;
+                if count == PER_MESSAGE {
+                    self.flush_to(None, FLOWS, &records, count);
+                    records.clear();
+                    count = 0;
+                }
+            }
+        }
+        if count > 0 {
+            self.flush_to(None, FLOWS, &records, count);
+        }
+    }
+
+    /// Sends a message of `kind` with `count` records to `to`, or to every peer.
+    fn flush_to(&mut self, to: Option<SocketAddr>, kind: u8, records: &[u8], count: usize) {
+        self.seq += 1;
+        let msg = seal(&self.key, self.sender, self.seq, kind, records, count);
+        let peers = match to {
+            Some(p) => vec![p],
+            None => self.peers.clone(),
+        };
+        for peer in peers {
+            match self.socket.send_to(&msg, peer) {
+                Ok(_) => self.counts.records_sent += count as u64,
+                Err(_) => self.counts.send_errors += 1,
+            }
+        }
+    }
+
+    fn receive(&mut self, engine: &Engine) {
+        let mut buf = [0u8; 2048];
+        let mut flows = Vec::new();
+        while let Ok((n, from)) = self.socket.recv_from(&mut buf) {
+            match decode(&self.key, &buf[..n]) {
+                Err(Refused::Forged) => self.counts.refused_forged += 1,
+                Err(Refused::Malformed) => self.counts.refused_malformed += 1,
+                Ok((HELLO, _)) => {
+                    // A peer that started: everything known, a tick's share at a time.
+                    let all = self.known.iter().filter_map(|(k, (t, _))| Some((FlowKey::from_bytes(k)?, *t)));
+                    let all: Vec<(FlowKey, Target)> = all.collect();
+                    log::info!("fleet: {from} started: sending it {} flow(s)", all.len());
+                    self.bulk.retain(|(p, _)| *p != from);
+                    self.bulk.push((from, all));
+                }
+                Ok((_, records)) => {
+                    for (key, target) in records {
+                        match engine.number_of(&target) {
+                            Some(number) => {
+                                flows.push((key, number));
+                                self.keep(&key, target);
+                                self.counts.records_taken += 1;
+                            }
+                            None => self.counts.refused_unknown_pair += 1,
+                        }
+                    }
+                }
+            }
+        }
+        engine.adopt(&flows);
+    }
+}
+
+/// A message: the header, `records` (`count` of them) and the HMAC of both.
+fn seal(key: &[u8], sender: u64, seq: u64, kind: u8, records: &[u8], count: usize) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(HEADER_LEN + records.len() + MAC_LEN);
+    msg.extend_from_slice(MAGIC);
+    msg.extend_from_slice(&sender.to_be_bytes());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.push(kind);
+    msg.extend_from_slice(&(count as u16).to_be_bytes());
+    msg.extend_from_slice(records);
+    let tag = mac(key, &msg);
+    msg.extend_from_slice(&tag);
+    msg
+}
+
+fn mac(key: &[u8], msg: &[u8]) -> [u8; MAC_LEN] {
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    m.update(msg);
+    m.finalize().into_bytes().into()
+}
+
+/// Why a message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Forged,
+    Malformed,
+}
+
+fn encode_addr(out: &mut Vec<u8>, a: IpAddr) {
+    let v6 = match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    out.extend_from_slice(&v6.octets());
+}
+
+fn decode_addr(b: &[u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(*b);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn encode_port(out: &mut Vec<u8>, port: Option<u16>) {
+    out.extend_from_slice(&port.unwrap_or(0).to_be_bytes());
+    out.push(u8::from(port.is_some()));
+}
+
+fn encode_record(out: &mut Vec<u8>, key: &FlowKey, t: &Target) {
+    out.extend_from_slice(&key.to_bytes());
+    encode_addr(out, t.vip.addr);
+    out.push(t.vip.protocol.number());
+    encode_port(out, t.vip.port);
+    encode_addr(out, t.backend.addr);
+    encode_port(out, t.backend.port);
+}
+
+fn decode_record(r: &[u8; RECORD_LEN]) -> Option<(FlowKey, Target)> {
+    let key = FlowKey::from_bytes(r[..40].try_into().ok()?)?;
+    let port = |at: usize| (r[at + 2] != 0).then(|| u16::from_be_bytes([r[at], r[at + 1]]));
+    let protocol = match r[56] {
+        0 => VipProtocol::Any,
+        6 => VipProtocol::Tcp,
+        17 => VipProtocol::Udp,
+        _ => return None,
+    };
+    let vip = VipId { addr: decode_addr(r[40..56].try_into().ok()?), protocol, port: port(57) };
+    let backend = BackendId { addr: decode_addr(r[60..76].try_into().ok()?), port: port(76) };
+    Some((key, Target { vip, backend }))
+}
+
+/// A message's kind and records.
+fn decode(key: &[u8], msg: &[u8]) -> Result<(u8, Vec<(FlowKey, Target)>), Refused> {
+    if msg.len() < HEADER_LEN + MAC_LEN || &msg[..4] != MAGIC {
+        return Err(Refused::Malformed);
+    }
+    let (body, tag) = msg.split_at(msg.len() - MAC_LEN);
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    m.update(body);
+    m.verify_slice(tag).map_err(|_| Refused::Forged)?;
+    let kind = body[20];
+    let count = usize::from(u16::from_be_bytes([body[21], body[22]]));
+    let records = &body[HEADER_LEN..];
+    if !matches!(kind, FLOWS | HELLO) || records.len() != count * RECORD_LEN {
+        return Err(Refused::Malformed);
+    }
+    let records = records
+        .chunks_exact(RECORD_LEN)
+        .map(|r| r.try_into().ok().and_then(decode_record).ok_or(Refused::Malformed))
+        .collect::<Result<_, _>>()?;
+    Ok((kind, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            vip: VipId { addr: "203.0.113.10".parse().unwrap(), protocol: VipProtocol::Tcp, port: Some(7) },
+            backend: BackendId { addr: "2001:db8:b::40".parse().unwrap(), port: None },
+        }
+    }
+
+    fn message(key: &[u8], records: &[(FlowKey, Target)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (k, t) in records {
+            encode_record(&mut body, k, t);
+        }
+        seal(key, 7, 1, FLOWS, &body, records.len())
+    }
+
+    #[test]
+    fn records_go_through_a_message_and_back() {
+        let key = [7u8; 32];
+        let flows = [
+            (
+                FlowKey::new("198.51.100.2".parse().unwrap(), "203.0.113.10".parse().unwrap(), 6, 40000, 7),
+                target(),
+            ),
+            (
+                FlowKey::new("2001:db8:c::2".parse().unwrap(), "2001:db8:ab::10".parse().unwrap(), 17, 5, 53),
+                Target { vip: VipId { port: None, protocol: VipProtocol::Any, ..target().vip }, ..target() },
+            ),
+        ];
+        let msg = message(&key, &flows);
+        assert_eq!(msg.len(), HEADER_LEN + 2 * RECORD_LEN + MAC_LEN);
+        assert_eq!(decode(&key, &msg), Ok((FLOWS, flows.to_vec())));
+        assert_eq!(decode(&key, &seal(&key, 7, 2, HELLO, &[], 0)), Ok((HELLO, Vec::new())));
+    }
+
+    #[test]
+    fn a_message_under_another_key_or_changed_or_cut_is_refused() {
+        let key = [7u8; 32];
+        let flows = [(
+            FlowKey::new("198.51.100.2".parse().unwrap(), "203.0.113.10".parse().unwrap(), 6, 40000, 7),
+            target(),
+        )];
+        let msg = message(&key, &flows);
+        assert_eq!(decode(&[8u8; 32], &msg), Err(Refused::Forged));
+        let mut changed = msg.clone();
+        changed[HEADER_LEN + 60] ^= 1; // the backend's address
+        assert_eq!(decode(&key, &changed), Err(Refused::Forged));
+        assert_eq!(decode(&key, &msg[..msg.len() - 1]), Err(Refused::Forged));
+        assert_eq!(decode(&key, b"VGF1"), Err(Refused::Malformed));
+        assert_eq!(decode(&key, &[0u8; 200]), Err(Refused::Malformed));
+    }
+}
