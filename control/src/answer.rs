@@ -300,6 +300,9 @@ pub struct StatusAnswer {
     /// Health probes that started late (the appliance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_probes_late: Option<u64>,
+    /// What the fleet's sharing of flows did, with `[fleet]` (the appliance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetCounts>,
 }
 
 impl StatusAnswer {

@@ -436,6 +436,7 @@ fn control_loop(
                         port_idle_s: quiet.idle().map(|d| d.as_secs()),
                         bgp: fleet.status(engine),
                         health_probes_late: Some(health.late.load(Ordering::Relaxed)),
+                        fleet: sharing.as_ref().map(|s| s.counts),
                         ..ctl::status(engine, Some(&health.state))
                     }),
                     request => ctl::handle(engine, Some(&health.state), request),

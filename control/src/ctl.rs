@@ -244,6 +244,7 @@ pub fn status(engine: &Engine, health: Option<&crate::health::HealthState>) -> S
         port_idle_s: None,
         bgp: None,
         health_probes_late: None,
+        fleet: None,
     }
 }
 

@@ -15,17 +15,19 @@
 //!   (counted: a forged record never redirects a flow), finds each pair in its running
 //!   tables (a pair it does not have is refused and counted), and has every worker
 //!   remember the flows it does not know already (its own decision stands);
+//! - a peer acknowledges each message of flows; one not acknowledged within
+//!   [`RETRY_AFTER`] is sent again, [`TRIES`] times at most (then given up, and counted);
 //! - records carry no time, so the peers' clocks do not matter; taking one twice, late or
-//!   out of order changes nothing (a flow already known keeps its backend). A message lost
-//!   leaves its flows unshared: they break only if their appliance fails before they end.
+//!   out of order changes nothing (a flow already known keeps its backend).
 //!
 //! An appliance that starts says hello to its peers (again after 1 and 5 s, as a hello can
 //! be lost); each answers with every flow it knows, its own and those it took from peers
 //! (at most [`KEPT`], each kept for the TCP idle timeout since it was last told), a tick's
 //! share at a time.
 //!
-//! Each message is a UDP datagram: `VGF1`, the sender's id and sequence number, its kind
-//! (flows, hello), a count, the records ([`RECORD_LEN`] bytes each), and the HMAC of all
+//! Each message is a UDP datagram: `VGF1`, the sender's id and sequence number (an
+//! acknowledgement carries the one it acknowledges), its kind (flows, hello,
+//! acknowledgement), a count, the records ([`RECORD_LEN`] bytes each), and the HMAC of all
 //! that.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -60,6 +62,14 @@ const HEADER_LEN: usize = 4 + 8 + 8 + 1 + 2;
 const FLOWS: u8 = 1;
 /// A peer that has just started asks for every flow the receiver knows.
 const HELLO: u8 = 2;
+/// A peer took the message of flows whose sequence number this one carries.
+const ACK: u8 = 3;
+/// A message of flows not acknowledged within this is sent again ...
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+/// ... this many times at most.
+const TRIES: u32 = 10;
+/// Messages awaiting their acknowledgement, at most (the oldest are given up beyond).
+const UNACKED: usize = 1 << 14;
 /// Records sent to one peer a tick at most, when a peer that started asks for all.
 const BULK_PER_TICK: usize = 64 * PER_MESSAGE;
 /// Flows the sharing keeps (its own and its peers'), to tell a peer that starts.
@@ -70,8 +80,8 @@ const MAC_LEN: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// What the fleet's sharing did, since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the fleet's sharing did, since start (`ctl status`, metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FleetCounts {
     /// Records sent (to each peer: a flow sent to two peers counts twice).
     pub records_sent: u64,
@@ -85,6 +95,19 @@ pub struct FleetCounts {
     pub refused_malformed: u64,
     /// Records refused: their (VIP, backend) pair is not in the running tables.
     pub refused_unknown_pair: u64,
+    /// Messages sent again, unacknowledged.
+    pub resent: u64,
+    /// Records given up: their message was never acknowledged.
+    pub records_given_up: u64,
+}
+
+/// A message of flows sent to a peer and not acknowledged yet.
+#[derive(Debug)]
+struct Unacked {
+    msg: Vec<u8>,
+    records: usize,
+    sent: Instant,
+    tries: u32,
 }
 
 /// The sharing of one appliance: its socket, its peers, its workers' queues.
@@ -104,6 +127,8 @@ pub struct Fleet {
     bulk: Vec<(SocketAddr, Vec<(FlowKey, Target)>)>,
     started: Instant,
     hellos: usize,
+    /// Messages of flows awaiting their acknowledgement, by peer and sequence number.
+    unacked: std::collections::BTreeMap<(SocketAddr, u64), Unacked>,
     /// What it did.
     pub counts: FleetCounts,
 }
@@ -147,6 +172,7 @@ impl Fleet {
             bulk: Vec::new(),
             started: Instant::now(),
             hellos: 0,
+            unacked: std::collections::BTreeMap::new(),
             counts: FleetCounts::default(),
         })
     }
@@ -190,6 +216,32 @@ impl Fleet {
         self.send(engine);
         self.send_bulk();
         self.receive(engine);
+        self.resend();
+    }
+
+    /// Sends again what was not acknowledged in time; gives up after [`TRIES`].
+    fn resend(&mut self) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (&(peer, seq), u) in self.unacked.iter_mut() {
+            if now.duration_since(u.sent) < RETRY_AFTER {
+                continue;
+            }
+            if u.tries >= TRIES {
+                gone.push((peer, seq));
+                self.counts.records_given_up += u.records as u64;
+                continue;
+            }
+            u.tries += 1;
+            u.sent = now;
+            self.counts.resent += 1;
+            if self.socket.send_to(&u.msg, peer).is_err() {
+                self.counts.send_errors += 1;
+            }
+        }
+        for k in gone {
+            self.unacked.remove(&k);
+        }
     }
 
     /// Sends a tick's share of what peers that started asked for.
@@ -247,6 +299,16 @@ impl Fleet {
                 Ok(_) => self.counts.records_sent += count as u64,
                 Err(_) => self.counts.send_errors += 1,
             }
+            if kind == FLOWS {
+                // Kept until the peer acknowledges it (sent again meanwhile), within bounds.
+                if self.unacked.len() >= UNACKED {
+                    if let Some((_, u)) = self.unacked.pop_first() {
+                        self.counts.records_given_up += u.records as u64;
+                    }
+                }
+                let u = Unacked { msg: msg.clone(), records: count, sent: Instant::now(), tries: 1 };
+                self.unacked.insert((peer, self.seq), u);
+            }
         }
     }
 
@@ -257,6 +319,10 @@ impl Fleet {
             match decode(&self.key, &buf[..n]) {
                 Err(Refused::Forged) => self.counts.refused_forged += 1,
                 Err(Refused::Malformed) => self.counts.refused_malformed += 1,
+                Ok((ACK, _)) => {
+                    let seq = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
+                    self.unacked.remove(&(from, seq));
+                }
                 Ok((HELLO, _)) => {
                     // A peer that started: everything known, a tick's share at a time.
                     let all = self.known.iter().filter_map(|(k, (t, _))| Some((FlowKey::from_bytes(k)?, *t)));
@@ -266,6 +332,12 @@ impl Fleet {
                     self.bulk.push((from, all));
                 }
                 Ok((_, records)) => {
+                    // Acknowledged by its own sequence number, whatever its records hold.
+                    let seq = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
+                    let ack = seal(&self.key, self.sender, seq, ACK, &[], 0);
+                    if self.socket.send_to(&ack, from).is_err() {
+                        self.counts.send_errors += 1;
+                    }
                     for (key, target) in records {
                         match engine.number_of(&target) {
                             Some(number) => {
@@ -366,7 +438,7 @@ fn decode(key: &[u8], msg: &[u8]) -> Result<(u8, Vec<(FlowKey, Target)>), Refuse
     let kind = body[20];
     let count = usize::from(u16::from_be_bytes([body[21], body[22]]));
     let records = &body[HEADER_LEN..];
-    if !matches!(kind, FLOWS | HELLO) || records.len() != count * RECORD_LEN {
+    if !matches!(kind, FLOWS | HELLO | ACK) || records.len() != count * RECORD_LEN {
         return Err(Refused::Malformed);
     }
     let records = records

@@ -86,6 +86,18 @@ pub fn render_fleet(c: &crate::fleet::FleetCounts) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP vipgate_fleet_resent_total Messages of flows sent again, unacknowledged.\n\
+         # TYPE vipgate_fleet_resent_total counter\nvipgate_fleet_resent_total {}",
+        c.resent
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vipgate_fleet_records_given_up_total Flow records whose message no peer acknowledged after every try: those flows break if their appliance fails.\n\
+         # TYPE vipgate_fleet_records_given_up_total counter\nvipgate_fleet_records_given_up_total {}",
+        c.records_given_up
+    );
+    let _ = writeln!(
+        out,
         "# HELP vipgate_fleet_send_errors_total Messages to peers the kernel refused to send.\n\
          # TYPE vipgate_fleet_send_errors_total counter\nvipgate_fleet_send_errors_total {}",
         c.send_errors

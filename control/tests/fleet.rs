@@ -143,8 +143,16 @@ impl Fleet {
         d
     }
 
-    /// Writes appliance `i`'s config with `backends` (TOML entries of the VIP's list).
+    /// Writes appliance `i`'s config with `backends` (TOML entries of the VIP's list), its
+    /// peers the other appliances.
     fn config(&self, i: usize, backends: &str) -> PathBuf {
+        let peers: Vec<String> =
+            (1..=3).filter(|&p| p != i).map(|p| format!("{}:7946", appliance_addr(p))).collect();
+        self.config_with(i, backends, &peers)
+    }
+
+    /// [`Fleet::config`] with other `peers` (`ADDRESS:PORT`).
+    fn config_with(&self, i: usize, backends: &str, peers: &[String]) -> PathBuf {
         let home = self.home(i);
         let text = format!(
             "[engine]\nworkers = 1\nhash_seed = 11\nidle_polls_before_sleep = 16\n\n\
@@ -156,7 +164,7 @@ impl Fleet {
              [control]\nsocket = \"{home}/ctl.sock\"\nstate = \"{home}/state.json\"\n\n\
              [bgp]\nroutes_dir = \"{home}/routes\"\nbird_socket = \"{home}/speaker.ctl\"\n\n\
              [fleet]\nlisten = \"{addr}:7946\"\npeers = [{peers}]\nkey = \"{FLEET_KEY}\"\n",
-            peers = (1..=3).filter(|&p| p != i).map(|p| format!("\"{}:7946\"", appliance_addr(p))).collect::<Vec<_>>().join(", "),
+            peers = peers.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "),
             addr = appliance_addr(i),
             mac = appliance_mac(i),
             home = home.display(),
@@ -362,4 +370,94 @@ fn an_appliance_killed_and_one_added_mid_migration_lose_no_connection() {
     let _ = (b2, b3);
     a2.finish();
     a3.finish();
+}
+
+/// The fleet's counts in `ctl status`.
+fn app_fleet(app: &Appliance) -> Value {
+    app.json(&["status"])["fleet"].clone()
+}
+
+/// A lossy relay (`support/lossy_relay.py`) in the router's namespace from `listen` to
+/// `to`: 30% of the datagrams lost, 30% sent twice, each held up to 50 ms.
+fn relay(fleet: &Fleet, listen: &str, to: &str, seed: u32) -> Kill {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lossy_relay.py");
+    let mut child = fleet
+        .router
+        .cmd(&["python3", script.to_str().unwrap(), "--listen", listen, "--to", to])
+        .args(["--loss", "0.3", "--repeat", "0.3", "--delay", "0.05", "--seed", &seed.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    Kill(child)
+}
+
+/// The appliances talk through relays that lose, repeat and delay their messages; an
+/// appliance killed mid-migration still breaks no connection, and a forged message is
+/// refused.
+#[test]
+fn the_fleet_shares_its_flows_through_lost_repeated_and_late_messages() {
+    needs_root!();
+    let mut fleet = Fleet::new("fl");
+    let entry = |j: usize, state: &str| format!("  {{ address = \"{}\"{state} }},\n", backend_addr(j));
+    let before: String = (1..=2).map(|j| entry(j, "")).collect();
+    let during: String =
+        (1..=2).map(|j| entry(j, ", state = \"draining\"")).chain((3..=4).map(|j| entry(j, ""))).collect();
+    // Appliance 1 reaches 2 through 192.0.2.1:7912, and 2 reaches 1 through :7921.
+    let relays = [
+        relay(&fleet, "192.0.2.1:7912", &format!("{}:7946", appliance_addr(2)), 1),
+        relay(&fleet, "192.0.2.1:7921", &format!("{}:7946", appliance_addr(1)), 2),
+    ];
+    let c1 = fleet.config_with(1, &before, &["192.0.2.1:7912".to_string()]);
+    let c2 = fleet.config_with(2, &before, &["192.0.2.1:7921".to_string()]);
+    let (a1, b1) = fleet.start(1, &c1);
+    let (a2, b2) = fleet.start(2, &c2);
+    wait_for("a multipath route over both appliances", 30, || {
+        let r = fleet.route();
+        r.contains("via 192.0.2.2") && r.contains("via 192.0.2.3")
+    });
+    let run = fleet.dir.join("client");
+    std::fs::create_dir_all(&run).unwrap();
+    let child = client(&fleet, &run, 150, 0);
+    wait_for("150 connections open", 60, || run.join("first-open").exists());
+    for (app, i, peer) in [(&a1, 1, "192.0.2.1:7912"), (&a2, 2, "192.0.2.1:7921")] {
+        fleet.config_with(i, &during, &[peer.to_string()]);
+        let r = app.json(&["reload"]);
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    // Every record through: each appliance's flows adopted by the other, resent as lost.
+    let adopted = |app: &Appliance| app.json(&["stats"])["counters"]["flows_adopted"].as_u64().unwrap();
+    let announced = |app: &Appliance| app.json(&["stats"])["counters"]["flows_announced"].as_u64().unwrap();
+    wait_for("every flow adopted by the other appliance", 30, || {
+        adopted(&a2) >= announced(&a1) && adopted(&a1) >= announced(&a2)
+    });
+
+    // A forged message (another key) to appliance 2: refused, counted, nothing adopted.
+    let before_forged = adopted(&a2);
+    let (ok, out) = fleet.client.sh(&format!(
+        "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.sendto(b'VGF1' + bytes(19) + bytes(32), ('{}', 7946))\"",
+        appliance_addr(2)
+    ));
+    assert!(ok, "{out}");
+    wait_for("the forged message refused", 10, || app_fleet(&a2)["refused_forged"].as_u64() >= Some(1));
+    let fleet2 = app_fleet(&a2);
+    assert!(fleet2["records_taken"].as_u64().unwrap() >= 150 / 2, "{fleet2}");
+    // The relays lost messages, which were sent again.
+    let resent = |app: &Appliance| app_fleet(app)["resent"].as_u64().unwrap();
+    assert!(resent(&a1) + resent(&a2) > 0, "{fleet2}");
+    kill(a1, b1);
+    wait_for("the router to drop the killed appliance", 30, || !fleet.route().contains("via 192.0.2.2"));
+    std::thread::sleep(Duration::from_secs(3));
+    let report = report(child, &run);
+    eprintln!("fleet through lossy relays: {report}");
+    assert_eq!(report["first"]["broken"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(adopted(&a2), before_forged, "the forged message adopted nothing");
+    drop(relays);
+    let _ = b2;
+    a2.finish();
 }
