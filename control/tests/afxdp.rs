@@ -16,7 +16,7 @@ use serde_json::Value;
 
 mod support;
 use support::{
-    all_answered, ask, attach_generic, birdc, compile_bpf, echo, example_config, fresh_dir, is_root,
+    all_answered, ask, attach_generic, birdc, compile_bpf, echo, example_config, fresh_dir, is_root, python,
     tunnelled, veth, wait_for, Appliance, Bird, Netns,
 };
 
@@ -192,17 +192,14 @@ fn a_kernel_client_reaches_the_vips_while_the_kernel_keeps_its_own_traffic() {
     // The filter's map changes without losing a frame: 2 000 packets to a VIP while six
     // reloads take the added subnet out and put it back; vipgate forwards every one.
     let forwarded = counter(&app, "forwarded");
-    let mut sender = bed
-        .client
-        .cmd(&[
-            "python3",
-            "-c",
-            "import socket, time\n\
-             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-             for i in range(2000):\n    s.sendto(b'during', ('203.0.113.10', 8000))\n    time.sleep(0.001)\n",
-        ])
-        .spawn()
-        .unwrap();
+    let mut sender = python(
+        &bed.client,
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for i in range(2000):\n    s.sendto(b'during', ('203.0.113.10', 8000))\n    time.sleep(0.001)\n",
+    )
+    .spawn()
+    .unwrap();
     for round in 0..6 {
         afxdp_config(&dir, if round % 2 == 0 { "" } else { more });
         let reload = app.json(&["reload", "--allow-removals"]);
@@ -472,19 +469,16 @@ fn every_tunnel_carries_tcp_and_udp_to_a_decapsulating_backend_while_bgp_stays_u
 /// Sends `frames` as they are from the client's `c0` (a raw packet socket).
 fn send_frames(bed: &Bed, frames: &[Vec<u8>]) {
     let hex: Vec<String> = frames.iter().map(|f| f.iter().map(|b| format!("{b:02x}")).collect()).collect();
-    let out = bed
-        .client
-        .cmd(&[
-            "python3",
-            "-c",
-            "import socket, sys\n\
-             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
-             s.bind(('c0', 0))\n\
-             for h in sys.argv[1:]:\n    s.send(bytes.fromhex(h))\n",
-        ])
-        .args(&hex)
-        .output()
-        .unwrap();
+    let out = python(
+        &bed.client,
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('c0', 0))\n\
+         for h in sys.argv[1:]:\n    s.send(bytes.fromhex(h))\n",
+    )
+    .args(&hex)
+    .output()
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -23,7 +23,8 @@ use serde_json::Value;
 
 mod support;
 use support::{
-    attach_generic, compile_bpf, echo, fresh_dir, is_root, veth, wait_for, Appliance, Bird, Kill, Netns,
+    attach_generic, compile_bpf, echo, fresh_dir, is_root, ready, veth, wait_for, Appliance, Bird, Kill,
+    Netns,
 };
 
 macro_rules! needs_root {
@@ -240,6 +241,36 @@ fn client(fleet: &Fleet, dir: &Path, first: usize, second: usize) -> std::proces
         .unwrap()
 }
 
+/// The VIP's backends before a migration (1 and 2) and during it (1 and 2 draining, 3
+/// and 4 taking new flows), as TOML entries.
+fn migration() -> (String, String) {
+    let entry = |j: usize, state: &str| format!("  {{ address = \"{}\"{state} }},\n", backend_addr(j));
+    let before = (1..=2).map(|j| entry(j, "")).collect();
+    let during =
+        (1..=2).map(|j| entry(j, ", state = \"draining\"")).chain((3..=4).map(|j| entry(j, ""))).collect();
+    (before, during)
+}
+
+impl Fleet {
+    /// Starts appliances 1 and 2 on their configs, and waits for the router's route to go
+    /// through both.
+    fn start_two(&mut self, c1: &Path, c2: &Path) -> [(Appliance, Bird); 2] {
+        let both = [self.start(1, c1), self.start(2, c2)];
+        wait_for("a multipath route over both appliances", 30, || {
+            let r = self.route();
+            r.contains("via 192.0.2.2") && r.contains("via 192.0.2.3")
+        });
+        both
+    }
+
+    /// A directory for the client's control files.
+    fn run_dir(&self) -> PathBuf {
+        let run = self.dir.join("client");
+        std::fs::create_dir_all(&run).unwrap();
+        run
+    }
+}
+
 /// Stops the client and returns its report.
 fn report(mut child: std::process::Child, dir: &Path) -> Value {
     std::fs::write(dir.join("stop"), "").unwrap();
@@ -267,14 +298,8 @@ fn an_appliance_killed_loses_no_connection_while_the_backends_stay() {
     let backends =
         format!("  {{ address = \"{}\" }},\n  {{ address = \"{}\" }},\n", backend_addr(1), backend_addr(2));
     let (c1, c2) = (fleet.config(1, &backends), fleet.config(2, &backends));
-    let (a1, b1) = fleet.start(1, &c1);
-    let (a2, b2) = fleet.start(2, &c2);
-    wait_for("a multipath route over both appliances", 30, || {
-        let r = fleet.route();
-        r.contains("via 192.0.2.2") && r.contains("via 192.0.2.3")
-    });
-    let run = fleet.dir.join("client");
-    std::fs::create_dir_all(&run).unwrap();
+    let [(a1, b1), (a2, b2)] = fleet.start_two(&c1, &c2);
+    let run = fleet.run_dir();
     let child = client(&fleet, &run, 200, 0);
     wait_for("200 connections open", 60, || run.join("first-open").exists());
     // Both appliances carry some of them.
@@ -309,19 +334,10 @@ fn an_appliance_killed_loses_no_connection_while_the_backends_stay() {
 fn an_appliance_killed_and_one_added_mid_migration_lose_no_connection() {
     needs_root!();
     let mut fleet = Fleet::new("fm");
-    let entry = |j: usize, state: &str| format!("  {{ address = \"{}\"{state} }},\n", backend_addr(j));
-    let before: String = (1..=2).map(|j| entry(j, "")).collect();
-    let during: String =
-        (1..=2).map(|j| entry(j, ", state = \"draining\"")).chain((3..=4).map(|j| entry(j, ""))).collect();
+    let (before, during) = migration();
     let (c1, c2) = (fleet.config(1, &before), fleet.config(2, &before));
-    let (a1, b1) = fleet.start(1, &c1);
-    let (a2, b2) = fleet.start(2, &c2);
-    wait_for("a multipath route over both appliances", 30, || {
-        let r = fleet.route();
-        r.contains("via 192.0.2.2") && r.contains("via 192.0.2.3")
-    });
-    let run = fleet.dir.join("client");
-    std::fs::create_dir_all(&run).unwrap();
+    let [(a1, b1), (a2, b2)] = fleet.start_two(&c1, &c2);
+    let run = fleet.run_dir();
     let child = client(&fleet, &run, 150, 150);
     wait_for("the first 150 connections open", 60, || run.join("first-open").exists());
 
@@ -381,19 +397,9 @@ fn app_fleet(app: &Appliance) -> Value {
 /// `to`: 30% of the datagrams lost, 30% sent twice, each held up to 50 ms.
 fn relay(fleet: &Fleet, listen: &str, to: &str, seed: u32) -> Kill {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lossy_relay.py");
-    let mut child = fleet
-        .router
-        .cmd(&["python3", script.to_str().unwrap(), "--listen", listen, "--to", to])
-        .args(["--loss", "0.3", "--repeat", "0.3", "--delay", "0.05", "--seed", &seed.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    Kill(child)
+    let mut cmd = fleet.router.cmd(&["python3", script.to_str().unwrap(), "--listen", listen, "--to", to]);
+    cmd.args(["--loss", "0.3", "--repeat", "0.3", "--delay", "0.05", "--seed", &seed.to_string()]);
+    ready(cmd)
 }
 
 /// The appliances talk through relays that lose, repeat and delay their messages; an
@@ -403,10 +409,7 @@ fn relay(fleet: &Fleet, listen: &str, to: &str, seed: u32) -> Kill {
 fn the_fleet_shares_its_flows_through_lost_repeated_and_late_messages() {
     needs_root!();
     let mut fleet = Fleet::new("fl");
-    let entry = |j: usize, state: &str| format!("  {{ address = \"{}\"{state} }},\n", backend_addr(j));
-    let before: String = (1..=2).map(|j| entry(j, "")).collect();
-    let during: String =
-        (1..=2).map(|j| entry(j, ", state = \"draining\"")).chain((3..=4).map(|j| entry(j, ""))).collect();
+    let (before, during) = migration();
     // Appliance 1 reaches 2 through 192.0.2.1:7912, and 2 reaches 1 through :7921.
     let relays = [
         relay(&fleet, "192.0.2.1:7912", &format!("{}:7946", appliance_addr(2)), 1),
@@ -414,14 +417,8 @@ fn the_fleet_shares_its_flows_through_lost_repeated_and_late_messages() {
     ];
     let c1 = fleet.config_with(1, &before, &["192.0.2.1:7912".to_string()]);
     let c2 = fleet.config_with(2, &before, &["192.0.2.1:7921".to_string()]);
-    let (a1, b1) = fleet.start(1, &c1);
-    let (a2, b2) = fleet.start(2, &c2);
-    wait_for("a multipath route over both appliances", 30, || {
-        let r = fleet.route();
-        r.contains("via 192.0.2.2") && r.contains("via 192.0.2.3")
-    });
-    let run = fleet.dir.join("client");
-    std::fs::create_dir_all(&run).unwrap();
+    let [(a1, b1), (a2, b2)] = fleet.start_two(&c1, &c2);
+    let run = fleet.run_dir();
     let child = client(&fleet, &run, 150, 0);
     wait_for("150 connections open", 60, || run.join("first-open").exists());
     for (app, i, peer) in [(&a1, 1, "192.0.2.1:7912"), (&a2, 2, "192.0.2.1:7921")] {

@@ -24,9 +24,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--listen", required=True)
     ap.add_argument("--to", required=True)
-    ap.add_argument("--loss", type=float, default=0.0)
-    ap.add_argument("--repeat", type=float, default=0.0)
-    ap.add_argument("--delay", type=float, default=0.0)
+    for share in ("--loss", "--repeat", "--delay"):
+        ap.add_argument(share, type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     rng = random.Random(a.seed)

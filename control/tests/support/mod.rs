@@ -598,21 +598,27 @@ pub fn compile_bpf(dir: &Path, src: &Path) -> PathBuf {
     object
 }
 
-/// An echo service (TCP and UDP, `support/echo.py`) on `port` of `addresses`, in `ns`.
-pub fn echo(ns: &Netns, port: u16, addresses: &[&str]) -> Kill {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
-    let mut child = ns
-        .cmd(&["python3", script.to_str().unwrap(), "serve", &port.to_string()])
-        .args(addresses)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// `python3 -c CODE` in `ns`.
+pub fn python(ns: &Netns, code: &str) -> Command {
+    ns.cmd(&["python3", "-c", code])
+}
+
+/// Starts `cmd`, a helper that prints "ready" once it serves, and waits for that line.
+pub fn ready(mut cmd: Command) -> Kill {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
         .unwrap();
-    assert_eq!(line.trim(), "ready", "the echo service in {} started", ns.0);
+    assert_eq!(line.trim(), "ready", "{cmd:?} started");
     Kill(child)
+}
+
+/// An echo service (TCP and UDP, `support/echo.py`) on `port` of `addresses`, in `ns`.
+pub fn echo(ns: &Netns, port: u16, addresses: &[&str]) -> Kill {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/echo.py");
+    let mut cmd = ns.cmd(&["python3", script.to_str().unwrap(), "serve", &port.to_string()]);
+    cmd.args(addresses);
+    ready(cmd)
 }
 
 /// One TCP and one UDP exchange with each of `addresses` on `port`, from `ns`.
