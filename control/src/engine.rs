@@ -1090,6 +1090,30 @@ impl Engine {
         }
     }
 
+    /// Which of `keys` some worker has live (seen within the idle timeout); a worker that
+    /// does not answer within `timeout` counts as having none of them.
+    pub fn alive(&self, keys: &[vipgate_engine::flow::FlowKey], timeout: Duration) -> Vec<bool> {
+        let mut live = vec![false; keys.len()];
+        let replies: Vec<_> = self
+            .workers
+            .iter()
+            .map(|w| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let _ = w.commands.send(Command::Alive(keys.to_vec(), tx));
+                rx
+            })
+            .collect();
+        let deadline = Instant::now() + timeout;
+        for rx in replies {
+            if let Ok(answer) = rx.recv_deadline(deadline) {
+                for (l, a) in live.iter_mut().zip(answer) {
+                    *l |= a;
+                }
+            }
+        }
+        live
+    }
+
     /// Stops every worker, waits for them, and returns the final counters.
     pub fn stop(mut self) -> (Stats, Vec<Counters>) {
         self.stop.store(true, Ordering::Relaxed);

@@ -18,7 +18,11 @@
 //! - a peer acknowledges each message of flows; one not acknowledged within
 //!   [`RETRY_AFTER`] is sent again, [`TRIES`] times at most (then given up, and counted);
 //! - records carry no time, so the peers' clocks do not matter; taking one twice, late or
-//!   out of order changes nothing (a flow already known keeps its backend).
+//!   out of order changes nothing (a flow already known keeps its backend; a record of
+//!   the same decision keeps the entry alive, as a packet would);
+//! - the appliance that announced a flow tells it again every third of the TCP idle
+//!   timeout while a worker there has it live, so that the peers' copies do not expire
+//!   meanwhile; one that no worker has live any more is forgotten.
 //!
 //! An appliance that starts says hello to its peers (again after 1 and 5 s, as a hello can
 //! be lost); each answers with every flow it knows, its own and those it took from peers
@@ -74,6 +78,13 @@ const UNACKED: usize = 1 << 14;
 const BULK_PER_TICK: usize = 64 * PER_MESSAGE;
 /// Flows the sharing keeps (its own and its peers'), to tell a peer that starts.
 pub const KEPT: usize = 1 << 18;
+/// How often the flows known are looked at: those not told for a third of the TCP idle
+/// timeout are told again if a worker here has them live, and forgotten if none has.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// Flows looked at in one go, at most.
+const REFRESH_BATCH: usize = 4096;
+/// How long the workers have to say which flows they have live.
+const ALIVE_TIMEOUT: Duration = Duration::from_millis(100);
 /// When a starting appliance says hello: at once, then after these.
 const HELLO_AGAIN: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
 const MAC_LEN: usize = 32;
@@ -97,6 +108,8 @@ pub struct FleetCounts {
     pub refused_unknown_pair: u64,
     /// Messages sent again, unacknowledged.
     pub resent: u64,
+    /// Records told again because the flow is still live here.
+    pub refreshed: u64,
     /// Records given up: their message was never acknowledged.
     pub records_given_up: u64,
 }
@@ -118,15 +131,17 @@ pub struct Fleet {
     sender: u64,
     seq: u64,
     announcers: Vec<Arc<Announcer>>,
-    /// Every flow known (announced here or by a peer), with when it was last told, oldest
-    /// first in `order`; at most [`KEPT`], each for `keep_for`.
-    known: std::collections::HashMap<[u8; 40], (Target, Instant)>,
+    /// Every flow known (announced here or by a peer), with when it was last told and
+    /// whether it was announced here, oldest first in `order`; at most [`KEPT`], each for
+    /// `keep_for`.
+    known: std::collections::HashMap<[u8; 40], (Target, Instant, bool)>,
     order: std::collections::VecDeque<([u8; 40], Instant)>,
     keep_for: Duration,
     /// Records still to send to a peer that asked for all, a tick's share at a time.
     bulk: Vec<(SocketAddr, Vec<(FlowKey, Target)>)>,
     started: Instant,
     hellos: usize,
+    refreshed: Instant,
     /// Messages of flows awaiting their acknowledgement, by peer and sequence number.
     unacked: std::collections::BTreeMap<(SocketAddr, u64), Unacked>,
     /// What it did.
@@ -172,16 +187,19 @@ impl Fleet {
             bulk: Vec::new(),
             started: Instant::now(),
             hellos: 0,
+            refreshed: Instant::now(),
             unacked: std::collections::BTreeMap::new(),
             counts: FleetCounts::default(),
         })
     }
 
-    /// Keeps `key` → `target` as known now.
-    fn keep(&mut self, key: &FlowKey, target: Target) {
+    /// Keeps `key` → `target` as known now (`own`: announced here; a flow announced here
+    /// stays so).
+    fn keep(&mut self, key: &FlowKey, target: Target, own: bool) {
         let k = key.to_bytes();
         let now = Instant::now();
-        self.known.insert(k, (target, now));
+        let own = own || self.known.get(&k).is_some_and(|(_, _, o)| *o);
+        self.known.insert(k, (target, now, own));
         self.order.push_back((k, now));
         // The oldest go first: past their time, or past the room.
         while let Some(&(k, at)) = self.order.front() {
@@ -189,14 +207,14 @@ impl Fleet {
                 break;
             }
             self.order.pop_front();
-            if self.known.get(&k).is_some_and(|(_, last)| *last == at) {
+            if self.known.get(&k).is_some_and(|(_, last, _)| *last == at) {
                 self.known.remove(&k);
             }
         }
         // Entries told again leave stale ones in `order`: keep it within bounds.
         if self.order.len() > 2 * KEPT {
             let known = &self.known;
-            self.order.retain(|(k, at)| known.get(k).is_some_and(|(_, last)| last == at));
+            self.order.retain(|(k, at)| known.get(k).is_some_and(|(_, last, _)| last == at));
         }
     }
 
@@ -217,6 +235,53 @@ impl Fleet {
         self.send_bulk();
         self.receive(engine);
         self.resend();
+        self.refresh(engine);
+    }
+
+    /// Tells the peers again of the flows announced here that a worker still has live, once
+    /// a third of the idle timeout has passed since they were last told, so that the
+    /// peers' copies (which only traffic there would keep) do not expire while the flow
+    /// goes on; forgets the ones no worker has. (Only the flows announced here: a peer's
+    /// flow told back would keep it alive between the two.)
+    fn refresh(&mut self, engine: &Engine) {
+        let now = Instant::now();
+        if now.duration_since(self.refreshed) < REFRESH_EVERY {
+            return;
+        }
+        self.refreshed = now;
+        let due = (self.keep_for / 3).max(REFRESH_EVERY);
+        let stale: Vec<([u8; 40], Target)> = self
+            .known
+            .iter()
+            .filter(|(_, (_, told, own))| *own && now.duration_since(*told) >= due)
+            .take(REFRESH_BATCH)
+            .map(|(k, (t, _, _))| (*k, *t))
+            .collect();
+        let keys: Vec<FlowKey> = stale.iter().filter_map(|(k, _)| FlowKey::from_bytes(k)).collect();
+        if keys.len() != stale.len() || keys.is_empty() {
+            return;
+        }
+        let live = engine.alive(&keys, ALIVE_TIMEOUT);
+        let mut records = Vec::with_capacity(PER_MESSAGE * RECORD_LEN);
+        let mut count = 0;
+        for ((k, target), (key, live)) in stale.iter().zip(keys.iter().zip(live)) {
+            if !live {
+                self.known.remove(k);
+                continue;
+            }
+            encode_record(&mut records, key, target);
+            self.keep(key, *target, true);
+            self.counts.refreshed += 1;
+            count += 1;
+            if count == PER_MESSAGE {
+                self.flush_to(None, FLOWS, &records, count);
+                records.clear();
+                count = 0;
+            }
+        }
+        if count > 0 {
+            self.flush_to(None, FLOWS, &records, count);
+        }
     }
 
     /// Sends again what was not acknowledged in time; gives up after [`TRIES`].
@@ -272,7 +337,7 @@ impl Fleet {
                 // A pair the numbering no longer names cannot be told to the peers.
                 let Some((target, _)) = engine.target(a.number) else { continue };
                 encode_record(&mut records, &a.key, &target);
-                self.keep(&a.key, target);
+                self.keep(&a.key, target, true);
                 count += 1;
                 if count == PER_MESSAGE {
                     self.flush_to(None, FLOWS, &records, count);
@@ -325,7 +390,8 @@ impl Fleet {
                 }
                 Ok((HELLO, _)) => {
                     // A peer that started: everything known, a tick's share at a time.
-                    let all = self.known.iter().filter_map(|(k, (t, _))| Some((FlowKey::from_bytes(k)?, *t)));
+                    let all =
+                        self.known.iter().filter_map(|(k, (t, _, _))| Some((FlowKey::from_bytes(k)?, *t)));
                     let all: Vec<(FlowKey, Target)> = all.collect();
                     log::info!("fleet: {from} started: sending it {} flow(s)", all.len());
                     self.bulk.retain(|(p, _)| *p != from);
@@ -342,7 +408,7 @@ impl Fleet {
                         match engine.number_of(&target) {
                             Some(number) => {
                                 flows.push((key, number));
-                                self.keep(&key, target);
+                                self.keep(&key, target, false);
                                 self.counts.records_taken += 1;
                             }
                             None => self.counts.refused_unknown_pair += 1,

@@ -86,6 +86,12 @@ pub fn render_fleet(c: &crate::fleet::FleetCounts) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP vipgate_fleet_records_refreshed_total Flow records told again because the flow is still live here.\n\
+         # TYPE vipgate_fleet_records_refreshed_total counter\nvipgate_fleet_records_refreshed_total {}",
+        c.refreshed
+    );
+    let _ = writeln!(
+        out,
         "# HELP vipgate_fleet_resent_total Messages of flows sent again, unacknowledged.\n\
          # TYPE vipgate_fleet_resent_total counter\nvipgate_fleet_resent_total {}",
         c.resent

@@ -66,6 +66,8 @@ struct Fleet {
     /// Processes to stop with the test: backends' echo services, BIRDs.
     kept: Vec<Kill>,
     birds: Vec<Bird>,
+    /// More `[engine]` keys for the appliances' configs.
+    engine_extra: String,
 }
 
 impl Fleet {
@@ -134,7 +136,16 @@ impl Fleet {
             ));
         }
         let (bird, _) = Bird::start(&router, &dir, "router", &conf);
-        Fleet { dir, client, router, appliances, _backends: backends, kept, birds: vec![bird] }
+        Fleet {
+            dir,
+            client,
+            router,
+            appliances,
+            _backends: backends,
+            kept,
+            birds: vec![bird],
+            engine_extra: String::new(),
+        }
     }
 
     /// The appliance `i`'s directory.
@@ -156,7 +167,7 @@ impl Fleet {
     fn config_with(&self, i: usize, backends: &str, peers: &[String]) -> PathBuf {
         let home = self.home(i);
         let text = format!(
-            "[engine]\nworkers = 1\nhash_seed = 11\nidle_polls_before_sleep = 16\n\n\
+            "[engine]\nworkers = 1\nhash_seed = 11\nidle_polls_before_sleep = 16\n{extra}\n\
              [tunnel]\nsource_v4 = \"{addr}\"\n\n\
              [[port]]\nname = \"wan\"\ndriver = \"afxdp\"\ninterface = \"a0\"\nmac = \"{mac}\"\n\
              next_hop_mac = \"{ROUTER_MAC}\"\n\n\
@@ -168,6 +179,7 @@ impl Fleet {
             peers = peers.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "),
             addr = appliance_addr(i),
             mac = appliance_mac(i),
+            extra = self.engine_extra,
             home = home.display(),
         );
         let path = home.join("vipgate.toml");
@@ -455,6 +467,39 @@ fn the_fleet_shares_its_flows_through_lost_repeated_and_late_messages() {
     assert_eq!(report["first"]["broken"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(adopted(&a2), before_forged, "the forged message adopted nothing");
     drop(relays);
+    let _ = b2;
+    a2.finish();
+}
+
+/// Connections that outlive the TCP idle timeout (6 s here) on their appliance keep their
+/// copies on the peer (told again while they go on): killing their appliance mid-migration
+/// after 15 s breaks none.
+#[test]
+fn flows_that_outlive_the_idle_timeout_stay_shared() {
+    needs_root!();
+    let mut fleet = Fleet::new("fo");
+    fleet.engine_extra = "tcp_idle_timeout = \"6s\"\n".into();
+    let (before, during) = migration();
+    let (c1, c2) = (fleet.config(1, &before), fleet.config(2, &before));
+    let [(a1, b1), (a2, b2)] = fleet.start_two(&c1, &c2);
+    let run = fleet.run_dir();
+    let child = client(&fleet, &run, 100, 0);
+    wait_for("100 connections open", 60, || run.join("first-open").exists());
+    for (app, i) in [(&a1, 1), (&a2, 2)] {
+        fleet.config(i, &during);
+        let r = app.json(&["reload"]);
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    // Two and a half idle timeouts: a copy told once would have expired twice.
+    std::thread::sleep(Duration::from_secs(15));
+    let refreshed = app_fleet(&a1)["refreshed"].as_u64().unwrap();
+    assert!(refreshed > 0, "appliance 1 told its live flows again: {}", app_fleet(&a1));
+    kill(a1, b1);
+    wait_for("the router to drop the killed appliance", 30, || !fleet.route().contains("via 192.0.2.2"));
+    std::thread::sleep(Duration::from_secs(3));
+    let report = report(child, &run);
+    eprintln!("fleet, long-lived flows: {report}");
+    assert_eq!(report["first"]["broken"].as_array().unwrap().len(), 0, "{report}");
     let _ = b2;
     a2.finish();
 }

@@ -725,6 +725,16 @@ impl FlowTable {
         None
     }
 
+    /// The number `key` goes to if it has a live entry (seen within its idle timeout),
+    /// without touching the entry.
+    pub fn peek(&self, key: &FlowKey, now: u64, timeouts: &IdleTimeouts) -> Option<u32> {
+        let (check, hash) = (self.check(key), self.hash(key));
+        self.find(check, hash)
+            .and_then(|(w, k)| self.windows.get(w)?.0.get(k))
+            .filter(|e| !e.is_free(ticks(now), timeouts))
+            .map(|e| e.backend())
+    }
+
     /// Forgets `key`.
     pub fn remove(&mut self, key: &FlowKey, hash: u64) {
         if let Some((w, k)) = self.find(self.check(key), hash) {

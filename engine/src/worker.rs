@@ -66,6 +66,9 @@ pub enum Command {
     /// Remember these flows (key, pair number), which another appliance of the fleet
     /// decided, where this worker does not know them already.
     Adopt(Vec<(crate::flow::FlowKey, u32)>),
+    /// Which of these flows are live here (seen within their idle timeout): the answer,
+    /// one flag per key, goes back on the channel.
+    Alive(Vec<crate::flow::FlowKey>, Sender<Vec<bool>>),
 }
 
 /// A worker's answer to [`Command::Update`].
@@ -421,6 +424,11 @@ impl Worker {
                 self.start_scan();
             }
             Command::Announce(announcer) => self.pipeline.set_announcer(announcer),
+            Command::Alive(keys, reply) => {
+                let now = self.now();
+                let timeouts = *self.current.snapshot.idle_timeouts();
+                let _ = reply.send(keys.iter().map(|k| self.pipeline.is_live(k, now, &timeouts)).collect());
+            }
             Command::Adopt(flows) => {
                 let now = self.now();
                 let timeouts = *self.current.snapshot.idle_timeouts();

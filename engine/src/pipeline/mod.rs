@@ -502,16 +502,29 @@ impl Pipeline {
     }
 
     /// Remembers flow `key` as going to pair `number`, as another appliance of the fleet
-    /// decided it, unless this pipeline already has the flow (its own decision stands).
-    /// Returns whether it was remembered.
+    /// decided it. A live entry of the same decision is kept alive (as a packet would); a
+    /// live entry of another decision stands, untouched. Returns whether the flow was new
+    /// here.
     pub fn adopt(&mut self, key: &FlowKey, number: u32, now: u64, timeouts: &IdleTimeouts) -> bool {
         let (hash, check) = (self.flows.hash(key), self.flows.check(key));
-        let found = self.flows.lookup_absent(check, hash, now, timeouts, None);
-        let Err(Absent(absent)) = found else { return false };
-        let class = if key.protocol() == 6 { TimeoutClass::Tcp } else { TimeoutClass::Udp };
-        self.remember(absent, NewFlow { check, hash, backend: number, class }, now, timeouts);
-        self.counters.flows_adopted += 1;
-        true
+        match self.flows.peek(key, now, timeouts) {
+            Some(n) if n == number => {
+                let _ = self.flows.lookup_absent(check, hash, now, timeouts, None);
+                false
+            }
+            Some(_) => false,
+            None => {
+                let class = if key.protocol() == 6 { TimeoutClass::Tcp } else { TimeoutClass::Udp };
+                self.remember(false, NewFlow { check, hash, backend: number, class }, now, timeouts);
+                self.counters.flows_adopted += 1;
+                true
+            }
+        }
+    }
+
+    /// Whether the flow `key` is live here (seen within its idle timeout).
+    pub fn is_live(&self, key: &FlowKey, now: u64, timeouts: &IdleTimeouts) -> bool {
+        self.flows.peek(key, now, timeouts).is_some()
     }
 
     /// Processes one packet.
