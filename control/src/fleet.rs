@@ -17,6 +17,8 @@
 //!   remember the flows it does not know already (its own decision stands);
 //! - a peer acknowledges each message of flows; one not acknowledged within
 //!   [`RETRY_AFTER`] is sent again, [`TRIES`] times at most (then given up, and counted);
+//!   a peer one was given up for counts as down until it acknowledges again, and gets
+//!   each message once (it asks for everything with its hello when it comes back);
 //! - records carry no time, so the peers' clocks do not matter; taking one twice, late or
 //!   out of order changes nothing (a flow already known keeps its backend; a record of
 //!   the same decision keeps the entry alive, as a packet would);
@@ -74,6 +76,7 @@ const RETRY_AFTER: Duration = Duration::from_millis(200);
 const TRIES: u32 = 10;
 /// Messages awaiting their acknowledgement, at most (the oldest are given up beyond).
 const UNACKED: usize = 1 << 14;
+
 /// Records sent to one peer a tick at most, when a peer that started asks for all.
 const BULK_PER_TICK: usize = 64 * PER_MESSAGE;
 /// Flows the sharing keeps (its own and its peers'), to tell a peer that starts.
@@ -144,6 +147,10 @@ pub struct Fleet {
     refreshed: Instant,
     /// Messages of flows awaiting their acknowledgement, by peer and sequence number.
     unacked: std::collections::BTreeMap<(SocketAddr, u64), Unacked>,
+    /// Peers down: a message to them was given up, and they acknowledged nothing since.
+    /// Their messages are sent once and not again (a peer that comes back asks for
+    /// everything with its hello).
+    down: std::collections::HashSet<SocketAddr>,
     /// What it did.
     pub counts: FleetCounts,
 }
@@ -189,6 +196,7 @@ impl Fleet {
             hellos: 0,
             refreshed: Instant::now(),
             unacked: std::collections::BTreeMap::new(),
+            down: std::collections::HashSet::new(),
             counts: FleetCounts::default(),
         })
     }
@@ -292,9 +300,10 @@ impl Fleet {
             if now.duration_since(u.sent) < RETRY_AFTER {
                 continue;
             }
-            if u.tries >= TRIES {
+            if u.tries >= TRIES || self.down.contains(&peer) {
                 gone.push((peer, seq));
                 self.counts.records_given_up += u.records as u64;
+                self.down.insert(peer);
                 continue;
             }
             u.tries += 1;
@@ -364,7 +373,7 @@ impl Fleet {
                 Ok(_) => self.counts.records_sent += count as u64,
                 Err(_) => self.counts.send_errors += 1,
             }
-            if kind == FLOWS {
+            if kind == FLOWS && !self.down.contains(&peer) {
                 // Kept until the peer acknowledges it (sent again meanwhile), within bounds.
                 if self.unacked.len() >= UNACKED {
                     if let Some((_, u)) = self.unacked.pop_first() {
@@ -387,6 +396,7 @@ impl Fleet {
                 Ok((ACK, _)) => {
                     let seq = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
                     self.unacked.remove(&(from, seq));
+                    self.down.remove(&from);
                 }
                 Ok((HELLO, _)) => {
                     // A peer that started: everything known, a tick's share at a time.

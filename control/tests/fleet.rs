@@ -503,3 +503,82 @@ fn flows_that_outlive_the_idle_timeout_stay_shared() {
     let _ = b2;
     a2.finish();
 }
+
+/// The main thread's CPU time of process `pid` (where vipgate's control loop runs), in
+/// clock ticks (user and system).
+fn control_cpu(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap();
+    // After the command's name in parentheses, from the state on: utime and stime are the
+    // 12th and 13th.
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// What sharing costs the control thread: 1 000 new flows a second for 10 s (UDP to the
+/// VIP, each from a new port) through two appliances, with `[fleet]` and without; prints
+/// each appliance's control-thread CPU. A measurement (run with `--ignored`), recorded in
+/// benches/README.
+#[test]
+#[ignore = "a measurement: cargo test -p vipgate-control --features afxdp --test fleet -- --ignored --nocapture"]
+fn measure_what_sharing_costs_the_control_thread() {
+    needs_root!();
+    let udp_vip = "\n[[vip]]\naddress = \"203.0.113.10\"\nport = 9\nprotocol = \"udp\"\nencap = \"ipip\"\n\
+                   backends = [{ address = \"192.0.2.70\" }, { address = \"192.0.2.71\" }]\n";
+    for sharing in [true, false] {
+        let mut fleet = Fleet::new(if sharing { "mc" } else { "mn" });
+        let (before, _) = migration();
+        let configs = [1, 2].map(|i| {
+            let c = fleet.config(i, &before);
+            let mut text = std::fs::read_to_string(&c).unwrap() + udp_vip;
+            if !sharing {
+                text = text[..text.find("[fleet]").unwrap()].to_string() + udp_vip;
+            }
+            std::fs::write(&c, text).unwrap();
+            c
+        });
+        let [(a1, b1), (a2, b2)] = fleet.start_two(&configs[0], &configs[1]);
+        let cpu = |app: &Appliance| control_cpu(&app.pid());
+        let start = (cpu(&a1), cpu(&a2));
+        let out = support::python(
+            &fleet.client,
+            "import socket, time\n\
+             t0 = time.monotonic()\n\
+             for i in range(10000):\n\
+             \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             \x20   s.bind(('198.51.100.2', 20000 + i))\n\
+             \x20   s.sendto(b'x', ('203.0.113.10', 9))\n\
+             \x20   s.close()\n\
+             \x20   time.sleep(max(0.0, t0 + (i + 1) / 1000 - time.monotonic()))\n",
+        )
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_secs(1));
+        let ticks = (cpu(&a1) - start.0, cpu(&a2) - start.1);
+        let announced =
+            |app: &Appliance| app.json(&["stats"])["counters"]["flows_announced"].as_u64().unwrap();
+        let flows = announced(&a1) + announced(&a2);
+        if sharing {
+            assert!(flows >= 9_900, "the new flows were announced: {flows}");
+        } else {
+            assert_eq!(flows, 0);
+        }
+        let rss = |app: &Appliance| {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", app.pid())).unwrap();
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .unwrap_or("")
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string()
+        };
+        eprintln!(
+            "fleet cost: sharing {sharing}: control threads {} and {} ticks of CPU (1/100 s) over 10 s of 1 000 new flows a second; {flows} announced; resident {} and {} kB",
+            ticks.0, ticks.1, rss(&a1), rss(&a2)
+        );
+        kill(a1, b1);
+        kill(a2, b2);
+    }
+}
