@@ -270,25 +270,27 @@ impl Fleet {
             return;
         }
         let live = engine.alive(&keys, ALIVE_TIMEOUT);
-        let mut records = Vec::with_capacity(PER_MESSAGE * RECORD_LEN);
-        let mut count = 0;
-        for ((k, target), (key, live)) in stale.iter().zip(keys.iter().zip(live)) {
-            if !live {
+        let mut again = Vec::new();
+        for ((k, target), (key, live)) in stale.iter().zip(keys.into_iter().zip(live)) {
+            if live {
+                again.push((key, *target));
+            } else {
                 self.known.remove(k);
-                continue;
-            }
-            encode_record(&mut records, key, target);
-            self.keep(key, *target, true);
-            self.counts.refreshed += 1;
-            count += 1;
-            if count == PER_MESSAGE {
-                self.flush_to(None, FLOWS, &records, count);
-                records.clear();
-                count = 0;
             }
         }
-        if count > 0 {
-            self.flush_to(None, FLOWS, &records, count);
+        self.counts.refreshed += again.len() as u64;
+        self.tell(&again);
+    }
+
+    /// Tells every peer of `flows` (as this appliance's own), [`PER_MESSAGE`] a message.
+    fn tell(&mut self, flows: &[(FlowKey, Target)]) {
+        for chunk in flows.chunks(PER_MESSAGE) {
+            let mut records = Vec::with_capacity(chunk.len() * RECORD_LEN);
+            for (key, target) in chunk {
+                encode_record(&mut records, key, target);
+                self.keep(key, *target, true);
+            }
+            self.flush_to(None, FLOWS, &records, chunk.len());
         }
     }
 
@@ -339,25 +341,16 @@ impl Fleet {
     }
 
     fn send(&mut self, engine: &Engine) {
-        let mut records = Vec::with_capacity(PER_MESSAGE * RECORD_LEN);
-        let mut count = 0;
-        for i in 0..self.announcers.len() {
-            while let Some(a) = self.announcers[i].pop() {
+        let mut flows = Vec::new();
+        for a in &self.announcers {
+            while let Some(n) = a.pop() {
                 // A pair the numbering no longer names cannot be told to the peers.
-                let Some((target, _)) = engine.target(a.number) else { continue };
-                encode_record(&mut records, &a.key, &target);
-                self.keep(&a.key, target, true);
-                count += 1;
-                if count == PER_MESSAGE {
-                    self.flush_to(None, FLOWS, &records, count);
-                    records.clear();
-                    count = 0;
+                if let Some((target, _)) = engine.target(n.number) {
+                    flows.push((n.key, target));
                 }
             }
         }
-        if count > 0 {
-            self.flush_to(None, FLOWS, &records, count);
-        }
+        self.tell(&flows);
     }
 
     /// Sends a message of `kind` with `count` records to `to`, or to every peer.

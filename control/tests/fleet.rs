@@ -68,6 +68,8 @@ struct Fleet {
     birds: Vec<Bird>,
     /// More `[engine]` keys for the appliances' configs.
     engine_extra: String,
+    /// An appliance whose monotonic clock runs this many seconds ahead of the others'.
+    clock_ahead: Option<(usize, u64)>,
 }
 
 impl Fleet {
@@ -145,6 +147,7 @@ impl Fleet {
             kept,
             birds: vec![bird],
             engine_extra: String::new(),
+            clock_ahead: None,
         }
     }
 
@@ -192,13 +195,19 @@ impl Fleet {
     fn start(&mut self, i: usize, config: &Path) -> (Appliance, Bird) {
         let home = self.home(i);
         let ns = &self.appliances[i - 1];
-        let app = Appliance::start_wrapped(
-            &home,
-            config,
-            &home.join("ctl.sock"),
-            &["ip", "netns", "exec", &ns.0],
-            &[],
-        );
+        let socket = home.join("ctl.sock");
+        let app = match self.clock_ahead.filter(|&(j, _)| j == i) {
+            // In a time namespace of its own, its monotonic clock that far ahead.
+            Some((_, secs)) => {
+                let s = secs.to_string();
+                let wrapper =
+                    ["ip", "netns", "exec", &ns.0, "unshare", "--time", "--fork", "--kill-child=SIGKILL"];
+                let wrapper: Vec<&str> =
+                    wrapper.into_iter().chain(["--monotonic", &s, "--boottime", &s]).collect();
+                Appliance::start_forked(&home, config, &socket, &wrapper)
+            }
+            None => Appliance::start_wrapped(&home, config, &socket, &["ip", "netns", "exec", &ns.0], &[]),
+        };
         wait_for("vipgate's route files", 20, || home.join("routes/vips4.conf").exists());
         let speaker = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/bird-appliance.conf"),
@@ -414,13 +423,15 @@ fn relay(fleet: &Fleet, listen: &str, to: &str, seed: u32) -> Kill {
     ready(cmd)
 }
 
-/// The appliances talk through relays that lose, repeat and delay their messages; an
-/// appliance killed mid-migration still breaks no connection, and a forged message is
-/// refused.
+/// The appliances talk through relays that lose, repeat and delay their messages, and
+/// their monotonic clocks are a day apart; an appliance killed mid-migration still breaks
+/// no connection, and a forged message is refused.
 #[test]
 fn the_fleet_shares_its_flows_through_lost_repeated_and_late_messages() {
     needs_root!();
     let mut fleet = Fleet::new("fl");
+    // And appliance 2's clock a day ahead of appliance 1's.
+    fleet.clock_ahead = Some((2, 86_400));
     let (before, during) = migration();
     // Appliance 1 reaches 2 through 192.0.2.1:7912, and 2 reaches 1 through :7921.
     let relays = [
@@ -466,9 +477,13 @@ fn the_fleet_shares_its_flows_through_lost_repeated_and_late_messages() {
     eprintln!("fleet through lossy relays: {report}");
     assert_eq!(report["first"]["broken"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(adopted(&a2), before_forged, "the forged message adopted nothing");
+    // Appliance 2 did run a day ahead.
+    let pid = support::answering_pid(&a2.socket).expect("appliance 2 answers");
+    let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap();
+    assert!(offsets.lines().any(|l| l.starts_with("monotonic") && l.contains("86400")), "{offsets}");
     drop(relays);
-    let _ = b2;
-    a2.finish();
+    // (Its process is `unshare`, which takes vipgate with it.)
+    kill(a2, b2);
 }
 
 /// Connections that outlive the TCP idle timeout (6 s here) on their appliance keep their

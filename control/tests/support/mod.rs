@@ -189,6 +189,23 @@ impl Appliance {
         wrapper: &[&str],
         args: &[&str],
     ) -> Appliance {
+        Appliance::start_through(dir, config, socket, wrapper, args, false)
+    }
+
+    /// [`Appliance::start_wrapped`] through a wrapper that forks (vipgate is its child,
+    /// another process: `unshare --fork`): up when any process answers on the socket.
+    pub fn start_forked(dir: &Path, config: &Path, socket: &Path, wrapper: &[&str]) -> Appliance {
+        Appliance::start_through(dir, config, socket, wrapper, &[], true)
+    }
+
+    fn start_through(
+        dir: &Path,
+        config: &Path,
+        socket: &Path,
+        wrapper: &[&str],
+        args: &[&str],
+        forks: bool,
+    ) -> Appliance {
         let file =
             |name: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap();
         let bin = env!("CARGO_BIN_EXE_vipgate");
@@ -211,7 +228,9 @@ impl Appliance {
         // connection may still be a killed predecessor's, held for a moment by a child it
         // forked.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while answering_pid(socket) != Some(child.id()) {
+        let id = child.id();
+        let up = |pid: Option<u32>| if forks { pid.is_some() } else { pid == Some(id) };
+        while !up(answering_pid(socket)) {
             if let Some(status) = child.try_wait().unwrap() {
                 let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
                 panic!("vipgate run exited ({status}): {log}");
