@@ -27,8 +27,8 @@ when run as root; otherwise the script names them and stops.
 The network tests create and remove their own namespaces, and DPDK's EAL and XDP programs
 want root, so they need root (the dpdk and afxdp tests say SKIPPED when not). Exits non-zero on the first failure.
 The last line adds up every cargo test ("N passed, M failed, K ignored") and says whether
-every check passed, or where the run stopped. On 2 cores: about 4 minutes with the build
-warm, 7 to 10 from a cold build.
+every check passed, or where the run stopped. On 2 cores: about 6 to 7 minutes with the
+build warm (345 s measured), longer from a cold build.
 USAGE
 }
 
