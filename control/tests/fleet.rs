@@ -305,6 +305,27 @@ fn report(mut child: std::process::Child, dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Packets an appliance forwarded so far.
+fn carried(app: &Appliance) -> u64 {
+    app.json(&["stats"])["counters"]["forwarded"].as_u64().unwrap()
+}
+
+/// Kills appliance 1 (`app`, `bird`), waits until the router no longer routes through it,
+/// then until every one of `connections` has had about three exchanges through
+/// `survivor` (its forwarded packets: the client's lines and acknowledgements); returns
+/// how long the router took.
+fn fail_over(fleet: &Fleet, app: Appliance, bird: Bird, survivor: &Appliance, connections: u64) -> Duration {
+    let killed = Instant::now();
+    kill(app, bird);
+    wait_for("the router to drop the killed appliance", 30, || !fleet.route().contains("via 192.0.2.2"));
+    let withdrawn = killed.elapsed();
+    let from = carried(survivor);
+    wait_for("every connection to talk through the survivor", 30, || {
+        carried(survivor) >= from + 6 * connections
+    });
+    withdrawn
+}
+
 /// Kills appliance `app` and its BIRD with SIGKILL, as a crash of the machine would end
 /// them.
 fn kill(app: Appliance, bird: Bird) {
@@ -324,15 +345,8 @@ fn an_appliance_killed_loses_no_connection_while_the_backends_stay() {
     let child = client(&fleet, &run, 200, 0);
     wait_for("200 connections open", 60, || run.join("first-open").exists());
     // Both appliances carry some of them.
-    let carried = |app: &Appliance| app.json(&["stats"])["counters"]["forwarded"].as_u64().unwrap();
     wait_for("both appliances to carry traffic", 20, || carried(&a1) > 100 && carried(&a2) > 100);
-
-    let killed = Instant::now();
-    kill(a1, b1);
-    wait_for("the router to drop the killed appliance", 30, || !fleet.route().contains("via 192.0.2.2"));
-    let withdrawn = killed.elapsed();
-    // Let every connection talk a few times through the one left.
-    std::thread::sleep(Duration::from_secs(3));
+    let withdrawn = fail_over(&fleet, a1, b1, &a2, 200);
     let report = report(child, &run);
     let first = &report["first"];
     assert_eq!(first["opened"], 200, "{report}");
@@ -374,14 +388,14 @@ fn an_appliance_killed_and_one_added_mid_migration_lose_no_connection() {
     let broken = || std::fs::read_to_string(run.join("broken.log")).unwrap_or_default().lines().count();
     let after_drain = broken();
 
-    kill(a1, b1);
-    wait_for("the router to drop the killed appliance", 30, || !fleet.route().contains("via 192.0.2.2"));
-    std::thread::sleep(Duration::from_secs(3));
+    fail_over(&fleet, a1, b1, &a2, 300);
     let after_kill = broken();
     let c3 = fleet.config(3, &during);
     let (a3, b3) = fleet.start(3, &c3);
     wait_for("a multipath route over appliances 2 and 3", 30, || fleet.route().contains("via 192.0.2.4"));
-    std::thread::sleep(Duration::from_secs(3));
+    // The flows the router moved talk through appliance 3 (each about three times).
+    let from = carried(&a3);
+    wait_for("the moved connections to talk through appliance 3", 30, || carried(&a3) >= from + 6 * 100);
     eprintln!(
         "fleet mid-migration: broken after the drain {after_drain}, after the kill {after_kill}, after the addition {}",
         broken()
@@ -470,9 +484,7 @@ fn the_fleet_shares_its_flows_through_lost_repeated_and_late_messages() {
     // The relays lost messages, which were sent again.
     let resent = |app: &Appliance| app_fleet(app)["resent"].as_u64().unwrap();
     assert!(resent(&a1) + resent(&a2) > 0, "{fleet2}");
-    kill(a1, b1);
-    wait_for("the router to drop the killed appliance", 30, || !fleet.route().contains("via 192.0.2.2"));
-    std::thread::sleep(Duration::from_secs(3));
+    fail_over(&fleet, a1, b1, &a2, 150);
     let report = report(child, &run);
     eprintln!("fleet through lossy relays: {report}");
     assert_eq!(report["first"]["broken"].as_array().unwrap().len(), 0, "{report}");
@@ -509,9 +521,7 @@ fn flows_that_outlive_the_idle_timeout_stay_shared() {
     std::thread::sleep(Duration::from_secs(15));
     let refreshed = app_fleet(&a1)["refreshed"].as_u64().unwrap();
     assert!(refreshed > 0, "appliance 1 told its live flows again: {}", app_fleet(&a1));
-    kill(a1, b1);
-    wait_for("the router to drop the killed appliance", 30, || !fleet.route().contains("via 192.0.2.2"));
-    std::thread::sleep(Duration::from_secs(3));
+    fail_over(&fleet, a1, b1, &a2, 100);
     let report = report(child, &run);
     eprintln!("fleet, long-lived flows: {report}");
     assert_eq!(report["first"]["broken"].as_array().unwrap().len(), 0, "{report}");
