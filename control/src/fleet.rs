@@ -357,11 +357,12 @@ impl Fleet {
     fn flush_to(&mut self, to: Option<SocketAddr>, kind: u8, records: &[u8], count: usize) {
         self.seq += 1;
         let msg = seal(&self.key, self.sender, self.seq, kind, records, count);
-        let peers = match to {
-            Some(p) => vec![p],
-            None => self.peers.clone(),
+        let one = to.map(|p| [p]);
+        let peers: &[SocketAddr] = match &one {
+            Some(p) => p,
+            None => &self.peers,
         };
-        for peer in peers {
+        for &peer in peers {
             match self.socket.send_to(&msg, peer) {
                 Ok(_) => self.counts.records_sent += count as u64,
                 Err(_) => self.counts.send_errors += 1,

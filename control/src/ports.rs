@@ -99,6 +99,7 @@ pub fn afxdp_info(device: &vipgate_engine::port::afxdp::AfxdpDevice) -> crate::e
             ("xsk_rx_invalid_descs", s.rx_invalid_descs),
             ("xsk_tx_invalid_descs", s.tx_invalid_descs),
             ("xsk_tx_ring_empty_descs", s.tx_ring_empty_descs),
+            ("xsk_wakeups", s.wakeups),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -217,6 +217,9 @@ fn a_kernel_client_reaches_the_vips_while_the_kernel_keeps_its_own_traffic() {
     );
     assert!(stats["port"]["xstats"]["xdp_taken"].as_u64().unwrap() > 80, "{stats}");
     assert!(stats["port"]["xstats"]["xdp_passed"].as_u64().unwrap() > 0, "{stats}");
+    // Copy mode: the kernel asks to be woken to send, a system call a burst at most.
+    let wakeups = stats["port"]["xstats"]["xsk_wakeups"].as_u64().unwrap();
+    assert!(wakeups > 0 && wakeups <= stats["counters"]["forwarded"].as_u64().unwrap(), "{stats}");
     for loss in ["drop_rx_dropped", "drop_rx_ring_full", "drop_tx_invalid"] {
         assert_eq!(stats["counters"][loss].as_u64(), Some(0), "{loss}: {stats}");
     }

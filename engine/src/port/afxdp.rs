@@ -25,7 +25,7 @@ use std::cell::UnsafeCell;
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::ArrayQueue;
@@ -398,6 +398,8 @@ pub struct SocketStats {
     pub rx_fill_ring_empty_descs: u64,
     /// Times the TX ring was empty when the kernel looked.
     pub tx_ring_empty_descs: u64,
+    /// Wake-ups the kernel asked for and got (a system call each, a burst at most).
+    pub wakeups: u64,
 }
 
 /// The memory of a UMEM: [`FRAMES`] frames of [`FRAME_SIZE`] bytes, page-aligned, and the
@@ -497,6 +499,8 @@ struct Socket {
     umem: Option<Box<Umem>>,
     /// Frames lent to buffers when the queue closed (`usize::MAX` while it runs).
     lent: AtomicUsize,
+    /// Wake-ups the kernel asked for (fill and TX rings) and got: a system call each.
+    wakeups: AtomicU64,
 }
 
 // SAFETY: the rings are used by the one queue that owns the socket (the device reads only
@@ -576,12 +580,13 @@ impl Socket {
             zero_copy,
             umem: Some(umem),
             lent: AtomicUsize::new(usize::MAX),
+            wakeups: AtomicU64::new(0),
         })
     }
 
     fn stats(&self) -> SocketStats {
-        let mut s = libc_xdp_statistics::default();
-        let mut len = core::mem::size_of::<libc_xdp_statistics>() as libc::socklen_t;
+        let mut s = sys::xdp_statistics::default();
+        let mut len = core::mem::size_of::<sys::xdp_statistics>() as libc::socklen_t;
         // SAFETY: the socket's fd; `s` has `len` bytes.
         let r = unsafe {
             libc::getsockopt(
@@ -602,20 +607,9 @@ impl Socket {
             rx_ring_full: s.rx_ring_full,
             rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
             tx_ring_empty_descs: s.tx_ring_empty_descs,
+            wakeups: self.wakeups.load(Ordering::Relaxed),
         }
     }
-}
-
-/// `struct xdp_statistics` of linux/if_xdp.h (six u64).
-#[derive(Default)]
-#[repr(C)]
-struct libc_xdp_statistics {
-    rx_dropped: u64,
-    rx_invalid_descs: u64,
-    tx_invalid_descs: u64,
-    rx_ring_full: u64,
-    rx_fill_ring_empty_descs: u64,
-    tx_ring_empty_descs: u64,
 }
 
 impl Drop for Socket {
@@ -691,6 +685,7 @@ impl AfxdpDevice {
             t.rx_ring_full += s.rx_ring_full;
             t.rx_fill_ring_empty_descs += s.rx_fill_ring_empty_descs;
             t.tx_ring_empty_descs += s.tx_ring_empty_descs;
+            t.wakeups += s.wakeups;
         }
         t
     }
@@ -892,8 +887,6 @@ pub struct AfxdpQueue {
     lens: [u32; MAX_BURST],
     /// Per packet of a TX burst: whether it was copied into a frame of ours.
     copied: [bool; MAX_BURST],
-    /// Wake-ups the kernel asked for (fill and TX).
-    pub wakeups: u64,
 }
 
 impl core::fmt::Debug for AfxdpQueue {
@@ -914,7 +907,6 @@ impl AfxdpQueue {
             addrs: [0; MAX_BURST],
             lens: [0; MAX_BURST],
             copied: [false; MAX_BURST],
-            wakeups: 0,
         };
         q.refill();
         q
@@ -976,7 +968,7 @@ impl AfxdpQueue {
         }
         // SAFETY: the fill ring of this queue's socket.
         if unsafe { sys::vg_needs_wakeup(&self.rings().fill) } != 0 {
-            self.wakeups += 1;
+            self.socket.wakeups.fetch_add(1, Ordering::Relaxed);
             // SAFETY: the socket's fd; a zero-length, non-blocking receive wakes the RX side.
             unsafe {
                 libc::recvfrom(
@@ -1077,7 +1069,7 @@ impl AfxdpQueue {
         self.in_kernel += sent;
         // SAFETY: the TX ring of this queue's socket.
         if sent > 0 && unsafe { sys::vg_needs_wakeup(&self.rings().tx) } != 0 {
-            self.wakeups += 1;
+            self.socket.wakeups.fetch_add(1, Ordering::Relaxed);
             // SAFETY: the socket's fd; a zero-length, non-blocking send starts the TX.
             unsafe {
                 libc::sendto(self.socket.fd, core::ptr::null(), 0, libc::MSG_DONTWAIT, core::ptr::null(), 0)
