@@ -301,12 +301,7 @@ impl Ring {
             return Err(MaglevError::AllWeightsZero);
         }
         let slots = populate(&sorted, seed, m, w_max);
-        Ok(Ring {
-            backends: sorted.into(),
-            slots: slots.into(),
-            size: m,
-            reciprocal: u64::MAX / u64::from(m) + 1,
-        })
+        Ok(Ring { backends: sorted.into(), slots, size: m, reciprocal: u64::MAX / u64::from(m) + 1 })
     }
 
     /// The backends, in identity order: slot values index this.
@@ -358,16 +353,14 @@ impl Ring {
 /// walking its preference list (see [`populate`]).
 const TAIL: u32 = 256;
 
-/// `a × b mod m` for `a, b < m < 2^21`, by Barrett reduction with `mu = ⌊(2^64 − 1) / m⌋`.
+/// `a × b mod m` for `a, b < m < 2^20`, given `r44 = ⌊2^44 / m⌋` (Barrett): the quotient
+/// `⌊a b r44 / 2^44⌋` (no overflow: `a b r44 < m 2^44`) falls short of the true one by less
+/// than `a b / 2^44 < 1`, so one conditional subtract finishes. Branch-free.
 #[inline(always)]
-fn mul_mod(a: u32, b: u32, m: u32, mu: u64) -> u32 {
+fn mul_mod(a: u32, b: u32, m: u32, r44: u64) -> u32 {
     let p = u64::from(a) * u64::from(b);
-    let q = ((u128::from(p) * u128::from(mu)) >> 64) as u64;
-    let mut r = p - q * u64::from(m);
-    while r >= u64::from(m) {
-        r -= u64::from(m);
-    }
-    r as u32
+    let r = p - ((p * r44) >> 44) * u64::from(m);
+    r.min(r.wrapping_sub(u64::from(m))) as u32
 }
 
 /// `a + b mod m` for `a, b < m`: one conditional subtract instead of `%`.
@@ -393,8 +386,7 @@ fn add_mod(a: u32, b: u32, m: u32) -> u32 {
 ///   while the list of free slots is short: the candidate `x` comes `j(x) = (x − next) ×
 ///   skip⁻¹ mod M` steps after `next` (M is prime, so `skip` has an inverse), and the free
 ///   slot with the smallest `j` is the one the walk would reach first.
-fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> Box<[u16]> {
-    let mu = u64::MAX / u64::from(m);
+fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> std::sync::Arc<[u16]> {
     let mut turns: Vec<Turn> = backends
         .iter()
         .enumerate()
@@ -422,7 +414,7 @@ fn populate(backends: &[Backend], seed: u64, m: u32, w_max: u32) -> Box<[u16]> {
     // before they are reduced.
     // The map is scratch space, reused across builds on this thread (a reload builds one ring
     // per pool): clearing it costs far less than faulting fresh pages in.
-    SCRATCH.with_borrow_mut(|taken| populate_with(&mut turns, uniform, w_max, m, mu, taken))
+    SCRATCH.with_borrow_mut(|taken| populate_with(&mut turns, uniform, w_max, m, taken))
 }
 
 thread_local! {
@@ -446,13 +438,21 @@ fn populate_with(
     uniform: bool,
     w_max: u64,
     m: u32,
-    mu: u64,
     scratch: &mut Vec<u8>,
-) -> Box<[u16]> {
-    let mut slots = vec![0u16; m as usize].into_boxed_slice();
+) -> std::sync::Arc<[u16]> {
+    // Built where the ring keeps it: a table built in a box and then moved into an `Arc`
+    // would be copied.
+    let mut fresh = std::sync::Arc::<[u16]>::new_uninit_slice(m as usize);
+    for slot in std::sync::Arc::get_mut(&mut fresh).expect("a new Arc has no other owner") {
+        slot.write(0);
+    }
+    // SAFETY: every slot was written just above.
+    let mut shared = unsafe { fresh.assume_init() };
+    let slots = std::sync::Arc::get_mut(&mut shared).expect("a new Arc has no other owner");
     scratch.clear();
     scratch.resize(2 * m as usize, 0);
     let taken = &mut scratch[..];
+    let r44 = (1u64 << 44) / u64::from(m);
     let mut filled = 0u32;
     let mut turn = 0usize;
 
@@ -466,14 +466,14 @@ fn populate_with(
                     turn = i;
                     break 'rounds;
                 }
-                claim(t, taken, &mut slots, m);
+                claim(t, taken, slots, m);
                 filled += 1;
             }
         }
     } else {
         while filled < tail_start {
             let i = next_turn(turns, &mut turn, uniform, w_max);
-            claim(&mut turns[i], taken, &mut slots, m);
+            claim(&mut turns[i], taken, slots, m);
             filled += 1;
         }
     }
@@ -495,23 +495,22 @@ fn populate_with(
         } else {
             if t.inverse == 0 {
                 // Fermat: skip^(M−2) is skip's inverse, M being prime (never 0).
-                t.inverse = pow_mod(t.steps[0], m - 2, m, mu);
+                t.inverse = pow_mod(t.steps[0], m - 2, m, r44);
             }
-            let c0 = t.next;
-            let mut best = (u32::MAX, 0usize);
+            let (c0, inverse) = (t.next, t.inverse);
+            // The smallest `j << 32 | index`: branch-free, the candidates' `j` being unordered.
+            let mut best = u64::MAX;
             for (i, &x) in free.iter().enumerate() {
                 let d = if x >= c0 { x - c0 } else { x + m - c0 };
-                let j = mul_mod(d, t.inverse, m, mu);
-                if j < best.0 {
-                    best = (j, i);
-                }
+                let j = mul_mod(d, inverse, m, r44);
+                best = best.min(u64::from(j) << 32 | i as u64);
             }
-            free.swap_remove(best.1)
+            free.swap_remove(best as u32 as usize)
         };
         slots[chosen as usize] = t.index;
         t.next = add_mod(chosen, t.steps[0], m);
     }
-    slots
+    shared
 }
 
 /// Whose turn it is next: round-robin over the backends with weight, skipping those whose
@@ -573,14 +572,14 @@ fn claim(t: &mut Turn, taken: &mut [u8], slots: &mut [u16], m: u32) {
 }
 
 /// `base^exp mod m` by squaring.
-fn pow_mod(base: u32, mut exp: u32, m: u32, mu: u64) -> u32 {
+fn pow_mod(base: u32, mut exp: u32, m: u32, r44: u64) -> u32 {
     let mut result = 1 % m;
     let mut b = base % m;
     while exp > 0 {
         if exp & 1 == 1 {
-            result = mul_mod(result, b, m, mu);
+            result = mul_mod(result, b, m, r44);
         }
-        b = mul_mod(b, b, m, mu);
+        b = mul_mod(b, b, m, r44);
         exp >>= 1;
     }
     result
@@ -676,6 +675,27 @@ mod tests {
                 x ^= x << 5;
                 assert_eq!(ring.slot_of(x), (x % m) as usize, "{x} mod {m}");
             }
+        }
+    }
+
+    #[test]
+    fn barrett_products_are_exact() {
+        for &m in TABLE_SIZES {
+            let r44 = (1u64 << 44) / u64::from(m);
+            let mut x = 0x9e37_79b9u32;
+            for (a, b) in [(0, 0), (1, m - 1), (m - 1, m - 1), (m - 2, m - 1), (m / 2, m - 1)] {
+                assert_eq!(u64::from(mul_mod(a, b, m, r44)), u64::from(a) * u64::from(b) % u64::from(m));
+            }
+            for _ in 0..100_000 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let (a, b) = (x % m, x.rotate_left(16) % m);
+                assert_eq!(u64::from(mul_mod(a, b, m, r44)), u64::from(a) * u64::from(b) % u64::from(m));
+            }
+            // Fermat's inverse, as the tail uses it.
+            let inverse = pow_mod(12345 % m, m - 2, m, r44);
+            assert_eq!(mul_mod(12345 % m, inverse, m, r44), 1);
         }
     }
 
