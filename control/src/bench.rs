@@ -466,17 +466,25 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
     let mut meter = Meter::new(spec, progress);
     let lane_before = pipeline.counters().express_forwarded;
     let mut extra: Vec<PacketBuf> = Vec::with_capacity(2 * vipgate_engine::port::MAX_BURST);
+    // As a worker's loop does, one burst is received ahead of the one processed (see
+    // `vipgate_engine::worker`): `ahead` is loaded (the NIC's share, untimed), and its
+    // frames are asked for while `bufs` is processed.
+    let mut ahead: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    source.load(&mut bufs);
+    if spec.cold_frames {
+        flush_frames(&bufs);
+    }
     while !meter.done() {
         let t0 = Instant::now();
-        source.load(&mut bufs);
+        source.load(&mut ahead);
         if spec.cold_frames {
-            flush_frames(&bufs);
+            flush_frames(&ahead);
         }
         let t1 = Instant::now();
         let c0 = tsc();
         // 2 µs of clock per burst: flows stay live (timeouts are minutes).
         now += 2_000;
-        pipeline.process(snap, now, &mut bufs, &mut verdicts);
+        pipeline.process_ahead(snap, now, &mut bufs, &mut verdicts, &ahead);
         let c1 = tsc();
         let t2 = Instant::now();
         extra.extend(pipeline.take_extra().map(|(_, b)| b));
@@ -485,6 +493,7 @@ fn run_worker(spec: &BenchSpec, worker: usize, snap: &Snapshot, progress: &Atomi
         }
         let forwarded = verdicts.iter().filter(|v| **v == Verdict::Forward).count();
         meter.record([t0, t1, t2], c1.wrapping_sub(c0), BURST, forwarded);
+        core::mem::swap(&mut bufs, &mut ahead);
     }
     let mut result = meter.result();
     result.express_forwarded = pipeline.counters().express_forwarded - lane_before;

@@ -310,6 +310,22 @@ impl Pipeline {
     /// Processes a burst: `verdicts[i]` is what became of `bufs[i]` (a longer burst than
     /// [`MAX_BURST`] is taken in pieces of that size).
     pub fn process(&mut self, snap: &Snapshot, now: u64, bufs: &mut [PacketBuf], verdicts: &mut [Verdict]) {
+        self.process_ahead(snap, now, bufs, verdicts, &[]);
+    }
+
+    /// [`process`](Pipeline::process), asking the CPU for the headers of `ahead`'s frames as
+    /// it goes: the burst received after this one (see [`crate::worker`]), whose frames a
+    /// NIC's DMA may have left in memory. One frame's lines are asked for as each packet of
+    /// this burst is finished, so that the misses spread over the burst's time (asked for
+    /// all at once, they would wait on each other: a core tracks only so many).
+    pub fn process_ahead(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        bufs: &mut [PacketBuf],
+        verdicts: &mut [Verdict],
+        ahead: &[PacketBuf],
+    ) {
         let n = bufs.len().min(verdicts.len());
         // Both of length n: indexes below n need no further bounds checks.
         let (bufs, verdicts) = (&mut bufs[..n], &mut verdicts[..n]);
@@ -377,6 +393,9 @@ impl Pipeline {
                 // (`i % MAX_BURST`: chunks start at multiples of it, which `forward` and
                 // `finish_v6` rely on.)
                 let slot = i - chunk_start;
+                if let Some(b) = ahead.get(i) {
+                    b.prefetch_headers();
+                }
                 if lane & 1 << slot != 0 {
                     let x = self.express[slot % MAX_BURST];
                     let hash = if self.prefetch_rings { Some(self.maglev[slot % MAX_BURST]) } else { None };
