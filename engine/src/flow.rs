@@ -236,14 +236,20 @@ struct Window([Entry; WINDOW]);
 const _: () = assert!(core::mem::size_of::<Window>() == 64);
 
 impl Window {
-    /// Which entries are free or expired at tick `now`: bit `k` for entry `k`.
+    /// Which entries are free or expired at tick `now` (bit `k` for entry `k`), and the
+    /// window's least recently seen entry as a key that orders across windows: its age
+    /// shifted over `7 − (first + k)`, so that of two keys the larger is the older entry,
+    /// and of equally old ones, the one with the lower number `first + k`. One pass, no
+    /// branches.
     #[inline(always)]
-    fn free(&self, now: u32, timeouts: &IdleTimeouts) -> u32 {
-        let mut free = 0;
+    fn scan(&self, now: u32, timeouts: &IdleTimeouts, first: u64) -> (u32, u64) {
+        let (mut free, mut oldest) = (0, 0);
         for (k, e) in self.0.iter().enumerate() {
-            free |= u32::from(e.is_free(now, timeouts)) << k;
+            let age = age(now, e.seen);
+            free |= u32::from((e.check == 0) | (age >= timeouts.of(e.class_bits()))) << k;
+            oldest = oldest.max(u64::from(age) << 3 | (7 - (first + k as u64)));
         }
-        free
+        (free, oldest)
     }
 }
 
@@ -666,13 +672,19 @@ impl FlowTable {
         let now = ticks(now);
         let entry = Entry { check, seen: now, backend_class: (backend & MAX_BACKEND) | (class as u32) << 30 };
         let [w0, w1] = self.homes(hash, check);
-        for w in [w0, w1] {
-            if at.is_some() {
-                break;
-            }
-            let free = self.windows.get(w).map_or(0, |win| win.free(now, timeouts));
+        // Both windows' free entries and the oldest of their eight, in one pass over each
+        // (the second only when the first is full).
+        let mut oldest = 0;
+        if at.is_none() {
+            let (free, old0) = self.windows.get(w0).map_or((0, 0), |win| win.scan(now, timeouts, 0));
             if free != 0 {
-                at = Some((w, free.trailing_zeros() as usize));
+                at = Some((w0, free.trailing_zeros() as usize));
+            } else {
+                let (free, old1) = self.windows.get(w1).map_or((0, 0), |win| win.scan(now, timeouts, 4));
+                if free != 0 {
+                    at = Some((w1, free.trailing_zeros() as usize));
+                }
+                oldest = old0.max(old1);
             }
         }
         self.inserts = self.inserts.wrapping_add(1);
@@ -685,26 +697,16 @@ impl FlowTable {
         }
         let ((w, k), result) = match at {
             Some(at) => (at, Inserted::Fresh),
-            None => (self.oldest([w0, w1], now), Inserted::Evicted),
+            None => {
+                // (A failed displacement moved nothing: `oldest` still holds.)
+                let number = 7 - (oldest & 7) as usize;
+                ((if number < WINDOW { w0 } else { w1 }, number % WINDOW), Inserted::Evicted)
+            }
         };
         if let Some(e) = self.windows.get_mut(w).and_then(|win| win.0.get_mut(k)) {
             *e = entry;
         }
         result
-    }
-
-    /// The least recently seen entry of two windows (the first of the oldest).
-    fn oldest(&self, windows: [usize; 2], now: u32) -> (usize, usize) {
-        let mut oldest = (windows[0], 0);
-        let mut age_of_oldest = 0;
-        for w in windows {
-            for (k, e) in self.windows.get(w).map_or(&[][..], |win| &win.0).iter().enumerate() {
-                let older = age(now, e.seen) > age_of_oldest;
-                age_of_oldest = core::hint::select_unpredictable(older, age(now, e.seen), age_of_oldest);
-                oldest = core::hint::select_unpredictable(older, (w, k), oldest);
-            }
-        }
-        oldest
     }
 
     /// Where the key with this check and hash is (window, entry), if it is in the table
@@ -987,6 +989,50 @@ mod tests {
         // Once the others expire, inserting is fresh again.
         let k = key(200);
         assert_eq!(t.insert(&k, t.hash(&k), 1, 10_000 * TICK, &T, TimeoutClass::Tcp), Inserted::Fresh);
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_first_of_the_least_recently_seen() {
+        let forever = IdleTimeouts::new(u64::MAX, u64::MAX, u64::MAX);
+        let mut t = FlowTable::with_keys(64, (5, 6));
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Every entry live, seen at a few ticks around `now` (equal ages, and some after
+        // `now`, which count as age 0).
+        let now = 1000;
+        for w in t.windows.iter_mut() {
+            for e in w.0.iter_mut() {
+                *e = Entry { check: rand() | 1, seen: now - 3 + (rand() % 5) as u32, backend_class: 7 };
+            }
+        }
+        for i in 0..2000 {
+            let k = key(10_000 + i);
+            let (check, hash) = (t.check(&k), t.hash(&k));
+            // The rule, written out: over the first window's entries then the second's,
+            // the first whose age is strictly the greatest (the first entry if none is
+            // older than now).
+            let homes = t.homes(hash, check);
+            let (mut expected, mut age_of_oldest) = ((homes[0], 0), 0);
+            for w in homes {
+                for k in 0..WINDOW {
+                    let a = age(now, t.windows[w].0[k].seen);
+                    if a > age_of_oldest {
+                        (expected, age_of_oldest) = ((w, k), a);
+                    }
+                }
+            }
+            let at = u64::from(now) * TICK;
+            assert_eq!(t.insert(&k, hash, 1, at, &forever, TimeoutClass::Tcp), Inserted::Evicted, "{i}");
+            assert_eq!(t.windows[expected.0].0[expected.1].check, check, "insert {i}");
+            // Some entries seen again, so that ages keep varying.
+            let w = (rand() % 16) as usize;
+            t.windows[w].0[(rand() % 4) as usize].seen = now - (rand() % 4) as u32;
+        }
     }
 
     #[test]
