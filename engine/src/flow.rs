@@ -236,20 +236,27 @@ struct Window([Entry; WINDOW]);
 const _: () = assert!(core::mem::size_of::<Window>() == 64);
 
 impl Window {
-    /// Which entries are free or expired at tick `now` (bit `k` for entry `k`), and the
-    /// window's least recently seen entry as a key that orders across windows: its age
-    /// shifted over `7 − (first + k)`, so that of two keys the larger is the older entry,
-    /// and of equally old ones, the one with the lower number `first + k`. One pass, no
-    /// branches.
+    /// Which entries are free or expired at tick `now`: bit `k` for entry `k`.
     #[inline(always)]
-    fn scan(&self, now: u32, timeouts: &IdleTimeouts, first: u64) -> (u32, u64) {
-        let (mut free, mut oldest) = (0, 0);
+    fn free(&self, now: u32, timeouts: &IdleTimeouts) -> u32 {
+        let mut free = 0;
         for (k, e) in self.0.iter().enumerate() {
-            let age = age(now, e.seen);
-            free |= u32::from((e.check == 0) | (age >= timeouts.of(e.class_bits()))) << k;
-            oldest = oldest.max(u64::from(age) << 3 | (7 - (first + k as u64)));
+            free |= u32::from(e.is_free(now, timeouts)) << k;
         }
-        (free, oldest)
+        free
+    }
+
+    /// The window's least recently seen entry, as a key that orders across windows: its
+    /// age shifted over `7 − (first + k)`, so that of two keys the larger is the older
+    /// entry, and of equally old ones, the one with the lower number `first + k`. One pass,
+    /// no branches.
+    #[inline(always)]
+    fn oldest(&self, now: u32, first: u64) -> u64 {
+        let mut oldest = 0;
+        for (k, e) in self.0.iter().enumerate() {
+            oldest = oldest.max(u64::from(age(now, e.seen)) << 3 | (7 - (first + k as u64)));
+        }
+        oldest
     }
 }
 
@@ -672,19 +679,20 @@ impl FlowTable {
         let now = ticks(now);
         let entry = Entry { check, seen: now, backend_class: (backend & MAX_BACKEND) | (class as u32) << 30 };
         let [w0, w1] = self.homes(hash, check);
-        // Both windows' free entries and the oldest of their eight, in one pass over each
-        // (the second only when the first is full).
+        // The first window's free entries; when it has none, the second's, and the oldest of
+        // both windows' eight (what a full table evicts), each window read once.
         let mut oldest = 0;
         if at.is_none() {
-            let (free, old0) = self.windows.get(w0).map_or((0, 0), |win| win.scan(now, timeouts, 0));
+            let win0 = self.windows.get(w0);
+            let free = win0.map_or(0, |win| win.free(now, timeouts));
             if free != 0 {
                 at = Some((w0, free.trailing_zeros() as usize));
-            } else {
-                let (free, old1) = self.windows.get(w1).map_or((0, 0), |win| win.scan(now, timeouts, 4));
+            } else if let Some(win1) = self.windows.get(w1) {
+                let free = win1.free(now, timeouts);
                 if free != 0 {
                     at = Some((w1, free.trailing_zeros() as usize));
                 }
-                oldest = old0.max(old1);
+                oldest = win0.map_or(0, |win| win.oldest(now, 0)).max(win1.oldest(now, 4));
             }
         }
         self.inserts = self.inserts.wrapping_add(1);
