@@ -187,6 +187,9 @@ pub struct Pipeline {
     /// second pass takes them out of line. (A field rather than a local: the IPv4 loop
     /// keeps its registers.)
     lane6: u64,
+    /// How many frames of the next burst the last [`Pipeline::process_ahead`] asked for:
+    /// the next call does not ask for those again.
+    asked: usize,
     /// Where new flows are announced to the fleet (see [`crate::announce`]), if anywhere.
     announce: Option<Arc<Announcer>>,
 }
@@ -244,6 +247,7 @@ impl Pipeline {
             prefetch_rings: false,
             maglev: Box::new([0; MAX_BURST]),
             lane6: 0,
+            asked: 0,
             announce: None,
         }
     }
@@ -317,7 +321,8 @@ impl Pipeline {
     /// it goes: the burst received after this one (see [`crate::worker`]), whose frames a
     /// NIC's DMA may have left in memory. One frame's lines are asked for as each packet of
     /// this burst is finished, so that the misses spread over the burst's time (asked for
-    /// all at once, they would wait on each other: a core tracks only so many).
+    /// all at once, they would wait on each other: a core tracks only so many). The next
+    /// call is taken to be for `ahead`'s packets, and asks for their frames no more.
     pub fn process_ahead(
         &mut self,
         snap: &Snapshot,
@@ -332,6 +337,7 @@ impl Pipeline {
         let mac = snap.interface().mac.0;
         let mac = u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
         let express = !self.general_path_only;
+        let asked = core::mem::take(&mut self.asked);
         for chunk_start in (0..n).step_by(MAX_BURST) {
             let end = (chunk_start + MAX_BURST).min(n);
             let misses = self.counters.flow_misses;
@@ -342,7 +348,7 @@ impl Pipeline {
             // A frame that a NIC has just written is in memory, not in a cache (on machines
             // without cache injection): ask for every frame's headers before reading any,
             // or each packet would wait on memory in turn.
-            for b in &bufs[chunk_start..end] {
+            for b in bufs.get(chunk_start.max(asked)..end).unwrap_or_default() {
                 b.prefetch_headers();
             }
             // Classify the burst and prefetch every flow-table window before touching any:
@@ -448,6 +454,7 @@ impl Pipeline {
                 }
             }
         }
+        self.asked = ahead.len().min(n);
     }
 
     /// The Maglev hash of each packet of the chunk `bufs` the express lane took (bit per slot
