@@ -691,8 +691,9 @@ impl FlowTable {
                 let free = win1.free(now, timeouts);
                 if free != 0 {
                     at = Some((w1, free.trailing_zeros() as usize));
+                } else {
+                    oldest = win0.map_or(0, |win| win.oldest(now, 0)).max(win1.oldest(now, 4));
                 }
-                oldest = win0.map_or(0, |win| win.oldest(now, 0)).max(win1.oldest(now, 4));
             }
         }
         self.inserts = self.inserts.wrapping_add(1);
