@@ -12,10 +12,11 @@
 //! ```
 //!
 //! The loop polls one burst ahead: it receives the next burst before it processes the one
-//! it has, and asks the CPU for the next burst's frames' headers as it goes, so that frames a NIC's DMA left in
-//! memory arrive in the cache while the burst before them is worked on, rather than as
-//! their own burst starts. A burst waits one turn of the loop for that (a poll, when
-//! traffic is light); on a stop, the burst in hand is processed before the worker exits.
+//! it has, and asks the CPU for the next burst's frame headers as it goes, so that frames
+//! a NIC's DMA left in memory arrive in the cache while the burst before them is worked
+//! on, rather than as their own burst starts. A burst waits one turn of the loop for that
+//! (a poll, when traffic is light); on a stop, the burst in hand is processed before the
+//! worker exits.
 //!
 //! A worker owns its pipeline (flow table, counters, spare buffers) and its port queue; it
 //! shares only its [`WorkerStats`], which it writes and the control thread reads. A new
