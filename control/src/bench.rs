@@ -592,13 +592,16 @@ fn run_dpdk_worker(
     }
     let mut meter = Meter::new(spec, progress);
     let lane_before = pipeline.counters().express_forwarded;
+    // One burst ahead, as a worker's loop polls (see `vipgate_engine::worker`).
+    let mut ahead: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::empty()).collect();
+    let mut n = queue.rx_generated(&mut bufs, |b| source.write_one(b));
     while !meter.done() {
         let t0 = Instant::now();
-        let n = queue.rx_generated(&mut bufs, |b| source.write_one(b));
+        let next = queue.rx_generated(&mut ahead, |b| source.write_one(b));
         let t1 = Instant::now();
         let c0 = tsc();
         now += 2_000;
-        pipeline.process(snap, now, &mut bufs[..n], &mut verdicts[..n]);
+        pipeline.process_ahead(snap, now, &mut bufs[..n], &mut verdicts[..n], &ahead[..next]);
         let sent = send(&mut bufs[..n], &verdicts[..n], queue);
         let c1 = tsc();
         let t2 = Instant::now();
@@ -607,6 +610,8 @@ fn run_dpdk_worker(
             // The pool ran dry: a leak would end here rather than spin.
             break;
         }
+        core::mem::swap(&mut bufs, &mut ahead);
+        n = next;
     }
     let mut result = meter.result();
     result.express_forwarded = pipeline.counters().express_forwarded - lane_before;
