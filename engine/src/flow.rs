@@ -679,8 +679,8 @@ impl FlowTable {
         let now = ticks(now);
         let entry = Entry { check, seen: now, backend_class: (backend & MAX_BACKEND) | (class as u32) << 30 };
         let [w0, w1] = self.homes(hash, check);
-        // The first window's free entries; when it has none, the second's, and the oldest of
-        // both windows' eight (what a full table evicts), each window read once.
+        // The first window's free entries; when it has none, the second's; when both are
+        // full, the oldest of their eight entries (what a full table evicts).
         let mut oldest = 0;
         if at.is_none() {
             let win0 = self.windows.get(w0);
