@@ -9,6 +9,7 @@
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::counters::Counters;
 use crate::flow::FlowKey;
 
 /// A new flow: its key and the number of its (VIP, backend) pair.
@@ -41,5 +42,23 @@ impl Announcer {
     /// The oldest announcement, if any.
     pub fn pop(&self) -> Option<Announced> {
         self.queue.pop()
+    }
+}
+
+/// Announces the new flow `key` (when it can be read) of pair `number` to `announcer`, if
+/// the fleet wants new flows, and counts it as announced or, the queue being full,
+/// unannounced.
+#[inline(always)]
+pub(crate) fn announce(
+    announcer: Option<&Announcer>,
+    counters: &mut Counters,
+    key: impl FnOnce() -> Option<FlowKey>,
+    number: u32,
+) {
+    if let Some(a) = announcer {
+        match key() {
+            Some(k) if a.push(k, number) => counters.flows_announced += 1,
+            _ => counters.flows_unannounced += 1,
+        }
     }
 }

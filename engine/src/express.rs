@@ -1038,12 +1038,7 @@ impl LaneState<'_> {
     /// Announces the new flow `key` of pair `number`, when the fleet wants new flows.
     #[inline(always)]
     fn announce(&mut self, key: impl FnOnce() -> Option<FlowKey>, number: u32) {
-        if let Some(a) = self.announce {
-            match key() {
-                Some(k) if a.push(k, number) => self.counters.flows_announced += 1,
-                _ => self.counters.flows_unannounced += 1,
-            }
-        }
+        crate::announce::announce(self.announce, self.counters, key, number);
     }
 
     /// The flow counts of a packet the lane finishes (`known` flow, or a new one; `moved`

@@ -736,10 +736,9 @@ impl FlowTable {
         None
     }
 
-    /// The number `key` goes to if it has a live entry (seen within its idle timeout),
-    /// without touching the entry.
-    pub fn peek(&self, key: &FlowKey, now: u64, timeouts: &IdleTimeouts) -> Option<u32> {
-        let (check, hash) = (self.check(key), self.hash(key));
+    /// The number the key with this [`check`](Self::check) and hash goes to if it has a
+    /// live entry (seen within its idle timeout), without touching the entry.
+    pub fn peek(&self, check: u64, hash: u64, now: u64, timeouts: &IdleTimeouts) -> Option<u32> {
         self.find(check, hash)
             .and_then(|(w, k)| self.windows.get(w)?.0.get(k))
             .filter(|e| !e.is_free(ticks(now), timeouts))

@@ -62,13 +62,13 @@ impl Pipeline {
                 if !p.icmp_error && !p.closing {
                     let flow = NewFlow { check: p.check, hash: p.hash, backend: b.number, class: p.class };
                     self.remember(found == Err(Absent(true)), flow, now, &timeouts);
-                    if let Some(a) = &self.announce {
-                        if a.push(p.key, b.number) {
-                            self.counters.flows_announced += 1;
-                        } else {
-                            self.counters.flows_unannounced += 1;
-                        }
-                    }
+                    let key = p.key;
+                    crate::announce::announce(
+                        self.announce.as_deref(),
+                        &mut self.counters,
+                        || Some(key),
+                        b.number,
+                    );
                 }
                 (i, *b)
             }

@@ -533,7 +533,7 @@ impl Pipeline {
     /// here.
     pub fn adopt(&mut self, key: &FlowKey, number: u32, now: u64, timeouts: &IdleTimeouts) -> bool {
         let (hash, check) = (self.flows.hash(key), self.flows.check(key));
-        match self.flows.peek(key, now, timeouts) {
+        match self.flows.peek(check, hash, now, timeouts) {
             Some(n) if n == number => {
                 let _ = self.flows.lookup_absent(check, hash, now, timeouts, None);
                 false
@@ -550,7 +550,7 @@ impl Pipeline {
 
     /// Whether the flow `key` is live here (seen within its idle timeout).
     pub fn is_live(&self, key: &FlowKey, now: u64, timeouts: &IdleTimeouts) -> bool {
-        self.flows.peek(key, now, timeouts).is_some()
+        self.flows.peek(self.flows.check(key), self.flows.hash(key), now, timeouts).is_some()
     }
 
     /// Processes one packet.
